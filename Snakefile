@@ -1,0 +1,27 @@
+# tyr: Týr-the-Pruner (Li et al., NeurIPS 2025) as a Snakemake workflow.
+# Thin on purpose: rules live in rules/<stage>.smk and call src/tyr; nothing heavy is
+# imported here, because every SLURM job parses this file again.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/model.smk"
+include: "rules/calibrate.smk"
+include: "rules/supernet.smk"
+include: "rules/search.smk"
+include: "rules/export.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,29 @@
+rule calibrate:
+    input:
+        model=MODEL,
+    output:
+        tokens=directory(TOKENS),
+    params:
+        data=config["data"],
+    log:
+        run_path("logs/calibrate.log"),
+    benchmark:
+        run_path("benchmarks/calibrate.tsv")
+    threads: THREADS
+    run:
+        step("calibrate", input, output, params, wildcards, threads, log)
+
+
+rule embed:
+    input:
+        model=MODEL,
+        tokens=TOKENS,
+    output:
+        embeddings=directory(EMBEDDINGS),
+    log:
+        run_path("logs/embed.log"),
+    benchmark:
+        run_path("benchmarks/embed.tsv")
+    threads: THREADS
+    run:
+        step("embed", input, output, params, wildcards, threads, log)

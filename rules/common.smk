@@ -1,0 +1,72 @@
+# Paths, wildcards and input functions shared by all rules. Light imports only.
+from snakemake.exceptions import WorkflowError
+
+from tyr import config as tyrconf
+
+try:
+    tyrconf.check(config)
+except tyrconf.ConfigError as e:
+    raise WorkflowError(f"invalid configuration: {e}")
+
+
+RUN = f"results/{config['run']}"
+
+
+def run_path(path):
+    return f"{RUN}/{path}"
+
+
+def target_path(path):
+    """Under the folder of one target sparsity: results/<run>/s<percent>/."""
+    return f"{RUN}/s{{target}}/{path}"
+
+
+MODEL = run_path("model")
+TOKENS = run_path("calib/tokens.zarr")
+EMBEDDINGS = run_path("calib/embeddings.zarr")
+TOPK = run_path("dense/topk.zarr")
+TARGETS = [tyrconf.target_tag(t) for t in tyrconf.targets(config)]
+ITERATIONS = config["supernet"]["iterations"]
+THREADS = config["threads"]
+try:
+    N_LAYERS = tyrconf.num_layers(config["model"]["source"], f"{MODEL}/spec.json")
+except tyrconf.ConfigError as e:
+    raise WorkflowError(str(e))
+
+
+wildcard_constraints:
+    target=r"\d+(\.\d+)?",
+    iter=r"\d+",
+    layer=r"\d{3}",
+    method=r"[a-z][a-z0-9_]*",
+
+
+def step(name, input, output, params, wildcards, threads, log):
+    """Run the rule's entry point in tyr.steps (torch is imported there, inside the job)."""
+    from tyr.workflow import step as run_step
+
+    return run_step(name, input, output, params, wildcards, threads, log)
+
+
+def layer_input(wildcards):
+    """Layer 0 reads the embeddings; layer l the expected output of layer l-1 (paper Eq. 5)."""
+    layer = int(wildcards.layer)
+    if layer == 0:
+        return EMBEDDINGS
+    return f"{RUN}/s{wildcards.target}/iter{wildcards.iter}/acts/out{layer - 1:03d}.zarr"
+
+
+def previous_best(wildcards):
+    """Iteration i > 1 recentres its levels on iteration i-1's best genome."""
+    i = int(wildcards.iter)
+    return [] if i == 1 else [f"{RUN}/s{wildcards.target}/iter{i - 1}/search/best.json"]
+
+
+def layer_manifests(wildcards):
+    base = f"{RUN}/s{wildcards.target}/iter{wildcards.iter}/supernet"
+    return [f"{base}/layer{layer:03d}/manifest.json" for layer in range(N_LAYERS)]
+
+
+def final_outputs():
+    summaries = expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"])
+    return summaries + [run_path("report/report.md")]

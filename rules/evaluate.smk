@@ -1,0 +1,56 @@
+rule evaluate_dense:
+    input:
+        model=MODEL,
+    output:
+        eval=run_path("dense/eval.json"),
+    params:
+        evaluate=config["evaluate"],
+    log:
+        run_path("logs/evaluate_dense.log"),
+    benchmark:
+        run_path("benchmarks/evaluate_dense.tsv")
+    threads: THREADS
+    run:
+        step("evaluate", input, output, params, wildcards, threads, log)
+
+
+rule evaluate_pruned:
+    input:
+        model=target_path("{method}/pruned"),
+    output:
+        eval=target_path("{method}/eval/pruned.json"),
+    params:
+        evaluate=config["evaluate"],
+    log:
+        run_path("logs/s{target}/{method}/evaluate.log"),
+    benchmark:
+        run_path("benchmarks/s{target}/{method}/evaluate.tsv")
+    threads: THREADS
+    run:
+        step("evaluate", input, output, params, wildcards, threads, log)
+
+
+rule summarize:
+    input:
+        dense=run_path("dense/eval.json"),
+        pruned=target_path("{method}/eval/pruned.json"),
+        genome=target_path("{method}/genome.json"),
+        model=MODEL,
+    output:
+        summary=target_path("{method}/eval/summary.json"),
+    log:
+        run_path("logs/s{target}/{method}/summarize.log"),
+    run:
+        step("summarize", input, output, params, wildcards, 1, log)
+
+
+rule report:
+    input:
+        summaries=expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"]),
+        genomes=expand(target_path("{method}/genome.json"), target=TARGETS, method=config["methods"]),
+    output:
+        markdown=run_path("report/report.md"),
+    log:
+        run_path("logs/report.log"),
+    run:
+        step("report", input, output, params, wildcards, 1, log)

@@ -1,0 +1,58 @@
+rule dense_topk:
+    input:
+        model=MODEL,
+        tokens=TOKENS,
+    output:
+        topk=directory(TOPK),
+    params:
+        search=config["search"],
+    log:
+        run_path("logs/dense_topk.log"),
+    benchmark:
+        run_path("benchmarks/dense_topk.tsv")
+    threads: THREADS
+    run:
+        step("dense_topk", input, output, params, wildcards, threads, log)
+
+
+rule search:
+    input:
+        supernet=target_path("iter{iter}/supernet/supernet.json"),
+        topk=TOPK,
+        tokens=TOKENS,
+        model=MODEL,
+    output:
+        best=target_path("iter{iter}/search/best.json"),
+        generations=target_path("iter{iter}/search/generations.tsv"),
+    params:
+        search=config["search"],
+    log:
+        run_path("logs/s{target}/iter{iter}/search.log"),
+    benchmark:
+        run_path("benchmarks/s{target}/iter{iter}/search.tsv")
+    threads: THREADS
+    run:
+        step("search", input, output, params, wildcards, threads, log)
+
+
+rule genome_tyr:
+    input:
+        best=target_path(f"iter{ITERATIONS}/search/best.json"),
+    output:
+        genome=target_path("tyr/genome.json"),
+    log:
+        run_path("logs/s{target}/genome_tyr.log"),
+    run:
+        step("genome_tyr", input, output, params, wildcards, 1, log)
+
+
+rule genome_uniform:
+    input:
+        supernet=target_path("iter1/supernet/supernet.json"),
+        model=MODEL,
+    output:
+        genome=target_path("uniform/genome.json"),
+    log:
+        run_path("logs/s{target}/genome_uniform.log"),
+    run:
+        step("genome_uniform", input, output, params, wildcards, 1, log)

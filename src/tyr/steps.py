@@ -1,0 +1,126 @@
+"""Entry points of the workflow's rules: map a rule's input/output/params to a tyr call.
+
+One small function per rule, named after it. They hold no algorithm: each only picks
+paths and options and calls the module that implements the stage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from tyr import config as tyrconf
+
+
+def _spec(input) -> str:
+    return os.path.join(input.model, "spec.json")
+
+
+def prepare_model(input, output, params, wildcards):
+    from tyr.prepare import prepare_model
+
+    m = params.model
+    prepare_model(m["source"], output.model, trust_remote_code=m["trust_remote_code"], dtype=m["dtype"])
+
+
+def calibrate(input, output, params, wildcards):
+    from tyr.data import calibrate
+
+    d = params.data
+    calibrate(input.model, output.tokens, source=d["source"], seq_len=d["seq_len"],
+              n_prune=d["prune_sequences"], n_fitness=d["fitness_sequences"],
+              n_heldout=d.get("heldout_sequences", 0), seed=d.get("seed", 0),
+              text_field=d.get("text_field", "text"))
+
+
+def embed(input, output, params, wildcards):
+    from tyr.supernet import embed
+
+    embed(input.model, input.tokens, output.embeddings)
+
+
+def levels(input, output, params, wildcards):
+    from tyr.levels import write_levels
+
+    s = params.supernet
+    write_levels(_spec(input), output.levels, target_sparsity=tyrconf.tag_target(wildcards.target),
+                 delta=s["delta"], n_levels=s["levels"], iteration=int(wildcards.iter),
+                 previous_genome=input.previous[0] if input.previous else None,
+                 mlp_group=s["channels_per_step"])
+
+
+def supernet_layer(input, output, params, wildcards):
+    from tyr.supernet import build_layer
+
+    s = params.supernet
+    build_layer(input.model, _spec(input), input.levels, input.acts, int(wildcards.layer),
+                os.path.dirname(output.manifest), output.acts, damp=s["damp"],
+                heads_per_step=s["heads_per_step"], channels_per_step=s["channels_per_step"],
+                batch_size=s["batch_size"], compensate=s["compensate"], accumulate=s["accumulate"],
+                iteration=int(wildcards.iter))
+
+
+def supernet(input, output, params, wildcards):
+    from tyr.supernet import assemble
+
+    assemble(list(input.manifests), output.supernet)
+
+
+def dense_topk(input, output, params, wildcards):
+    from tyr.fitness import dense_topk
+
+    dense_topk(input.model, input.tokens, output.topk, k=params.search["topk"])
+
+
+def search(input, output, params, wildcards):
+    from tyr.search import run_search
+
+    s, i = params.search, int(wildcards.iter)
+    run_search(input.supernet, input.topk, input.tokens, input.model, _spec(input),
+               os.path.dirname(output.best), target_sparsity=tyrconf.tag_target(wildcards.target),
+               offspring=s["offspring"], generations=s["generations"], stages=s["stages"],
+               seed=s["seed"] + 1000 * i, max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"],
+               hidden_mse_weight=s["hidden_mse_weight"], iteration=i)
+
+
+def genome_tyr(input, output, params, wildcards):
+    from tyr.io import atomic_path
+
+    with atomic_path(output.genome) as tmp:
+        shutil.copyfile(input.best, tmp)
+
+
+def genome_uniform(input, output, params, wildcards):
+    from tyr.search import uniform_genome
+
+    uniform_genome(input.supernet, _spec(input), output.genome,
+                   target_sparsity=tyrconf.tag_target(wildcards.target))
+
+
+def export(input, output, params, wildcards):
+    from tyr.export import export
+
+    export(input.model, _spec(input), input.genome, output.pruned, method=wildcards.method,
+           card={"tokens_zarr": input.tokens})
+
+
+def evaluate(input, output, params, wildcards):
+    from tyr.evaluate import evaluate_model
+
+    e = params.evaluate
+    evaluate_model(input.model, output.eval, wikitext=tyrconf.resolve_wikitext(e["wikitext"]),
+                   seq_len=e["seq_len"], zeroshot_tasks=e["zeroshot_tasks"],
+                   zeroshot_dir=tyrconf.resolve_zeroshot_dir(e["zeroshot_dir"]),
+                   limit=e["zeroshot_limit"], speed=e["speed"])
+
+
+def summarize(input, output, params, wildcards):
+    from tyr.evaluate import summarize
+
+    summarize(input.dense, input.pruned, _spec(input), input.genome, output.summary)
+
+
+def report(input, output, params, wildcards):
+    from tyr.report import write_report
+
+    write_report(summaries=list(input.summaries), genomes=list(input.genomes), out_markdown=output.markdown)

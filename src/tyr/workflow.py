@@ -1,0 +1,64 @@
+"""Running one workflow step: logging to the rule's log file, thread count, timing.
+
+Rules call `step(name, input, output, params, wildcards, threads, log)` from their
+`run:` block; it runs the entry point `tyr.steps.<name>`. Locally the
+default profile runs these blocks in threads of the Snakemake process (so torch and
+transformers are imported once per run, not once per job); on SLURM each job is its
+own process. Both go through this function.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+
+_lock = threading.Lock()
+
+
+class _ThisThread(logging.Filter):
+    """Keep a job's log file free of records from jobs running in other threads."""
+
+    def __init__(self):
+        super().__init__()
+        self.ident = threading.get_ident()
+
+    def filter(self, record):
+        return record.thread == self.ident
+
+
+@contextmanager
+def job_log(path):
+    logger = logging.getLogger("tyr")
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(_ThisThread())
+    logger.addHandler(handler)
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def step(name, input, output, params, wildcards, threads, log):
+    """Run `tyr.steps.<name>` for a rule, with the rule's threads, logging to its log file."""
+    import torch
+
+    from tyr import steps
+
+    fn = getattr(steps, name)
+    with _lock:
+        torch.set_num_threads(max(1, int(threads)))
+    with job_log(log[0]) as logger:
+        logger.info("start %s %s", name, dict(wildcards.items()))
+        t0 = time.perf_counter()
+        try:
+            result = fn(input, output, params, wildcards)
+        except Exception:
+            logger.exception("%s failed", name)
+            raise
+        logger.info("%s done in %.1f s", name, time.perf_counter() - t0)
+        return result
