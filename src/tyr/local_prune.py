@@ -1,0 +1,132 @@
+"""Local structural pruning of one sublayer's output projection (Týr-the-Pruner, Sec. 3.2).
+
+Notation follows the paper and SparseGPT: the output projection maps d_in input channels
+to d_out outputs, Y = X W with W laid out as [d_in, d_out] (the transpose of a torch
+Linear weight). Input channels are grouped into units of `group` channels (an attention
+query head = head_dim channels, an MLP channel = 1). With H = XᵀX (damped) and G = H W,
+
+  saliency(p)   = <G_p, W_p>                         first-order Taylor term
+                + ½ <W_p, ([H⁻¹]_pp)⁻¹ W_p>           OBS term (block form for a head)
+  remove P      W_K -= H⁻¹[K,P] ([H⁻¹]_PP)⁻¹ W_P     OBS compensation
+                H⁻¹ <- H⁻¹_KK - H⁻¹[K,P] ([H⁻¹]_PP)⁻¹ H⁻¹[P,K]   (inverse of H_KK)
+  level K       W_K = H_KK⁻¹ G_K,  G = H W_dense     exact least-squares refit
+
+One progressive pass, a few units per step, emits every requested level; the kept sets
+are nested because they lie on one path.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class Hessian:
+    """H = XᵀX / N over calibration tokens, accumulated in float64 (sparsegpt's add_batch)."""
+
+    def __init__(self, d_in: int):
+        self.H = torch.zeros(d_in, d_in, dtype=torch.float64)
+        self.n = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        # One float32 product per batch is exact enough; the sum across batches is float64.
+        self.H += (x.T @ x).double()
+        self.n += x.shape[0]
+
+    def mean(self) -> torch.Tensor:
+        return self.H / max(self.n, 1)
+
+
+def damp(H: torch.Tensor, lam: float) -> torch.Tensor:
+    """H + λ·mean(diag H)·I: keeps H invertible when channels are dead or collinear."""
+    d = torch.diagonal(H).mean().clamp_min(torch.finfo(H.dtype).tiny)
+    return H + lam * d * torch.eye(H.shape[0], dtype=H.dtype)
+
+
+def saliency(W, G, Hinv, group: int, *, taylor=True, obs=True) -> torch.Tensor:
+    """Score of each unit (rows p*group..(p+1)*group of W); the lowest is pruned first."""
+    n = W.shape[0] // group
+    Wp, Gp = W.view(n, group, -1), G.view(n, group, -1)
+    score = torch.zeros(n, dtype=W.dtype)
+    if taylor:
+        score += (Gp * Wp).sum((1, 2))
+    if obs:
+        idx = torch.arange(n * group).view(n, group)
+        blocks = Hinv[idx[:, :, None], idx[:, None, :]]  # [n, group, group] diagonal blocks
+        score += 0.5 * (Wp * torch.linalg.solve(blocks, Wp)).sum((1, 2))
+    return score
+
+
+def channels(units: torch.Tensor, group: int) -> torch.Tensor:
+    """Input-channel indices of `units` (unit u covers channels u*group .. u*group+group-1)."""
+    return (units[:, None] * group + torch.arange(group)).reshape(-1)
+
+
+def refit(H, G, kept_channels):
+    """W_K = H_KK⁻¹ G_K: the least-squares output projection on the kept channels."""
+    K = kept_channels
+    L = torch.linalg.cholesky(H[K][:, K])
+    return torch.cholesky_solve(G[K], L)
+
+
+def prune_levels(weight, H, levels, *, group=1, per_step=1, damp_ratio=0.01,
+                 taylor=True, obs=True, compensate=True) -> dict:
+    """Prune a Linear `weight` [d_out, d_in] progressively; emit every level in one pass.
+
+    H: [d_in, d_in] undamped XᵀX/N. levels: kept-unit counts. Returns {kept: (kept_units
+    LongTensor sorted, weight [d_out, kept*group] in weight's dtype)}. With
+    compensate=False the same units are selected but the kept columns of the dense
+    weight are returned unchanged (plain masking; the ablation of the refit).
+    """
+    d_out, d_in = weight.shape
+    n_units = d_in // group
+    assert n_units * group == d_in, "d_in must be a whole number of units"
+    targets = sorted({int(k) for k in levels}, reverse=True)
+    assert all(0 <= k <= n_units for k in targets), f"levels {targets} outside [0, {n_units}]"
+
+    W_dense = weight.detach().double().T.contiguous()  # [d_in, d_out]
+    Hd = damp(H.double(), damp_ratio)
+    G_dense = Hd @ W_dense
+    out = {}
+
+    alive = torch.arange(n_units)  # units still kept, in original order
+    W, G = W_dense.clone(), G_dense.clone()
+    Hinv = torch.cholesky_inverse(torch.linalg.cholesky(Hd))
+    for target in targets:
+        while len(alive) > target:
+            score = saliency(W, G, Hinv, group, taylor=taylor, obs=obs)
+            k = min(per_step, len(alive) - target)
+            drop = torch.sort(torch.argsort(score, stable=True)[:k]).values  # local unit positions
+            P = channels(drop, group)
+            keep = torch.ones(W.shape[0], dtype=torch.bool)
+            keep[P] = False
+            # OBS: the optimal update of the kept rows for zeroing W_P, and H⁻¹ of the kept rows.
+            M = Hinv[:, P] @ torch.linalg.inv(Hinv[P][:, P])
+            W = (W - M @ W[P])[keep]
+            Hinv = (Hinv - M @ Hinv[P])[keep][:, keep]
+            # After an exact OBS step W_K is the least-squares fit on K, so H_KK W_K = (H W_dense)_K:
+            # G of the current W is the dense G restricted to the kept rows (no recomputation).
+            G = G[keep]
+            unit_keep = torch.ones(len(alive), dtype=torch.bool)
+            unit_keep[drop] = False
+            alive = alive[unit_keep]
+        out[target] = (alive.clone(), _level_weight(alive, W_dense, Hd, G_dense, group, n_units, compensate))
+    return {k: (u, w.T.contiguous().to(weight.dtype)) for k, (u, w) in out.items()}
+
+
+def _level_weight(alive, W_dense, Hd, G_dense, group, n_units, compensate):
+    if len(alive) == 0:
+        return W_dense[:0]
+    K = channels(alive, group)
+    if len(alive) == n_units or not compensate:
+        return W_dense[K]  # the dense set is its own refit; masking keeps dense rows
+    return refit(Hd, G_dense, K)
+
+
+def recon_error(weight, pruned, kept_channels, H) -> float:
+    """Relative output error ‖XW − XŴ‖² / ‖XW‖² from H = XᵀX, Ŵ zero outside `kept_channels`."""
+    W = weight.detach().double().T
+    D = W.clone()
+    D[kept_channels] -= pruned.detach().double().T
+    H = H.double()
+    return float(torch.trace(D.T @ H @ D) / torch.trace(W.T @ H @ W).clamp_min(1e-300))
