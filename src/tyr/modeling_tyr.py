@@ -47,6 +47,7 @@ class TyrConfig(PretrainedConfig):
         qkv_bias=False,
         o_bias=False,
         mlp_bias=False,
+        down_bias=None,
         qk_norm=False,
         layer_q_heads=None,
         layer_kv_heads=None,
@@ -70,6 +71,8 @@ class TyrConfig(PretrainedConfig):
         self.qkv_bias = qkv_bias
         self.o_bias = o_bias
         self.mlp_bias = mlp_bias
+        # down_proj may carry a bias of its own (bias compensation, e.g. FLAP) when gate/up do not.
+        self.down_bias = mlp_bias if down_bias is None else down_bias
         self.qk_norm = qk_norm
         self.source_model_type = source_model_type
         n, group = num_hidden_layers, num_attention_heads // num_key_value_heads
@@ -183,7 +186,7 @@ class TyrMLP(nn.Module):
         h, m = config.hidden_size, config.layer_intermediate[layer_idx]
         self.gate_proj = nn.Linear(h, m, bias=config.mlp_bias)
         self.up_proj = nn.Linear(h, m, bias=config.mlp_bias)
-        self.down_proj = nn.Linear(m, h, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(m, h, bias=config.down_bias)
         self.act_fn = ACT2FN[config.hidden_act]
 
     def channels(self, x):
