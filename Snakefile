@@ -1,12 +1,14 @@
 # tyr: Týr-the-Pruner (Li et al., NeurIPS 2025) as a Snakemake workflow.
 # Thin on purpose: rules live in rules/<stage>.smk and call src/tyr; nothing heavy is
 # imported here, because every SLURM job parses this file again.
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 validate(config, "config/config.schema.yaml")

@@ -1,0 +1,165 @@
+"""End-to-end benchmark of the default pipeline: cost and quality side by side, in one run.
+
+    .venv/bin/python bench/pipeline.py [--targets 0.25 0.5] [--cores 2] [--run NAME] [--extra-config FILE]
+
+Runs `snakemake --cores N` on the embedded SmolLM2-135M for the given targets, then reads the
+Snakemake `benchmark:` files and the run's outputs and writes
+`bench/results/<date>-<host>.json` and `.md`:
+  - wall time end to end and per stage (sum over a stage's jobs);
+  - orchestration overhead = wall time - sum of job compute times;
+  - peak RSS per stage (max over its jobs) and of the whole run;
+  - supernet disk size;
+  - search fitness evaluations per second, incremental vs naive on the same tokens;
+  - exported-model prefill/decode tokens/s and memory vs dense, with perplexity and zero-shot average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"peak_rss_gb": 4.0, "overhead_fraction": 0.10, "wall_minutes": 30.0, "wall_minutes_next": 15.0}
+
+
+def run_workflow(run: str, targets: list[float], cores: int, extra_config: str | None) -> float:
+    cmd = [str(ROOT / ".venv/bin/snakemake"), "--cores", str(cores), "--config", f"run={run}",
+           f"target_sparsity={json.dumps(targets)}"]
+    if extra_config:
+        cmd += ["--configfile", extra_config]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return time.perf_counter() - t0
+
+
+def read_benchmarks(run_dir: Path) -> list[dict]:
+    """One row per job: rule-level stage name, seconds, peak RSS (MB), from Snakemake benchmark TSVs."""
+    rows = []
+    for tsv in sorted((run_dir / "benchmarks").rglob("*.tsv")):
+        with tsv.open() as f:
+            record = next(csv.DictReader(f, delimiter="\t"))
+        stage = tsv.stem.rstrip("0123456789")  # supernet_layer007 -> supernet_layer
+        rss = record.get("max_rss", "NA")
+        rows.append({"job": str(tsv.relative_to(run_dir / "benchmarks")), "stage": stage,
+                     "seconds": float(record["s"]), "max_rss_mb": float(rss) if rss not in ("NA", "-") else None})
+    return rows
+
+
+def per_stage(rows: list[dict]) -> dict:
+    stages = defaultdict(lambda: {"jobs": 0, "seconds": 0.0, "max_rss_mb": 0.0})
+    for r in rows:
+        s = stages[r["stage"]]
+        s["jobs"] += 1
+        s["seconds"] += r["seconds"]
+        s["max_rss_mb"] = max(s["max_rss_mb"], r["max_rss_mb"] or 0.0)
+    return dict(stages)
+
+
+def disk_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def fitness_speed(run_dir: Path, target_tag: str) -> dict | None:
+    """Incremental vs naive candidate evaluations per second on the same tokens (tyr.fitness)."""
+    from tyr.fitness import benchmark_evaluator
+
+    supernet = run_dir / f"s{target_tag}" / "iter1" / "supernet" / "supernet.json"
+    if not supernet.exists():
+        return None
+    return benchmark_evaluator(str(supernet), str(run_dir / "dense" / "topk.zarr"), str(run_dir / "calib" / "tokens.zarr"),
+                               str(run_dir / "model"), str(run_dir / "model" / "spec.json"))
+
+
+def quality_and_speed(run_dir: Path) -> dict:
+    out = {}
+    for summary in sorted(run_dir.glob("s*/*/eval/summary.json")):
+        out[f"{summary.parts[-4]}/{summary.parts[-3]}"] = json.loads(summary.read_text())
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Benchmark {result['date']} on {result['host']}", "",
+             f"Command: `{result['command']}`", "",
+             "| metric | value | target | met |", "|---|---|---|---|"]
+    c = result["checks"]
+    for name, (value, goal, met) in c.items():
+        lines.append(f"| {name} | {value} | {goal} | {'yes' if met else '**no**'} |")
+    lines += ["", "## Stages", "", "| stage | jobs | seconds | peak RSS (MB) |", "|---|---|---|---|"]
+    for name, s in sorted(result["stages"].items(), key=lambda kv: -kv[1]["seconds"]):
+        lines.append(f"| {name} | {s['jobs']} | {s['seconds']:.1f} | {s['max_rss_mb']:.0f} |")
+    if result.get("fitness_speed"):
+        f = result["fitness_speed"]
+        lines += ["", "## Search fitness evaluation", "", "```", json.dumps(f, indent=2), "```"]
+    lines += ["", "## Quality and speed of the exported models", "",
+              "| run | sparsity | ppl | zero-shot avg | retention | prefill tok/s | decode tok/s |",
+              "|---|---|---|---|---|---|---|"]
+    for name, s in result["quality"].items():
+        p, d = s.get("pruned", {}), s.get("dense", {})
+        lines.append(f"| {name} | {s.get('backbone_sparsity', float('nan')):.4f} | {p.get('perplexity')} "
+                     f"(dense {d.get('perplexity')}) | {p.get('zeroshot_average')} | {s.get('retention')} | "
+                     f"{p.get('prefill_tokens_per_s')} (dense {d.get('prefill_tokens_per_s')}) | "
+                     f"{p.get('decode_tokens_per_s')} (dense {d.get('decode_tokens_per_s')}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.5])
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--run", default=None)
+    ap.add_argument("--extra-config", default=None)
+    ap.add_argument("--reuse", action="store_true", help="do not run; analyse an existing run")
+    args = ap.parse_args(argv)
+    host = platform.node() or "host"
+    date = dt.datetime.now().strftime("%Y-%m-%d")
+    run = args.run or f"bench-{date}"
+    run_dir = ROOT / "results" / run
+    command = " ".join(sys.argv)
+    wall = None if args.reuse else run_workflow(run, args.targets, args.cores, args.extra_config)
+    rows = read_benchmarks(run_dir)
+    stages = per_stage(rows)
+    compute = sum(r["seconds"] for r in rows)
+    peak_rss_gb = max((r["max_rss_mb"] or 0) for r in rows) / 1024 if rows else None
+    supernet_bytes = sum(disk_size(p) for p in run_dir.glob("s*/iter*/supernet"))
+    from tyr.config import target_tag
+
+    result = {
+        "date": date, "host": host, "command": command, "cores": args.cores, "targets": args.targets,
+        "wall_seconds": wall, "job_seconds": compute,
+        "overhead_seconds": None if wall is None else wall - compute,
+        "overhead_fraction": None if wall is None else (wall - compute) / wall,
+        "peak_rss_gb": peak_rss_gb, "benchmark_self_max_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+        "supernet_disk_bytes": supernet_bytes, "stages": stages, "jobs": rows,
+        "fitness_speed": fitness_speed(run_dir, target_tag(args.targets[-1])),
+        "quality": quality_and_speed(run_dir),
+    }
+    wall_min = None if wall is None else wall / 60
+    result["checks"] = {
+        "wall minutes (all targets)": (None if wall_min is None else round(wall_min, 1), f"≤ {TARGETS['wall_minutes']}",
+                                       wall_min is not None and wall_min <= TARGETS["wall_minutes"]),
+        "orchestration overhead": (None if wall is None else round(result["overhead_fraction"], 3),
+                                   f"≤ {TARGETS['overhead_fraction']}",
+                                   wall is not None and result["overhead_fraction"] <= TARGETS["overhead_fraction"]),
+        "peak RSS (GB)": (None if peak_rss_gb is None else round(peak_rss_gb, 2), f"≤ {TARGETS['peak_rss_gb']}",
+                          peak_rss_gb is not None and peak_rss_gb <= TARGETS["peak_rss_gb"]),
+    }
+    out = ROOT / "bench" / "results" / f"{date}-{host}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()

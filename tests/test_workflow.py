@@ -1,0 +1,137 @@
+"""The whole workflow on a tiny random model: it runs, it resumes after kill -9, it reuses work.
+
+These run the real Snakefile with the `tiny` preset in a temporary working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = "tiny"
+
+
+def snakemake_cmd(workdir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+            "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2",
+            "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"), *extra]
+
+
+def prepare(workdir: Path, model_dir: Path, **overrides) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = {"run": RUN, "model": {"source": str(model_dir)}, "data": {"source": "pydoc"}}
+    cfg.update(overrides)
+    (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
+    return workdir / "results" / RUN
+
+
+def run(workdir: Path, *extra: str, check=True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    out = subprocess.run(snakemake_cmd(workdir, *extra), capture_output=True, text=True, env=env, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
+    return out
+
+
+def digest(path: Path) -> str:
+    """Content hash of a file or a folder (sorted relative paths + bytes)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path.parent)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def artifacts(run_dir: Path) -> dict[str, float]:
+    """mtime of every finished artifact: manifests, levels, search results, genomes, models."""
+    keep = ("manifest.json", "levels.json", "supernet.json", "best.json", "genome.json", ".safetensors", "spec.json")
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
+            for p in run_dir.rglob("*") if p.is_file() and p.name.endswith(keep)}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted tiny run, shared by the tests below."""
+    from tests.conftest import tiny_hf_model, tiny_tokenizer
+
+    base = tmp_path_factory.mktemp("workflow")
+    model_dir = base / "tiny-llama"
+    model = tiny_hf_model("llama")
+    model.save_pretrained(model_dir)
+    tiny_tokenizer(model.config.vocab_size).save_pretrained(model_dir)
+    run_dir = prepare(base / "ref", model_dir)
+    t0 = time.perf_counter()
+    run(base / "ref")
+    return {"model_dir": model_dir, "run_dir": run_dir, "base": base, "seconds": time.perf_counter() - t0}
+
+
+def test_full_run_produces_models_and_summaries(reference):
+    run_dir = reference["run_dir"]
+    for method in ("tyr", "uniform"):
+        summary = json.loads((run_dir / "s50" / method / "eval" / "summary.json").read_text())
+        assert abs(summary["pruned"]["backbone_sparsity"] - 0.5) < 0.1
+        assert (run_dir / "s50" / method / "pruned" / "config.json").exists()
+    assert (run_dir / "report" / "report.md").exists()
+    # Two coarse-to-fine iterations in the tiny preset, each with its own levels and search.
+    for i in (1, 2):
+        assert (run_dir / "s50" / f"iter{i}" / "search" / "best.json").exists()
+
+
+def test_rerun_does_nothing(reference):
+    before = artifacts(reference["run_dir"])
+    out = run(reference["run_dir"].parents[1], "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    assert artifacts(reference["run_dir"]) == before
+
+
+@pytest.mark.parametrize("marker", ["iter1/supernet/layer001/manifest.json", "iter1/search/state.json",
+                                    "iter2/supernet/layer000/manifest.json"])
+def test_kill_and_resume_is_bit_identical(reference, tmp_path, marker):
+    """kill -9 the whole run when `marker` appears; the same command finishes it without
+    redoing finished artifacts and yields the same genome and model as an uninterrupted run."""
+    workdir = tmp_path / "killed"
+    run_dir = prepare(workdir, reference["model_dir"])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    proc = subprocess.Popen(snakemake_cmd(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "s50" / marker).exists():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before the kill point was reached"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = artifacts(run_dir)
+    run(workdir)
+    after = artifacts(run_dir)
+    for name, mtime in done_before.items():
+        if name in after:
+            assert after[name] == mtime, f"{name} was recomputed"
+    ref = reference["run_dir"]
+    for rel in ("s50/tyr/genome.json", "s50/uniform/genome.json"):
+        assert json.loads((run_dir / rel).read_text())["layers"] == json.loads((ref / rel).read_text())["layers"]
+    for method in ("tyr", "uniform"):
+        ours = sorted((run_dir / "s50" / method / "pruned").glob("*.safetensors"))
+        theirs = sorted((ref / "s50" / method / "pruned").glob("*.safetensors"))
+        assert [digest(p) for p in ours] == [digest(p) for p in theirs]
+
+
+def test_new_target_reuses_model_and_calibration(reference, tmp_path):
+    workdir = reference["run_dir"].parents[1]
+    out = run(workdir, "-n", "--config", "target_sparsity=[0.5, 0.25]", "--quiet", "rules")
+    text = out.stdout + out.stderr
+    planned = {line.split()[0] for line in text.splitlines() if line.strip() and line.split()[0].isidentifier()}
+    assert "prepare_model" not in planned and "calibrate" not in planned and "embed" not in planned
+    assert "supernet_layer" in planned and "search" in planned
