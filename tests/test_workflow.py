@@ -63,7 +63,7 @@ def artifacts(run_dir: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted tiny run, shared by the tests below."""
-    from tests.conftest import tiny_hf_model, tiny_tokenizer
+    from conftest import tiny_hf_model, tiny_tokenizer
 
     base = tmp_path_factory.mktemp("workflow")
     model_dir = base / "tiny-llama"
