@@ -1,0 +1,185 @@
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from tyr import model as adapter
+from tyr import supernet
+from tyr.accumulate import attention_input
+from tyr.levels import write_levels
+from tyr.local_prune import channels
+from tyr.sparsity import attention_params, mlp_params
+
+
+@dataclass
+class Setup:
+    model_dir: Path
+    spec_json: Path
+    levels_json: Path
+    tokens_zarr: Path
+    inputs: Path  # layer 0's input (embeddings)
+    spec: adapter.ModelSpec
+
+    def build(self, out, layer=0, inputs=None, **options):
+        """build_layer into out/layer, expected output into out/next.zarr; returns the manifest."""
+        return supernet.build_layer(self.model_dir, self.spec_json, self.levels_json, inputs or self.inputs,
+                                    layer, out / "layer", out / "next.zarr", **options)
+
+
+def prepare(tmp_path, tiny_model_dir, model_type="llama", attn_kept=None, n_seq=10, seq_len=24, **overrides):
+    """A tiny model, its spec, random calibration tokens, levels at 50% ± 25%, embeddings."""
+    from transformers import AutoConfig
+
+    path = tiny_model_dir(model_type, **overrides)
+    spec = adapter.spec_from_config(AutoConfig.from_pretrained(path))
+    spec.to_json(path / "spec.json")
+    tokens = tmp_path / "tokens.zarr"
+    group = zarr.open_group(str(tokens), mode="w")
+    group.create_array("prune", shape=(n_seq, seq_len), dtype="int32")[:] = \
+        np.random.default_rng(0).integers(3, spec.vocab_size, (n_seq, seq_len))
+    levels = tmp_path / "levels.json"
+    lv = write_levels(path / "spec.json", levels, target_sparsity=0.5, delta=0.25, n_levels=5, iteration=1)
+    if attn_kept is not None:
+        for entry in lv["layers"]:
+            entry["attn"]["kept"] = attn_kept
+        levels.write_text(json.dumps(lv))
+    supernet.embed(path, tokens, tmp_path / "embeddings.zarr")
+    return Setup(path, path / "spec.json", levels, tokens, tmp_path / "embeddings.zarr", spec)
+
+
+def hidden(path):
+    return torch.from_numpy(zarr.open_group(str(path), mode="r")["hidden"][:])
+
+
+def rope(model_dir, x):
+    return adapter.load_model(model_dir).model.position_embeddings(x)
+
+
+def levels_of(layer_dir, sublayer):
+    return {int(p.stem[1:]): supernet.load_level(p)[0] for p in sorted((Path(layer_dir) / sublayer).glob("k*"))}
+
+
+def test_embed_is_the_embedding_lookup(tmp_path, tiny_model_dir):
+    s = prepare(tmp_path, tiny_model_dir)
+    ids = torch.from_numpy(zarr.open_group(str(s.tokens_zarr), mode="r")["prune"][:]).long()
+    emb = adapter.load_model(s.model_dir).model.embed_tokens(ids)
+    assert torch.equal(hidden(s.inputs), emb)
+
+
+def test_gqa_kv_removal_and_mapping(tmp_path, tiny_model_dir, model_type):
+    """Every attention level, and hand-picked head sets, rebuild to a masked dense computation."""
+    s = prepare(tmp_path, tiny_model_dir, model_type, attn_kept=[4, 3, 2, 1, 0])
+    s.build(tmp_path)
+    dense = adapter.load_state(s.model_dir, adapter.layer_prefix(0))
+    config = adapter.load_config(s.model_dir)
+    dense_layer = adapter.build_layer(config, 0, dense)
+    x = hidden(s.inputs)[:3]
+    pos = rope(s.model_dir, x)
+    z = attention_input(dense_layer, x, pos)  # all 4 heads, dense
+    no_mlp = {"kept_channels": torch.zeros(0, dtype=torch.int64)}
+    d = s.spec.head_dim
+    rng = torch.Generator().manual_seed(0)
+    forced = [[2, 3], [0, 1], [1, 2], [1, 2, 3], [0], [3]]  # whole KV groups gone; irregular maps
+    cases = [(lv["kept_heads"].tolist(), lv) for lv in levels_of(tmp_path / "layer", "attn").values()]
+    cases += [(h, supernet.attention_level(s.spec, h, torch.randn(s.spec.hidden_size, len(h) * d, generator=rng)))
+              for h in forced]
+    kv_gone = False
+    for heads, lv in cases:
+        kv = sorted({h // s.spec.group_size for h in heads})
+        assert lv["kept_kv_heads"].tolist() == kv
+        assert lv["q_to_kv"].tolist() == [kv.index(h // s.spec.group_size) for h in heads]
+        kv_gone |= 0 < len(kv) < s.spec.num_kv_heads
+        layer = supernet.pruned_layer(s.spec, config, 0, dense, lv, no_mlp)
+        W = torch.zeros(s.spec.hidden_size, s.spec.num_heads * d)
+        if heads:
+            W[:, channels(torch.tensor(heads), d)] = lv["o_proj.weight"]
+        ref = x + z @ W.T  # masked dense: pruned heads' columns are zero
+        if "o_proj.bias" in lv:
+            ref = ref + lv["o_proj.bias"]
+        assert torch.allclose(layer(x, pos), ref, atol=1e-5)
+    assert kv_gone
+
+
+def brute_force_params(state):
+    return sum(v.numel() for k, v in state.items() if "proj" in k)
+
+
+@pytest.mark.parametrize("model_type,overrides", [
+    ("llama", {"attention_bias": True, "mlp_bias": True}), ("qwen2", {}), ("qwen3", {})])
+def test_params_match_sliced_tensors(tmp_path, tiny_model_dir, model_type, overrides):
+    s = prepare(tmp_path, tiny_model_dir, model_type, attn_kept=[4, 3, 2, 1, 0], **overrides)
+    manifest = s.build(tmp_path)
+    dense = adapter.load_state(s.model_dir, adapter.layer_prefix(0))
+    attn, mlp = levels_of(tmp_path / "layer", "attn"), levels_of(tmp_path / "layer", "mlp")
+    empty_attn, empty_mlp = attn[0], mlp[0]
+    for entry in manifest["attn"]:
+        state = supernet.layer_state(s.spec, dense, attn[entry["kept"]], empty_mlp)
+        assert entry["params"] == brute_force_params(state) == attention_params(s.spec, entry["kept"], entry["kv_kept"])
+    for entry in manifest["mlp"]:
+        state = supernet.layer_state(s.spec, dense, empty_attn, mlp[entry["kept"]])
+        assert entry["params"] == brute_force_params(state) == mlp_params(s.spec, entry["kept"])
+    full = supernet.layer_state(s.spec, dense, attn[4], mlp[s.spec.intermediate_size[0]])
+    assert brute_force_params(full) == brute_force_params(dense)
+
+
+def test_level_files_and_manifest(tmp_path, tiny_model_dir):
+    s = prepare(tmp_path, tiny_model_dir)
+    manifest = s.build(tmp_path, iteration=3)
+    lv = json.loads(s.levels_json.read_text())["layers"][0]
+    assert [e["kept"] for e in manifest["attn"]] == lv["attn"]["kept"]
+    assert [e["kept"] for e in manifest["mlp"]] == lv["mlp"]["kept"]
+    for sub in ("attn", "mlp"):
+        weights = [e["weight"] for e in manifest[sub]]
+        assert sum(weights) == pytest.approx(1) and weights[-1] == 0  # the empty level weighs 0
+        errors = [e["recon_error"] for e in manifest[sub]]
+        assert errors[0] == pytest.approx(0, abs=1e-9) and errors[-1] == pytest.approx(1)
+        for e in manifest[sub]:
+            tensors, meta = supernet.load_level(tmp_path / "layer" / e["file"])
+            assert meta["kept"] == e["kept"] and meta["iteration"] == 3 and meta["sublayer"] == sub
+            assert meta["params"] == e["params"] and meta["sparsity"] == pytest.approx(e["sparsity"])
+            name = "o_proj.weight" if sub == "attn" else "down_proj.weight"
+            width = e["kept"] * (s.spec.head_dim if sub == "attn" else 1)
+            assert tensors[name].shape == (s.spec.hidden_size, width)
+
+
+def test_compensation_beats_masking_in_both_sublayers(tmp_path, tiny_model_dir, model_type):
+    s = prepare(tmp_path, tiny_model_dir, model_type)
+    comp = s.build(tmp_path / "comp")
+    mask = s.build(tmp_path / "mask", compensate=False)
+    for sub in ("attn", "mlp"):
+        for c, m in zip(comp[sub], mask[sub]):
+            if 0 < c["kept"] < s.spec.units(sub, 0):
+                assert c["recon_error"] < m["recon_error"], (sub, c, m)
+
+
+def test_build_is_deterministic(tmp_path, tiny_model_dir):
+    s = prepare(tmp_path, tiny_model_dir, "qwen2")
+    a, b = s.build(tmp_path / "a"), s.build(tmp_path / "b")
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert any(f.suffix == ".safetensors" for f in files)
+    for f in files:
+        if f.suffix == ".safetensors":  # the header's metadata order is the library's (a hash map)
+            (ta, ma), (tb, mb) = supernet.load_level(tmp_path / "a" / f), supernet.load_level(tmp_path / "b" / f)
+            assert ma == mb and ta.keys() == tb.keys(), f
+            assert all(torch.equal(ta[k], tb[k]) for k in ta), f
+        elif f.name != "manifest.json":  # the expected activations, byte for byte
+            assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_build_all_assembles_a_readable_supernet(tmp_path, tiny_model_dir):
+    s = prepare(tmp_path, tiny_model_dir, "qwen3")
+    out = supernet.build_all(s.model_dir, s.spec_json, s.levels_json, s.tokens_zarr, tmp_path / "run", batch_size=4)
+    index = supernet.read_supernet(out)
+    assert len(index["layers"]) == s.spec.num_layers and index["iteration"] == 1
+    for layer in index["layers"]:
+        for sub in ("attn", "mlp"):
+            for level in layer[sub]:
+                tensors, meta = supernet.load_level(level["path"])
+                assert meta["layer"] == layer["layer"] and meta["kept"] == level["kept"]
+    assert not list((tmp_path / "run" / "acts").iterdir())  # activations deleted once consumed
