@@ -1,0 +1,396 @@
+"""Global sparsity-distribution search over the supernet (paper §3.3–3.4, Alg. 2; EvoPress).
+
+Genome. One level index per sublayer, in the order (attn 0, mlp 0, attn 1, mlp 1, ...),
+into that sublayer's levels (dense → sparse, as in levels.json / supernet.json). On disk
+(best.json) a genome is written as kept-unit counts: layers[l] = {"attn": kept, "mlp": kept}.
+
+Constraint. Every genome keeps the backbone sparsity (`tyr.sparsity`, from each level's
+`params`) at the target within one unit of granularity. By default attention and MLP
+budgets are held separately, each at (1 − target) × its dense parameters, with tolerance
+one granule of that kind: the smallest parameter step between adjacent levels of that
+kind (one head / one MLP channel group). With `trade_attn_mlp=True` only the total is
+held, within the larger of the two granules, and swaps may cross kinds.
+
+Start. The all-centre genome. Centres are snapped per sublayer, so their sum can miss the
+budget by more than a granule (e.g. 9 heads at 50%); then it is repaired by the fewest
+single-level moves that bring each budget within tolerance (greedy, ties by the seeded RNG).
+
+Evolution (per generation). λ offspring by mutation: n = min(U{1..m}, U{1..m}) level swaps,
+each moving one sublayer a level denser and another of the same kind a level sparser;
+duplicates and infeasible genomes are rejected. Multi-stage selection: stage s scores its
+candidates on a fresh sample of `tokens_s` tokens of the fitness split and keeps the best
+`keep_s`; the parent joins the last stage (elitism), whose best becomes the next parent.
+
+Determinism and resumption. All randomness comes from one numpy Generator whose state is
+checkpointed (atomically) with the parent and the history after every generation, so a
+killed search restarted with the same arguments continues the same random stream and ends
+with the genome an uninterrupted run finds. `best.json` is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tyr import sparsity
+from tyr.io import atomic_path, atomic_write_text, read_json, write_json
+
+SUBLAYERS = ("attn", "mlp")
+STATE_VERSION = 1
+
+
+# ---- search space ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Levels of every sublayer (flat order attn 0, mlp 0, attn 1, ...) and the budget."""
+
+    spec: object
+    kinds: tuple          # per position: "attn" | "mlp"
+    kept: tuple           # per position: kept-unit counts, dense → sparse
+    params: tuple         # per position: parameters of each level
+    centre: tuple         # per position: index of the centre level
+    groups: dict          # budget group -> positions ("attn", "mlp", or "all" when trading)
+    budget: dict          # budget group -> target kept parameters
+    tolerance: dict       # budget group -> allowed |kept − budget| (one granule)
+
+    @property
+    def size(self) -> int:
+        return len(self.kinds)
+
+    def group_of(self, position: int) -> str:
+        return "all" if "all" in self.groups else self.kinds[position]
+
+    def group_params(self, genome, group: str) -> int:
+        return sum(self.params[i][genome[i]] for i in self.groups[group])
+
+    def error(self, genome, group: str) -> int:
+        return self.group_params(genome, group) - self.budget[group]
+
+    def feasible(self, genome) -> bool:
+        return all(abs(self.error(genome, g)) <= self.tolerance[g] for g in self.groups)
+
+    def kept_params(self, genome) -> int:
+        return sum(self.params[i][x] for i, x in enumerate(genome))
+
+    def sparsity(self, genome) -> float:
+        return sparsity.backbone_sparsity(self.spec, self.kept_params(genome))
+
+    def kept_units(self, genome) -> tuple:
+        return tuple(self.kept[i][x] for i, x in enumerate(genome))
+
+    def to_layers(self, genome) -> list:
+        units = self.kept_units(genome)
+        return [{"attn": units[2 * l], "mlp": units[2 * l + 1]} for l in range(self.size // 2)]
+
+    def from_layers(self, layers) -> tuple:
+        return tuple(self.kept[2 * l + j].index(int(layer[s])) for l, layer in enumerate(layers)
+                     for j, s in enumerate(SUBLAYERS))
+
+
+def load_space(supernet_json, spec_json, target_sparsity: float, *, trade_attn_mlp: bool = False,
+               levels_json=None) -> SearchSpace:
+    """The search space of a supernet at a target backbone sparsity.
+
+    Centres come from the supernet index when its layer entries carry them
+    (`layers[l]["centre"][sublayer]`), else from `levels_json` (default: the iteration's
+    levels.json, in the parent folder of the supernet folder), else they are the levels
+    closest to the target unit sparsity.
+    """
+    from tyr.model import ModelSpec
+
+    spec = ModelSpec.from_json(spec_json)
+    index = read_json(supernet_json)
+    layers = index["layers"]
+    if len(layers) != spec.num_layers:
+        raise ValueError(f"{supernet_json}: {len(layers)} layers, the model has {spec.num_layers}")
+    centres = _centres(supernet_json, layers, levels_json)
+    kinds, kept, params, centre = [], [], [], []
+    for l, layer in enumerate(layers):
+        for s in SUBLAYERS:
+            levels = sorted(layer[s], key=lambda lvl: -lvl["kept"])
+            kinds.append(s)
+            kept.append(tuple(int(lvl["kept"]) for lvl in levels))
+            params.append(tuple(int(lvl["params"]) for lvl in levels))
+            if centres is None:
+                centre.append(closest_level(kept[-1], spec.units(s, l), target_sparsity))
+                continue
+            if centres[l][s] not in kept[-1]:
+                raise ValueError(f"layer {l} {s}: centre {centres[l][s]} is not a level of the supernet")
+            centre.append(kept[-1].index(centres[l][s]))
+    dense = {s: sum(sparsity.dense_sublayer_params(spec, s, l) for l in range(spec.num_layers)) for s in SUBLAYERS}
+    granule = {s: _granule([p for k, p in zip(kinds, params) if k == s]) for s in SUBLAYERS}
+    positions = {s: tuple(i for i, k in enumerate(kinds) if k == s) for s in SUBLAYERS}
+    if trade_attn_mlp:
+        groups = {"all": tuple(range(len(kinds)))}
+        budget = {"all": round((1 - target_sparsity) * (dense["attn"] + dense["mlp"]))}
+        tolerance = {"all": max(granule.values())}
+    else:
+        groups = positions
+        budget = {s: round((1 - target_sparsity) * dense[s]) for s in SUBLAYERS}
+        tolerance = granule
+    return SearchSpace(spec, tuple(kinds), tuple(kept), tuple(params), tuple(centre), groups, budget, tolerance)
+
+
+def _centres(supernet_json, layers, levels_json):
+    """Centre kept counts per layer and sublayer: from the index, else levels.json, else None."""
+    if all("centre" in layer for layer in layers):
+        return [layer["centre"] for layer in layers]
+    path = Path(levels_json) if levels_json else Path(supernet_json).parent.parent / "levels.json"
+    if levels_json or path.exists():
+        return [{s: layer[s]["centre"] for s in SUBLAYERS} for layer in read_json(path)["layers"]]
+    return None
+
+
+def closest_level(kept, units: int, target_sparsity: float) -> int:
+    """Index of the level whose unit sparsity is closest to the target (ties: the denser)."""
+    return min(range(len(kept)), key=lambda j: (abs((1 - kept[j] / units) - target_sparsity), j))
+
+
+def _granule(level_params) -> int:
+    """Smallest parameter step between adjacent levels: one unit of the search's granularity."""
+    steps = [a - b for p in level_params for a, b in zip(p, p[1:]) if a != b]
+    return min(steps) if steps else 0
+
+
+# ---- genomes: start, mutation, offspring ------------------------------------------------------
+
+
+def start_genome(space: SearchSpace, rng) -> tuple:
+    """All-centre genome, repaired to the budget by the fewest single-level moves if needed."""
+    genome = list(space.centre)
+    for group, positions in space.groups.items():
+        while abs(err := space.error(genome, group)) > space.tolerance[group]:
+            step = 1 if err > 0 else -1  # too many parameters kept: move a sublayer sparser
+            moves = []
+            for i in positions:
+                j = genome[i] + step
+                if 0 <= j < len(space.kept[i]):
+                    moves.append((abs(err - space.params[i][genome[i]] + space.params[i][j]), i))
+            best = min((m for m in moves if m[0] < abs(err)), default=None)
+            if best is None:
+                raise ValueError(f"target sparsity not reachable within one granule for {group}")
+            ties = [i for e, i in moves if e == best[0]]
+            genome[ties[int(rng.integers(len(ties)))]] += step
+    return tuple(genome)
+
+
+def mutate(genome, space: SearchSpace, rng, max_swaps: int = 4) -> tuple:
+    """n = min(U{1..m}, U{1..m}) level swaps: one sublayer a level denser, another of its
+    budget group (same kind unless trading) a level sparser."""
+    n = min(int(rng.integers(1, max_swaps + 1)), int(rng.integers(1, max_swaps + 1)))
+    g = list(genome)
+    for _ in range(n):
+        denser = [i for i in range(space.size) if g[i] > 0]
+        if not denser:
+            break
+        i = denser[int(rng.integers(len(denser)))]
+        sparser = [j for j in space.groups[space.group_of(i)] if j != i and g[j] < len(space.kept[j]) - 1]
+        if not sparser:
+            continue
+        j = sparser[int(rng.integers(len(sparser)))]
+        g[i] -= 1
+        g[j] += 1
+    return tuple(g)
+
+
+def make_offspring(parent, space: SearchSpace, rng, n: int, max_swaps: int = 4, max_tries: int | None = None) -> list:
+    """Up to n distinct feasible children of `parent` (never the parent itself)."""
+    max_tries = max_tries or 1000 + 200 * n
+    seen, children = {tuple(parent)}, []
+    for _ in range(max_tries):
+        if len(children) == n:
+            break
+        child = mutate(parent, space, rng, max_swaps)
+        if child in seen or not space.feasible(child):
+            continue
+        seen.add(child)
+        children.append(child)
+    return children
+
+
+def sample_sequences(rng, n_seq: int, seq_len: int, tokens: int) -> np.ndarray:
+    """Fresh sequence ids covering at least `tokens` positions (all when the split is smaller)."""
+    n = min(n_seq, max(1, math.ceil(tokens / seq_len)))
+    return np.sort(rng.choice(n_seq, size=n, replace=False))
+
+
+# ---- one generation -----------------------------------------------------------------------------
+
+
+def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, stages, max_swaps: int = 4) -> dict:
+    """One generation of Alg. 2: mutate, then select through the stages; returns its record."""
+    candidates = make_offspring(parent, space, rng, offspring, max_swaps)
+    n_offspring = len(candidates)
+    stage_fitness = []
+    parent_fitness = None
+    for s, (tokens, keep) in enumerate(stages):
+        evaluator.set_tokens(sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens))
+        fitness_of_parent = evaluator.set_parent(space.kept_units(parent))
+        last = s == len(stages) - 1
+        if last:  # elitism: the parent competes in the final stage (and wins ties)
+            candidates = [parent] + candidates
+        scores = [fitness_of_parent if c == parent else evaluator.fitness(space.kept_units(c)) for c in candidates]
+        stage_fitness.append(scores)
+        order = np.argsort(scores, kind="stable")[:keep]
+        if last:
+            parent_fitness = fitness_of_parent
+            best = int(order[0])
+            return {"parent": candidates[best], "best_fitness": float(scores[best]),
+                    "parent_fitness": float(parent_fitness), "offspring": n_offspring,
+                    "stage_fitness": [[float(x) for x in f] for f in stage_fitness]}
+        candidates = [candidates[int(i)] for i in order]
+    raise ValueError("stages must not be empty")
+
+
+# ---- driver with checkpoints ---------------------------------------------------------------------
+
+
+def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_dir, *, target_sparsity: float,
+               offspring: int, generations: int, stages, seed: int = 0, max_swaps: int = 4,
+               trade_attn_mlp: bool = False, hidden_mse_weight: float = 0.0, hidden_mse_layers=(),
+               iteration: int = 1, progress: bool = True, levels_json=None, batch_size: int = 4,
+               cache_bytes: int = 2 << 30) -> dict:
+    """Evolutionary search; writes best.json, generations.tsv, fitness.zarr and state.json in out_dir.
+
+    Resumable: `state.json` (parent, RNG state, history) is replaced atomically after every
+    generation; a restart with the same arguments continues from it. More generations than a
+    finished checkpoint holds simply continue the same stream.
+    """
+    from tyr.fitness import Evaluator
+    from tyr.model import threads_from_env
+
+    threads_from_env()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = [[int(t), int(k)] for t, k in stages]
+    if not stages or any(k < 1 for _, k in stages):
+        raise ValueError(f"stages must be a non-empty list of [tokens, keep>=1], got {stages}")
+    space = load_space(supernet_json, spec_json, target_sparsity, trade_attn_mlp=trade_attn_mlp,
+                       levels_json=levels_json)
+    settings = {"supernet_sha256": _sha256(supernet_json), "target_sparsity": target_sparsity,
+                "offspring": offspring, "stages": stages, "seed": seed, "max_swaps": max_swaps,
+                "trade_attn_mlp": trade_attn_mlp, "hidden_mse_weight": hidden_mse_weight,
+                "hidden_mse_layers": [int(l) for l in hidden_mse_layers]}
+    state = _resume(out / "state.json", settings)
+    if state is None:
+        rng = np.random.default_rng(seed)
+        state = {"version": STATE_VERSION, "settings": settings, "generation": 0,
+                 "start": list(start_genome(space, rng)), "history": []}
+        state["parent"] = state["start"]
+    else:
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = state["rng"]
+    parent = tuple(state["parent"])
+
+    evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size,
+                          hidden_mse_weight=hidden_mse_weight, hidden_mse_layers=hidden_mse_layers,
+                          cache_bytes=cache_bytes)
+    while state["generation"] < generations:
+        t0, evals0 = time.perf_counter(), evaluator.evaluations
+        record = generation(parent, space, evaluator, rng, offspring=offspring, stages=stages, max_swaps=max_swaps)
+        parent = record.pop("parent")
+        record.update(generation=state["generation"] + 1, evals=evaluator.evaluations - evals0,
+                      sparsity=space.sparsity(parent), seconds=time.perf_counter() - t0)
+        state["history"].append(record)
+        state.update(generation=record["generation"], parent=list(parent), fitness=record["best_fitness"],
+                     rng=rng.bit_generator.state)
+        write_json(out / "state.json", state)  # the checkpoint: atomic, so a kill leaves the old or the new
+        _write_tsv(out / "generations.tsv", state["history"])
+        if progress:
+            print(f"[search] gen {record['generation']}/{generations} best {record['best_fitness']:.6f} "
+                  f"parent {record['parent_fitness']:.6f} evals {record['evals']} "
+                  f"sparsity {record['sparsity']:.4f} {record['seconds']:.1f}s", file=sys.stderr, flush=True)
+
+    _write_tsv(out / "generations.tsv", state["history"])
+    _write_fitness_zarr(out / "fitness.zarr", state["history"], len(stages))
+    best = {"iteration": iteration, "supernet": str(supernet_json), "target_sparsity": target_sparsity,
+            "sparsity": space.sparsity(parent), "fitness": state.get("fitness"),
+            "generations": state["generation"], "layers": space.to_layers(parent)}
+    write_json(out / "best.json", best)  # last: its existence means the search is done
+    return best
+
+
+def _resume(path: Path, settings: dict):
+    if not path.exists():
+        return None
+    state = read_json(path)
+    if state.get("version") != STATE_VERSION or state.get("settings") != json.loads(json.dumps(settings)):
+        raise ValueError(f"{path} is a checkpoint of a search with other settings; remove {path.parent} to restart")
+    return state
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+TSV_COLUMNS = ("generation", "best_fitness", "parent_fitness", "offspring", "evals", "sparsity", "seconds")
+
+
+def _write_tsv(path, history) -> None:
+    lines = ["\t".join(TSV_COLUMNS)]
+    for r in history:
+        lines.append("\t".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in TSV_COLUMNS))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _write_fitness_zarr(path, history, n_stages: int) -> None:
+    """Per generation: best/parent fitness, evals, seconds; per stage the scores of all candidates (NaN-padded)."""
+    import zarr
+
+    g = len(history)
+    width = max([len(f) for r in history for f in r["stage_fitness"]] or [1])
+    stage = np.full((g, n_stages, width), np.nan)
+    for t, r in enumerate(history):
+        for s, f in enumerate(r["stage_fitness"]):
+            stage[t, s, :len(f)] = f
+    columns = {c: np.asarray([r[c] for r in history], dtype=np.float64) for c in
+               ("best_fitness", "parent_fitness", "sparsity", "seconds")}
+    columns["evals"] = np.asarray([r["evals"] for r in history], dtype=np.int64)
+    columns["stage_fitness"] = stage
+    with atomic_path(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        for name, data in columns.items():
+            arr = group.create_array(name, shape=data.shape, dtype=data.dtype)
+            if data.size:
+                arr[...] = data
+        group.attrs.update({"columns": list(columns), "stage_fitness": "[generation, stage, candidate]"})
+
+
+# ---- baseline and benchmark ----------------------------------------------------------------------
+
+
+def uniform_genome(supernet_json, spec_json, out_json, *, target_sparsity: float, iteration: int | None = None,
+                   levels_json=None) -> dict:
+    """The "no search" baseline: every sublayer at the level whose unit sparsity is closest to the target."""
+    space = load_space(supernet_json, spec_json, target_sparsity, levels_json=levels_json)
+    genome = tuple(closest_level(space.kept[i], space.spec.units(space.kinds[i], i // 2), target_sparsity)
+                   for i in range(space.size))
+    doc = {"iteration": iteration if iteration is not None else read_json(supernet_json).get("iteration"),
+           "supernet": str(supernet_json), "target_sparsity": target_sparsity,
+           "sparsity": space.sparsity(genome), "fitness": None, "layers": space.to_layers(genome)}
+    write_json(out_json, doc)
+    return doc
+
+
+def benchmark(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, *, target_sparsity: float,
+              candidates: int = 8, tokens: int = 512, seed: int = 0, max_swaps: int = 4, batch_size: int = 4,
+              levels_json=None) -> dict:
+    """Evaluations/s of incremental vs naive fitness on offspring of the start genome (same tokens)."""
+    from tyr.fitness import Evaluator, benchmark_evaluator
+
+    rng = np.random.default_rng(seed)
+    space = load_space(supernet_json, spec_json, target_sparsity, levels_json=levels_json)
+    parent = start_genome(space, rng)
+    children = make_offspring(parent, space, rng, candidates, max_swaps)
+    evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size)
+    seqs = sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens)
+    return benchmark_evaluator(evaluator, space.kept_units(parent), [space.kept_units(c) for c in children], seqs)

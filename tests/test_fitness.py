@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import torch
+import zarr
+from supernet_factory import make_run, single_thread  # noqa: F401 (autouse fixture)
+
+from tyr import fitness
+from tyr.model import load_model
+from tyr.search import load_space, make_offspring, start_genome
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("fitness"), n_layers=4)
+
+
+@pytest.fixture(scope="module")
+def space(run):
+    return load_space(run["supernet"], run["spec"], 0.5)
+
+
+def evaluator(run, **kw):
+    return fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"], **kw)
+
+
+def dense_genome(space):
+    return tuple(kept[0] for kept in space.kept)
+
+
+def random_genomes(space, n, seed):
+    rng = np.random.default_rng(seed)
+    return [tuple(int(rng.choice(kept)) for kept in space.kept) for _ in range(n)]
+
+
+def test_dense_topk_matches_the_model(run):
+    group = zarr.open_group(str(run["topk"]), mode="r")
+    tokens = fitness.read_split(run["tokens"])
+    model = load_model(run["model"])
+    with torch.no_grad():
+        logp = model(torch.from_numpy(tokens[:2]).long()).logits.log_softmax(-1)
+    top, idx = logp.topk(16, dim=-1)
+    assert group.attrs["k"] == 16 and group.attrs["tokens_sha256"] == fitness.tokens_digest(tokens)
+    assert np.allclose(group["logp"][:2], top.numpy(), atol=1e-5)
+    assert np.array_equal(group["index"][:2], idx.numpy())
+    rest = torch.log1p(-top.exp().sum(-1))  # what the tail bucket must hold
+    assert np.allclose(group["logp_rest"][:2], rest.numpy(), atol=1e-4)
+
+
+def test_coarse_kl_is_a_lower_bound_and_exact_at_full_vocab():
+    torch.manual_seed(0)
+    p_logits, q_logits = torch.randn(50, 40) * 3, torch.randn(50, 40) * 3
+    logp, logq = p_logits.log_softmax(-1), q_logits.log_softmax(-1)
+    full = (logp.exp() * (logp - logq)).sum()
+    top, idx = logp.topk(40, dim=-1)
+    exact = fitness.coarse_kl_sum(q_logits, top, idx, torch.full((50,), float("-inf")))
+    assert torch.allclose(exact, full, rtol=1e-5)
+    for k in (1, 5, 20):
+        top, idx, rest = fitness.topk_logprobs(torch.nn.Identity(), p_logits, k)
+        coarse = fitness.coarse_kl_sum(q_logits, top, idx, rest)
+        assert 0 < coarse <= full + 1e-5
+    assert abs(fitness.coarse_kl_sum(p_logits, top, idx, rest)) < 1e-5  # identical distributions
+
+
+def test_kl_zero_for_dense_positive_otherwise(run, space):
+    ev = evaluator(run)
+    ev.set_tokens(range(ev.n_seq))
+    assert abs(ev.fitness(dense_genome(space))) < 1e-6
+    assert abs(ev.fitness_naive(dense_genome(space))) < 1e-6
+    for genome in random_genomes(space, 4, seed=1):
+        if genome != dense_genome(space):
+            assert ev.fitness(genome) > 1e-4
+
+
+@pytest.mark.parametrize("mse_weight, cache_bytes", [(0.0, 1 << 30), (0.5, 1 << 30), (0.0, 1)])
+def test_incremental_equals_naive(run, space, mse_weight, cache_bytes):
+    ev = evaluator(run, hidden_mse_weight=mse_weight, hidden_mse_layers=(1, 3), cache_bytes=cache_bytes,
+                   batch_size=3)
+    ev.set_tokens([0, 2, 3, 5, 7])
+    rng = np.random.default_rng(0)
+    parent = start_genome(space, rng)
+    children = make_offspring(parent, space, rng, 6) + [parent]
+    ev.set_parent(space.kept_units(parent))
+    expected_ckpts = 1 if cache_bytes == 1 else space.size
+    assert len(ev._ckpt_at) == expected_ckpts
+    # offspring (few sublayers changed) and arbitrary genomes (changed from layer 0)
+    genomes = [space.kept_units(c) for c in children] + random_genomes(space, 3, seed=2)
+    inc = [ev.fitness(g) for g in genomes]
+    naive = [ev.fitness_naive(g) for g in genomes]
+    full = [ev.fitness(g, incremental=False) for g in genomes]
+    assert np.allclose(inc, naive, rtol=1e-5, atol=1e-8)
+    assert np.allclose(full, naive, rtol=1e-5, atol=1e-8)
+    assert len(set(np.round(inc, 8))) > 3  # the candidates really differ
+
+
+def test_hidden_mse_adds_to_kl(run, space):
+    genome = random_genomes(space, 1, seed=3)[0]
+    plain, with_mse = evaluator(run), evaluator(run, hidden_mse_weight=1.0, hidden_mse_layers=(0, 2))
+    for ev in (plain, with_mse):
+        ev.set_tokens(range(4))
+    assert with_mse.fitness(genome) > plain.fitness(genome) > 0
+    assert abs(with_mse.fitness(dense_genome(space))) < 1e-6
+
+
+def test_fresh_tokens_drop_the_parent_cache(run, space):
+    ev = evaluator(run)
+    parent = space.kept_units(space.centre)
+    ev.set_tokens([0, 1])
+    f01 = ev.set_parent(parent)
+    ev.set_tokens([4, 5])
+    assert ev.parent_fitness is None
+    assert ev.fitness(parent) != f01
+    assert ev.fitness(parent) == pytest.approx(ev.fitness_naive(parent), rel=1e-5)
+
+
+def test_topk_of_other_tokens_is_refused(run, tmp_path):
+    from supernet_factory import write_tokens
+
+    other = write_tokens(tmp_path / "other.zarr", vocab_size=128, seed=5)
+    with pytest.raises(ValueError, match="other tokens"):
+        fitness.Evaluator(run["supernet"], run["model"], run["topk"], other)
+
+
+def test_benchmark_reports_both_speeds(run, space):
+    ev = evaluator(run)
+    rng = np.random.default_rng(0)
+    parent = start_genome(space, rng)
+    children = [space.kept_units(c) for c in make_offspring(parent, space, rng, 6)]
+    result = fitness.benchmark_evaluator(ev, space.kept_units(parent), children, [0, 1, 2, 3])
+    assert result["candidates"] == 6 and result["tokens"] == 4 * 32
+    assert result["incremental_eval_per_s"] > 0 and result["naive_eval_per_s"] > 0
+    assert result["max_abs_diff"] < 1e-6

@@ -1,0 +1,186 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from supernet_factory import make_run, single_thread  # noqa: F401 (autouse fixture)
+
+from tyr import fitness, search
+from tyr.io import read_json
+
+STAGES = [[64, 4], [256, 1]]  # the last stage covers the whole fitness split (8 x 32 tokens)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("search"), n_layers=4)
+
+
+@pytest.fixture(scope="module")
+def space(run):
+    return search.load_space(run["supernet"], run["spec"], 0.5)
+
+
+def search_kwargs(run, **kw):
+    args = dict(target_sparsity=0.5, offspring=8, generations=6, stages=STAGES, seed=0, progress=False)
+    args.update(kw)
+    return args
+
+
+def do_search(run, out, **kw):
+    return search.run_search(run["supernet"], run["topk"], run["tokens"], run["model"], run["spec"], out,
+                             **search_kwargs(run, **kw))
+
+
+def tsv_fitness(path):
+    rows = [line.split("\t") for line in Path(path).read_text().splitlines()]
+    cols = rows[0]
+    return [(r[cols.index("generation")], r[cols.index("best_fitness")], r[cols.index("parent_fitness")])
+            for r in rows[1:]]
+
+
+def kind_index_sums(space, genome):
+    return {k: sum(g for g, kind in zip(genome, space.kinds) if kind == k) for k in ("attn", "mlp")}
+
+
+# ---- space, start, mutation ---------------------------------------------------------------------
+
+
+def test_space_reads_levels_and_budgets(run, space):
+    levels = read_json(run["levels"])
+    assert space.kept[0] == tuple(levels["layers"][0]["attn"]["kept"])
+    assert space.kept_units(space.centre)[1] == levels["layers"][0]["mlp"]["centre"]
+    assert space.sparsity(tuple(0 for _ in space.kinds)) == pytest.approx(0.0)
+    assert space.sparsity(tuple(len(k) - 1 for k in space.kept)) == pytest.approx(1.0)
+    # one granule: one head's q/o columns; one MLP level step (24 channels of gate/up/down)
+    assert space.tolerance == {"attn": 2 * 64 * 16, "mlp": 3 * 64 * 24}
+
+
+def test_mutation_keeps_each_kind_budget(space):
+    rng = np.random.default_rng(0)
+    parent = space.centre
+    swaps = set()
+    for _ in range(300):
+        child = search.mutate(parent, space, rng)
+        assert kind_index_sums(space, child) == kind_index_sums(space, parent)  # one level up, one down, per kind
+        assert all(0 <= g < len(k) for g, k in zip(child, space.kept))
+        swaps.add(sum(abs(a - b) for a, b in zip(child, parent)))
+    assert max(swaps) > 2  # several swaps happen
+
+
+def test_offspring_are_distinct_and_feasible(space):
+    rng = np.random.default_rng(1)
+    parent = search.start_genome(space, rng)
+    children = search.make_offspring(parent, space, rng, 32)
+    assert len(children) == 32 and len(set(children)) == 32 and parent not in children
+    for child in children:
+        assert space.feasible(child)
+        assert abs(space.sparsity(child) - 0.5) <= sum(space.tolerance.values()) / search.sparsity.backbone_prunable_params(space.spec)
+
+
+def test_trading_moves_budget_across_kinds(run):
+    trade = search.load_space(run["supernet"], run["spec"], 0.5, trade_attn_mlp=True)
+    rng = np.random.default_rng(2)
+    parent = search.start_genome(trade, rng)
+    children = search.make_offspring(parent, trade, rng, 64)
+    assert all(trade.feasible(c) for c in children)
+    assert any(kind_index_sums(trade, c) != kind_index_sums(trade, parent) for c in children)
+
+
+def test_infeasible_centres_are_repaired(run):
+    # centres were chosen for 50%: at 40% the all-centre genome misses both budgets
+    space = search.load_space(run["supernet"], run["spec"], 0.4)
+    centre = space.centre
+    assert not space.feasible(centre)
+    start = search.start_genome(space, np.random.default_rng(0))
+    assert space.feasible(start)
+    assert all(abs(a - b) <= 1 for a, b in zip(start, centre))
+
+
+def test_uniform_genome(run, space, tmp_path):
+    doc = search.uniform_genome(run["supernet"], run["spec"], tmp_path / "u.json", target_sparsity=0.5)
+    assert read_json(tmp_path / "u.json") == doc
+    assert doc["layers"] == [{"attn": 2, "mlp": 48}] * 4
+    assert doc["sparsity"] == pytest.approx(space.sparsity(space.from_layers(doc["layers"])))
+    assert 0.4 < doc["sparsity"] <= 0.5 and doc["iteration"] == 1  # KV heads shared by kept heads stay
+
+
+# ---- the search --------------------------------------------------------------------------------
+
+
+def test_search_outputs_and_elitism(run, space, tmp_path):
+    best = do_search(run, tmp_path / "s")
+    assert read_json(tmp_path / "s" / "best.json") == best
+    genome = space.from_layers(best["layers"])  # every kept count is a level of the supernet
+    assert space.feasible(genome) and best["sparsity"] == pytest.approx(space.sparsity(genome))
+    history = read_json(tmp_path / "s" / "state.json")["history"]
+    # the last stage scores on the whole split, so parent fitness is comparable across generations
+    start_fitness = history[0]["parent_fitness"]
+    for prev, cur in zip(history, history[1:]):
+        assert cur["parent_fitness"] == pytest.approx(prev["best_fitness"], rel=1e-6)
+    assert all(r["best_fitness"] <= r["parent_fitness"] for r in history)
+    assert best["fitness"] <= start_fitness and best["fitness"] < start_fitness  # it found something better
+    ev = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"])
+    ev.set_tokens(range(8))
+    assert ev.fitness_naive(space.kept_units(genome)) == pytest.approx(best["fitness"], rel=1e-5)
+    store = zarr.open_group(str(tmp_path / "s" / "fitness.zarr"), mode="r")
+    assert store["best_fitness"].shape == (6,) and store["stage_fitness"].shape == (6, 2, 8)
+    assert np.allclose(store["best_fitness"][:], [r["best_fitness"] for r in history])
+    assert len(tsv_fitness(tmp_path / "s" / "generations.tsv")) == 6
+
+
+def test_same_seed_same_result(run, tmp_path):
+    a = do_search(run, tmp_path / "a", generations=3)
+    b = do_search(run, tmp_path / "b", generations=3)
+    c = do_search(run, tmp_path / "c", generations=3, seed=1)
+    assert a == {**b, "supernet": a["supernet"]}
+    assert tsv_fitness(tmp_path / "a" / "generations.tsv") == tsv_fitness(tmp_path / "b" / "generations.tsv")
+    assert tsv_fitness(tmp_path / "a" / "generations.tsv") != tsv_fitness(tmp_path / "c" / "generations.tsv")
+
+
+def test_resume_refuses_other_settings(run, tmp_path):
+    do_search(run, tmp_path / "s", generations=1)
+    with pytest.raises(ValueError, match="other settings"):
+        do_search(run, tmp_path / "s", generations=2, seed=3)
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):
+    generations = 20
+    reference = do_search(run, tmp_path / "ref", generations=generations)
+
+    out = tmp_path / "killed"
+    args = {k: str(run[k]) for k in ("supernet", "topk", "tokens", "model", "spec")}
+    code = (
+        "import json, sys, torch\n"
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
+        "from tyr.search import run_search\n"
+        "a = json.loads(sys.argv[1])\n"
+        "run_search(a['supernet'], a['topk'], a['tokens'], a['model'], a['spec'], a['out'],"
+        f" target_sparsity=0.5, offspring=8, generations={generations}, stages={STAGES}, seed=0, progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps({**args, "out": str(out)})])
+    state = out / "state.json"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.exists() and read_json(state)["generation"] >= 3:
+                break
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = read_json(state)["generation"]
+    assert 3 <= killed_at < generations and not (out / "best.json").exists()
+
+    resumed = do_search(run, out, generations=generations)
+    assert resumed["layers"] == reference["layers"]
+    assert resumed["fitness"] == reference["fitness"]
+    assert tsv_fitness(out / "generations.tsv") == tsv_fitness(tmp_path / "ref" / "generations.tsv")
