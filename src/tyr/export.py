@@ -1,0 +1,310 @@
+"""Export a genome as a standalone, physically smaller Hugging Face model folder.
+
+The folder holds sliced safetensors weights, a `tyr_llama` `config.json` whose `auto_map`
+points at a verbatim copy of `modeling_tyr.py`, the source tokenizer and generation
+config, and a model card. It loads with
+`AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)` where tyr is not
+installed. Every layer is rebuilt by `tyr.supernet.layer_state` (dense tensors + the two
+level files the genome names), so export slices nothing by hand, and the written
+parameter count is checked against what the supernet and `tyr.sparsity` promised.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from tyr import sparsity
+from tyr.io import atomic_path, read_json
+from tyr.model import ModelSpec, build_layer, layer_prefix, load_config, load_state
+from tyr.supernet import layer_shape, layer_state, load_level, pruned_config, read_supernet
+
+MODELING_FILE = Path(__file__).with_name("modeling_tyr.py")
+AUTO_MAP = {"AutoConfig": "modeling_tyr.TyrConfig", "AutoModelForCausalLM": "modeling_tyr.TyrForCausalLM"}
+# Tokenizer artefacts are copied verbatim: re-saving through a tokenizer class can rewrite them.
+TOKENIZER_GLOBS = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
+                   "chat_template*", "*.tiktoken", "spiece.model")
+MAX_SHARD_BYTES = 4 << 30
+SPARSITY_TOLERANCE = 1e-4  # genomes may store a rounded sparsity; params are compared exactly
+
+
+class ExportError(ValueError):
+    pass
+
+
+def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=None, supernet_json=None) -> dict:
+    """Write the pruned model of `genome_json` to `out_dir` (atomically); return its summary.
+
+    `card` (optional) feeds the model card: `base_model` (str), `tokens_zarr` (the path of
+    `calib/tokens.zarr`, whose attrs and split shapes are recorded) or `calibration` (a dict),
+    `evaluation` (dict, or the path of an evaluation/summary JSON). `supernet_json`
+    overrides `genome["supernet"]`.
+    """
+    model_dir, genome_json = Path(model_dir), Path(genome_json)
+    spec = ModelSpec.from_json(spec_json)
+    genome = read_json(genome_json)
+    supernet = read_supernet(supernet_json or _resolve(genome["supernet"], genome_json))
+    _check_lengths(spec, genome, supernet)
+    dense_config = load_config(model_dir)
+
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        writer = ShardWriter(tmp)
+        dtype = _write_unpruned(model_dir, spec, writer)
+        shapes, promised, written = [], 0, 0
+        for layer, choice in enumerate(genome["layers"]):
+            state, shape, params = _pruned_layer_state(model_dir, spec, supernet, dense_config, layer, choice)
+            shapes.append(shape)
+            promised += params
+            written += sum(v.numel() for k, v in state.items() if _is_prunable(k))
+            writer.add({layer_prefix(layer) + k: v for k, v in state.items()})
+        writer.close()
+
+        summary = _summary(spec, genome, shapes, method)
+        _check_promise(summary, promised, written, genome)
+        config = _export_config(dense_config, shapes, dtype)
+        config.save_pretrained(tmp)
+        shutil.copyfile(MODELING_FILE, tmp / "modeling_tyr.py")
+        _copy_tokenizer(model_dir, tmp)
+        (tmp / "tyr_pruning.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(summary, spec, card or {}))
+    return summary
+
+
+# ---- layers ----------------------------------------------------------------------------------
+
+
+def _pruned_layer_state(model_dir, spec, supernet, dense_config, layer, choice):
+    """(sliced tensors, layer_shape, promised prunable params) of one layer of the genome."""
+    attn_entry = _level_entry(supernet, layer, "attn", choice["attn"])
+    mlp_entry = _level_entry(supernet, layer, "mlp", choice["mlp"])
+    attn, _ = load_level(attn_entry["path"])
+    mlp, _ = load_level(mlp_entry["path"])
+    state = layer_state(spec, load_state(model_dir, layer_prefix(layer)), attn, mlp)
+    shape = layer_shape(attn, mlp)
+    # Strict load into a meta-device layer of the promised shape: a wrong slice fails here,
+    # with the layer named, not later inside from_pretrained.
+    try:
+        build_layer(pruned_config(dense_config, [shape] * spec.num_layers), layer, state)
+    except RuntimeError as e:
+        raise ExportError(f"layer {layer}: level tensors do not fit shape {shape}: {e}") from e
+    return state, shape, int(attn_entry["params"]) + int(mlp_entry["params"])
+
+
+def _level_entry(supernet, layer, sublayer, kept) -> dict:
+    for entry in supernet["layers"][layer][sublayer]:
+        if int(entry["kept"]) == int(kept):
+            return entry
+    have = sorted(int(e["kept"]) for e in supernet["layers"][layer][sublayer])
+    raise ExportError(f"layer {layer} {sublayer}: genome keeps {kept} units; supernet levels are {have}")
+
+
+def _is_prunable(name: str) -> bool:
+    return "_proj." in name  # q/k/v/o and gate/up/down weights and biases, nothing else
+
+
+def _write_unpruned(model_dir, spec, writer):
+    """Copy embeddings, final norm and (untied) lm_head; return the checkpoint dtype."""
+    embed = load_state(model_dir, "model.embed_tokens.")["weight"]
+    writer.add({"model.embed_tokens.weight": embed, "model.norm.weight": load_state(model_dir, "model.norm.")["weight"]})
+    if not spec.tie_word_embeddings:
+        writer.add({"lm_head.weight": load_state(model_dir, "lm_head.")["weight"]})
+    return embed.dtype
+
+
+# ---- checks and config -----------------------------------------------------------------------
+
+
+def _check_lengths(spec, genome, supernet):
+    n = spec.num_layers
+    if len(genome["layers"]) != n or len(supernet["layers"]) != n:
+        raise ExportError(f"model has {n} layers; genome {len(genome['layers'])}, supernet {len(supernet['layers'])}")
+
+
+def _summary(spec, genome, shapes, method) -> dict:
+    kept = sparsity.genome_params(spec, [{"attn": (s["q_heads"], s["kv_heads"]), "mlp": s["intermediate"]} for s in shapes])
+    dense = spec.params or sparsity.model_params(spec)
+    removed = dense["backbone_prunable"] - kept
+    return {
+        "method": method,
+        "iteration": genome.get("iteration"),
+        "target_sparsity": genome.get("target_sparsity"),
+        "genome_sparsity": genome.get("sparsity"),
+        "sparsity": sparsity.backbone_sparsity(spec, kept),
+        "params": {
+            "dense_total": dense["total"], "total": dense["total"] - removed,
+            "dense_backbone": dense["backbone"], "backbone": dense["backbone"] - removed,
+            "dense_backbone_prunable": dense["backbone_prunable"], "backbone_prunable": kept,
+        },
+        "layers": shapes,
+    }
+
+
+def _check_promise(summary, promised, written, genome):
+    """The written tensors, the supernet's level params and tyr.sparsity must all agree."""
+    kept = summary["params"]["backbone_prunable"]
+    if not promised == written == kept:
+        raise ExportError(f"prunable params: supernet levels promise {promised}, tyr.sparsity {kept}, written {written}")
+    claimed = genome.get("sparsity")
+    if claimed is not None and not math.isclose(summary["sparsity"], claimed, abs_tol=SPARSITY_TOLERANCE):
+        raise ExportError(f"genome claims sparsity {claimed}, its levels give {summary['sparsity']:.6f}")
+
+
+def _export_config(dense_config, shapes, dtype):
+    config = pruned_config(dense_config, shapes)
+    config.architectures = ["TyrForCausalLM"]
+    config.auto_map = dict(AUTO_MAP)
+    config.dtype = dtype
+    return config
+
+
+def _resolve(path, genome_json: Path) -> Path:
+    """The genome's supernet path is workflow-relative (cwd); fall back to the genome's folder."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    return genome_json.parent / path
+
+
+def _copy_tokenizer(model_dir: Path, out: Path) -> None:
+    names = {p.name for g in TOKENIZER_GLOBS for p in model_dir.glob(g) if p.is_file()}
+    if (model_dir / "generation_config.json").is_file():
+        names.add("generation_config.json")
+    for name in sorted(names):
+        shutil.copyfile(model_dir / name, out / name)
+
+
+# ---- weights ---------------------------------------------------------------------------------
+
+
+class ShardWriter:
+    """Streams tensors into safetensors shards so export never holds the whole model.
+
+    One shard is written as `model.safetensors`; more get HF's `model-0000i-of-0000n`
+    names and a `model.safetensors.index.json`.
+    """
+
+    def __init__(self, folder: Path, max_bytes: int = MAX_SHARD_BYTES):
+        self.folder, self.max_bytes = Path(folder), max_bytes
+        self.pending, self.pending_bytes, self.parts = {}, 0, []  # parts: (temp file, tensor names)
+        self.total_bytes = 0
+
+    def add(self, tensors: dict) -> None:
+        for name, t in tensors.items():
+            size = t.numel() * t.element_size()
+            if self.pending and self.pending_bytes + size > self.max_bytes:
+                self._flush()
+            self.pending[name] = t.contiguous()
+            self.pending_bytes += size
+            self.total_bytes += size
+
+    def _flush(self) -> None:
+        from safetensors.torch import save_file
+
+        path = self.folder / f".part{len(self.parts):05d}.safetensors"
+        save_file(self.pending, str(path), metadata={"format": "pt"})
+        self.parts.append((path, list(self.pending)))
+        self.pending, self.pending_bytes = {}, 0
+
+    def close(self) -> None:
+        if self.pending or not self.parts:
+            self._flush()
+        if len(self.parts) == 1:
+            self.parts[0][0].rename(self.folder / "model.safetensors")
+            return
+        n, weight_map = len(self.parts), {}
+        for i, (path, names) in enumerate(self.parts):
+            final = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+            path.rename(self.folder / final)
+            weight_map.update(dict.fromkeys(names, final))
+        index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
+        (self.folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+# ---- model card ------------------------------------------------------------------------------
+
+
+def model_card(summary: dict, spec, card: dict) -> str:
+    """README.md of an exported model: what was pruned, how much, on what data, how well."""
+    p = summary["params"]
+    base = card.get("base_model")
+    target = summary["target_sparsity"]
+    lines = [
+        "---", "library_name: transformers", "tags: [pruned, structured-pruning, tyr]",
+        *([f"base_model: {base}"] if base else []), "---", "",
+        f"# {'Pruned ' + base if base else 'Pruned model'} (Týr-the-Pruner, {summary['method']})", "",
+        "Structurally pruned: whole attention heads and MLP channels were removed, so every "
+        "layer has its own width (see the table). Load with `trust_remote_code=True`; the "
+        "modeling code (`modeling_tyr.py`) is self-contained (torch + transformers).", "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        'model = AutoModelForCausalLM.from_pretrained(PATH, trust_remote_code=True)',
+        "tokenizer = AutoTokenizer.from_pretrained(PATH)",
+        "```", "",
+        "## Pruning", "",
+        "| | value |", "|---|---|",
+        f"| method | {summary['method']} |",
+        f"| source architecture | {spec.architecture} ({spec.model_type}) |",
+        f"| target backbone sparsity | {_pct(target)} |",
+        f"| actual backbone sparsity | {_pct(summary['sparsity'])} |",
+        f"| prunable backbone params (q/k/v/o, gate/up/down) | {p['backbone_prunable']:,} of {p['dense_backbone_prunable']:,} |",
+        f"| backbone params (incl. norms) | {p['backbone']:,} of {p['dense_backbone']:,} |",
+        f"| total params | {p['total']:,} of {p['dense_total']:,} |",
+        "",
+        "Backbone sparsity = removed / all parameters of the prunable projections; embeddings, "
+        "norms and lm_head are never pruned.", "",
+        "## Per-layer distribution", "",
+        "| layer | query heads | KV heads | attention sparsity | MLP channels | MLP sparsity |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, s in enumerate(summary["layers"]):
+        attn = 1 - s["q_heads"] / spec.num_heads
+        mlp = 1 - s["intermediate"] / spec.intermediate_size[i]
+        lines.append(f"| {i} | {s['q_heads']}/{spec.num_heads} | {s['kv_heads']}/{spec.num_kv_heads} | "
+                     f"{_pct(attn)} | {s['intermediate']}/{spec.intermediate_size[i]} | {_pct(mlp)} |")
+    lines += ["", "## Calibration data", "", *_kv_table(_calibration(card.get("tokens_zarr", card.get("calibration"))))]
+    lines += ["", "## Evaluation", "", *_kv_table(_flatten(_load_maybe(card.get("evaluation"))))]
+    return "\n".join(lines) + "\n"
+
+
+def _calibration(calib) -> dict:
+    if calib is None or isinstance(calib, dict):
+        return calib or {}
+    import zarr
+
+    group = zarr.open_group(str(calib), mode="r")
+    info = dict(group.attrs)
+    for name in ("prune", "fitness", "heldout"):
+        if name in group:
+            info[f"{name} sequences x tokens"] = "x".join(map(str, group[name].shape))
+    return info
+
+
+def _load_maybe(obj):
+    return read_json(obj) if isinstance(obj, (str, Path)) else (obj or {})
+
+
+def _flatten(d: dict, prefix="") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif not isinstance(v, list):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _kv_table(d: dict) -> list[str]:
+    if not d:
+        return ["Not recorded."]
+    rows = [f"| {k} | {f'{v:.4g}' if isinstance(v, float) else v} |" for k, v in d.items()]
+    return ["| | |", "|---|---|", *rows]
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+__all__ = ["export", "model_card", "ExportError", "ShardWriter"]

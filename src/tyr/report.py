@@ -1,0 +1,219 @@
+"""Markdown report and PNG plots of pruning runs (matplotlib, Agg backend).
+
+Every function takes explicit input paths and writes explicit outputs (atomically), so
+the workflow can wrap them in rules. Inputs:
+  summaries    `eval/summary.json` of `tyr.evaluate.summarize` (carry the per-layer
+               distribution, so the report needs no spec)
+  genomes      optional `genome.json`s (fitness, iteration), matched to summaries by folder
+  generations  optional `iter{i}/search/generations.tsv` files; parsed generically: the first
+               column is the generation, the first column whose name contains "best" is
+               the best fitness of that generation
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+from tyr.io import atomic_path, atomic_write_text, read_json
+
+
+def write_report(summaries, out_markdown, *, genomes=(), generations=(), plots_dir=None) -> Path:
+    """Write `out_markdown` and its plots (default: a `plots/` folder beside it)."""
+    out_markdown = Path(out_markdown)
+    plots = Path(plots_dir) if plots_dir else out_markdown.parent / "plots"
+    runs = [_run(Path(s), _match_genome(Path(s), genomes)) for s in summaries]
+    lines = ["# tyr pruning report", ""]
+    lines += _results_table(runs) + [""] + _task_table(runs)
+    if runs:
+        plot_tradeoff(runs, plots / "tradeoff.png")
+        lines += ["", "## Quality against sparsity", "", _img(out_markdown, plots / "tradeoff.png")]
+        lines += ["", "## Per-layer sparsity distribution", ""]
+        for run in runs:
+            png = plots / f"distribution_{run['slug']}.png"
+            plot_distribution(run["summary"]["distribution"], png, title=run["label"],
+                              target=run["summary"].get("target_sparsity"))
+            lines += [f"### {run['label']}", "", _img(out_markdown, png), ""]
+    if generations:
+        plot_fitness(generations, plots / "fitness.png")
+        lines += ["## Search: best fitness per generation", "", _img(out_markdown, plots / "fitness.png"), "",
+                  "Fitness: KL(dense ‖ candidate) of next-token distributions on the fitness split; lower is better."]
+    atomic_write_text(out_markdown, "\n".join(lines).rstrip() + "\n")
+    return out_markdown
+
+
+# ---- runs ------------------------------------------------------------------------------------
+
+
+def _run(summary_path: Path, genome: dict | None) -> dict:
+    s = read_json(summary_path)
+    method, target = s.get("method") or summary_path.parent.parent.name, s.get("target_sparsity")
+    label = f"{method} @ {_pct(target, 0)}" if target is not None else method
+    slug = f"{method}_s{round(100 * target)}" if target is not None else method
+    return {"summary": s, "genome": genome or {}, "label": label, "slug": slug, "path": summary_path}
+
+
+def _match_genome(summary_path: Path, genomes) -> dict | None:
+    """The genome of `.../{method}/genome.json` for a summary at `.../{method}/eval/summary.json`."""
+    run_dir = summary_path.resolve().parent.parent
+    for g in genomes:
+        if Path(g).resolve().parent == run_dir:
+            return read_json(g)
+    return None
+
+
+def _results_table(runs) -> list[str]:
+    lines = ["## Results", "",
+             "| run | backbone sparsity | params | perplexity (dense → pruned) | avg acc_norm (dense → pruned) "
+             "| retention | prefill × | decode × | fitness |",
+             "|---|---:|---:|---|---|---:|---:|---:|---:|"]
+    for r in runs:
+        s = r["summary"]
+        ppl, avg, speed = s.get("perplexity"), s.get("average"), s.get("speed", {})
+        lines.append(
+            f"| {r['label']} | {_pct(s['sparsity'])} | {s['params']['pruned']['total']:,} / {s['params']['dense']['total']:,} "
+            f"| {_arrow(ppl, 'dense', 'pruned', '.2f')} "
+            f"| {_arrow(avg and {k: v['acc_norm'] for k, v in avg.items()}, 'dense', 'pruned', '.4f')} "
+            f"| {_fmt((s.get('retention') or {}).get('acc_norm'), '.3f')} "
+            f"| {_fmt(speed.get('prefill_speedup'), '.2f')} | {_fmt(speed.get('decode_speedup'), '.2f')} "
+            f"| {_fmt(r['genome'].get('fitness'), '.4g')} |")
+    return lines
+
+
+def _task_table(runs) -> list[str]:
+    rows = [(r["label"], t, v) for r in runs for t, v in (r["summary"].get("zeroshot") or {}).items()]
+    if not rows:
+        return []
+    lines = ["## Zero-shot accuracy per task", "",
+             "| run | task | n | acc dense | acc pruned | acc_norm dense | acc_norm pruned |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for label, task, v in rows:
+        lines.append(f"| {label} | {task} | {v.get('n')} | {v['dense']['acc']:.4f} | {v['pruned']['acc']:.4f} "
+                     f"| {v['dense']['acc_norm']:.4f} | {v['pruned']['acc_norm']:.4f} |")
+    return lines
+
+
+# ---- plots -----------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on compute nodes
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, png) -> None:
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+
+
+def plot_distribution(rows, out_png, *, title="", target=None) -> None:
+    """Per-layer attention and MLP unit sparsity (bars), the target as a line."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    layers = [r["layer"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(rows) + 2), 3.5))
+    w = 0.4
+    ax.bar([x - w / 2 for x in layers], [r["attn_sparsity"] for r in rows], w, label="attention (heads)")
+    ax.bar([x + w / 2 for x in layers], [r["mlp_sparsity"] for r in rows], w, label="MLP (channels)")
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target backbone sparsity {_pct(target, 0)}")
+    ax.set(xlabel="layer", ylabel="units removed", ylim=(0, 1.05), title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    _save(fig, out_png)
+
+
+def read_generations(tsv) -> tuple[list[float], list[float], str]:
+    """(generations, best fitness, name of the best column) of a generations.tsv."""
+    with open(tsv, newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    if not rows:
+        raise ValueError(f"{tsv}: empty")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    best = next((i for i, name in enumerate(header) if "best" in name.lower()), None)
+    if best is None:
+        raise ValueError(f"{tsv}: no column named like 'best' in {header}")
+    return [float(r[0]) for r in body], [float(r[best]) for r in body], header[best]
+
+
+def plot_fitness(tsvs, out_png) -> None:
+    """Best fitness per generation, one line per search (iteration)."""
+    plt = _pyplot()
+    tsvs = [Path(t) for t in tsvs]
+    labels = _short_labels(tsvs)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ylabel = "best fitness"
+    for tsv, label in zip(tsvs, labels):
+        gens, best, ylabel = read_generations(tsv)
+        if gens:
+            ax.plot(gens, best, marker=".", label=label)
+    ax.set(xlabel="generation", ylabel=ylabel)
+    ax.legend(fontsize=8)
+    _save(fig, out_png)
+
+
+def plot_tradeoff(runs, out_png) -> None:
+    """Perplexity and average accuracy against actual backbone sparsity, per method; dense at 0."""
+    plt = _pyplot()
+    fig, (ax_ppl, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    by_method = {}
+    for r in runs:
+        by_method.setdefault(r["summary"].get("method") or r["label"], []).append(r["summary"])
+    dense_done = False
+    for method, sums in sorted(by_method.items()):
+        sums = sorted(sums, key=lambda s: s["sparsity"])
+        x = [s["sparsity"] for s in sums]
+        if all("perplexity" in s for s in sums):
+            ax_ppl.plot(x, [s["perplexity"]["pruned"] for s in sums], marker="o", label=method)
+        if all("average" in s for s in sums):
+            ax_acc.plot(x, [s["average"]["pruned"]["acc_norm"] for s in sums], marker="o", label=method)
+        if not dense_done:  # every summary carries the same dense numbers
+            if "perplexity" in sums[0]:
+                ax_ppl.plot([0], [sums[0]["perplexity"]["dense"]], "k*", ms=10, label="dense")
+            if "average" in sums[0]:
+                ax_acc.plot([0], [sums[0]["average"]["dense"]["acc_norm"]], "k*", ms=10, label="dense")
+            dense_done = True
+    ppls = [y for line in ax_ppl.lines for y in line.get_ydata()]
+    wide = ppls and max(ppls) / min(ppls) > 10  # perplexity explodes at high sparsity: log only then
+    ax_ppl.set(xlabel="backbone sparsity", ylabel="WikiText-2 perplexity", yscale="log" if wide else "linear")
+    ax_acc.set(xlabel="backbone sparsity", ylabel="zero-shot average acc_norm")
+    for ax in (ax_ppl, ax_acc):
+        if ax.lines:
+            ax.legend(fontsize=8)
+    _save(fig, out_png)
+
+
+# ---- formatting ------------------------------------------------------------------------------
+
+
+def _short_labels(paths) -> list[str]:
+    """Each search's folder (e.g. s50/tyr/iter2), relative to what all of them share."""
+    dirs = [p.resolve().parent.parent if p.parent.name == "search" else p.resolve().parent for p in paths]
+    if len(dirs) == 1:
+        return [dirs[0].name]
+    root = os.path.commonpath(dirs)
+    return [str(d.relative_to(root)) or d.name for d in dirs]
+
+
+def _img(markdown: Path, png: Path) -> str:
+    return f"![{png.stem}]({os.path.relpath(png, markdown.parent)})"
+
+
+def _arrow(pair, a, b, spec) -> str:
+    return f"{pair[a]:{spec}} → {pair[b]:{spec}}" if pair else "n/a"
+
+
+def _fmt(x, spec) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:{spec}}"
+
+
+def _pct(x, digits=2) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"

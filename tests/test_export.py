@@ -1,0 +1,264 @@
+"""Export: a genome becomes a standalone HF folder that loads without tyr installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from tyr import export as ex
+from tyr import model as adapter
+from tyr import sparsity
+from tyr.io import save_safetensors, write_json
+
+# Tiny llama (conftest): 3 layers, 4 query heads over 2 KV heads (group 2), head_dim 16, 96 channels.
+HEADS = [[1, 2, 3], [], [0, 3]]  # uneven GQA (KV0 keeps 1, KV1 keeps 2); no attention; 1 per KV head
+CHANNELS = [list(range(0, 96, 2)), [5, 17, 40, 41, 42, 90, 95], []]  # half; a few; no MLP
+
+
+def write_level(spec, dense, layer_dir, layer, sublayer, kept_units) -> dict:
+    """One level in the documented format, by plain slicing (no compensation)."""
+    kept_units = torch.tensor(sorted(kept_units), dtype=torch.int64)
+    n = len(kept_units)
+    if sublayer == "attn":
+        kv = sorted({spec.kv_of(int(h)) for h in kept_units})
+        cols = (kept_units[:, None] * spec.head_dim + torch.arange(spec.head_dim)).reshape(-1)
+        tensors = {
+            "o_proj.weight": dense["self_attn.o_proj.weight"][:, cols],
+            "kept_heads": kept_units,
+            "kept_kv_heads": torch.tensor(kv, dtype=torch.int64),
+            "q_to_kv": torch.tensor([kv.index(spec.kv_of(int(h))) for h in kept_units], dtype=torch.int64),
+        }
+        params = sparsity.sublayer_params(spec, "attn", layer, n, len(kv))
+        meta = {"kv_kept": len(kv)}
+    else:
+        tensors = {"down_proj.weight": dense["mlp.down_proj.weight"][:, kept_units], "kept_channels": kept_units}
+        params = sparsity.sublayer_params(spec, "mlp", layer, n)
+        meta = {}
+    rel = Path(f"layer{layer:03d}") / sublayer / f"k{n:05d}.safetensors"
+    units = spec.units(sublayer, layer)
+    meta |= {"layer": layer, "sublayer": sublayer, "kept": n, "sparsity": 1 - n / units, "params": params, "iteration": 1}
+    save_safetensors(layer_dir.parent / rel, tensors, meta)
+    return {"kept": n, "params": params, "sparsity": 1 - n / units, "file": str(rel)}
+
+
+def build_supernet(model_dir, spec, root, heads_per_layer, channels_per_layer) -> Path:
+    """A supernet with a full-density level and the given pruned level for every sublayer."""
+    layers = []
+    for layer in range(spec.num_layers):
+        dense = adapter.load_state(model_dir, adapter.layer_prefix(layer))
+        layer_dir = Path(root) / f"layer{layer:03d}"
+        entry = {"layer": layer}
+        for sub, pruned, full in (("attn", heads_per_layer[layer], range(spec.num_heads)),
+                                  ("mlp", channels_per_layer[layer], range(spec.intermediate_size[layer]))):
+            entry[sub] = [write_level(spec, dense, layer_dir, layer, sub, units) for units in (list(full), pruned)]
+        layers.append(entry)
+    path = Path(root) / "supernet.json"
+    write_json(path, {"iteration": 1, "layers": layers})
+    return path
+
+
+def genome(supernet, spec, heads, channels, **extra) -> dict:
+    layers = [{"attn": len(h), "mlp": len(c)} for h, c in zip(heads, channels)]
+    kept = sparsity.genome_params(spec, [
+        {"attn": (len(h), len({spec.kv_of(x) for x in h})), "mlp": len(c)} for h, c in zip(heads, channels)])
+    return {"iteration": 1, "supernet": str(supernet), "target_sparsity": 0.5,
+            "sparsity": sparsity.backbone_sparsity(spec, kept), "fitness": 0.0, "layers": layers, **extra}
+
+
+@pytest.fixture
+def setup(tiny_model_dir, tmp_path):
+    """(dense dir, spec.json, supernet.json, spec) for a tiny llama, optionally with tied embeddings."""
+
+    def make(**overrides):
+        from transformers import AutoConfig
+
+        model_dir = tiny_model_dir("llama", **overrides)
+        spec = adapter.spec_from_config(AutoConfig.from_pretrained(model_dir))
+        spec_json = tmp_path / "spec.json"
+        spec.to_json(spec_json)
+        supernet = build_supernet(model_dir, spec, tmp_path / "supernet", HEADS, CHANNELS)
+        return model_dir, spec_json, supernet, spec
+
+    return make
+
+
+def export_genome(setup_tuple, tmp_path, heads, channels, name="pruned", **kw):
+    model_dir, spec_json, supernet, spec = setup_tuple
+    g = tmp_path / f"{name}.json"
+    write_json(g, genome(supernet, spec, heads, channels))
+    out = tmp_path / name
+    return out, ex.export(model_dir, spec_json, g, out, **kw)
+
+
+def masked_dense_logits(model_dir, spec, heads, channels, ids):
+    """Reference: the dense transformers model with removed heads/channels zeroed at o/down_proj.
+
+    With uncompensated levels a pruned layer computes exactly this, so it checks every slice
+    (q rows, KV selection and mapping, o/down columns) independently of tyr's code.
+    """
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        for layer, (h, c) in enumerate(zip(heads, channels)):
+            block = ref.model.layers[layer]
+            mask = torch.zeros(spec.num_heads, spec.head_dim)
+            mask[list(h)] = 1
+            block.self_attn.o_proj.weight.mul_(mask.reshape(-1))
+            cmask = torch.zeros(spec.intermediate_size[layer])
+            cmask[list(c)] = 1
+            block.mlp.down_proj.weight.mul_(cmask)
+        return ref(ids).logits
+
+
+CLEAN_ENV_SCRIPT = textwrap.dedent("""
+    import importlib.util, json, sys
+    from pathlib import Path
+    # The editable install puts src/ on sys.path (a .pth); drop every entry that provides tyr.
+    sys.path[:] = [p for p in sys.path if not (Path(p or ".") / "tyr").exists()]
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    assert importlib.util.find_spec("tyr") is None, "tyr is still importable"
+    import torch
+    from transformers import AutoModelForCausalLM
+    path, copy = sys.argv[1], sys.argv[2]
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    ids = torch.tensor([[3, 9, 27, 81, 4, 12, 40]])
+    with torch.no_grad():
+        logits = model(ids).logits
+    out = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    model.save_pretrained(copy)
+    again = AutoModelForCausalLM.from_pretrained(copy, trust_remote_code=True).eval()
+    with torch.no_grad():
+        same = torch.equal(again(ids).logits, logits)
+    n = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"generated": out.shape[1] - ids.shape[1], "params": n, "roundtrip_equal": same,
+                      "logits": logits[0, -1, :8].tolist(), "tied": model.lm_head.weight is model.model.embed_tokens.weight}))
+""")
+
+
+def run_clean(path, tmp_path) -> dict:
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", PYTHONPATH="")
+    proc = subprocess.run([sys.executable, "-c", CLEAN_ENV_SCRIPT, str(path), str(tmp_path / "roundtrip")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_export_loads_without_tyr_and_keeps_promise(setup, tmp_path, tied):
+    s = setup(tie_word_embeddings=tied)
+    model_dir, _, _, spec = s
+    out, summary = export_genome(s, tmp_path, HEADS, CHANNELS)
+    result = run_clean(out, tmp_path)
+    assert result["generated"] == 5 and result["roundtrip_equal"] and result["tied"] == tied
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "tyr_llama"
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_tyr.TyrForCausalLM"
+    assert config["layer_q_heads"] == [3, 0, 2] and config["layer_kv_heads"] == [2, 0, 2]
+    assert config["layer_q_to_kv"] == [[0, 1, 1], [], [0, 1]] and config["layer_intermediate"] == [48, 7, 0]
+    assert (out / "modeling_tyr.py").read_bytes() == ex.MODELING_FILE.read_bytes()
+    assert (out / "tokenizer.json").exists() and (out / "README.md").exists()
+
+    # Parameter count: what tyr.sparsity promised for the genome's shapes, tensor for tensor.
+    promised = sparsity.genome_params(spec, [{"attn": (3, 2), "mlp": 48}, {"attn": (0, 0), "mlp": 7},
+                                             {"attn": (2, 2), "mlp": 0}])
+    assert summary["params"]["backbone_prunable"] == promised
+    assert result["params"] == spec.params["total"] - spec.params["backbone_prunable"] + promised
+    assert summary["params"]["total"] == result["params"]
+
+    ids = torch.tensor([[3, 9, 27, 81, 4, 12, 40]])
+    ref = masked_dense_logits(model_dir, spec, HEADS, CHANNELS, ids)
+    assert torch.allclose(torch.tensor(result["logits"]), ref[0, -1, :8], atol=1e-5)
+
+
+def test_full_density_genome_equals_dense(setup, tmp_path):
+    s = setup()
+    model_dir, _, _, spec = s
+    full_heads = [list(range(spec.num_heads))] * spec.num_layers
+    full_channels = [list(range(n)) for n in spec.intermediate_size]
+    out, summary = export_genome(s, tmp_path, full_heads, full_channels, name="full")
+    assert summary["sparsity"] == 0.0 and summary["params"]["total"] == spec.params["total"]
+
+    from transformers import AutoModelForCausalLM
+
+    pruned = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    dense_tyr = adapter.load_model(model_dir)
+    dense_hf = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    ids = torch.randint(3, 128, (2, 19))
+    with torch.no_grad():
+        got = pruned(ids).logits
+        assert torch.equal(got, dense_tyr(ids).logits)  # same code, same tensors: bit-identical
+        assert torch.allclose(got, dense_hf(ids).logits, atol=1e-5)
+
+
+def test_export_matches_masked_dense_in_process(setup, tmp_path):
+    """Heterogeneous layers in process (cheaper than the subprocess), over many positions."""
+    s = setup()
+    model_dir, _, _, spec = s
+    out, _ = export_genome(s, tmp_path, HEADS, CHANNELS)
+    from transformers import AutoModelForCausalLM
+
+    pruned = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    assert pruned.model.layers[1].self_attn is None and pruned.model.layers[2].mlp is None
+    ids = torch.randint(3, 128, (2, 23))
+    with torch.no_grad():
+        assert torch.allclose(pruned(ids).logits, masked_dense_logits(model_dir, spec, HEADS, CHANNELS, ids), atol=1e-5)
+
+
+def test_export_refuses_broken_promises(setup, tmp_path):
+    s = setup()
+    model_dir, spec_json, supernet, spec = s
+    g = genome(supernet, spec, HEADS, CHANNELS)
+    bad_level = dict(g, layers=[dict(g["layers"][0], mlp=13), *g["layers"][1:]])
+    write_json(tmp_path / "g1.json", bad_level)
+    with pytest.raises(ex.ExportError, match="layer 0 mlp: genome keeps 13"):
+        ex.export(model_dir, spec_json, tmp_path / "g1.json", tmp_path / "o1")
+    write_json(tmp_path / "g2.json", dict(g, sparsity=g["sparsity"] + 0.01))
+    with pytest.raises(ex.ExportError, match="claims sparsity"):
+        ex.export(model_dir, spec_json, tmp_path / "g2.json", tmp_path / "o2")
+    # A level whose params entry disagrees with tyr.sparsity is caught too.
+    index = json.loads(Path(supernet).read_text())
+    index["layers"][2]["attn"][1]["params"] += 1
+    Path(supernet).write_text(json.dumps(index))
+    write_json(tmp_path / "g3.json", g)
+    with pytest.raises(ex.ExportError, match="supernet levels promise"):
+        ex.export(model_dir, spec_json, tmp_path / "g3.json", tmp_path / "o3")
+    assert not any(p.name.startswith("o") and p.is_dir() for p in tmp_path.iterdir())  # nothing half-written
+
+
+def test_shard_writer_splits_and_indexes(tmp_path):
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME
+
+    writer = ex.ShardWriter(tmp_path, max_bytes=1000)
+    tensors = {f"t{i}": torch.full((100,), float(i)) for i in range(5)}  # 400 bytes each: 2 per shard
+    writer.add(tensors)
+    writer.close()
+    index = json.loads((tmp_path / SAFE_WEIGHTS_INDEX_NAME).read_text())
+    assert sorted(set(index["weight_map"].values())) == [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
+    loaded = adapter.load_state(tmp_path)
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items()) and len(loaded) == 5
+
+
+def test_model_card_records_pruning_and_calibration(setup, tmp_path):
+    import zarr
+
+    s = setup()
+    calib = zarr.open_group(str(tmp_path / "tokens.zarr"), mode="w")
+    calib.create_array("prune", shape=(4, 32), dtype="int32")
+    calib.attrs.update({"source": "wikitext-2/valid.txt", "seed": 0, "seq_len": 32})
+    card = {"base_model": "tiny-llama", "tokens_zarr": tmp_path / "tokens.zarr",
+            "evaluation": {"pruned": {"perplexity": 12.5}}}
+    out, summary = export_genome(s, tmp_path, HEADS, CHANNELS, card=card)
+    text = (out / "README.md").read_text()
+    assert "base_model: tiny-llama" in text and "wikitext-2/valid.txt" in text and "4x32" in text
+    assert f"{100 * summary['sparsity']:.2f}%" in text and "pruned.perplexity | 12.5" in text
+    assert "| 1 | 0/4 | 0/2 | 100.00% | 7/96 |" in text

@@ -1,0 +1,75 @@
+"""Report: markdown tables and PNG plots from summaries, genomes and generations.tsv files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tyr import report
+from tyr.io import write_json
+
+
+def _summary(path: Path, *, method, target, sparsity, ppl, acc_norm) -> Path:
+    dist = [{"layer": i, "attn_kept": 2, "attn_units": 4, "attn_sparsity": 0.5,
+             "mlp_kept": 48 - 16 * i, "mlp_units": 96, "mlp_sparsity": 0.5 + i / 6} for i in range(3)]
+    write_json(path, {
+        "method": method, "target_sparsity": target, "sparsity": sparsity,
+        "params": {"dense": {"total": 1000}, "pruned": {"total": 600}},
+        "distribution": dist,
+        "perplexity": {"dense": 10.0, "pruned": ppl, "ratio": ppl / 10.0},
+        "zeroshot": {"arc_easy": {"dense": {"acc": 0.6, "acc_norm": 0.55}, "pruned": {"acc": 0.5, "acc_norm": acc_norm}, "n": 100}},
+        "average": {"dense": {"acc": 0.6, "acc_norm": 0.55}, "pruned": {"acc": 0.5, "acc_norm": acc_norm}},
+        "retention": {"acc": 0.5 / 0.6, "acc_norm": acc_norm / 0.55},
+        "speed": {"prefill_speedup": 1.4, "decode_speedup": 1.2},
+    })
+    return path
+
+
+def _png_ok(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def test_report_tables_and_plots(tmp_path):
+    runs = []
+    for method, ppl, acc in (("tyr", 14.0, 0.5), ("uniform", 19.0, 0.45)):
+        run = tmp_path / "s50" / method
+        (run / "eval").mkdir(parents=True)
+        runs.append(_summary(run / "eval" / "summary.json", method=method, target=0.5, sparsity=0.4998, ppl=ppl, acc_norm=acc))
+        write_json(run / "genome.json", {"fitness": 0.0123 if method == "tyr" else 0.05, "layers": []})
+    tsvs = []
+    for i, best in ((1, [0.9, 0.5, 0.4]), (2, [0.4, 0.35])):
+        tsv = tmp_path / "s50" / "tyr" / f"iter{i}" / "search" / "generations.tsv"
+        tsv.parent.mkdir(parents=True)
+        rows = "".join(f"{g + 1}\t{b}\t{b + 0.1}\t16\n" for g, b in enumerate(best))
+        tsv.write_text("generation\tbest_fitness\tparent_fitness\toffspring\n" + rows)
+        tsvs.append(tsv)
+
+    out = tmp_path / "report" / "report.md"
+    genomes = [tmp_path / "s50" / m / "genome.json" for m in ("uniform", "tyr")]  # order must not matter
+    report.write_report(runs, out, genomes=genomes, generations=tsvs)
+    text = out.read_text()
+    assert "| tyr @ 50% | 49.98% | 600 / 1,000 | 10.00 → 14.00 | 0.5500 → 0.5000 | 0.909 | 1.40 | 1.20 | 0.0123 |" in text
+    assert "| uniform @ 50% | 49.98% |" in text and "| 0.05 |" in text
+    assert "| tyr @ 50% | arc_easy | 100 | 0.6000 | 0.5000 | 0.5500 | 0.5000 |" in text
+    plots = tmp_path / "report" / "plots"
+    for name in ("tradeoff.png", "distribution_tyr_s50.png", "distribution_uniform_s50.png", "fitness.png"):
+        assert _png_ok(plots / name), name
+        assert f"](plots/{name})" in text
+
+
+def test_read_generations_is_generic(tmp_path):
+    tsv = tmp_path / "g.tsv"
+    tsv.write_text("gen\tevals\tBestKL\n1\t10\t0.5\n2\t20\t0.25\n")
+    assert report.read_generations(tsv) == ([1.0, 2.0], [0.5, 0.25], "BestKL")
+    tsv.write_text("gen\tfitness\n1\t0.5\n")
+    with pytest.raises(ValueError, match="best"):
+        report.read_generations(tsv)
+
+
+def test_short_labels_name_each_search():
+    paths = [Path("/r/s50/tyr/iter1/search/generations.tsv"), Path("/r/s50/tyr/iter2/search/generations.tsv")]
+    assert report._short_labels(paths) == ["iter1", "iter2"]
+    paths.append(Path("/r/s70/tyr/iter1/search/generations.tsv"))
+    assert report._short_labels(paths) == ["s50/tyr/iter1", "s50/tyr/iter2", "s70/tyr/iter1"]
