@@ -1,0 +1,109 @@
+"""FLAP (An et al., AAAI 2024): fluctuation-based adaptive structured pruning, retraining-free.
+
+1. Fluctuation metric. Input channel j of an output projection (o_proj, down_proj) is
+   scored by how much its activation varies over the calibration tokens, weighted by the
+   energy of the weights it feeds:
+
+       S_j = Var_n[X_{n,j}] · ‖W_{:,j}‖²₂        S_head = Σ_{j ∈ head} S_j
+
+   A channel that is nearly constant carries no information: its contribution is
+   replaced by a constant (step 3) at little loss, whatever its magnitude.
+2. Adaptive structure. Scores of one module type (all heads of all layers; all MLP
+   channels of all layers) are standardised, Ŝ = (S − mean) / std, so the two types
+   become comparable; units are then removed globally, lowest Ŝ first, across layers and
+   module types until the parameter budget is met (`single_level.global_structure`).
+   Layers and modules thus get different widths, down to none.
+3. Bias compensation. The removed channels' mean contribution is folded into the
+   output bias, so the sublayer's output keeps its expectation on the calibration set:
+
+       b' = b + W_{:,removed} · E_n[X_{n,removed}]
+
+   When a sublayer loses every unit it has no bias left to hold its constant; the
+   residual stream only adds constants between two kept sublayers, so the constant is
+   added to the bias of the closest kept sublayer before it (exact for the mean; dropped
+   only when no sublayer precedes it). This extends the paper, whose modules never vanish.
+
+With compensation, every kept o_proj / down_proj carries a bias, including in models
+whose dense projections have none: the exported config must set `o_bias` / `down_bias`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from tyr.baselines.activations import SPLIT, calibration_tokens, dense_model, head_sums, projection_inputs
+from tyr.baselines.single_level import global_structure, load_spec, write
+
+METHOD = "flap"
+log = logging.getLogger("tyr.baselines")
+
+
+def fluctuation(weight: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """Var[X_j] · ‖W_{:,j}‖² for every input channel j of a projection W [out, in]."""
+    return variance * weight.double().pow(2).sum(0)
+
+
+def standardise(scores: list[torch.Tensor]) -> list[torch.Tensor]:
+    """(S − mean) / std over all units of one module type in all layers."""
+    flat = torch.cat([s.reshape(-1) for s in scores])
+    mean, std = flat.mean(), flat.std()
+    std = std if std > 0 else torch.ones_like(std)
+    return [(s - mean) / std for s in scores]
+
+
+def compensated_biases(model, stats, structure, spec):
+    """Per layer, the o_proj and down_proj biases that restore each sublayer's output mean.
+
+    Returns (o_bias, down_bias, dropped): lists over layers (None where the sublayer is
+    gone) and the number of vanished sublayers whose constant had no kept sublayer before it.
+    """
+    d = spec.head_dim
+    sublayers = []  # residual-stream order: (kind, layer, kept channel idx, projection, stats)
+    for l, layer in enumerate(model.model.layers):
+        heads = structure.heads[l]
+        sublayers.append(("attn", l, [h * d + i for h in heads for i in range(d)], layer.self_attn.o_proj, stats[l]["attn"]))
+        sublayers.append(("mlp", l, list(structure.channels[l]), layer.mlp.down_proj, stats[l]["mlp"]))
+    biases = {}
+    last_kept, dropped = None, 0
+    for kind, l, kept, proj, st in sublayers:
+        removed = torch.ones(proj.in_features, dtype=torch.bool)
+        removed[kept] = False
+        constant = proj.weight.double()[:, removed] @ st.mean[removed]
+        dense_bias = proj.bias.double() if proj.bias is not None else torch.zeros_like(constant)
+        if kept:
+            biases[(kind, l)] = dense_bias + constant
+            last_kept = (kind, l)
+        elif last_kept is not None:  # a vanished sublayer: its whole mean output moves to the last kept one
+            biases[last_kept] += dense_bias + constant
+        else:
+            dropped += 1
+    o_bias = [biases.get(("attn", l)) for l in range(spec.num_layers)]
+    down_bias = [biases.get(("mlp", l)) for l in range(spec.num_layers)]
+    return o_bias, down_bias, dropped
+
+
+def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, compensate: bool = True, split: str = SPLIT,
+        max_seqs: int | None = None, batch_size: int = 8):
+    """Fluctuation scores, global adaptive structure, bias compensation; returns the genome path."""
+    spec = load_spec(model_dir)
+    model = dense_model(model_dir)
+    stats = projection_inputs(model, calibration_tokens(tokens_zarr, split, max_seqs), batch_size)
+    layers = model.model.layers
+    head_scores = standardise([head_sums(fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance), spec.head_dim)
+                               for layer, s in zip(layers, stats)])
+    channel_scores = standardise([fluctuation(layer.mlp.down_proj.weight, s["mlp"].variance)
+                                  for layer, s in zip(layers, stats)])
+    structure = global_structure(spec, target_sparsity, head_scores, channel_scores)
+    structure.info = {"compensate": compensate, "structure": "global (AL-AM): standardised per module type"}
+    if compensate:
+        structure.o_bias, structure.down_bias, dropped = compensated_biases(model, stats, structure, spec)
+        structure.info["uncompensated_sublayers"] = dropped
+        # Biases the dense model lacks are stored beyond tyr.sparsity's accounting (hidden each).
+        extra = sum(b is not None for b in structure.o_bias) * (not spec.o_bias) + \
+            sum(b is not None for b in structure.down_bias) * (not spec.mlp_bias)
+        structure.info["compensation_bias_params"] = extra * spec.hidden_size
+        if dropped:
+            log.warning("flap: %d leading sublayer(s) removed entirely; their mean output cannot be compensated", dropped)
+    return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)
