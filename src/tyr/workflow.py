@@ -43,6 +43,24 @@ def job_log(path):
         handler.close()
 
 
+def _warm_imports():
+    """Resolve transformers' lazy attributes in one thread: concurrent first access from
+    jobs running in parallel threads can fail with "cannot import name ..."."""
+    import transformers
+    from transformers import (  # noqa: F401
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GenerationMixin,
+        PretrainedConfig,
+        PreTrainedModel,
+    )
+
+    import tyr.modeling_tyr  # noqa: F401
+
+    return transformers
+
+
 def step(name, input, output, params, wildcards, threads, log):
     """Run `tyr.steps.<name>` for a rule, with the rule's threads, logging to its log file."""
     import torch
@@ -52,6 +70,7 @@ def step(name, input, output, params, wildcards, threads, log):
     fn = getattr(steps, name)
     with _lock:
         torch.set_num_threads(max(1, int(threads)))
+        _warm_imports()
     with job_log(log[0]) as logger:
         logger.info("start %s %s", name, dict(wildcards.items()))
         t0 = time.perf_counter()
