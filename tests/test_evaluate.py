@@ -154,6 +154,17 @@ def test_summary_retention_and_speedups(tmp_path, tiny_model_dir):
     assert s["method"] == "tyr" and [r["attn_sparsity"] for r in s["distribution"]] == [0.25, 1.0, 0.0]
     assert [r["mlp_sparsity"] for r in s["distribution"]] == [0.0, 0.5, 1.0]
 
+    # An export's own record (compensation biases outside the accounting) gives the sparsity.
+    record = json.loads(pruned.read_text())
+    record["pruning"] = {"params": {"total": 80_000, "backbone_prunable": kept - 64}}
+    write_json(tmp_path / "p1.json", record)
+    s1 = ev.summarize(dense, tmp_path / "p1.json", tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "s1.json")
+    assert s1["sparsity"] == pytest.approx(1 - (kept - 64) / dense_prunable)
+    record["pruning"]["params"]["total"] = 79_999
+    write_json(tmp_path / "p1.json", record)
+    with pytest.raises(ValueError, match="export record"):
+        ev.summarize(dense, tmp_path / "p1.json", tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "s1.json")
+
     # Numbers measured differently are refused, not compared.
     other = json.loads(pruned.read_text())
     other["zeroshot"]["arc_easy"]["n"] = 50

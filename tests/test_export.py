@@ -105,7 +105,10 @@ def masked_dense_logits(model_dir, spec, heads, channels, ids):
     """
     from transformers import AutoModelForCausalLM
 
-    ref = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    return masked_dense_logits_of(AutoModelForCausalLM.from_pretrained(model_dir).eval(), spec, heads, channels, ids)
+
+
+def masked_dense_logits_of(ref, spec, heads, channels, ids):
     with torch.no_grad():
         for layer, (h, c) in enumerate(zip(heads, channels)):
             block = ref.model.layers[layer]
@@ -262,3 +265,59 @@ def test_model_card_records_pruning_and_calibration(setup, tmp_path):
     assert "base_model: tiny-llama" in text and "wikitext-2/valid.txt" in text and "4x32" in text
     assert f"{100 * summary['sparsity']:.2f}%" in text and "pruned.perplexity | 12.5" in text
     assert "| 1 | 0/4 | 0/2 | 100.00% | 7/96 |" in text
+
+
+def test_compensation_biases_switch_config_flags(setup, tmp_path):
+    """FLAP-style levels carry o_proj/down_proj biases the dense llama lacks: the export gets
+    bias-carrying projections, zero where a kept projection has none stored."""
+    from tyr.io import load_safetensors
+
+    s = setup()
+    model_dir, _, supernet, spec = s
+    index = json.loads(Path(supernet).read_text())
+    torch.manual_seed(1)
+    o_bias, down_bias = torch.randn(spec.hidden_size), torch.randn(spec.hidden_size)
+    for layer, sub, name, bias in ((0, "attn", "o_proj.bias", o_bias), (1, "mlp", "down_proj.bias", down_bias)):
+        path = Path(supernet).parent / index["layers"][layer][sub][1]["file"]
+        tensors, meta = load_safetensors(path)
+        save_safetensors(path, {**tensors, name: bias}, meta)
+    out, summary = export_genome(s, tmp_path, HEADS, CHANNELS)
+    config = json.loads((out / "config.json").read_text())
+    assert config["o_bias"] is True and config["down_bias"] is True
+    # Biases on kept projections only: o_proj of layers 0 and 2 (1 has no attention), down_proj of 0 and 1.
+    assert summary["params"]["added_bias"] == 4 * spec.hidden_size
+
+    from transformers import AutoModelForCausalLM
+
+    pruned = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    assert sum(p.numel() for p in pruned.parameters()) == summary["params"]["total"]
+    assert torch.equal(pruned.model.layers[2].self_attn.o_proj.bias, torch.zeros(spec.hidden_size))
+    ids = torch.randint(3, 128, (1, 11))
+    ref = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    ref.model.layers[0].self_attn.o_proj.register_forward_hook(lambda m, i, o: o + o_bias)
+    ref.model.layers[1].mlp.down_proj.register_forward_hook(lambda m, i, o: o + down_bias)
+    got = pruned(ids).logits
+    expected = masked_dense_logits_of(ref, spec, HEADS, CHANNELS, ids)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_export_then_evaluate_and_summarize(setup, tmp_path):
+    """The exported folder goes through tyr.evaluate like the dense one; the summary agrees with export."""
+    from tyr import evaluate as ev
+
+    s = setup()
+    model_dir, spec_json, _, _ = s
+    out, summary = export_genome(s, tmp_path, HEADS, CHANNELS)
+    text = tmp_path / "text.txt"
+    text.write_text("pruning keeps what matters and drops the rest. " * 30)
+    opts = dict(wikitext=text, seq_len=64, speed={"prompt_tokens": 16, "new_tokens": 4, "repeats": 1})
+    dense = ev.evaluate_model(model_dir, tmp_path / "dense.json", **opts)
+    pruned = ev.evaluate_model(out, tmp_path / "pruned.json", **opts)
+    assert pruned["model_type"] == "tyr_llama" and pruned["params"]["total"] == summary["params"]["total"]
+    genome_json = tmp_path / "genome.json"
+    write_json(genome_json, genome(s[2], s[3], HEADS, CHANNELS))
+    got = ev.summarize(tmp_path / "dense.json", tmp_path / "pruned.json", spec_json, genome_json,
+                       tmp_path / "tyr" / "eval" / "summary.json")
+    assert got["sparsity"] == pytest.approx(summary["sparsity"]) and got["method"] == "tyr"
+    assert got["perplexity"]["dense"] == dense["perplexity"]["perplexity"]
+    assert [r["attn_kept"] for r in got["distribution"]] == [3, 0, 2]

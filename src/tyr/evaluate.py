@@ -313,6 +313,9 @@ def evaluate_model(model_dir, out_json, *, wikitext=None, seq_len=2048, max_wind
     with clock("load"):
         model, tokenizer = load(model_dir, device=device, dtype=dtype)
     result = {"model": str(model_dir), "model_type": model.config.model_type, "params": param_counts(model)}
+    export_record = Path(model_dir) / "tyr_pruning.json"  # written by tyr.export: the exact accounting
+    if export_record.is_file():
+        result["pruning"] = read_json(export_record)
     if wikitext:
         with clock("perplexity"):
             ppl = perplexity(model, tokenizer, read_texts(wikitext), seq_len=seq_len, max_windows=max_windows)
@@ -362,7 +365,7 @@ def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, meth
         "dense": str(dense["model"]), "pruned": str(pruned["model"]),
         "target_sparsity": genome.get("target_sparsity"),
         "genome_sparsity": genome.get("sparsity"),
-        "sparsity": sparsity.backbone_sparsity(spec, pruned["params"]["backbone_prunable"]),
+        "sparsity": sparsity.backbone_sparsity(spec, _kept_prunable(pruned)),
         "params": {"dense": dense["params"], "pruned": pruned["params"],
                    "total_ratio": pruned["params"]["total"] / dense["params"]["total"]},
     }
@@ -375,6 +378,21 @@ def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, meth
         summary["speed"] = _speed_pair(dense["speed"], pruned["speed"])
     write_json(out_json, summary)
     return summary
+
+
+def _kept_prunable(pruned: dict) -> int:
+    """Kept prunable parameters in tyr.sparsity's accounting.
+
+    An export records it (compensation biases excluded); the loaded model's count must then
+    agree on the total, or the evaluated folder is not the exported one.
+    """
+    record = pruned.get("pruning")
+    if record is None:
+        return pruned["params"]["backbone_prunable"]
+    if record["params"]["total"] != pruned["params"]["total"]:
+        raise ValueError(f"{pruned['model']}: holds {pruned['params']['total']} parameters, its export "
+                         f"record {record['params']['total']}")
+    return record["params"]["backbone_prunable"]
 
 
 def distribution(spec, genome) -> list[dict]:

@@ -47,24 +47,28 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
     genome = read_json(genome_json)
     supernet = read_supernet(supernet_json or _resolve(genome["supernet"], genome_json))
     _check_lengths(spec, genome, supernet)
-    dense_config = load_config(model_dir)
+    levels = [{sub: _level_entry(supernet, layer, sub, choice[sub]) for sub in ("attn", "mlp")}
+              for layer, choice in enumerate(genome["layers"])]
+    base = _with_level_biases(load_config(model_dir), levels)
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         writer = ShardWriter(tmp)
         dtype = _write_unpruned(model_dir, spec, writer)
-        shapes, promised, written = [], 0, 0
-        for layer, choice in enumerate(genome["layers"]):
-            state, shape, params = _pruned_layer_state(model_dir, spec, supernet, dense_config, layer, choice)
+        shapes, promised, written, added = [], 0, 0, 0
+        for layer, entries in enumerate(levels):
+            state, shape = _pruned_layer_state(model_dir, spec, base, layer, entries)
             shapes.append(shape)
-            promised += params
-            written += sum(v.numel() for k, v in state.items() if _is_prunable(k))
+            promised += int(entries["attn"]["params"]) + int(entries["mlp"]["params"])
+            n_added = _added_bias_params(spec, state)
+            written += sum(v.numel() for k, v in state.items() if _is_prunable(k)) - n_added
+            added += n_added
             writer.add({layer_prefix(layer) + k: v for k, v in state.items()})
         writer.close()
 
-        summary = _summary(spec, genome, shapes, method)
+        summary = _summary(spec, genome, shapes, method, added)
         _check_promise(summary, promised, written, genome)
-        config = _export_config(dense_config, shapes, dtype)
+        config = _export_config(base, shapes, dtype)
         config.save_pretrained(tmp)
         shutil.copyfile(MODELING_FILE, tmp / "modeling_tyr.py")
         _copy_tokenizer(model_dir, tmp)
@@ -76,21 +80,56 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
 # ---- layers ----------------------------------------------------------------------------------
 
 
-def _pruned_layer_state(model_dir, spec, supernet, dense_config, layer, choice):
-    """(sliced tensors, layer_shape, promised prunable params) of one layer of the genome."""
-    attn_entry = _level_entry(supernet, layer, "attn", choice["attn"])
-    mlp_entry = _level_entry(supernet, layer, "mlp", choice["mlp"])
-    attn, _ = load_level(attn_entry["path"])
-    mlp, _ = load_level(mlp_entry["path"])
+def _pruned_layer_state(model_dir, spec, base, layer, entries):
+    """(sliced tensors, layer_shape) of one layer, built from its two level files."""
+    attn, _ = load_level(entries["attn"]["path"])
+    mlp, _ = load_level(entries["mlp"]["path"])
     state = layer_state(spec, load_state(model_dir, layer_prefix(layer)), attn, mlp)
+    _zero_missing_biases(base, state)
     shape = layer_shape(attn, mlp)
     # Strict load into a meta-device layer of the promised shape: a wrong slice fails here,
     # with the layer named, not later inside from_pretrained.
     try:
-        build_layer(pruned_config(dense_config, [shape] * spec.num_layers), layer, state)
+        build_layer(pruned_config(base, [shape] * spec.num_layers), layer, state)
     except RuntimeError as e:
         raise ExportError(f"layer {layer}: level tensors do not fit shape {shape}: {e}") from e
-    return state, shape, int(attn_entry["params"]) + int(mlp_entry["params"])
+    return state, shape
+
+
+# Bias compensation (e.g. FLAP) stores an o_proj / down_proj bias in levels of models whose
+# dense projections have none; the exported config must then give those projections biases.
+LEVEL_BIASES = {"attn": ("o_proj.bias", "o_bias", "self_attn.o_proj"),
+                "mlp": ("down_proj.bias", "down_bias", "mlp.down_proj")}
+
+
+def _with_level_biases(config, levels):
+    """`config` with o_bias / down_bias switched on where any chosen level carries that bias."""
+    from safetensors import safe_open
+
+    for sub, (tensor, flag, _) in LEVEL_BIASES.items():
+        for entries in levels:
+            with safe_open(entries[sub]["path"], framework="pt") as f:
+                if tensor in f.keys():
+                    setattr(config, flag, True)
+                    break
+    return config
+
+
+def _zero_missing_biases(config, state):
+    """A kept projection without a stored bias gets a zero one when the config has biases
+    (zero adds nothing, so the layer computes exactly what its level defines)."""
+    import torch
+
+    for _, flag, module in LEVEL_BIASES.values():
+        weight = state.get(f"{module}.weight")
+        if getattr(config, flag, False) and weight is not None and f"{module}.bias" not in state:
+            state[f"{module}.bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype)
+
+
+def _added_bias_params(spec, state) -> int:
+    """Parameters of o_proj / down_proj biases the dense model does not have (compensation)."""
+    added = [("self_attn.o_proj.bias", spec.o_bias), ("mlp.down_proj.bias", spec.mlp_bias)]
+    return sum(state[name].numel() for name, dense_has in added if not dense_has and name in state)
 
 
 def _level_entry(supernet, layer, sublayer, kept) -> dict:
@@ -123,10 +162,13 @@ def _check_lengths(spec, genome, supernet):
         raise ExportError(f"model has {n} layers; genome {len(genome['layers'])}, supernet {len(supernet['layers'])}")
 
 
-def _summary(spec, genome, shapes, method) -> dict:
+def _summary(spec, genome, shapes, method, added_bias=0) -> dict:
+    """Parameter accounting of the export. `backbone_prunable` and `sparsity` follow
+    tyr.sparsity; biases added by compensation are counted in `total`/`backbone` and
+    reported as `added_bias`, outside the sparsity accounting."""
     kept = sparsity.genome_params(spec, [{"attn": (s["q_heads"], s["kv_heads"]), "mlp": s["intermediate"]} for s in shapes])
     dense = spec.params or sparsity.model_params(spec)
-    removed = dense["backbone_prunable"] - kept
+    removed = dense["backbone_prunable"] - kept - added_bias
     return {
         "method": method,
         "iteration": genome.get("iteration"),
@@ -137,6 +179,7 @@ def _summary(spec, genome, shapes, method) -> dict:
             "dense_total": dense["total"], "total": dense["total"] - removed,
             "dense_backbone": dense["backbone"], "backbone": dense["backbone"] - removed,
             "dense_backbone_prunable": dense["backbone_prunable"], "backbone_prunable": kept,
+            "added_bias": added_bias,
         },
         "layers": shapes,
     }
@@ -152,8 +195,8 @@ def _check_promise(summary, promised, written, genome):
         raise ExportError(f"genome claims sparsity {claimed}, its levels give {summary['sparsity']:.6f}")
 
 
-def _export_config(dense_config, shapes, dtype):
-    config = pruned_config(dense_config, shapes)
+def _export_config(base, shapes, dtype):
+    config = pruned_config(base, shapes)
     config.architectures = ["TyrForCausalLM"]
     config.auto_map = dict(AUTO_MAP)
     config.dtype = dtype
@@ -252,6 +295,8 @@ def model_card(summary: dict, spec, card: dict) -> str:
         f"| prunable backbone params (q/k/v/o, gate/up/down) | {p['backbone_prunable']:,} of {p['dense_backbone_prunable']:,} |",
         f"| backbone params (incl. norms) | {p['backbone']:,} of {p['dense_backbone']:,} |",
         f"| total params | {p['total']:,} of {p['dense_total']:,} |",
+        *([f"| compensation biases added (outside the sparsity accounting) | {p['added_bias']:,} |"]
+          if p.get("added_bias") else []),
         "",
         "Backbone sparsity = removed / all parameters of the prunable projections; embeddings, "
         "norms and lm_head are never pruned.", "",
