@@ -132,6 +132,7 @@ def test_level_files_and_manifest(tmp_path, tiny_model_dir):
     lv = json.loads(s.levels_json.read_text())["layers"][0]
     assert [e["kept"] for e in manifest["attn"]] == lv["attn"]["kept"]
     assert [e["kept"] for e in manifest["mlp"]] == lv["mlp"]["kept"]
+    assert manifest["centre"] == {"attn": lv["attn"]["centre"], "mlp": lv["mlp"]["centre"]}
     for sub in ("attn", "mlp"):
         weights = [e["weight"] for e in manifest[sub]]
         assert sum(weights) == pytest.approx(1) and weights[-1] == 0  # the empty level weighs 0

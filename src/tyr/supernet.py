@@ -248,6 +248,8 @@ def build_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
     prune = dict(damp_ratio=damp, taylor=taylor, obs=obs, compensate=compensate)
     meta = dict(layer=layer, iteration=iteration)
     manifest = {"layer": layer, "iteration": iteration}
+    if all("centre" in levels[s] for s in ("attn", "mlp")):  # lets the search read centres from the index
+        manifest["centre"] = {s: levels[s]["centre"] for s in ("attn", "mlp")}
 
     def emit(sublayer, name, H, group, per_step, make_level, params):
         """Prune one sublayer, write its level files; return W̄, b̄ for the expectation."""
