@@ -57,7 +57,7 @@ def supernet_layer(input, output, params, wildcards):
                 os.path.dirname(output.manifest), output.acts, damp=s["damp"],
                 heads_per_step=s["heads_per_step"], channels_per_step=s["channels_per_step"],
                 batch_size=s["batch_size"], compensate=s["compensate"], accumulate=s["accumulate"],
-                iteration=int(wildcards.iter))
+                taylor=s.get("taylor", True), obs=s.get("obs", True), iteration=int(wildcards.iter))
 
 
 def supernet(input, output, params, wildcards):
