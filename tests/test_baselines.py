@@ -154,25 +154,33 @@ def test_wanda_sp_keeps_the_highest_structured_wanda_scores(prepared, tmp_path):
 # ---- FLAP --------------------------------------------------------------------------------------
 
 
-def flap_scores(spec, acts):
-    """Standardised fluctuation scores per module type, from the definition."""
+def flap_scores(spec, acts, over):
+    """Standardised fluctuation scores from the definition: S_j = Var[X_j] · ‖W_:,j‖²."""
     heads, chans = [], []
     for a in acts:
         layer = a["layer"]
         o, down = layer.self_attn.o_proj.weight.double(), layer.mlp.down_proj.weight.double()
         s_o = a["z"].var(0, unbiased=True) * (o ** 2).sum(0)
-        heads.append(s_o.reshape(spec.num_heads, spec.head_dim).sum(1))
-        chans.append(a["u"].var(0, unbiased=True) * (down ** 2).sum(0))
+        s_d = a["u"].var(0, unbiased=True) * (down ** 2).sum(0)
+        if over == "layer":  # each module of each layer on its own; a head = mean of its channels' Ŝ
+            s_o, s_d = (s_o - s_o.mean()) / s_o.std(), (s_d - s_d.mean()) / s_d.std()
+            heads.append(s_o.reshape(spec.num_heads, spec.head_dim).mean(1))
+        else:
+            heads.append(s_o.reshape(spec.num_heads, spec.head_dim).sum(1))
+        chans.append(s_d)
     h, c = torch.stack(heads), torch.stack(chans)
-    return (h - h.mean()) / h.std(), (c - c.mean()) / c.std()
+    if over == "model":  # all heads of all layers; all channels of all layers
+        h, c = (h - h.mean()) / h.std(), (c - c.mean()) / c.std()
+    return h, c
 
 
-def test_flap_structure_is_a_global_threshold_on_standardised_fluctuation(prepared, tmp_path):
+@pytest.mark.parametrize("over", ["layer", "model"])
+def test_flap_structure_is_a_global_threshold_on_standardised_fluctuation(prepared, tmp_path, over):
     model_dir, tokens_zarr = prepared(num_hidden_layers=4)
     spec = ModelSpec.from_json(model_dir / "spec.json")
-    genome_json = baselines.run("flap", model_dir, tokens_zarr, tmp_path / "flap", target_sparsity=0.5)
+    genome_json = flap.run(model_dir, tokens_zarr, tmp_path / "flap", target_sparsity=0.5, standardise=over)
     _, _, levels = chosen_levels(genome_json)
-    heads, chans = flap_scores(spec, dense_pass(model_dir, prune_tokens(tokens_zarr))[2])
+    heads, chans = flap_scores(spec, dense_pass(model_dir, prune_tokens(tokens_zarr))[2], over)
     kept, removed = [], []
     for l, (attn, mlp) in enumerate(levels):
         keep_h, keep_c = set(attn["kept_heads"].tolist()), set(mlp["kept_channels"].tolist())
@@ -186,9 +194,10 @@ def test_flap_structure_is_a_global_threshold_on_standardised_fluctuation(prepar
     assert len(widths) > 1, "the structure adapts across layers"
 
 
-def test_flap_bias_compensation_restores_each_sublayers_output_mean(prepared, tmp_path):
+@pytest.mark.parametrize("over", ["layer", "model"])
+def test_flap_bias_compensation_restores_each_sublayers_output_mean(prepared, tmp_path, over):
     model_dir, tokens_zarr = prepared(num_hidden_layers=4)
-    genome_json = flap.run(model_dir, tokens_zarr, tmp_path / "flap", target_sparsity=0.5)
+    genome_json = flap.run(model_dir, tokens_zarr, tmp_path / "flap", target_sparsity=0.5, standardise=over)
     genome, _, levels = chosen_levels(genome_json)
     layers = rebuild(model_dir, levels)
     _, pos, acts = dense_pass(model_dir, prune_tokens(tokens_zarr))
@@ -206,7 +215,8 @@ def test_flap_bias_compensation_restores_each_sublayers_output_mean(prepared, tm
                 stream.append((mean(dense_mod), None if pruned_mod is None else mean(pruned_mod), pruned_mod,
                                getattr(dense_mod, "o_proj", None) or dense_mod.down_proj))
     vanished = [p is None for _, p, _, _ in stream]
-    assert any(vanished), "this structure removes whole sublayers: the carried constant is exercised"
+    if over == "model":
+        assert any(vanished), "this structure removes whole sublayers: the carried constant is exercised"
     leading = next(i for i, v in enumerate(vanished) if not v)
     assert genome["baseline"]["uncompensated_sublayers"] == leading
     for i, (dense_mean, pruned_mean, module, _) in enumerate(stream):

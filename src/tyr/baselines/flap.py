@@ -8,11 +8,18 @@
 
    A channel that is nearly constant carries no information: its contribution is
    replaced by a constant (step 3) at little loss, whatever its magnitude.
-2. Adaptive structure. Scores of one module type (all heads of all layers; all MLP
-   channels of all layers) are standardised, Ŝ = (S − mean) / std, so the two types
-   become comparable; units are then removed globally, lowest Ŝ first, across layers and
-   module types until the parameter budget is met (`single_level.global_structure`).
-   Layers and modules thus get different widths, down to none.
+2. Adaptive structure. Scores are standardised, Ŝ = (S − mean) / std, so that the
+   magnitudes of different modules become comparable; units are then removed globally,
+   lowest Ŝ first, across layers and module types until the parameter budget is met
+   (`single_level.global_structure`). Layers and modules thus get different widths,
+   down to none. Over what the mean and std are taken (`standardise`):
+     "layer" (default; as in the authors' released code, to our reading): the channel
+             scores of each module of each layer on their own; a head scores the mean
+             of its channels' Ŝ. Only the shape of each layer's distribution matters.
+     "model": all heads of all layers (a head scoring Σ_{j ∈ head} S_j), and all MLP
+             channels of all layers; layers with small fluctuation lose more. On
+             SmolLM2-135M this strips the early layers' attention and collapses the
+             model (perplexity ×470 at 20% sparsity), so it is offered as an ablation.
 3. Bias compensation. The removed channels' mean contribution is folded into the
    output bias, so the sublayer's output keeps its expectation on the calibration set:
 
@@ -45,12 +52,25 @@ def fluctuation(weight: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
     return variance * weight.double().pow(2).sum(0)
 
 
-def standardise(scores: list[torch.Tensor]) -> list[torch.Tensor]:
-    """(S − mean) / std over all units of one module type in all layers."""
+def standardised(scores: list[torch.Tensor]) -> list[torch.Tensor]:
+    """(S − mean) / std, the mean and std taken over all the given score vectors together."""
     flat = torch.cat([s.reshape(-1) for s in scores])
     mean, std = flat.mean(), flat.std()
     std = std if std > 0 else torch.ones_like(std)
     return [(s - mean) / std for s in scores]
+
+
+def unit_scores(model, stats, head_dim: int, over: str = "layer") -> tuple[list, list]:
+    """Standardised fluctuation scores of every query head and MLP channel, per layer."""
+    layers = model.model.layers
+    attn = [fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance) for layer, s in zip(layers, stats)]
+    mlp = [fluctuation(layer.mlp.down_proj.weight, s["mlp"].variance) for layer, s in zip(layers, stats)]
+    if over == "layer":
+        heads = [standardised([a])[0].reshape(-1, head_dim).mean(1) for a in attn]
+        return heads, [standardised([m])[0] for m in mlp]
+    if over == "model":
+        return standardised([head_sums(a, head_dim) for a in attn]), standardised(mlp)
+    raise ValueError(f"standardise must be 'layer' or 'model', not {over!r}")
 
 
 def compensated_biases(model, stats, structure, spec):
@@ -84,19 +104,15 @@ def compensated_biases(model, stats, structure, spec):
     return o_bias, down_bias, dropped
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, compensate: bool = True, split: str = SPLIT,
-        max_seqs: int | None = None, batch_size: int = 8):
+def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, compensate: bool = True,
+        standardise: str = "layer", split: str = SPLIT, max_seqs: int | None = None, batch_size: int = 8):
     """Fluctuation scores, global adaptive structure, bias compensation; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
     stats = projection_inputs(model, calibration_tokens(tokens_zarr, split, max_seqs), batch_size)
-    layers = model.model.layers
-    head_scores = standardise([head_sums(fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance), spec.head_dim)
-                               for layer, s in zip(layers, stats)])
-    channel_scores = standardise([fluctuation(layer.mlp.down_proj.weight, s["mlp"].variance)
-                                  for layer, s in zip(layers, stats)])
+    head_scores, channel_scores = unit_scores(model, stats, spec.head_dim, standardise)
     structure = global_structure(spec, target_sparsity, head_scores, channel_scores)
-    structure.info = {"compensate": compensate, "structure": "global (AL-AM): standardised per module type"}
+    structure.info = {"compensate": compensate, "standardise": standardise}
     if compensate:
         structure.o_bias, structure.down_bias, dropped = compensated_biases(model, stats, structure, spec)
         structure.info["uncompensated_sublayers"] = dropped

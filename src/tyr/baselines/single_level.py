@@ -62,7 +62,8 @@ def top_k(scores: torch.Tensor, k: int) -> list[int]:
     """The indices of the k highest scores, sorted by index (ties: the lower index wins)."""
     if k <= 0:
         return []
-    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    values = torch.as_tensor(scores).tolist()
+    order = sorted(range(len(values)), key=lambda i: (-values[i], i))
     return sorted(order[:k])
 
 
@@ -151,6 +152,7 @@ def write(model_dir, out_dir, structure: Structure, *, method: str, target_spars
     out_dir = Path(out_dir)
     if len(structure.heads) != spec.num_layers or len(structure.channels) != spec.num_layers:
         raise ValueError(f"{method}: structure covers {len(structure.heads)} layers, the model has {spec.num_layers}")
+    (out_dir / "genome.json").unlink(missing_ok=True)  # a stale genome must not outlive its supernet
     with atomic_path(out_dir / "supernet") as tmp:
         manifests = [_write_layer(model_dir, spec, tmp / f"layer{l:03d}", l, structure, method)
                      for l in range(spec.num_layers)]
