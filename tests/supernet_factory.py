@@ -79,7 +79,7 @@ def build_supernet(model_dir, run_dir, *, attn_levels: int = 5, mlp_levels: int 
             units = spec.units(sub, layer)
             order = rng.permutation(units)
             kept_list = even_levels(units, n_levels)
-            centre = min(kept_list, key=lambda k: (abs((1 - k / units) - target_sparsity), -k))
+            centre = min(kept_list, key=lambda k: (abs((units - k) - target_sparsity * units), k))
             levels_layer[sub] = {"kept": kept_list, "centre": centre}
             manifest[sub], entry[sub] = [], []
             for kept in kept_list:

@@ -58,6 +58,7 @@ def test_coarse_kl_is_a_lower_bound_and_exact_at_full_vocab():
         top, idx, rest = fitness.topk_logprobs(torch.nn.Identity(), p_logits, k)
         coarse = fitness.coarse_kl_sum(q_logits, top, idx, rest)
         assert 0 < coarse <= full + 1e-5
+        assert torch.equal(fitness.coarse_kl_sum(q_logits.clone(), top, idx, rest, overwrite=True), coarse)
     assert abs(fitness.coarse_kl_sum(p_logits, top, idx, rest)) < 1e-5  # identical distributions
 
 

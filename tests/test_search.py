@@ -104,6 +104,14 @@ def test_infeasible_centres_are_repaired(run):
     assert all(abs(a - b) <= 1 for a, b in zip(start, centre))
 
 
+def test_closest_level_rounds_removal_half_up():
+    kept = (9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+    assert kept[search.closest_level(kept, 9, 0.5)] == 4  # as snap_units: 4.5 heads removed -> 5
+    mlp = (96, 72, 48, 24, 0)
+    assert mlp[search.closest_level(mlp, 96, 0.4)] == 48
+    assert kept[search.closest_level(kept, 9, 0.0)] == 9 and kept[search.closest_level(kept, 9, 1.0)] == 0
+
+
 def test_uniform_genome(run, space, tmp_path):
     doc = search.uniform_genome(run["supernet"], run["spec"], tmp_path / "u.json", target_sparsity=0.5)
     assert read_json(tmp_path / "u.json") == doc
@@ -184,3 +192,37 @@ def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):
     assert resumed["layers"] == reference["layers"]
     assert resumed["fitness"] == reference["fitness"]
     assert tsv_fitness(out / "generations.tsv") == tsv_fitness(tmp_path / "ref" / "generations.tsv")
+
+
+def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
+    """End to end on `tyr.supernet.build_all`'s output (compensated levels, qk-norm model)."""
+    from supernet_factory import write_spec, write_tokens
+
+    from tyr.levels import write_levels
+    from tyr.supernet import build_all
+
+    model_dir = tiny_model_dir("qwen3", num_hidden_layers=3)
+    spec_json = write_spec(model_dir)
+    tokens = write_tokens(tmp_path / "tokens.zarr", vocab_size=128, n_seq=6, seq_len=24)
+    it = tmp_path / "iter1"
+    write_levels(spec_json, it / "levels.json", target_sparsity=0.5, delta=0.25, n_levels=5, iteration=1)
+    supernet_json = build_all(model_dir, spec_json, it / "levels.json", tokens, it, batch_size=4)
+    fitness.dense_topk(model_dir, tokens, tmp_path / "topk.zarr", k=8)
+
+    space = search.load_space(supernet_json, spec_json, 0.5)
+    rng = np.random.default_rng(0)
+    parent = search.start_genome(space, rng)
+    ev = fitness.Evaluator(supernet_json, model_dir, tmp_path / "topk.zarr", tokens)
+    ev.set_tokens([1, 4])
+    ev.set_parent(space.kept_units(parent))
+    for child in search.make_offspring(parent, space, rng, 4):
+        assert ev.fitness(space.kept_units(child)) == pytest.approx(ev.fitness_naive(space.kept_units(child)), rel=1e-5)
+
+    best = search.run_search(supernet_json, tmp_path / "topk.zarr", tokens, model_dir, spec_json, it / "search",
+                             target_sparsity=0.5, offspring=6, generations=3, stages=[[24, 3], [144, 1]],
+                             progress=False)
+    history = read_json(it / "search" / "state.json")["history"]
+    assert space.feasible(space.from_layers(best["layers"]))
+    assert best["fitness"] <= history[0]["parent_fitness"]
+    uniform = search.uniform_genome(supernet_json, spec_json, tmp_path / "uniform.json", target_sparsity=0.5)
+    assert uniform["layers"] == space.to_layers(space.centre)  # levels.json centres are the uniform levels

@@ -75,7 +75,7 @@ def topk_logprobs(lm_head, hidden, k: int, chunk: int = 1024):
 
 
 def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, split: str = "fitness", batch_size: int = 4,
-               dtype: str = "float32", chunk: int = 1024) -> None:
+               dtype: str = "float32", chunk: int = 256) -> None:
     """Run the dense model once on `split` and store its top-k next-token log-probs.
 
     `out_zarr` (group, written atomically): `logp` [n_seq, seq_len, k] (`dtype`), `index`
@@ -109,14 +109,21 @@ def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, split: str = "f
         group.attrs.update({"k": k, "split": split, "tokens_sha256": tokens_digest(tokens), "model": str(model_dir)})
 
 
-def coarse_kl_sum(logits, logp, index, logp_rest):
-    """Σ over rows of KL(P ‖ Q) between the (top-k + rest) coarsenings (see module docstring)."""
+def coarse_kl_sum(logits, logp, index, logp_rest, overwrite: bool = False):
+    """Σ over rows of KL(P ‖ Q) between the (top-k + rest) coarsenings (see module docstring).
+
+    `overwrite=True` lets the tail mass be taken in place (the top-k entries of `logits`
+    are set to -inf), saving a copy of a [rows, vocab] tensor per call.
+    """
     import torch
 
     logits = logits.float()
     lse = logits.logsumexp(-1)
     logq = logits.gather(-1, index) - lse[:, None]
-    logq_rest = _tail_logsumexp(logits, index) - lse
+    if overwrite:
+        logq_rest = logits.scatter_(-1, index, float("-inf")).logsumexp(-1) - lse
+    else:
+        logq_rest = _tail_logsumexp(logits, index) - lse
     kl_top = (logp.exp() * (logp - logq)).sum(-1)
     p_rest = logp_rest.exp()
     kl_rest = torch.where(p_rest > 0, p_rest * (logp_rest - logq_rest), torch.zeros_like(p_rest))
@@ -159,7 +166,7 @@ class Evaluator:
 
     def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = "fitness",
                  batch_size: int = 4, hidden_mse_weight: float = 0.0, hidden_mse_layers=(),
-                 cache_bytes: int = 2 << 30, module_cache: int = 4096, chunk: int = 1024):
+                 cache_bytes: int = 2 << 30, module_cache: int = 4096, chunk: int = 128):
         import zarr
 
         from tyr.model import load_model, spec_from_config
@@ -320,9 +327,9 @@ class Evaluator:
         h = self.model.model.norm(h).flatten(0, 1)
         total = 0.0
         for s in range(0, h.shape[0], self.chunk):
-            sl = slice(s, s + self.chunk)  # logits only for a chunk of positions at a time
+            sl = slice(s, s + self.chunk)  # [chunk, vocab] logits stay cache-friendly
             total += float(coarse_kl_sum(self.model.lm_head(h[sl]), batch.logp[sl], batch.index[sl],
-                                         batch.logp_rest[sl]))
+                                         batch.logp_rest[sl], overwrite=True))
         return total
 
     def _module(self, i: int, kept: int):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -151,8 +152,13 @@ def _centres(supernet_json, layers, levels_json):
 
 
 def closest_level(kept, units: int, target_sparsity: float) -> int:
-    """Index of the level whose unit sparsity is closest to the target (ties: the denser)."""
-    return min(range(len(kept)), key=lambda j: (abs((1 - kept[j] / units) - target_sparsity), j))
+    """Index of the level whose unit sparsity is closest to the target.
+
+    Ties go to the sparser level, as `tyr.sparsity.snap_units` rounds removals half up
+    (9 heads at 50% keep 4), so the uniform genome is the iteration-1 centre.
+    """
+    goal = target_sparsity * units  # units to remove
+    return min(range(len(kept)), key=lambda j: (abs((units - kept[j]) - goal), -j))
 
 
 def _granule(level_params) -> int:
@@ -289,6 +295,8 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     else:
         rng = np.random.Generator(np.random.PCG64())
         rng.bit_generator.state = state["rng"]
+        for stale in out.glob(".*.tmp"):  # temporaries of writes a kill interrupted
+            shutil.rmtree(stale, ignore_errors=True)
     parent = tuple(state["parent"])
 
     evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size,
