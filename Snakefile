@@ -23,6 +23,17 @@ include: "rules/export.smk"
 include: "rules/evaluate.smk"
 
 
+# Seconds-long bookkeeping jobs stay off the cluster queue.
+localrules:
+    all,
+    levels,
+    supernet,
+    genome_tyr,
+    genome_uniform,
+    summarize,
+    report,
+
+
 rule all:
     input:
         final_outputs(),

@@ -130,7 +130,9 @@ def test_kill_and_resume_is_bit_identical(reference, tmp_path, marker):
 
 def test_new_target_reuses_model_and_calibration(reference, tmp_path):
     workdir = reference["run_dir"].parents[1]
-    out = run(workdir, "-n", "--config", "target_sparsity=[0.5, 0.25]", "--quiet", "rules")
+    (tmp_path / "targets.yaml").write_text("target_sparsity: [0.5, 0.25]\n")
+    out = run(workdir, "-n", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
+              str(tmp_path / "targets.yaml"), "--quiet", "rules")
     text = out.stdout + out.stderr
     planned = {line.split()[0] for line in text.splitlines() if line.strip() and line.split()[0].isidentifier()}
     assert "prepare_model" not in planned and "calibrate" not in planned and "embed" not in planned
