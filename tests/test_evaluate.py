@@ -111,6 +111,7 @@ def test_evaluate_model_writes_one_json(tiny_model_dir, tmp_path):
     assert json.loads(out.read_text()) == json.loads(json.dumps(r))
     assert r["params"]["total"] == sum(p.numel() for p in ev.load(path)[0].parameters())
     assert r["perplexity"]["windows"] == len(text.read_text()) // 128 and "speed" in r and "zeroshot" not in r
+    assert r["model_type"] == "llama" and list(r["seconds"]) == ["load", "speed", "perplexity"]
 
 
 def _eval_json(path, *, prunable, total, ppl, accs, prefill, decode, memory):
