@@ -233,28 +233,24 @@ def sample_sequences(rng, n_seq: int, seq_len: int, tokens: int) -> np.ndarray:
 
 
 def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, stages, max_swaps: int = 4) -> dict:
-    """One generation of Alg. 2: mutate, then select through the stages; returns its record."""
+    """One generation of Alg. 2: mutate, then select through the stages; returns its record.
+
+    Each stage draws fresh sequences, caches the parent on them (so offspring are scored
+    incrementally) and keeps the best `keep`; in the last stage the parent competes too
+    and, listed first under a stable sort, wins ties.
+    """
     candidates = make_offspring(parent, space, rng, offspring, max_swaps)
-    n_offspring = len(candidates)
-    stage_fitness = []
-    parent_fitness = None
+    n_offspring, stage_fitness = len(candidates), []
     for s, (tokens, keep) in enumerate(stages):
         evaluator.set_tokens(sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens))
-        fitness_of_parent = evaluator.set_parent(space.kept_units(parent))
-        last = s == len(stages) - 1
-        if last:  # elitism: the parent competes in the final stage (and wins ties)
+        parent_fitness = evaluator.set_parent(space.kept_units(parent))
+        if s == len(stages) - 1:
             candidates = [parent] + candidates
-        scores = [fitness_of_parent if c == parent else evaluator.fitness(space.kept_units(c)) for c in candidates]
-        stage_fitness.append(scores)
-        order = np.argsort(scores, kind="stable")[:keep]
-        if last:
-            parent_fitness = fitness_of_parent
-            best = int(order[0])
-            return {"parent": candidates[best], "best_fitness": float(scores[best]),
-                    "parent_fitness": float(parent_fitness), "offspring": n_offspring,
-                    "stage_fitness": [[float(x) for x in f] for f in stage_fitness]}
-        candidates = [candidates[int(i)] for i in order]
-    raise ValueError("stages must not be empty")
+        scores = [parent_fitness if c == parent else evaluator.fitness(space.kept_units(c)) for c in candidates]
+        stage_fitness.append([float(x) for x in scores])
+        candidates = [candidates[int(i)] for i in np.argsort(scores, kind="stable")[:keep]]
+    return {"parent": candidates[0], "best_fitness": float(min(scores)), "parent_fitness": float(parent_fitness),
+            "offspring": n_offspring, "stage_fitness": stage_fitness}
 
 
 # ---- driver with checkpoints ---------------------------------------------------------------------
@@ -344,6 +340,7 @@ TSV_COLUMNS = ("generation", "best_fitness", "parent_fitness", "offspring", "eva
 
 
 def _write_tsv(path, history) -> None:
+    """One row per generation; `evals` counts forward evaluations, the parent's per stage included."""
     lines = ["\t".join(TSV_COLUMNS)]
     for r in history:
         lines.append("\t".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in TSV_COLUMNS))
@@ -391,7 +388,7 @@ def uniform_genome(supernet_json, spec_json, out_json, *, target_sparsity: float
 
 def benchmark(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, *, target_sparsity: float,
               candidates: int = 8, tokens: int = 512, seed: int = 0, max_swaps: int = 4, batch_size: int = 4,
-              levels_json=None) -> dict:
+              repeats: int = 1, levels_json=None) -> dict:
     """Evaluations/s of incremental vs naive fitness on offspring of the start genome (same tokens)."""
     from tyr.fitness import Evaluator, benchmark_evaluator
 
@@ -401,4 +398,5 @@ def benchmark(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, *, ta
     children = make_offspring(parent, space, rng, candidates, max_swaps)
     evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size)
     seqs = sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens)
-    return benchmark_evaluator(evaluator, space.kept_units(parent), [space.kept_units(c) for c in children], seqs)
+    return benchmark_evaluator(evaluator, space.kept_units(parent), [space.kept_units(c) for c in children], seqs,
+                               repeats=repeats)
