@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import shutil
 import sys
@@ -39,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("tyr.search")
 
 from tyr import sparsity
 from tyr.io import atomic_path, atomic_write_text, read_json, write_json
@@ -328,7 +331,10 @@ def _resume(path: Path, settings: dict):
         return None
     state = read_json(path)
     if state.get("version") != STATE_VERSION or state.get("settings") != json.loads(json.dumps(settings)):
-        raise ValueError(f"{path} is a checkpoint of a search with other settings; remove {path.parent} to restart")
+        # Snakemake reruns a search when its inputs or options changed: the old checkpoint
+        # belongs to another search, so start afresh rather than continue it.
+        log.warning("%s belongs to a search with other settings or another supernet; starting afresh", path)
+        return None
     return state
 
 
