@@ -21,6 +21,7 @@ include: "rules/supernet.smk"
 include: "rules/search.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
+include: "rules/baselines.smk"
 
 
 # Seconds-long bookkeeping jobs stay off the cluster queue.
@@ -32,6 +33,7 @@ localrules:
     genome_uniform,
     summarize,
     report,
+    compare,
 
 
 rule all:

@@ -67,6 +67,14 @@ def layer_manifests(wildcards):
     return [f"{base}/layer{layer:03d}/manifest.json" for layer in range(N_LAYERS)]
 
 
+def search_logs():
+    """Per-generation logs of every search (all targets and iterations), for the report."""
+    if "tyr" not in config["methods"]:
+        return []
+    return expand(target_path("iter{iter}/search/generations.tsv"), target=TARGETS,
+                  iter=range(1, ITERATIONS + 1))
+
+
 def final_outputs():
     summaries = expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"])
     return summaries + [run_path("report/report.md")]

@@ -48,8 +48,10 @@ rule report:
     input:
         summaries=expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"]),
         genomes=expand(target_path("{method}/genome.json"), target=TARGETS, method=config["methods"]),
+        generations=search_logs(),
     output:
-        markdown=run_path("report/report.md"),
+        markdown=report(run_path("report/report.md"), category="Report"),
+        plots=report(directory(run_path("report/plots")), patterns=["{name}.png"], category="Plots"),
     log:
         run_path("logs/report.log"),
     run:

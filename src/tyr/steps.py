@@ -123,4 +123,18 @@ def summarize(input, output, params, wildcards):
 def report(input, output, params, wildcards):
     from tyr.report import write_report
 
-    write_report(summaries=list(input.summaries), genomes=list(input.genomes), out_markdown=output.markdown)
+    write_report(list(input.summaries), output.markdown, genomes=list(input.genomes),
+                 generations=list(input.generations), plots_dir=output.plots)
+
+
+def baseline(input, output, params, wildcards):
+    from tyr import baselines
+
+    baselines.run(wildcards.method, input.model, input.tokens, os.path.dirname(output.genome),
+                  target_sparsity=tyrconf.tag_target(wildcards.target))
+
+
+def compare(input, output, params, wildcards):
+    from tyr.compare import compare_table
+
+    compare_table(list(input.summaries), input.dense, output.table, output.json, output.plot)

@@ -1,0 +1,33 @@
+# Baselines (issue 6): each writes a one-level supernet + genome from the same calibration
+# tokens, then shares export, evaluation and the summary with Týr.
+
+
+rule baseline:
+    input:
+        model=MODEL,
+        tokens=TOKENS,
+    output:
+        genome=target_path("{method}/genome.json"),
+    wildcard_constraints:
+        method="shortgpt|wanda_sp|flap|llm_pruner",
+    log:
+        run_path("logs/s{target}/{method}/baseline.log"),
+    benchmark:
+        run_path("benchmarks/s{target}/{method}/baseline.tsv")
+    threads: THREADS
+    run:
+        step("baseline", input, output, params, wildcards, threads, log)
+
+
+rule compare:
+    input:
+        summaries=expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"]),
+        dense=run_path("dense/eval.json"),
+    output:
+        table=f"results/compare/{config['run']}/table.md",
+        json=f"results/compare/{config['run']}/table.json",
+        plot=report(f"results/compare/{config['run']}/comparison.png", category="Comparison"),
+    log:
+        run_path("logs/compare.log"),
+    run:
+        step("compare", input, output, params, wildcards, 1, log)

@@ -1,0 +1,137 @@
+"""One comparison table of every method at every target sparsity (issue 6).
+
+Reads the methods' `eval/summary.json` (identical calibration tokens, identical evaluation)
+and the Snakemake benchmark files of the jobs each method needed, and writes
+`table.md`, `table.json` and a plot of perplexity and zero-shot average against sparsity.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from tyr.io import atomic_path, atomic_write_text, read_json, write_json
+
+
+def method_jobs(run_dir: Path, tag: str, method: str) -> list[Path]:
+    """Benchmark files of the jobs that produced `method`'s genome at target `s<tag>`.
+
+    Shared steps (model, calibration, dense top-k and evaluation) are the same for every
+    method and are left out; export and evaluation of the pruned model are left out too.
+    """
+    bench = run_dir / "benchmarks" / f"s{tag}"
+    if method == "tyr":
+        return sorted(bench.glob("iter*/*.tsv"))
+    if method == "uniform":
+        return sorted(bench.glob("iter1/supernet_layer*.tsv"))
+    return sorted((bench / method).glob("baseline.tsv"))
+
+
+def job_seconds(files) -> float | None:
+    total = 0.0
+    for f in files:
+        with open(f) as fh:
+            total += float(next(csv.DictReader(fh, delimiter="\t"))["s"])
+    return total if files else None
+
+
+def row(summary_path: Path) -> dict:
+    s = read_json(summary_path)
+    method_dir = summary_path.parent.parent
+    run_dir, tag = method_dir.parents[1], method_dir.parent.name[1:]
+    ppl = s.get("perplexity", {})
+    avg = s.get("average", {})
+    ret = s.get("retention") or {}
+    return {
+        "method": s["method"], "target_sparsity": s.get("target_sparsity"), "sparsity": s["sparsity"],
+        "params_total": s["params"]["pruned"]["total"], "params_dense": s["params"]["dense"]["total"],
+        "perplexity": ppl.get("pruned"), "perplexity_dense": ppl.get("dense"),
+        "zeroshot_average": (avg.get("pruned") or {}).get("acc"),
+        "zeroshot_average_dense": (avg.get("dense") or {}).get("acc"),
+        "retention": ret.get("acc"),
+        "seconds": job_seconds(method_jobs(run_dir, tag, s["method"])),
+    }
+
+
+def compare_table(summaries, dense_json, out_md, out_json, out_png) -> list[dict]:
+    rows = sorted((row(Path(p)) for p in summaries), key=lambda r: (r["target_sparsity"], r["method"]))
+    dense = read_json(dense_json)
+    table = {"dense": {"perplexity": (dense.get("perplexity") or {}).get("perplexity"),
+                       "zeroshot_average": (dense.get("average") or {}).get("acc"),
+                       "params_total": dense["params"]["total"]},
+             "rows": rows, "verdict": verdict(rows)}
+    write_json(out_json, table)
+    atomic_write_text(out_md, markdown(table))
+    plot(rows, table["dense"], out_png)
+    return rows
+
+
+def verdict(rows) -> list[str]:
+    """Plain statements of where Týr does not beat every other method (perplexity and average)."""
+    notes = []
+    for target in sorted({r["target_sparsity"] for r in rows}):
+        at = [r for r in rows if r["target_sparsity"] == target]
+        tyr = next((r for r in at if r["method"] == "tyr"), None)
+        if tyr is None:
+            continue
+        for other in at:
+            if other is tyr:
+                continue
+            if _num(other["perplexity"]) < _num(tyr["perplexity"]):
+                notes.append(f"at {target:.0%}, {other['method']} has lower perplexity than tyr "
+                             f"({other['perplexity']:.2f} vs {tyr['perplexity']:.2f})")
+            if _num(other["zeroshot_average"], -1) > _num(tyr["zeroshot_average"], -1):
+                notes.append(f"at {target:.0%}, {other['method']} has a higher zero-shot average than tyr "
+                             f"({other['zeroshot_average']:.4f} vs {tyr['zeroshot_average']:.4f})")
+    return notes
+
+
+def markdown(table) -> str:
+    d = table["dense"]
+    lines = ["| method | target | backbone sparsity | params | WikiText-2 ppl | zero-shot avg (acc) | retention | wall time (s) |",
+             "|---|---|---|---|---|---|---|---|",
+             f"| dense | – | 0 | {d['params_total']:,} | {_f(d['perplexity'], '.2f')} | {_f(d['zeroshot_average'], '.4f')} | 1 | – |"]
+    for r in table["rows"]:
+        lines.append(f"| {r['method']} | {r['target_sparsity']:.0%} | {r['sparsity']:.4f} | {r['params_total']:,} | "
+                     f"{_f(r['perplexity'], '.2f')} | {_f(r['zeroshot_average'], '.4f')} | {_f(r['retention'], '.3f')} | "
+                     f"{_f(r['seconds'], '.0f')} |")
+    lines += ["", "Wall time: the method's own jobs (supernet and search for tyr; iteration 1's supernet for "
+              "uniform; the baseline job otherwise); shared preparation and evaluation excluded.", ""]
+    if table["verdict"]:
+        lines += ["**Where Týr does not win:**", ""] + [f"- {n}" for n in table["verdict"]]
+    else:
+        lines += ["Týr has the lowest perplexity and the highest zero-shot average at every target."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, dense, out_png) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method in sorted({r["method"] for r in rows}):
+        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["sparsity"])
+        axes[0].plot([r["sparsity"] for r in rs], [r["perplexity"] for r in rs], "o-", label=method)
+        axes[1].plot([r["sparsity"] for r in rs], [r["zeroshot_average"] for r in rs], "o-", label=method)
+    if dense["perplexity"]:
+        axes[0].axhline(dense["perplexity"], color="k", ls=":", label="dense")
+    if dense["zeroshot_average"]:
+        axes[1].axhline(dense["zeroshot_average"], color="k", ls=":", label="dense")
+    axes[0].set(xlabel="backbone sparsity", ylabel="WikiText-2 perplexity", yscale="log")
+    axes[1].set(xlabel="backbone sparsity", ylabel="zero-shot average (acc)")
+    axes[0].legend()
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def _num(x, missing=math.inf):
+    return missing if x is None else x
+
+
+def _f(x, spec) -> str:
+    return "–" if x is None else format(x, spec)
