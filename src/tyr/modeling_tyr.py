@@ -99,15 +99,17 @@ class TyrRMSNorm(nn.Module):
 class TyrRotaryEmbedding(nn.Module):
     def __init__(self, config: TyrConfig):
         super().__init__()
-        rope_type = config.rope_parameters.get("rope_type", "default")
-        if rope_type == "default":
-            base = config.rope_parameters["rope_theta"]
-            dim = config.head_dim
-            inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-            self.attention_scaling = 1.0
-        else:
-            inv_freq, self.attention_scaling = ROPE_INIT_FUNCTIONS[rope_type](config)
+        self.config = config
+        inv_freq, self.attention_scaling = self.compute_inv_freq(config)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    @staticmethod
+    def compute_inv_freq(config):
+        rope_type = config.rope_parameters.get("rope_type", "default")
+        if rope_type != "default":
+            return ROPE_INIT_FUNCTIONS[rope_type](config)
+        base, dim = config.rope_parameters["rope_theta"], config.head_dim
+        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim)), 1.0
 
     @torch.no_grad()
     def forward(self, x, position_ids):
@@ -146,6 +148,7 @@ class TyrAttention(nn.Module):
             self.q_norm = TyrRMSNorm(d, config.rms_norm_eps)
             self.k_norm = TyrRMSNorm(d, config.rms_norm_eps)
         q_to_kv = list(config.layer_q_to_kv[layer_idx])
+        self.q_to_kv_list = q_to_kv
         # Explicit device: the index must be real even when the module is built on "meta".
         self.register_buffer("q_to_kv", torch.tensor(q_to_kv, dtype=torch.long, device="cpu"), persistent=False)
         # A plain repeat is cheaper than a gather when every KV head serves equally many queries in order.
@@ -222,7 +225,16 @@ class TyrPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["TyrDecoderLayer"]
     _supports_sdpa = True
 
+    @torch.no_grad()
     def _init_weights(self, module):
+        # Non-persistent buffers are not in the checkpoint: from_pretrained allocates them
+        # empty and relies on this method to fill them, so they are always recomputed.
+        if isinstance(module, TyrAttention):
+            module.q_to_kv.copy_(torch.tensor(module.q_to_kv_list, dtype=torch.long))
+            return
+        if isinstance(module, TyrRotaryEmbedding):
+            module.inv_freq.copy_(module.compute_inv_freq(module.config)[0])
+            return
         std = getattr(self.config, "initializer_range", 0.02)
         if isinstance(module, (nn.Linear, nn.Embedding)):
             module.weight.data.normal_(0.0, std)
