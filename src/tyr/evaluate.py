@@ -51,7 +51,8 @@ def load(model_dir, *, device="cpu", dtype=None):
         model = adapter.load_model(model_dir, dtype=dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True, dtype=dtype or "auto")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # trust_remote_code: AutoTokenizer reads config.json too, and an export's auto_map would prompt.
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
     return model.to(torch.device(device)).eval(), tokenizer
 
 

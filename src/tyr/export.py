@@ -284,7 +284,7 @@ def model_card(summary: dict, spec, card: dict) -> str:
         "```python",
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
         'model = AutoModelForCausalLM.from_pretrained(PATH, trust_remote_code=True)',
-        "tokenizer = AutoTokenizer.from_pretrained(PATH)",
+        "tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)  # it reads config.json too",
         "```", "",
         "## Pruning", "",
         "| | value |", "|---|---|",
