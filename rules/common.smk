@@ -1,4 +1,7 @@
 # Paths, wildcards and input functions shared by all rules. Light imports only.
+import fcntl
+import os
+
 from snakemake.exceptions import WorkflowError
 
 from tyr import config as tyrconf
@@ -7,6 +10,30 @@ try:
     tyrconf.check(config)
 except tyrconf.ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
+
+
+def hold_run_lock():
+    """One run at a time per working directory, with a lock the kernel drops when the process
+    dies. Snakemake's own lock files survive a kill -9 and would make the same command fail,
+    so the profiles turn them off (`nolock`) and this lock takes their place."""
+    os.makedirs(".snakemake", exist_ok=True)
+    handle = open(".snakemake/tyr.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise WorkflowError("another Snakemake run is active in this directory (.snakemake/tyr.lock)")
+    return handle
+
+
+def is_dry_run():
+    try:
+        return workflow.dryrun
+    except Exception:  # settings not available while parsing in some modes
+        return False
+
+
+if workflow.is_main_process and not is_dry_run():
+    RUN_LOCK = hold_run_lock()
 
 
 RUN = f"results/{config['run']}"

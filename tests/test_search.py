@@ -153,10 +153,13 @@ def test_same_seed_same_result(run, tmp_path):
     assert tsv_fitness(tmp_path / "a" / "generations.tsv") != tsv_fitness(tmp_path / "c" / "generations.tsv")
 
 
-def test_resume_refuses_other_settings(run, tmp_path):
+def test_checkpoint_of_other_settings_is_not_resumed(run, tmp_path):
+    """A rerun with other settings starts afresh: its result equals a run in an empty folder."""
     do_search(run, tmp_path / "s", generations=1)
-    with pytest.raises(ValueError, match="other settings"):
-        do_search(run, tmp_path / "s", generations=2, seed=3)
+    rerun = do_search(run, tmp_path / "s", generations=2, seed=3)
+    fresh = do_search(run, tmp_path / "fresh", generations=2, seed=3)
+    assert rerun == fresh
+    assert read_json(tmp_path / "s" / "state.json")["settings"]["seed"] == 3
 
 
 def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):

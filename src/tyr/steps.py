@@ -109,7 +109,7 @@ def evaluate(input, output, params, wildcards):
 
     e = params.evaluate
     evaluate_model(input.model, output.eval, wikitext=tyrconf.resolve_wikitext(e["wikitext"]),
-                   seq_len=e["seq_len"], zeroshot_tasks=e["zeroshot_tasks"],
+                   seq_len=e["seq_len"], max_windows=e.get("max_windows"), zeroshot_tasks=e["zeroshot_tasks"],
                    zeroshot_dir=tyrconf.resolve_zeroshot_dir(e["zeroshot_dir"]),
                    limit=e["zeroshot_limit"], speed=e["speed"])
 
