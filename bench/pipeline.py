@@ -70,14 +70,16 @@ def disk_size(path: Path) -> int:
 
 
 def fitness_speed(run_dir: Path, target_tag: str) -> dict | None:
-    """Incremental vs naive candidate evaluations per second on the same tokens (tyr.fitness)."""
-    from tyr.fitness import benchmark_evaluator
+    """Incremental vs naive candidate evaluations per second on the same tokens (tyr.search.benchmark)."""
+    from tyr.config import tag_target
+    from tyr.search import benchmark
 
     supernet = run_dir / f"s{target_tag}" / "iter1" / "supernet" / "supernet.json"
     if not supernet.exists():
         return None
-    return benchmark_evaluator(str(supernet), str(run_dir / "dense" / "topk.zarr"), str(run_dir / "calib" / "tokens.zarr"),
-                               str(run_dir / "model"), str(run_dir / "model" / "spec.json"))
+    return benchmark(str(supernet), str(run_dir / "dense" / "topk.zarr"), str(run_dir / "calib" / "tokens.zarr"),
+                     str(run_dir / "model"), str(run_dir / "model" / "spec.json"),
+                     target_sparsity=tag_target(target_tag), candidates=8, tokens=512, repeats=2)
 
 
 def quality_and_speed(run_dir: Path) -> dict:
@@ -85,6 +87,10 @@ def quality_and_speed(run_dir: Path) -> dict:
     for summary in sorted(run_dir.glob("s*/*/eval/summary.json")):
         out[f"{summary.parts[-4]}/{summary.parts[-3]}"] = json.loads(summary.read_text())
     return out
+
+
+def _g(x) -> str:
+    return "–" if x is None else f"{x:.4g}"
 
 
 def markdown(result: dict) -> str:
@@ -104,11 +110,12 @@ def markdown(result: dict) -> str:
               "| run | sparsity | ppl | zero-shot avg | retention | prefill tok/s | decode tok/s |",
               "|---|---|---|---|---|---|---|"]
     for name, s in result["quality"].items():
-        p, d = s.get("pruned", {}), s.get("dense", {})
-        lines.append(f"| {name} | {s.get('backbone_sparsity', float('nan')):.4f} | {p.get('perplexity')} "
-                     f"(dense {d.get('perplexity')}) | {p.get('zeroshot_average')} | {s.get('retention')} | "
-                     f"{p.get('prefill_tokens_per_s')} (dense {d.get('prefill_tokens_per_s')}) | "
-                     f"{p.get('decode_tokens_per_s')} (dense {d.get('decode_tokens_per_s')}) |")
+        ppl, avg, sp = s.get("perplexity", {}), s.get("average", {}), s.get("speed", {})
+        pre, dec = sp.get("prefill_tokens_per_s", {}), sp.get("decode_tokens_per_s", {})
+        lines.append(f"| {name} | {s['sparsity']:.4f} | {_g(ppl.get('pruned'))} (dense {_g(ppl.get('dense'))}) | "
+                     f"{_g((avg.get('pruned') or {}).get('acc'))} | {_g((s.get('retention') or {}).get('acc'))} | "
+                     f"{_g(pre.get('pruned'))} (dense {_g(pre.get('dense'))}) | "
+                     f"{_g(dec.get('pruned'))} (dense {_g(dec.get('dense'))}) |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,120 @@
+"""Supernet ablations on the real model: what compensation, accumulation and calibration data buy.
+
+    .venv/bin/python bench/supernet_ablation.py --model results/smollm2-135m/model \
+        --tokens pydoc=results/abl/pydoc.zarr --tokens self=results/abl/self.zarr \
+        --variant full:pydoc --variant no_compensation:pydoc:compensate=0 \
+        --variant dense_accumulation:pydoc:accumulate=dense --variant full_self:self
+
+For every variant: build iteration 1's supernet for the target (9 levels, Δ = 12.5%) with
+`tyr.supernet.build_all`, take the uniform genome (every sublayer at the target level),
+export it, and measure WikiText-2 test perplexity. Missing token stores are created with
+`tyr.data.calibrate` from the named source (pydoc, self, or a local file).
+Writes bench/results/<date>-<host>-supernet-ablation.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_options(text: str) -> dict:
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=")
+        out[key] = {"0": False, "1": True}.get(value, value)
+    return out
+
+
+def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
+    from tyr.data import calibrate
+
+    if not path.exists():
+        t0 = time.perf_counter()
+        calibrate(model_dir, path, source=source, seq_len=args.seq_len, n_prune=args.prune_sequences,
+                  n_fitness=args.fitness_sequences, n_heldout=0, seed=0)
+        print(f"[ablation] calibration {source}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+
+def run_variant(name, tokens, options, args, work: Path) -> dict:
+    from tyr.evaluate import load, perplexity, read_texts
+    from tyr.export import export
+    from tyr.levels import write_levels
+    from tyr.search import uniform_genome
+    from tyr.supernet import build_all
+
+    model_dir, spec = Path(args.model), Path(args.model) / "spec.json"
+    out = work / name
+    levels = out / "levels.json"
+    write_levels(spec, levels, target_sparsity=args.target, delta=0.125, n_levels=9, iteration=1, mlp_group=16)
+    t0 = time.perf_counter()
+    supernet = build_all(model_dir, spec, levels, tokens, out, **options)
+    build_s = time.perf_counter() - t0
+    genome = out / "uniform" / "genome.json"
+    uniform_genome(supernet, spec, genome, target_sparsity=args.target)
+    export(model_dir, spec, genome, out / "uniform" / "pruned", method="uniform")
+    model, tok = load(out / "uniform" / "pruned")
+    ppl = perplexity(model, tok, read_texts(args.wikitext), seq_len=args.eval_seq_len, max_windows=args.windows)
+    disk = sum(f.stat().st_size for f in (out / "supernet").rglob("*") if f.is_file())
+    row = {"variant": name, "options": options, "tokens": str(tokens), "build_seconds": build_s,
+           "supernet_disk_bytes": disk, "perplexity": ppl["perplexity"], "windows": ppl["windows"],
+           "seq_len": ppl["seq_len"]}
+    print(f"[ablation] {json.dumps(row)}", file=sys.stderr, flush=True)
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="prepared model folder (with spec.json)")
+    ap.add_argument("--tokens", action="append", default=[], help="NAME=PATH of a tokens.zarr (made if missing)")
+    ap.add_argument("--variant", action="append", required=True, help="NAME:TOKENS[:key=value,...]")
+    ap.add_argument("--target", type=float, default=0.5)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--prune-sequences", type=int, default=64)
+    ap.add_argument("--fitness-sequences", type=int, default=64)
+    ap.add_argument("--wikitext", default=str(ROOT.parent / "shared/data/wikitext-2/test.txt"))
+    ap.add_argument("--eval-seq-len", type=int, default=2048)
+    ap.add_argument("--windows", type=int, default=16)
+    ap.add_argument("--work", default=str(ROOT / "results" / "ablation"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(2)
+    work = Path(args.work)
+    tokens = {}
+    for item in args.tokens:
+        name, path = item.split("=", 1)
+        tokens[name] = Path(path)
+        ensure_tokens(Path(args.model), tokens[name], name, args)
+    rows = []
+    for v in args.variant:
+        name, token_name, *rest = v.split(":")
+        rows.append(run_variant(name, tokens[token_name], parse_options(rest[0] if rest else ""), args, work))
+    date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
+    result = {"date": date, "host": host, "command": " ".join(sys.argv), "target": args.target, "rows": rows,
+              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    out = ROOT / "bench" / "results" / f"{date}-{host}-supernet-ablation"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"# Supernet ablation, uniform {args.target:.0%} ({date}, {host})", "", f"`{result['command']}`", "",
+             "| variant | options | calibration | WikiText-2 ppl | build (s) | disk (MiB) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['options'] or 'paper'} | {Path(r['tokens']).name} | {r['perplexity']:.2f} | "
+                     f"{r['build_seconds']:.0f} | {r['supernet_disk_bytes'] / 2**20:.0f} |")
+    lines.append(f"\nPerplexity: {rows[0]['windows']} windows × {rows[0]['seq_len']} tokens of WikiText-2 test. "
+                 f"Peak RSS {result['peak_rss_gb']:.2f} GB.")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
