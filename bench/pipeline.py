@@ -33,10 +33,12 @@ TARGETS = {"peak_rss_gb": 4.0, "overhead_fraction": 0.10, "wall_minutes": 30.0, 
 
 
 def run_workflow(run: str, targets: list[float], cores: int, extra_config: str | None) -> float:
-    cmd = [str(ROOT / ".venv/bin/snakemake"), "--cores", str(cores), "--config", f"run={run}",
-           f"target_sparsity={json.dumps(targets)}"]
-    if extra_config:
-        cmd += ["--configfile", extra_config]
+    # Lists given with --config arrive as strings, so the run's settings go in a config file.
+    overrides = ROOT / "results" / f"{run}.bench.yaml"
+    overrides.parent.mkdir(parents=True, exist_ok=True)
+    overrides.write_text(json.dumps({"run": run, "target_sparsity": targets}) + "\n")
+    cmd = [str(ROOT / ".venv/bin/snakemake"), "--cores", str(cores), "--configfile",
+           str(ROOT / "config" / "config.yaml"), *([extra_config] if extra_config else []), str(overrides)]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
     return time.perf_counter() - t0
