@@ -1,0 +1,65 @@
+"""WikiText-2 perplexity after each coarse-to-fine iteration of a finished run.
+
+    .venv/bin/python bench/iterations.py results/<run> [--target 50] [--windows 8] [--seq-len 2048]
+
+Exports each iteration's best genome (and the uniform genome) to a temporary folder and
+measures perplexity on the same windows as the run's evaluation. Prints a markdown table
+and writes it to bench/results/<date>-<host>-iterations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("--target", default="50")
+    ap.add_argument("--windows", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=2048)
+    ap.add_argument("--wikitext", default=str(ROOT.parent / "shared/data/wikitext-2/test.txt"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from tyr.evaluate import load, perplexity, read_texts
+    from tyr.export import export
+    from tyr.io import read_json
+
+    torch.set_num_threads(2)
+    run = Path(args.run_dir)
+    model, spec, base = run / "model", run / "model" / "spec.json", run / f"s{args.target}"
+    texts = read_texts(args.wikitext)
+    genomes = [("uniform", base / "uniform" / "genome.json")]
+    genomes += [(f"iter{i}", p) for i, p in sorted((int(p.parts[-3][4:]), p) for p in base.glob("iter*/search/best.json"))]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, genome in genomes:
+            out = Path(tmp) / name
+            export(model, spec, genome, out, method=name)
+            m, tok = load(out)
+            ppl = perplexity(m, tok, texts, seq_len=args.seq_len, max_windows=args.windows)["perplexity"]
+            g = read_json(genome)
+            rows.append((name, g.get("sparsity"), g.get("fitness"), ppl))
+            print(f"[iterations] {name} ppl {ppl:.2f}", file=sys.stderr, flush=True)
+    lines = [f"# Perplexity per iteration: {run} s{args.target}", "", f"`{' '.join(sys.argv)}`", "",
+             "| genome | backbone sparsity | search fitness (KL) | WikiText-2 ppl |", "|---|---|---|---|"]
+    for name, sp, fit, ppl in rows:
+        lines.append(f"| {name} | {sp:.4f} | {'–' if fit is None else f'{fit:.4f}'} | {ppl:.2f} |")
+    lines.append(f"\n{args.windows} windows × {args.seq_len} tokens of WikiText-2 test.")
+    text = "\n".join(lines) + "\n"
+    date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
+    (ROOT / "bench" / "results" / f"{date}-{host}-iterations.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
