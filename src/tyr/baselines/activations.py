@@ -88,6 +88,12 @@ def projection_inputs(model, tokens: torch.Tensor, batch_size: int = 8) -> list[
         hooks.append(layer.self_attn.o_proj.register_forward_pre_hook(lambda m, args, st=s["attn"]: st.add(args[0])))
         hooks.append(layer.mlp.down_proj.register_forward_pre_hook(lambda m, args, st=s["mlp"]: st.add(args[0])))
         stats.append(s)
+    forward_with_hooks(model, tokens, batch_size, hooks)
+    return stats
+
+
+def forward_with_hooks(model, tokens: torch.Tensor, batch_size: int, hooks) -> None:
+    """Run the dense decoder over the calibration batches, then remove `hooks` whatever happens."""
     try:
         with torch.no_grad():
             for batch in batches(tokens, batch_size):
@@ -95,7 +101,6 @@ def projection_inputs(model, tokens: torch.Tensor, batch_size: int = 8) -> list[
     finally:
         for h in hooks:
             h.remove()
-    return stats
 
 
 def head_sums(per_channel: torch.Tensor, head_dim: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from tyr import sparsity
-from tyr.baselines.activations import SPLIT, batches, calibration_tokens, dense_model
+from tyr.baselines.activations import SPLIT, calibration_tokens, dense_model, forward_with_hooks
 from tyr.baselines.single_level import Structure, load_spec, write
 
 METHOD = "shortgpt"
@@ -40,13 +40,7 @@ def block_influence(model, tokens: torch.Tensor, batch_size: int = 8) -> torch.T
         return fn
 
     handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
-    try:
-        with torch.no_grad():
-            for batch in batches(tokens, batch_size):
-                model.model(batch)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, tokens, batch_size, handles)
     return 1.0 - cos_sum / count
 
 
