@@ -54,10 +54,19 @@ def digest(path: Path) -> str:
 
 
 def artifacts(run_dir: Path) -> dict[str, float]:
-    """mtime of every finished artifact: manifests, levels, search results, genomes, models."""
+    """mtime of every finished artifact: manifests, levels, search results, genomes, models.
+
+    A supernet layer's weight files belong to its job, whose output is the manifest written
+    last: without the manifest the job was interrupted and its files must be redone.
+    """
     keep = ("manifest.json", "levels.json", "supernet.json", "best.json", "genome.json", ".safetensors", "spec.json")
+
+    def finished(p: Path) -> bool:
+        layer = next((d for d in p.parents if d.name.startswith("layer") and d.parent.name == "supernet"), None)
+        return layer is None or (layer / "manifest.json").exists()
+
     return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
-            for p in run_dir.rglob("*") if p.is_file() and p.name.endswith(keep)}
+            for p in run_dir.rglob("*") if p.is_file() and p.name.endswith(keep) and finished(p)}
 
 
 @pytest.fixture(scope="module")
