@@ -130,3 +130,29 @@ def test_benchmark_reports_both_speeds(run, space):
     assert result["candidates"] == 6 and result["tokens"] == 4 * 32
     assert result["incremental_eval_per_s"] > 0 and result["naive_eval_per_s"] > 0
     assert result["max_abs_diff"] < 1e-6
+
+
+def test_bf16_head_tracks_fp32_and_auto_resolves(run, space):
+    genomes = random_genomes(space, 6, seed=4)
+    values = {}
+    for dtype in ("float32", "bfloat16"):
+        ev = evaluator(run, head_dtype=dtype)
+        ev.set_tokens(range(ev.n_seq))
+        values[dtype] = np.array([ev.fitness(g) for g in genomes])
+    assert np.allclose(values["bfloat16"], values["float32"], rtol=0.05, atol=1e-3)
+    assert not np.array_equal(values["bfloat16"], values["float32"])  # really another precision
+    assert fitness.resolve_head_dtype("auto") in ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="head_dtype"):
+        fitness.resolve_head_dtype("float16")
+
+
+def test_module_cache_is_bounded_in_bytes(run, space):
+    genomes = random_genomes(space, 3, seed=5)
+    tight, roomy = evaluator(run, module_cache_bytes=1), evaluator(run)
+    for ev in (tight, roomy):
+        ev.set_tokens([0, 1])
+    for g in genomes:
+        assert tight.fitness(g, incremental=False) == roomy.fitness(g, incremental=False)
+        assert len(tight._modules) == 1  # a 1-byte budget keeps only the latest module
+    assert len(roomy._modules) > 1
+    assert roomy._module_bytes == sum(fitness._nbytes(m) for m in roomy._modules.values()) > 0

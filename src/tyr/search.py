@@ -263,14 +263,14 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
                offspring: int, generations: int, stages, seed: int = 0, max_swaps: int = 4,
                trade_attn_mlp: bool = False, hidden_mse_weight: float = 0.0, hidden_mse_layers=(),
                iteration: int = 1, progress: bool = True, levels_json=None, batch_size: int = 4,
-               cache_bytes: int = 2 << 30) -> dict:
+               cache_bytes: int = 2 << 30, head_dtype: str = "float32") -> dict:
     """Evolutionary search; writes best.json, generations.tsv, fitness.zarr and state.json in out_dir.
 
     Resumable: `state.json` (parent, RNG state, history) is replaced atomically after every
     generation; a restart with the same arguments continues from it. More generations than a
     finished checkpoint holds simply continue the same stream.
     """
-    from tyr.fitness import Evaluator
+    from tyr.fitness import Evaluator, resolve_head_dtype
     from tyr.model import threads_from_env
 
     threads_from_env()
@@ -284,7 +284,8 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     settings = {"supernet_sha256": _sha256(supernet_json), "target_sparsity": target_sparsity,
                 "offspring": offspring, "stages": stages, "seed": seed, "max_swaps": max_swaps,
                 "trade_attn_mlp": trade_attn_mlp, "hidden_mse_weight": hidden_mse_weight,
-                "hidden_mse_layers": [int(l) for l in hidden_mse_layers]}
+                "hidden_mse_layers": [int(l) for l in hidden_mse_layers],
+                "head_dtype": resolve_head_dtype(head_dtype)}
     state = _resume(out / "state.json", settings)
     if state is None:
         rng = np.random.default_rng(seed)
@@ -300,7 +301,7 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
 
     evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size,
                           hidden_mse_weight=hidden_mse_weight, hidden_mse_layers=hidden_mse_layers,
-                          cache_bytes=cache_bytes)
+                          cache_bytes=cache_bytes, head_dtype=head_dtype)
     while state["generation"] < generations:
         t0, evals0 = time.perf_counter(), evaluator.evaluations
         record = generation(parent, space, evaluator, rng, offspring=offspring, stages=stages, max_swaps=max_swaps)
@@ -394,7 +395,7 @@ def uniform_genome(supernet_json, spec_json, out_json, *, target_sparsity: float
 
 def benchmark(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, *, target_sparsity: float,
               candidates: int = 8, tokens: int = 512, seed: int = 0, max_swaps: int = 4, batch_size: int = 4,
-              repeats: int = 1, levels_json=None) -> dict:
+              repeats: int = 1, levels_json=None, head_dtype: str = "float32") -> dict:
     """Evaluations/s of incremental vs naive fitness on offspring of the start genome (same tokens)."""
     from tyr.fitness import Evaluator, benchmark_evaluator
 
@@ -402,7 +403,8 @@ def benchmark(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, *, ta
     space = load_space(supernet_json, spec_json, target_sparsity, levels_json=levels_json)
     parent = start_genome(space, rng)
     children = make_offspring(parent, space, rng, candidates, max_swaps)
-    evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size)
+    evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size,
+                          head_dtype=head_dtype)
     seqs = sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens)
     return benchmark_evaluator(evaluator, space.kept_units(parent), [space.kept_units(c) for c in children], seqs,
                                repeats=repeats)

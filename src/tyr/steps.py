@@ -80,7 +80,7 @@ def search(input, output, params, wildcards):
                os.path.dirname(output.best), target_sparsity=tyrconf.tag_target(wildcards.target),
                offspring=s["offspring"], generations=s["generations"], stages=s["stages"],
                seed=s["seed"] + 1000 * i, max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"],
-               hidden_mse_weight=s["hidden_mse_weight"], iteration=i)
+               hidden_mse_weight=s["hidden_mse_weight"], head_dtype=s["head_dtype"], iteration=i)
 
 
 def genome_tyr(input, output, params, wildcards):
