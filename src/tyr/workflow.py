@@ -79,5 +79,21 @@ def step(name, input, output, params, wildcards, threads, log):
         except Exception:
             logger.exception("%s failed", name)
             raise
+        finally:
+            _release_memory()
         logger.info("%s done in %.1f s", name, time.perf_counter() - t0)
         return result
+
+
+def _release_memory():
+    """Hand a finished job's memory back to the OS. Jobs run as threads of one long-lived
+    Snakemake process, where freed tensors otherwise stay in glibc's heaps and the process's
+    resident size ratchets up to the sum of its largest jobs."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
