@@ -32,16 +32,24 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"peak_rss_gb": 4.0, "overhead_fraction": 0.10, "wall_minutes": 30.0, "wall_minutes_next": 15.0}
 
 
-def run_workflow(run: str, targets: list[float], cores: int, extra_config: str | None) -> float:
-    # Lists given with --config arrive as strings, so the run's settings go in a config file.
-    overrides = ROOT / "results" / f"{run}.bench.yaml"
-    overrides.parent.mkdir(parents=True, exist_ok=True)
-    overrides.write_text(json.dumps({"run": run, "target_sparsity": targets}) + "\n")
-    cmd = [str(ROOT / ".venv/bin/snakemake"), "--cores", str(cores), "--configfile",
-           str(ROOT / "config" / "config.yaml"), *([extra_config] if extra_config else []), str(overrides)]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    return time.perf_counter() - t0
+SHARED = ("prepare_model", "calibrate", "embed", "evaluate_dense", "dense_topk")  # computed once per model
+
+
+def run_workflow(run: str, targets: list[float], cores: int, extra_config: str | None) -> list[float]:
+    """One `snakemake` invocation per target, in order: the first is the whole default pipeline,
+    later ones reuse the model, calibration and dense results. Returns each invocation's wall time."""
+    walls = []
+    for i in range(len(targets)):
+        # Lists given with --config arrive as strings, so the run's settings go in a config file.
+        overrides = ROOT / "results" / f"{run}.bench.yaml"
+        overrides.parent.mkdir(parents=True, exist_ok=True)
+        overrides.write_text(json.dumps({"run": run, "target_sparsity": targets[:i + 1]}) + "\n")
+        cmd = [str(ROOT / ".venv/bin/snakemake"), "--cores", str(cores), "--configfile",
+               str(ROOT / "config" / "config.yaml"), *([extra_config] if extra_config else []), str(overrides)]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        walls.append(time.perf_counter() - t0)
+    return walls
 
 
 def read_benchmarks(run_dir: Path) -> list[dict]:
@@ -81,7 +89,8 @@ def fitness_speed(run_dir: Path, target_tag: str) -> dict | None:
         return None
     return benchmark(str(supernet), str(run_dir / "dense" / "topk.zarr"), str(run_dir / "calib" / "tokens.zarr"),
                      str(run_dir / "model"), str(run_dir / "model" / "spec.json"),
-                     target_sparsity=tag_target(target_tag), candidates=8, tokens=512, repeats=2)
+                     target_sparsity=tag_target(target_tag), candidates=8, tokens=512, repeats=2,
+                     head_dtype="auto")
 
 
 def quality_and_speed(run_dir: Path) -> dict:
@@ -102,6 +111,12 @@ def markdown(result: dict) -> str:
     c = result["checks"]
     for name, (value, goal, met) in c.items():
         lines.append(f"| {name} | {value} | {goal} | {'yes' if met else '**no**'} |")
+    if result.get("wall_seconds_per_invocation"):
+        walls = ", ".join(f"{t}: {w / 60:.1f} min" for t, w in zip(result["targets"], result["wall_seconds_per_invocation"]))
+        lines += ["", f"One `snakemake` invocation per target, in this order ({walls}); the first is the whole "
+                  "pipeline, a later one reuses the shared stages (" + ", ".join(SHARED) + "), whose job time is "
+                  "added to give its stand-alone pipeline time. Peak RSS is the whole Snakemake process, "
+                  "which runs the jobs as threads."]
     lines += ["", "## Stages", "", "| stage | jobs | seconds | peak RSS (MB) |", "|---|---|---|---|"]
     for name, s in sorted(result["stages"].items(), key=lambda kv: -kv[1]["seconds"]):
         lines.append(f"| {name} | {s['jobs']} | {s['seconds']:.1f} | {s['max_rss_mb']:.0f} |")
@@ -134,9 +149,14 @@ def main(argv=None):
     run = args.run or f"bench-{date}"
     run_dir = ROOT / "results" / run
     command = " ".join(sys.argv)
-    wall = None if args.reuse else run_workflow(run, args.targets, args.cores, args.extra_config)
+    walls = None if args.reuse else run_workflow(run, args.targets, args.cores, args.extra_config)
+    wall = None if walls is None else sum(walls)
     rows = read_benchmarks(run_dir)
     stages = per_stage(rows)
+    # A later target's stand-alone pipeline = its own invocation + the shared stages it reused.
+    shared = sum(stages[s]["seconds"] for s in SHARED if s in stages)
+    standalone = None if walls is None else {
+        str(t): w + (shared if i else 0.0) for i, (t, w) in enumerate(zip(args.targets, walls))}
     compute = sum(r["seconds"] for r in rows)
     peak_rss_gb = max((r["max_rss_mb"] or 0) for r in rows) / 1024 if rows else None
     supernet_bytes = sum(disk_size(p) for p in run_dir.glob("s*/iter*/supernet"))
@@ -144,7 +164,8 @@ def main(argv=None):
 
     result = {
         "date": date, "host": host, "command": command, "cores": args.cores, "targets": args.targets,
-        "wall_seconds": wall, "job_seconds": compute,
+        "wall_seconds": wall, "wall_seconds_per_invocation": walls,
+        "standalone_pipeline_seconds": standalone, "job_seconds": compute,
         "overhead_seconds": None if wall is None else wall - compute,
         "overhead_fraction": None if wall is None else (wall - compute) / wall,
         "peak_rss_gb": peak_rss_gb, "benchmark_self_max_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
@@ -152,16 +173,19 @@ def main(argv=None):
         "fitness_speed": fitness_speed(run_dir, target_tag(args.targets[-1])),
         "quality": quality_and_speed(run_dir),
     }
-    wall_min = None if wall is None else wall / 60
-    result["checks"] = {
-        "wall minutes (all targets)": (None if wall_min is None else round(wall_min, 1), f"≤ {TARGETS['wall_minutes']}",
-                                       wall_min is not None and wall_min <= TARGETS["wall_minutes"]),
+    result["checks"] = {}
+    for t, seconds in (standalone or {}).items():
+        minutes = seconds / 60
+        result["checks"][f"wall minutes, pipeline at {t}"] = (
+            round(minutes, 1), f"≤ {TARGETS['wall_minutes']} (next ≤ {TARGETS['wall_minutes_next']})",
+            minutes <= TARGETS["wall_minutes"])
+    result["checks"].update({
         "orchestration overhead": (None if wall is None else round(result["overhead_fraction"], 3),
                                    f"≤ {TARGETS['overhead_fraction']}",
                                    wall is not None and result["overhead_fraction"] <= TARGETS["overhead_fraction"]),
         "peak RSS (GB)": (None if peak_rss_gb is None else round(peak_rss_gb, 2), f"≤ {TARGETS['peak_rss_gb']}",
                           peak_rss_gb is not None and peak_rss_gb <= TARGETS["peak_rss_gb"]),
-    }
+    })
     out = ROOT / "bench" / "results" / f"{date}-{host}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
