@@ -5,6 +5,7 @@ These run the real Snakefile with the `tiny` preset in a temporary working direc
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -53,17 +54,31 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def artifacts(run_dir: Path) -> dict[str, float]:
+def incomplete(workdir: Path) -> set[Path]:
+    """Outputs of jobs Snakemake had started but not recorded as finished when it was killed
+    (its `.snakemake/incomplete` markers: url-safe base64 of the path, split into '@' folders)."""
+    root = workdir / ".snakemake" / "incomplete"
+    marked = set()
+    for f in root.rglob("*") if root.exists() else ():
+        if f.is_file() and f.name != "migration_underway":
+            encoded = "".join(part.lstrip("@") for part in f.relative_to(root).parts)
+            marked.add((workdir / base64.urlsafe_b64decode(encoded).decode()).resolve())
+    return marked
+
+
+def artifacts(run_dir: Path, unfinished: set[Path] = frozenset()) -> dict[str, float]:
     """mtime of every finished artifact: manifests, levels, search results, genomes, models.
 
-    A supernet layer's weight files belong to its job, whose output is the manifest written
-    last: without the manifest the job was interrupted and its files must be redone.
+    An artifact is finished once Snakemake recorded its job as done: a job killed after
+    writing its output but before that record is rightly redone (`unfinished`). A supernet
+    layer's weight files belong to its job, whose output is the manifest written last.
     """
     keep = ("manifest.json", "levels.json", "supernet.json", "best.json", "genome.json", ".safetensors", "spec.json")
 
     def finished(p: Path) -> bool:
         layer = next((d for d in p.parents if d.name.startswith("layer") and d.parent.name == "supernet"), None)
-        return layer is None or (layer / "manifest.json").exists()
+        owner = p if layer is None else layer / "manifest.json"
+        return owner.exists() and owner.resolve() not in unfinished
 
     return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
             for p in run_dir.rglob("*") if p.is_file() and p.name.endswith(keep) and finished(p)}
@@ -122,7 +137,7 @@ def test_kill_and_resume_is_bit_identical(reference, tmp_path, marker):
     assert proc.poll() is None, "the run finished before the kill point was reached"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = artifacts(run_dir)
+    done_before = artifacts(run_dir, incomplete(workdir))
     run(workdir)
     after = artifacts(run_dir)
     for name, mtime in done_before.items():
