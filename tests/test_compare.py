@@ -1,0 +1,55 @@
+"""The comparison table: rows from each method's summary, honest verdicts, wall time per method."""
+
+import json
+
+from tyr.compare import compare_table, verdict
+
+
+def summary(method, target, sparsity, ppl, avg):
+    return {"method": method, "target_sparsity": target, "sparsity": sparsity,
+            "params": {"pruned": {"total": int(100 * (1 - sparsity))}, "dense": {"total": 100}},
+            "perplexity": {"pruned": ppl, "dense": 10.0},
+            "average": {"pruned": {"acc": avg}, "dense": {"acc": 0.5}}, "retention": {"acc": avg / 0.5}}
+
+
+def write_run(tmp_path, rows):
+    run = tmp_path / "run"
+    paths = []
+    for method, target, *rest in rows:
+        path = run / f"s{round(target * 100)}" / method / "eval" / "summary.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(summary(method, target, *rest)))
+        paths.append(path)
+        bench = run / "benchmarks" / f"s{round(target * 100)}"
+        jobs = [bench / "iter1" / "supernet_layer0.tsv", bench / "iter2" / "search.tsv"] if method == "tyr" else \
+            [bench / "iter1" / "supernet_layer0.tsv"] if method == "uniform" else [bench / method / "baseline.tsv"]
+        for j in jobs:
+            j.parent.mkdir(parents=True, exist_ok=True)
+            j.write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t100\n")
+    dense = run / "dense" / "eval.json"
+    dense.parent.mkdir(parents=True)
+    dense.write_text(json.dumps({"perplexity": {"perplexity": 10.0}, "average": {"acc": 0.5}, "params": {"total": 100}}))
+    return paths, dense
+
+
+def test_table_rows_times_and_verdicts(tmp_path):
+    paths, dense = write_run(tmp_path, [("tyr", 0.5, 0.50, 30.0, 0.40), ("uniform", 0.5, 0.49, 25.0, 0.38),
+                                        ("shortgpt", 0.5, 0.50, 900.0, 0.45), ("tyr", 0.25, 0.25, 15.0, 0.45)])
+    out = tmp_path / "compare"
+    rows = compare_table(paths, dense, out / "table.md", out / "table.json", out / "plot.png")
+    by = {(r["method"], r["target_sparsity"]): r for r in rows}
+    assert by[("tyr", 0.5)]["seconds"] == 25.0  # its supernet and search jobs
+    assert by[("uniform", 0.5)]["seconds"] == 12.5 and by[("shortgpt", 0.5)]["seconds"] == 12.5
+    table = json.loads((out / "table.json").read_text())
+    assert sorted(table["verdict"]) == [
+        "at 50%, shortgpt has a higher zero-shot average than tyr (0.4500 vs 0.4000)",
+        "at 50%, uniform has lower perplexity than tyr (25.00 vs 30.00), but it prunes 1.0 pp less of the backbone"]
+    text = (out / "table.md").read_text()
+    assert "Where Týr does not win" in text and "| shortgpt | 50% |" in text
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_verdict_when_tyr_wins_everywhere():
+    rows = [{"method": "tyr", "target_sparsity": 0.5, "sparsity": 0.5, "perplexity": 20.0, "zeroshot_average": 0.5},
+            {"method": "flap", "target_sparsity": 0.5, "sparsity": 0.5, "perplexity": 40.0, "zeroshot_average": 0.4}]
+    assert verdict(rows) == []
