@@ -150,7 +150,7 @@ class _Batch:
 def resolve_head_dtype(name: str) -> str:
     """`auto`: bfloat16 where the hardware multiplies it natively (CUDA, or a CPU with
     AVX512-BF16/AMX), else float32. The lm_head is a third of a pruned model's fitness cost;
-    in bf16 it runs ~3x faster here, and fitness values move by ~1e-3 (bench/results)."""
+    in bf16 it runs ~3x faster here, and fitness values move by ~1e-3 (bench/head_dtype.py)."""
     if name != "auto":
         if name not in ("float32", "bfloat16"):
             raise ValueError(f"head_dtype must be auto, float32 or bfloat16, got {name!r}")

@@ -1,0 +1,82 @@
+"""Fitness with the LM head in float32 vs bfloat16: speed, value drift and candidate ranking.
+
+    .venv/bin/python bench/head_dtype.py results/<run> [--target 50] [--iteration 1]
+        [--candidates 12] [--sequences 6]
+
+Scores the same offspring of the iteration's start genome on the same fitness tokens with
+both head precisions (`search.head_dtype`) and reports evaluations per second, the largest
+absolute difference of the fitness values, and the Spearman correlation of their rankings.
+Writes bench/results/<date>-<host>-head-dtype.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ranks(x) -> np.ndarray:
+    return np.argsort(np.argsort(x)).astype(float)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("--target", default="50")
+    ap.add_argument("--iteration", type=int, default=1)
+    ap.add_argument("--candidates", type=int, default=12)
+    ap.add_argument("--sequences", type=int, default=6)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from tyr.config import tag_target
+    from tyr.fitness import Evaluator
+    from tyr.search import load_space, make_offspring, start_genome
+
+    torch.set_num_threads(2)
+    run = Path(args.run_dir)
+    supernet = run / f"s{args.target}" / f"iter{args.iteration}" / "supernet" / "supernet.json"
+    space = load_space(supernet, run / "model" / "spec.json", tag_target(args.target))
+    rng = np.random.default_rng(0)
+    parent = start_genome(space, rng)
+    children = [space.kept_units(c) for c in make_offspring(parent, space, rng, args.candidates, 4)]
+    seqs = list(range(args.sequences))
+    values, seconds = {}, {}
+    for dtype in ("float32", "bfloat16"):
+        ev = Evaluator(supernet, run / "model", run / "dense" / "topk.zarr", run / "calib" / "tokens.zarr",
+                       head_dtype=dtype)
+        ev.set_tokens(seqs)
+        ev.set_parent(space.kept_units(parent))
+        for c in children:  # warm the module cache, as in a running search
+            ev.fitness(c)
+        t0 = time.perf_counter()
+        values[dtype] = np.array([ev.fitness(c) for c in children])
+        seconds[dtype] = time.perf_counter() - t0
+    f32, bf16 = values["float32"], values["bfloat16"]
+    spearman = float(np.corrcoef(ranks(f32), ranks(bf16))[0, 1])
+    lines = [f"# LM head precision in the fitness: {run} s{args.target} iteration {args.iteration}", "",
+             f"`{' '.join(sys.argv)}`", "",
+             "| head dtype | evaluations/s |", "|---|---|"]
+    for dtype in values:
+        lines.append(f"| {dtype} | {len(children) / seconds[dtype]:.3f} |")
+    lines += ["", f"{len(children)} offspring of the start genome, {len(seqs)} fitness sequences "
+              f"({len(seqs) * ev.seq_len} tokens). Speed-up {seconds['float32'] / seconds['bfloat16']:.2f}×; "
+              f"largest |Δfitness| {np.abs(f32 - bf16).max():.2e} (fitness spread {f32.std():.3f}); "
+              f"Spearman rank correlation {spearman:.4f}."]
+    text = "\n".join(lines) + "\n"
+    date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
+    (ROOT / "bench" / "results" / f"{date}-{host}-head-dtype.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
