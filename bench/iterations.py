@@ -3,8 +3,10 @@
     .venv/bin/python bench/iterations.py results/<run> [--target 50] [--windows 8] [--seq-len 2048]
 
 Exports each iteration's best genome (and the uniform genome) to a temporary folder and
-measures perplexity on the same windows as the run's evaluation. Prints a markdown table
-and writes it to bench/results/<date>-<host>-iterations.md.
+measures perplexity on the same windows as the run's evaluation, and the search's own
+objective on the whole fitness split (KL to the dense model over all its sequences, float32
+head; the search itself only sees small fresh samples). Prints a markdown table and writes
+it to bench/results/<date>-<host>-iterations-s<target>.md.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main(argv=None):
 
     from tyr.evaluate import load, perplexity, read_texts
     from tyr.export import export
+    from tyr.fitness import Evaluator
     from tyr.io import read_json
 
     torch.set_num_threads(2)
@@ -48,16 +51,22 @@ def main(argv=None):
             m, tok = load(out)
             ppl = perplexity(m, tok, texts, seq_len=args.seq_len, max_windows=args.windows)["perplexity"]
             g = read_json(genome)
-            rows.append((name, g.get("sparsity"), g.get("fitness"), ppl))
+            supernet = base / ("iter1" if name == "uniform" else name) / "supernet" / "supernet.json"
+            ev = Evaluator(supernet, model, run / "dense" / "topk.zarr", run / "calib" / "tokens.zarr")
+            ev.set_tokens(range(ev.n_seq))
+            kl = ev.fitness([x for layer in g["layers"] for x in (layer["attn"], layer["mlp"])], incremental=False)
+            del ev
+            rows.append((name, g.get("sparsity"), g.get("fitness"), kl, ppl))
             print(f"[iterations] {name} ppl {ppl:.2f}", file=sys.stderr, flush=True)
     lines = [f"# Perplexity per iteration: {run} s{args.target}", "", f"`{' '.join(sys.argv)}`", "",
-             "| genome | backbone sparsity | search fitness (KL) | WikiText-2 ppl |", "|---|---|---|---|"]
-    for name, sp, fit, ppl in rows:
-        lines.append(f"| {name} | {sp:.4f} | {'–' if fit is None else f'{fit:.4f}'} | {ppl:.2f} |")
+             "| genome | backbone sparsity | search fitness (KL, last sample) | KL, whole fitness split | "
+             "WikiText-2 ppl |", "|---|---|---|---|---|"]
+    for name, sp, fit, kl, ppl in rows:
+        lines.append(f"| {name} | {sp:.4f} | {'–' if fit is None else f'{fit:.4f}'} | {kl:.4f} | {ppl:.2f} |")
     lines.append(f"\n{args.windows} windows × {args.seq_len} tokens of WikiText-2 test.")
     text = "\n".join(lines) + "\n"
     date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
-    (ROOT / "bench" / "results" / f"{date}-{host}-iterations.md").write_text(text)
+    (ROOT / "bench" / "results" / f"{date}-{host}-iterations-s{args.target}.md").write_text(text)
     print(text)
 
 
