@@ -12,15 +12,12 @@ Writes bench/results/<date>-<host>-head-dtype.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from common import add_run_args, write_result
 
 
 def ranks(x) -> np.ndarray:
@@ -29,8 +26,7 @@ def ranks(x) -> np.ndarray:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run_dir")
-    ap.add_argument("--target", default="50")
+    add_run_args(ap, perplexity=False)
     ap.add_argument("--iteration", type=int, default=1)
     ap.add_argument("--candidates", type=int, default=12)
     ap.add_argument("--sequences", type=int, default=6)
@@ -72,10 +68,7 @@ def main(argv=None):
               f"({len(seqs) * ev.seq_len} tokens). Speed-up {seconds['float32'] / seconds['bfloat16']:.2f}×; "
               f"largest |Δfitness| {np.abs(f32 - bf16).max():.2e} (fitness spread {f32.std():.3f}); "
               f"Spearman rank correlation {spearman:.4f}."]
-    text = "\n".join(lines) + "\n"
-    date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
-    (ROOT / "bench" / "results" / f"{date}-{host}-head-dtype.md").write_text(text)
-    print(text)
+    write_result("head-dtype", lines)
 
 
 if __name__ == "__main__":

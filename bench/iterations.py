@@ -12,44 +12,34 @@ it to bench/results/<date>-<host>-iterations-s<target>.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import add_run_args, genome_perplexity, write_result
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run_dir")
-    ap.add_argument("--target", default="50")
-    ap.add_argument("--windows", type=int, default=8)
-    ap.add_argument("--seq-len", type=int, default=2048)
-    ap.add_argument("--wikitext", default=str(ROOT.parent / "shared/data/wikitext-2/test.txt"))
+    add_run_args(ap)
     args = ap.parse_args(argv)
 
     import torch
 
-    from tyr.evaluate import load, perplexity, read_texts
-    from tyr.export import export
+    from tyr.evaluate import read_texts
     from tyr.fitness import Evaluator
     from tyr.io import read_json
 
     torch.set_num_threads(2)
     run = Path(args.run_dir)
-    model, spec, base = run / "model", run / "model" / "spec.json", run / f"s{args.target}"
+    model, base = run / "model", run / f"s{args.target}"
     texts = read_texts(args.wikitext)
     genomes = [("uniform", base / "uniform" / "genome.json")]
     genomes += [(f"iter{i}", p) for i, p in sorted((int(p.parts[-3][4:]), p) for p in base.glob("iter*/search/best.json"))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, genome in genomes:
-            out = Path(tmp) / name
-            export(model, spec, genome, out, method=name)
-            m, tok = load(out)
-            ppl = perplexity(m, tok, texts, seq_len=args.seq_len, max_windows=args.windows)["perplexity"]
+            ppl = genome_perplexity(run, genome, Path(tmp) / name, texts, args, method=name)
             g = read_json(genome)
             supernet = base / ("iter1" if name == "uniform" else name) / "supernet" / "supernet.json"
             ev = Evaluator(supernet, model, run / "dense" / "topk.zarr", run / "calib" / "tokens.zarr")
@@ -64,10 +54,7 @@ def main(argv=None):
     for name, sp, fit, kl, ppl in rows:
         lines.append(f"| {name} | {sp:.4f} | {'–' if fit is None else f'{fit:.4f}'} | {kl:.4f} | {ppl:.2f} |")
     lines.append(f"\n{args.windows} windows × {args.seq_len} tokens of WikiText-2 test.")
-    text = "\n".join(lines) + "\n"
-    date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
-    (ROOT / "bench" / "results" / f"{date}-{host}-iterations-s{args.target}.md").write_text(text)
-    print(text)
+    write_result(f"iterations-s{args.target}", lines)
 
 
 if __name__ == "__main__":

@@ -13,34 +13,26 @@ the uniform genome. Writes bench/results/<date>-<host>-search-budget.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, add_run_args, genome_perplexity, write_result
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run_dir")
-    ap.add_argument("--target", default="50")
+    add_run_args(ap)
     ap.add_argument("--iteration", type=int, default=1)
     ap.add_argument("--generations", type=int, nargs="+", default=[10, 20, 40])
-    ap.add_argument("--windows", type=int, default=8)
-    ap.add_argument("--seq-len", type=int, default=2048)
-    ap.add_argument("--wikitext", default=str(ROOT.parent / "shared/data/wikitext-2/test.txt"))
     args = ap.parse_args(argv)
 
     import torch
 
     from tyr.config import tag_target
-    from tyr.evaluate import load, perplexity, read_texts
-    from tyr.export import export
+    from tyr.evaluate import read_texts
     from tyr.search import run_search
 
     torch.set_num_threads(2)
@@ -51,9 +43,7 @@ def main(argv=None):
     texts = read_texts(args.wikitext)
 
     def ppl_of(genome, out):
-        export(model, spec, genome, out, method="tyr", supernet_json=it / "supernet" / "supernet.json")
-        m, tok = load(out)
-        return perplexity(m, tok, texts, seq_len=args.seq_len, max_windows=args.windows)["perplexity"]
+        return genome_perplexity(run, genome, out, texts, args, supernet_json=it / "supernet" / "supernet.json")
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,10 +71,7 @@ def main(argv=None):
                      f"{'–' if sec is None else f'{sec:.0f}'} | {ppl:.2f} |")
     lines.append(f"\n{search['offspring']} offspring per generation, stages {search['stages']}; "
                  f"{args.windows} windows × {args.seq_len} tokens of WikiText-2 test.")
-    text = "\n".join(lines) + "\n"
-    date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
-    (ROOT / "bench" / "results" / f"{date}-{host}-search-budget.md").write_text(text)
-    print(text)
+    write_result("search-budget", lines)
 
 
 if __name__ == "__main__":
