@@ -47,9 +47,19 @@ def run_workflow(run: str, targets: list[float], cores: int, extra_config: str |
         cmd = [str(ROOT / ".venv/bin/snakemake"), "--cores", str(cores), "--configfile",
                str(ROOT / "config" / "config.yaml"), *([extra_config] if extra_config else []), str(overrides)]
         t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True)
+        subprocess.run(cmd, cwd=ROOT, check=True, env=bench_env())
         walls.append(time.perf_counter() - t0)
     return walls
+
+
+def bench_env() -> dict:
+    """The environment of the benchmarked run: the offline evaluation data named explicitly
+    (product code only reads $TYR_DATA_DIR), hub off."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    shared = ROOT.parent / "shared" / "data"
+    if "TYR_DATA_DIR" not in env and shared.is_dir():
+        env["TYR_DATA_DIR"] = str(shared)
+    return env
 
 
 def read_benchmarks(run_dir: Path) -> list[dict]:
@@ -124,12 +134,13 @@ def markdown(result: dict) -> str:
         f = result["fitness_speed"]
         lines += ["", "## Search fitness evaluation", "", "```", json.dumps(f, indent=2), "```"]
     lines += ["", "## Quality and speed of the exported models", "",
-              "| run | sparsity | ppl | zero-shot avg | retention | prefill tok/s | decode tok/s |",
+              "| run | sparsity | ppl per data set | zero-shot avg | retention | prefill tok/s | decode tok/s |",
               "|---|---|---|---|---|---|---|"]
     for name, s in result["quality"].items():
-        ppl, avg, sp = s.get("perplexity", {}), s.get("average", {}), s.get("speed", {})
+        avg, sp = s.get("average", {}), s.get("speed", {})
         pre, dec = sp.get("prefill_tokens_per_s", {}), sp.get("decode_tokens_per_s", {})
-        lines.append(f"| {name} | {s['sparsity']:.4f} | {_g(ppl.get('pruned'))} (dense {_g(ppl.get('dense'))}) | "
+        ppl = "; ".join(f"{n} {_g(p['pruned'])} (dense {_g(p['dense'])})" for n, p in (s.get("perplexity") or {}).items())
+        lines.append(f"| {name} | {s['sparsity']:.4f} | {ppl or '–'} | "
                      f"{_g((avg.get('pruned') or {}).get('acc'))} | {_g((s.get('retention') or {}).get('acc'))} | "
                      f"{_g(pre.get('pruned'))} (dense {_g(pre.get('dense'))}) | "
                      f"{_g(dec.get('pruned'))} (dense {_g(dec.get('dense'))}) |")

@@ -1,15 +1,25 @@
 # Paths, wildcards and input functions shared by all rules. Light imports only.
 import fcntl
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 
 from tyr import config as tyrconf
+from tyr import evalplan
 
 try:
     tyrconf.check(config)
-except tyrconf.ConfigError as e:
+    # Where every evaluation input comes from, decided now, before any job (tyr.evalplan).
+    EVAL_PLAN = evalplan.resolve(config["evaluate"], config["data"])
+except (tyrconf.ConfigError, evalplan.PlanError) as e:
     raise WorkflowError(f"invalid configuration: {e}")
+if workflow.is_main_process:
+    print(tyrconf.describe_calibration(config["data"]), file=sys.stderr)
+    print(evalplan.describe(EVAL_PLAN), file=sys.stderr)
+
+
+RUN_LOCK = []
 
 
 def hold_run_lock():
@@ -22,18 +32,13 @@ def hold_run_lock():
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise WorkflowError("another Snakemake run is active in this directory (.snakemake/tyr.lock)")
-    return handle
+    RUN_LOCK.append(handle)  # held until the process ends
 
 
-def is_dry_run():
-    try:
-        return workflow.dryrun
-    except Exception:  # settings not available while parsing in some modes
-        return False
-
-
-if workflow.is_main_process and not is_dry_run():
-    RUN_LOCK = hold_run_lock()
+# Taken when jobs are about to run, never by read-only commands (-n, --lint, --summary, --dag):
+# Snakemake calls onstart only in the main process of a run that executes something.
+onstart:
+    hold_run_lock()
 
 
 RUN = f"results/{config['run']}"

@@ -1,10 +1,12 @@
 rule evaluate_dense:
     input:
         model=MODEL,
+        tokens=TOKENS,
     output:
         eval=run_path("dense/eval.json"),
     params:
         evaluate=config["evaluate"],
+        plan=EVAL_PLAN,
     log:
         run_path("logs/evaluate_dense.log"),
     benchmark:
@@ -17,10 +19,12 @@ rule evaluate_dense:
 rule evaluate_pruned:
     input:
         model=target_path("{method}/pruned"),
+        tokens=TOKENS,
     output:
         eval=target_path("{method}/eval/pruned.json"),
     params:
         evaluate=config["evaluate"],
+        plan=EVAL_PLAN,
     log:
         run_path("logs/s{target}/{method}/evaluate.log"),
     benchmark:

@@ -5,6 +5,8 @@ rule export:
         tokens=TOKENS,
     output:
         pruned=directory(target_path("{method}/pruned")),
+    params:
+        plan=EVAL_PLAN,
     log:
         run_path("logs/s{target}/{method}/export.log"),
     benchmark:

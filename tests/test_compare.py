@@ -8,7 +8,8 @@ from tyr.compare import compare_table, verdict
 def summary(method, target, sparsity, ppl, avg):
     return {"method": method, "target_sparsity": target, "sparsity": sparsity,
             "params": {"pruned": {"total": int(100 * (1 - sparsity))}, "dense": {"total": 100}},
-            "perplexity": {"pruned": ppl, "dense": 10.0},
+            "perplexity": {"wikitext2": {"pruned": ppl, "dense": 10.0, "label": "WikiText-2 test"},
+                           "heldout": {"pruned": ppl / 2, "dense": 5.0, "label": "held-out split"}},
             "average": {"pruned": {"acc": avg}, "dense": {"acc": 0.5}}, "retention": {"acc": avg / 0.5}}
 
 
@@ -28,7 +29,8 @@ def write_run(tmp_path, rows):
             j.write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t100\n")
     dense = run / "dense" / "eval.json"
     dense.parent.mkdir(parents=True)
-    dense.write_text(json.dumps({"perplexity": {"perplexity": 10.0}, "average": {"acc": 0.5}, "params": {"total": 100}}))
+    dense.write_text(json.dumps({"perplexity": {"wikitext2": {"perplexity": 10.0}, "heldout": {"perplexity": 5.0}},
+                                 "average": {"acc": 0.5}, "params": {"total": 100}}))
     return paths, dense
 
 
@@ -41,15 +43,22 @@ def test_table_rows_times_and_verdicts(tmp_path):
     assert by[("tyr", 0.5)]["seconds"] == 25.0  # its supernet and search jobs
     assert by[("uniform", 0.5)]["seconds"] == 12.5 and by[("shortgpt", 0.5)]["seconds"] == 12.5
     table = json.loads((out / "table.json").read_text())
+    # A win of a method that prunes less is named as such, per data set.
+    less = ", but it prunes 1.0 pp less of the backbone: not a like-for-like win"
     assert sorted(table["verdict"]) == [
         "at 50%, shortgpt has a higher zero-shot average than tyr (0.4500 vs 0.4000)",
-        "at 50%, uniform has lower perplexity than tyr (25.00 vs 30.00), but it prunes 1.0 pp less of the backbone"]
+        "at 50%, uniform has lower heldout perplexity than tyr (12.50 vs 15.00)" + less,
+        "at 50%, uniform has lower wikitext2 perplexity than tyr (25.00 vs 30.00)" + less]
     text = (out / "table.md").read_text()
     assert "Where Týr does not win" in text and "| shortgpt | 50% |" in text
+    assert "| ppl wikitext2 | ppl heldout |" in text and "ppl heldout: held-out split." in text
+    assert "| uniform | 50% | 0.4900 | -1.0 pp (not matched) |" in text and "| tyr | 50% | 0.5000 | +0.0 pp |" in text
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_no_verdict_when_tyr_wins_everywhere():
-    rows = [{"method": "tyr", "target_sparsity": 0.5, "sparsity": 0.5, "perplexity": 20.0, "zeroshot_average": 0.5},
-            {"method": "flap", "target_sparsity": 0.5, "sparsity": 0.5, "perplexity": 40.0, "zeroshot_average": 0.4}]
+    rows = [{"method": "tyr", "target_sparsity": 0.5, "sparsity": 0.5, "perplexity": {"heldout": 20.0},
+             "zeroshot_average": 0.5},
+            {"method": "flap", "target_sparsity": 0.5, "sparsity": 0.5, "perplexity": {"heldout": 40.0},
+             "zeroshot_average": 0.4}]
     assert verdict(rows) == []

@@ -6,11 +6,12 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tyr import evaluate as ev
-from tyr.io import write_json
+from tyr.data import write_tokens
 
 from conftest import SHARED_DATA
 
@@ -92,85 +93,39 @@ def test_ai2_adapter_rejects_unknown_answer_key():
                                        "answerKey": "A"}
 
 
-def test_speed_reports_throughput_and_memory(tiny_model_dir):
-    model, tok = ev.load(tiny_model_dir("llama"))
-    s = ev.speed(model, tok, prompt_tokens=32, new_tokens=8, repeats=2)
-    assert s["prefill_tokens_per_s"] > 0 and s["decode_tokens_per_s"] > 0
-    assert s["peak_memory_mib"] >= s["weights_mib"] > 0
-    # Same seed, same prompt: dense and pruned are timed on identical inputs.
-    assert torch.equal(ev._prompt(128, tok, 1, 16, 0), ev._prompt(128, tok, 1, 16, 0))
-    assert not set(ev._prompt(128, tok, 2, 64, 0).flatten().tolist()) & set(tok.all_special_ids)
-
-
 def test_evaluate_model_writes_one_json(tiny_model_dir, tmp_path):
     path = tiny_model_dir("llama")
     out = tmp_path / "dense.json"
     text = tmp_path / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
-    r = ev.evaluate_model(path, out, wikitext=text, seq_len=128, speed={"prompt_tokens": 16, "new_tokens": 4, "repeats": 1})
+    tokens = tmp_path / "tokens.zarr"
+    write_tokens(tokens, {"heldout": np.arange(3 * 20).reshape(3, 20) % 100}, {})
+    plan = {"perplexity": {"wikitext2": {"source": str(text), "label": "a text"},
+                           "heldout": {"source": "heldout", "label": "held-out tokens"}},
+            "zeroshot": {"tasks": [], "dir": None}, "skipped": {"zeroshot:arc_easy": "no data"}}
+    r = ev.evaluate_model(path, out, plan=plan, tokens_zarr=tokens, seq_len=128, prompts=["The fox"], new_tokens=5,
+                          speed={"prompt_tokens": 16, "new_tokens": 4, "repeats": 1})
     assert json.loads(out.read_text()) == json.loads(json.dumps(r))
     assert r["params"]["total"] == sum(p.numel() for p in ev.load(path)[0].parameters())
-    assert r["perplexity"]["windows"] == len(text.read_text()) // 128 and "speed" in r and "zeroshot" not in r
-    assert r["model_type"] == "llama" and list(r["seconds"]) == ["load", "speed", "perplexity"]
+    # Every figure is stored under its data set's name, with the label that says what it is.
+    assert r["perplexity"]["wikitext2"]["windows"] == len(text.read_text()) // 128
+    assert r["perplexity"]["wikitext2"]["label"] == "a text" and r["perplexity"]["heldout"]["label"] == "held-out tokens"
+    assert r["perplexity"]["heldout"]["windows"] == 3 and r["perplexity"]["heldout"]["scored_tokens"] == 3 * 19
+    assert r["skipped"] == {"zeroshot:arc_easy": "no data"} and "speed" in r and "zeroshot" not in r
+    assert r["continuations"][0]["prompt"] == "The fox" and isinstance(r["continuations"][0]["continuation"], str)
+    assert r["model_type"] == "llama"
+    assert list(r["seconds"]) == ["load", "speed", "perplexity:wikitext2", "perplexity:heldout", "continuations"]
 
 
-def _eval_json(path, *, prunable, total, ppl, accs, prefill, decode, memory):
-    zs = {t: {"acc": a, "acc_norm": a + 0.1, "n": 100, "limit": 100} for t, a in accs.items()}
-    speed = {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode, "peak_memory_mib": memory,
-             "weights_mib": total / 2**18, "prompt_tokens": 256, "new_tokens": 64, "batch_size": 1,
-             "device": "cpu", "threads": 2}
-    write_json(path, {"model": str(path), "params": {"total": total, "backbone": prunable + 10, "backbone_prunable": prunable},
-                      "perplexity": {"perplexity": ppl, "seq_len": 2048, "windows": 140}, "zeroshot": zs,
-                      "average": ev.average(zs), "speed": speed})
-    return path
+def test_heldout_perplexity_matches_transformers_loss(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
 
-
-def test_summary_retention_and_speedups(tmp_path, tiny_model_dir):
-    from transformers import AutoConfig
-
-    from tyr import sparsity
-    from tyr.model import spec_from_config
-
-    spec = spec_from_config(AutoConfig.from_pretrained(tiny_model_dir("llama")))
-    spec.to_json(tmp_path / "spec.json")
-    dense_prunable = sparsity.backbone_prunable_params(spec)
-    kept = dense_prunable * 3 // 5
-    dense = _eval_json(tmp_path / "d.json", prunable=dense_prunable, total=100_000, ppl=10.0,
-                       accs={"arc_easy": 0.6, "openbookqa": 0.3}, prefill=100.0, decode=20.0, memory=400.0)
-    pruned = _eval_json(tmp_path / "p.json", prunable=kept, total=80_000, ppl=15.0,
-                        accs={"arc_easy": 0.45, "openbookqa": 0.3}, prefill=150.0, decode=30.0, memory=300.0)
-    layers = [{"attn": 3, "mlp": 96}, {"attn": 0, "mlp": 48}, {"attn": 4, "mlp": 0}]
-    write_json(tmp_path / "g.json", {"target_sparsity": 0.4, "sparsity": 0.4, "layers": layers})
-    s = ev.summarize(dense, pruned, tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "tyr" / "eval" / "summary.json")
-
-    assert s["sparsity"] == pytest.approx(1 - kept / dense_prunable)
-    assert s["perplexity"] == {"dense": 10.0, "pruned": 15.0, "ratio": 1.5, "seq_len": 2048, "windows": 140, "source": None}
-    assert s["average"]["dense"]["acc"] == pytest.approx(0.45) and s["average"]["pruned"]["acc"] == pytest.approx(0.375)
-    assert s["retention"]["acc"] == pytest.approx(0.375 / 0.45)
-    assert s["retention"]["acc_norm"] == pytest.approx(0.475 / 0.55)
-    assert s["zeroshot"]["arc_easy"]["pruned"]["acc"] == 0.45
-    assert s["speed"]["prefill_speedup"] == pytest.approx(1.5) and s["speed"]["decode_speedup"] == pytest.approx(1.5)
-    assert s["speed"]["memory_ratio"] == pytest.approx(0.75) and s["params"]["total_ratio"] == pytest.approx(0.8)
-    assert json.loads((tmp_path / "tyr" / "eval" / "summary.json").read_text())["retention"] == s["retention"]
-    assert s["method"] == "tyr" and [r["attn_sparsity"] for r in s["distribution"]] == [0.25, 1.0, 0.0]
-    assert [r["mlp_sparsity"] for r in s["distribution"]] == [0.0, 0.5, 1.0]
-
-    # An export's own record (compensation biases outside the accounting) gives the sparsity.
-    record = json.loads(pruned.read_text())
-    record["pruning"] = {"params": {"total": 80_000, "backbone_prunable": kept - 64}}
-    write_json(tmp_path / "p1.json", record)
-    s1 = ev.summarize(dense, tmp_path / "p1.json", tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "s1.json")
-    assert s1["sparsity"] == pytest.approx(1 - (kept - 64) / dense_prunable)
-    record["pruning"]["params"]["total"] = 79_999
-    write_json(tmp_path / "p1.json", record)
-    with pytest.raises(ValueError, match="export record"):
-        ev.summarize(dense, tmp_path / "p1.json", tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "s1.json")
-
-    # Numbers measured differently are refused, not compared.
-    other = json.loads(pruned.read_text())
-    other["zeroshot"]["arc_easy"]["n"] = 50
-    write_json(tmp_path / "p2.json", other)
-    with pytest.raises(ValueError, match="different tasks or sample counts"):
-        ev.summarize(dense, tmp_path / "p2.json", tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "s2.json")
-    with pytest.raises(ValueError, match="does not describe the dense model"):
-        ev.summarize(pruned, dense, tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "s3.json")
+    path = tiny_model_dir("llama")
+    ids = np.random.default_rng(0).integers(3, 100, size=(4, 32))
+    write_tokens(tmp_path / "t.zarr", {"heldout": ids}, {})
+    model, _ = ev.load(path)
+    got = ev.heldout_perplexity(model, tmp_path / "t.zarr")
+    ref = AutoModelForCausalLM.from_pretrained(path).eval()
+    with torch.no_grad():
+        losses = [ref(torch.tensor(w)[None], labels=torch.tensor(w)[None]).loss for w in ids]
+    assert math.isclose(got["perplexity"], math.exp(torch.stack(losses).mean().item()), rel_tol=1e-5)

@@ -129,8 +129,18 @@ CLEAN_ENV_SCRIPT = textwrap.dedent("""
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
     assert importlib.util.find_spec("tyr") is None, "tyr is still importable"
     import torch
-    from transformers import AutoModelForCausalLM
+    import transformers.models.auto.configuration_auto as auto_config
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     path, copy = sys.argv[1], sys.argv[2]
+    # The tokenizer needs no custom code: AutoTokenizer must not ask "run the custom code? [y/N]".
+    asked, resolve = [], auto_config.resolve_trust_remote_code
+    def spy(trust, name, has_local_code, has_remote_code, *args, **kwargs):
+        if trust is None and has_remote_code and not has_local_code:  # transformers would prompt
+            asked.append(name)
+        return resolve(trust, name, has_local_code, has_remote_code, *args, **kwargs)
+    auto_config.resolve_trust_remote_code = spy
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    auto_config.resolve_trust_remote_code = resolve
     model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
     ids = torch.tensor([[3, 9, 27, 81, 4, 12, 40]])
@@ -143,6 +153,7 @@ CLEAN_ENV_SCRIPT = textwrap.dedent("""
         same = torch.equal(again(ids).logits, logits)
     n = sum(p.numel() for p in model.parameters())
     print(json.dumps({"generated": out.shape[1] - ids.shape[1], "params": n, "roundtrip_equal": same,
+                      "tokenizer_prompted": asked, "tokenizer": type(tokenizer).__name__,
                       "logits": logits[0, -1, :8].tolist(), "tied": model.lm_head.weight is model.model.embed_tokens.weight}))
 """)
 
@@ -162,9 +173,10 @@ def test_export_loads_without_tyr_and_keeps_promise(setup, tmp_path, tied):
     out, summary = export_genome(s, tmp_path, HEADS, CHANNELS)
     result = run_clean(out, tmp_path)
     assert result["generated"] == 5 and result["roundtrip_equal"] and result["tied"] == tied
+    assert result["tokenizer_prompted"] == [] and result["tokenizer"]
 
     config = json.loads((out / "config.json").read_text())
-    assert config["model_type"] == "tyr_llama"
+    assert config["model_type"] == "llama" and config["source_model_type"] == "llama"
     assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_tyr.TyrForCausalLM"
     assert config["layer_q_heads"] == [3, 0, 2] and config["layer_kv_heads"] == [2, 0, 2]
     assert config["layer_q_to_kv"] == [[0, 1, 1], [], [0, 1]] and config["layer_intermediate"] == [48, 7, 0]
@@ -304,20 +316,23 @@ def test_compensation_biases_switch_config_flags(setup, tmp_path):
 def test_export_then_evaluate_and_summarize(setup, tmp_path):
     """The exported folder goes through tyr.evaluate like the dense one; the summary agrees with export."""
     from tyr import evaluate as ev
+    from tyr.summary import summarize
 
     s = setup()
     model_dir, spec_json, _, _ = s
     out, summary = export_genome(s, tmp_path, HEADS, CHANNELS)
     text = tmp_path / "text.txt"
     text.write_text("pruning keeps what matters and drops the rest. " * 30)
-    opts = dict(wikitext=text, seq_len=64, speed={"prompt_tokens": 16, "new_tokens": 4, "repeats": 1})
+    plan = {"perplexity": {"wikitext2": {"source": str(text), "label": "text"}}, "zeroshot": {"tasks": [], "dir": None}}
+    opts = dict(plan=plan, seq_len=64, speed={"prompt_tokens": 16, "new_tokens": 4, "repeats": 1})
     dense = ev.evaluate_model(model_dir, tmp_path / "dense.json", **opts)
     pruned = ev.evaluate_model(out, tmp_path / "pruned.json", **opts)
-    assert pruned["model_type"] == "tyr_llama" and pruned["params"]["total"] == summary["params"]["total"]
+    # config.json names the source architecture (so tokenizers load without custom code).
+    assert pruned["model_type"] == "llama" and pruned["params"]["total"] == summary["params"]["total"]
     genome_json = tmp_path / "genome.json"
     write_json(genome_json, genome(s[2], s[3], HEADS, CHANNELS))
-    got = ev.summarize(tmp_path / "dense.json", tmp_path / "pruned.json", spec_json, genome_json,
+    got = summarize(tmp_path / "dense.json", tmp_path / "pruned.json", spec_json, genome_json,
                        tmp_path / "tyr" / "eval" / "summary.json")
     assert got["sparsity"] == pytest.approx(summary["sparsity"]) and got["method"] == "tyr"
-    assert got["perplexity"]["dense"] == dense["perplexity"]["perplexity"]
+    assert got["perplexity"]["wikitext2"]["dense"] == dense["perplexity"]["wikitext2"]["perplexity"]
     assert [r["attn_kept"] for r in got["distribution"]] == [3, 0, 2]

@@ -18,7 +18,12 @@ def _summary(path: Path, *, method, target, sparsity, ppl, acc_norm) -> Path:
         "method": method, "target_sparsity": target, "sparsity": sparsity,
         "params": {"dense": {"total": 1000}, "pruned": {"total": 600}},
         "distribution": dist,
-        "perplexity": {"dense": 10.0, "pruned": ppl, "ratio": ppl / 10.0},
+        "perplexity": {"wikitext2": {"dense": 10.0, "pruned": ppl, "ratio": ppl / 10.0, "windows": 8, "seq_len": 2048,
+                                     "label": "WikiText-2 test (w.txt)"},
+                       "heldout": {"dense": 5.0, "pruned": 2 * ppl, "ratio": ppl / 2.5, "windows": 16, "seq_len": 256,
+                                   "label": "calibration held-out split"}},
+        "skipped": {"zeroshot:openbookqa": "no local data and the hub is unavailable"},
+        "continuations": [{"prompt": "The capital of France is", "dense": " Paris.", "pruned": f" {method}|{method}"}],
         "zeroshot": {"arc_easy": {"dense": {"acc": 0.6, "acc_norm": 0.55}, "pruned": {"acc": 0.5, "acc_norm": acc_norm}, "n": 100}},
         "average": {"dense": {"acc": 0.6, "acc_norm": 0.55}, "pruned": {"acc": 0.5, "acc_norm": acc_norm}},
         "retention": {"acc": 0.5 / 0.6, "acc_norm": acc_norm / 0.55},
@@ -50,7 +55,14 @@ def test_report_tables_and_plots(tmp_path):
     genomes = [tmp_path / "s50" / m / "genome.json" for m in ("uniform", "tyr")]  # order must not matter
     report.write_report(runs, out, genomes=genomes, generations=tsvs)
     text = out.read_text()
-    assert "| tyr @ 50% | 49.98% | 600 / 1,000 | 10.00 → 14.00 | 0.5500 → 0.5000 | 0.909 | 1.40 | 1.20 | 0.0123 |" in text
+    # One perplexity column per data set, WikiText-2 first, each data set named and explained below.
+    assert ("| tyr @ 50% | 49.98% | 600 / 1,000 | 10.00 → 14.00 | 5.00 → 28.00 | 0.5500 → 0.5000 | 0.909 | 1.40 | 1.20 "
+            "| 0.0123 |") in text
+    assert "| ppl wikitext2 (dense → pruned) | ppl heldout (dense → pruned) |" in text
+    assert "- ppl wikitext2: WikiText-2 test (w.txt) (8 windows × 2048 tokens)" in text
+    assert "- zeroshot:openbookqa: **skipped**: no local data and the hub is unavailable" in text
+    # Greedy continuations side by side, dense first; a "|" inside a continuation cannot break the table.
+    assert "| dense | Paris. |" in text and "| tyr @ 50% | tyr\\|tyr |" in text and "| uniform @ 50% | uniform\\|uniform |" in text
     assert "| uniform @ 50% | 49.98% |" in text and "| 0.05 |" in text
     assert "| tyr @ 50% | arc_easy | 100 | 0.6000 | 0.5000 | 0.5500 | 0.5000 |" in text
     plots = tmp_path / "report" / "plots"

@@ -40,13 +40,13 @@ def row(summary_path: Path) -> dict:
     s = read_json(summary_path)
     method_dir = summary_path.parent.parent
     run_dir, tag = method_dir.parents[1], method_dir.parent.name[1:]
-    ppl = s.get("perplexity", {})
     avg = s.get("average", {})
     ret = s.get("retention") or {}
     return {
         "method": s["method"], "target_sparsity": s.get("target_sparsity"), "sparsity": s["sparsity"],
         "params_total": s["params"]["pruned"]["total"], "params_dense": s["params"]["dense"]["total"],
-        "perplexity": ppl.get("pruned"), "perplexity_dense": ppl.get("dense"),
+        "perplexity": {name: p["pruned"] for name, p in (s.get("perplexity") or {}).items()},
+        "perplexity_label": {name: p.get("label") for name, p in (s.get("perplexity") or {}).items()},
         "zeroshot_average": (avg.get("pruned") or {}).get("acc"),
         "zeroshot_average_dense": (avg.get("dense") or {}).get("acc"),
         "retention": ret.get("acc"),
@@ -57,18 +57,28 @@ def row(summary_path: Path) -> dict:
 def compare_table(summaries, dense_json, out_md, out_json, out_png) -> list[dict]:
     rows = sorted((row(Path(p)) for p in summaries), key=lambda r: (r["target_sparsity"], r["method"]))
     dense = read_json(dense_json)
-    table = {"dense": {"perplexity": (dense.get("perplexity") or {}).get("perplexity"),
+    table = {"dense": {"perplexity": {n: p["perplexity"] for n, p in (dense.get("perplexity") or {}).items()},
                        "zeroshot_average": (dense.get("average") or {}).get("acc"),
                        "params_total": dense["params"]["total"]},
-             "rows": rows, "verdict": verdict(rows)}
+             "perplexity_sets": _sets(rows), "rows": rows, "verdict": verdict(rows)}
     write_json(out_json, table)
     atomic_write_text(out_md, markdown(table))
     plot(rows, table["dense"], out_png)
     return rows
 
 
+MATCH_PP = 0.5  # rows further than this from the target (percentage points) are not matched
+
+
+def _sets(rows) -> list[str]:
+    names = [set(r["perplexity"]) for r in rows]
+    common = set.intersection(*names) if names else set()
+    return sorted(common, key=lambda n: (n != "wikitext2", n))
+
+
 def verdict(rows) -> list[str]:
-    """Plain statements of where Týr does not beat every other method (perplexity and average)."""
+    """Plain statements of where Týr does not beat every other method (perplexity on every
+    data set, and the zero-shot average); a method that prunes less is never called a winner."""
     notes = []
     for target in sorted({r["target_sparsity"] for r in rows}):
         at = [r for r in rows if r["target_sparsity"] == target]
@@ -79,9 +89,10 @@ def verdict(rows) -> list[str]:
             if other is tyr:
                 continue
             denser = _denser(other, tyr)
-            if _num(other["perplexity"]) < _num(tyr["perplexity"]):
-                notes.append(f"at {target:.0%}, {other['method']} has lower perplexity than tyr "
-                             f"({other['perplexity']:.2f} vs {tyr['perplexity']:.2f}){denser}")
+            for name in _sets(at):
+                if _num(other["perplexity"][name]) < _num(tyr["perplexity"][name]):
+                    notes.append(f"at {target:.0%}, {other['method']} has lower {name} perplexity than tyr "
+                                 f"({other['perplexity'][name]:.2f} vs {tyr['perplexity'][name]:.2f}){denser}")
             if _num(other["zeroshot_average"], -1) > _num(tyr["zeroshot_average"], -1):
                 notes.append(f"at {target:.0%}, {other['method']} has a higher zero-shot average than tyr "
                              f"({other['zeroshot_average']:.4f} vs {tyr['zeroshot_average']:.4f}){denser}")
@@ -92,22 +103,36 @@ def _denser(other, tyr) -> str:
     """A method that cannot meet the target exactly (whole layers, whole heads per layer) may
     keep more parameters than Týr; say so next to any win, in percentage points."""
     gap = tyr["sparsity"] - other["sparsity"]
-    return f", but it prunes {gap * 100:.1f} pp less of the backbone" if gap >= 0.005 else ""
+    if gap >= MATCH_PP / 100:
+        return f", but it prunes {gap * 100:.1f} pp less of the backbone: not a like-for-like win"
+    return ""
+
+
+def _matched(r) -> str:
+    gap = (r["sparsity"] - r["target_sparsity"]) * 100
+    return f"{gap:+.1f} pp" + ("" if abs(gap) <= MATCH_PP else " (not matched)")
 
 
 def markdown(table) -> str:
-    d = table["dense"]
-    lines = ["| method | target | backbone sparsity | params | WikiText-2 ppl | zero-shot avg (acc) | retention | wall time (s) |",
-             "|---|---|---|---|---|---|---|---|",
-             f"| dense | – | 0 | {d['params_total']:,} | {_f(d['perplexity'], '.2f')} | {_f(d['zeroshot_average'], '.4f')} | 1 | – |"]
+    d, sets = table["dense"], table["perplexity_sets"]
+    lines = ["| method | target | backbone sparsity | vs target | params | " + "".join(f"ppl {n} | " for n in sets)
+             + "zero-shot avg (acc) | retention | wall time (s) |",
+             "|---|---|---|---|---|" + "---|" * len(sets) + "---|---|---|",
+             f"| dense | – | 0 | – | {d['params_total']:,} | "
+             + "".join(f"{_f(d['perplexity'].get(n), '.2f')} | " for n in sets)
+             + f"{_f(d['zeroshot_average'], '.4f')} | 1 | – |"]
     for r in table["rows"]:
-        lines.append(f"| {r['method']} | {r['target_sparsity']:.0%} | {r['sparsity']:.4f} | {r['params_total']:,} | "
-                     f"{_f(r['perplexity'], '.2f')} | {_f(r['zeroshot_average'], '.4f')} | {_f(r['retention'], '.3f')} | "
-                     f"{_f(r['seconds'], '.0f')} |")
-    lines += ["", "Wall time: the method's own jobs (supernet and search for tyr; iteration 1's supernet for "
-              "uniform; the baseline job otherwise); shared preparation and evaluation excluded. Zero-shot "
-              "accuracy over n questions has a standard error of about √(p(1−p)/n): ±0.025 for the average "
-              "of 3 tasks × 100 questions near chance (0.25), so smaller differences are noise.", ""]
+        lines.append(f"| {r['method']} | {r['target_sparsity']:.0%} | {r['sparsity']:.4f} | {_matched(r)} | "
+                     f"{r['params_total']:,} | " + "".join(f"{_f(r['perplexity'][n], '.2f')} | " for n in sets)
+                     + f"{_f(r['zeroshot_average'], '.4f')} | {_f(r['retention'], '.3f')} | {_f(r['seconds'], '.0f')} |")
+    labels = {n: l for r in table["rows"] for n, l in r["perplexity_label"].items()}
+    lines += [""] + [f"ppl {n}: {labels.get(n) or n}." for n in sets]
+    lines += ["", f"vs target: backbone sparsity minus the target; rows more than {MATCH_PP} pp away are marked "
+              "(not matched) and their wins are not counted as wins. Wall time: the method's own jobs (supernet "
+              "and search for tyr; iteration 1's supernet for uniform; the baseline job otherwise); shared "
+              "preparation and evaluation excluded. Zero-shot accuracy over n questions has a standard error of "
+              "about √(p(1−p)/n): ±0.025 for the average of 3 tasks × 100 questions near chance (0.25), so "
+              "smaller differences are noise.", ""]
     if table["verdict"]:
         lines += ["**Where Týr does not win:**", ""] + [f"- {n}" for n in table["verdict"]]
     else:
@@ -118,19 +143,23 @@ def markdown(table) -> str:
 def plot(rows, dense, out_png) -> None:
     import matplotlib
 
+    sets = _sets(rows)
+    ppl_set = sets[0] if sets else None
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method in sorted({r["method"] for r in rows}):
         rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["sparsity"])
-        axes[0].plot([r["sparsity"] for r in rs], [r["perplexity"] for r in rs], "o-", label=method)
+        if ppl_set:
+            axes[0].plot([r["sparsity"] for r in rs], [r["perplexity"][ppl_set] for r in rs], "o-", label=method)
         axes[1].plot([r["sparsity"] for r in rs], [r["zeroshot_average"] for r in rs], "o-", label=method)
-    if dense["perplexity"]:
-        axes[0].axhline(dense["perplexity"], color="k", ls=":", label="dense")
+    if ppl_set and dense["perplexity"].get(ppl_set):
+        axes[0].axhline(dense["perplexity"][ppl_set], color="k", ls=":", label="dense")
     if dense["zeroshot_average"]:
         axes[1].axhline(dense["zeroshot_average"], color="k", ls=":", label="dense")
-    axes[0].set(xlabel="backbone sparsity", ylabel="WikiText-2 perplexity", yscale="log")
+    axes[0].set(xlabel="backbone sparsity", ylabel=f"perplexity ({ppl_set or 'none'})", yscale="log")
     axes[1].set(xlabel="backbone sparsity", ylabel="zero-shot average (acc)")
     axes[0].legend()
     fig.tight_layout()

@@ -43,36 +43,6 @@ def looks_local(source: str) -> bool:
     )
 
 
-def data_dir() -> Path | None:
-    """Where offline copies of evaluation data live: $TYR_DATA_DIR, else ../shared/data if present."""
-    env = os.environ.get("TYR_DATA_DIR")
-    if env:
-        return Path(env)
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return shared if shared.is_dir() else None
-
-
-def resolve_wikitext(value: str) -> str | None:
-    """`auto`: a local WikiText-2 test file when one is known, else the hub data set."""
-    if value == "none":
-        return None
-    if value != "auto":
-        return value
-    d = data_dir()
-    if d and (d / "wikitext-2" / "test.txt").exists():
-        return str(d / "wikitext-2" / "test.txt")
-    return "wikitext2"
-
-
-def resolve_zeroshot_dir(value: str) -> str | None:
-    if value == "none":
-        return None
-    if value != "auto":
-        return value
-    d = data_dir()
-    return str(d / "zeroshot") if d and (d / "zeroshot").is_dir() else None
-
-
 def check(config) -> None:
     """Raise ConfigError on the first semantic problem (the schema has already passed)."""
     for t in targets(config):
@@ -97,10 +67,31 @@ def _check_model(model) -> None:
 def _check_data(data) -> None:
     sources = data["source"] if isinstance(data["source"], list) else [data["source"]]
     for s in sources:
-        if s in BUILTIN_DATA:
-            continue
-        if looks_local(s) and not os.path.exists(os.path.expanduser(s)):
+        if s in HUB_DATASETS:
+            _check_hub(f"data.source: {s!r}")
+        elif s not in BUILTIN_DATA and looks_local(s) and not os.path.exists(os.path.expanduser(s)):
             raise ConfigError(f"data.source: local path {s!r} does not exist")
+
+
+def _check_hub(what: str) -> None:
+    """A hub data set named in the config must be reachable now, not after hours of work. In
+    declared offline mode (HF_*_OFFLINE) the `datasets` cache may still serve it: the
+    calibration job then answers from the cache or fails within seconds."""
+    from tyr.prepare import hub_offline, hub_unreachable
+
+    reason = hub_unreachable(datasets=True)
+    if reason and not hub_offline(datasets=True):
+        raise ConfigError(f"{what} needs the Hugging Face hub ({reason}); use local files "
+                          "(.txt, .jsonl/.json, .parquet or a folder of them), 'pydoc' or 'self'")
+
+
+def describe_calibration(data) -> str:
+    """The calibration plan in one line, for the log of every run."""
+    source = data["source"]
+    what = {"pydoc": "pydoc (English prose of the Python documentation, shipped with Python)",
+            "self": "self (text sampled from the dense model itself)"}.get(source, str(source))
+    return (f"calibration: {what}; {data['prune_sequences']} pruning + {data['fitness_sequences']} search + "
+            f"{data.get('heldout_sequences', 0)} held-out sequences × {data['seq_len']} tokens")
 
 
 def _check_search(search, data) -> None:

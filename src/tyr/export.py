@@ -310,8 +310,24 @@ def model_card(summary: dict, spec, card: dict) -> str:
         lines.append(f"| {i} | {s['q_heads']}/{spec.num_heads} | {s['kv_heads']}/{spec.num_kv_heads} | "
                      f"{_pct(attn)} | {s['intermediate']}/{spec.intermediate_size[i]} | {_pct(mlp)} |")
     lines += ["", "## Calibration data", "", *_kv_table(_calibration(card.get("tokens_zarr", card.get("calibration"))))]
-    lines += ["", "## Evaluation", "", *_kv_table(_flatten(_load_maybe(card.get("evaluation"))))]
+    lines += ["", "## Evaluation", "", *_evaluation(card)]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation(card: dict) -> list[str]:
+    """The evaluation this model gets (a `tyr.evalplan` plan: data sets, and what is skipped
+    and why), or the numbers of an evaluation JSON when one is given."""
+    plan = card.get("evaluation_plan")
+    if plan is None:
+        return _kv_table(_flatten(_load_maybe(card.get("evaluation"))))
+    lines = ["The workflow evaluates this model beside the dense one on the same data "
+             "(`eval/summary.json` and the report of the run hold the numbers):", ""]
+    lines += [f"- perplexity `{name}`: {p['label']}" for name, p in plan["perplexity"].items()]
+    if plan["zeroshot"]["tasks"]:
+        lines.append(f"- zero-shot: {', '.join(plan['zeroshot']['tasks'])} "
+                     f"({plan['zeroshot']['dir'] or 'lm-eval hub tasks'})")
+    lines += [f"- {name}: skipped ({why})" for name, why in plan.get("skipped", {}).items()]
+    return lines
 
 
 def _calibration(calib) -> dict:

@@ -26,7 +26,8 @@ def write_report(summaries, out_markdown, *, genomes=(), generations=(), plots_d
     plots = Path(plots_dir) if plots_dir else out_markdown.parent / "plots"
     runs = [_run(Path(s), _match_genome(Path(s), genomes)) for s in summaries]
     lines = ["# tyr pruning report", ""]
-    lines += _results_table(runs) + [""] + _task_table(runs)
+    lines += _results_table(runs) + [""] + _data_notes(runs) + [""] + _task_table(runs)
+    lines += [""] + _continuations(runs)
     if runs:
         plot_tradeoff(runs, plots / "tradeoff.png")
         lines += ["", "## Quality against sparsity", "", _img(out_markdown, plots / "tradeoff.png")]
@@ -64,22 +65,62 @@ def _match_genome(summary_path: Path, genomes) -> dict | None:
     return None
 
 
+def perplexity_sets(summaries) -> list[str]:
+    """Names of the perplexity data sets the summaries share, WikiText-2 first."""
+    names = [set(s.get("perplexity") or {}) for s in summaries]
+    common = set.intersection(*names) if names else set()
+    return sorted(common, key=lambda n: (n != "wikitext2", n))
+
+
 def _results_table(runs) -> list[str]:
+    sets = perplexity_sets([r["summary"] for r in runs])
     lines = ["## Results", "",
-             "| run | backbone sparsity | params | perplexity (dense → pruned) | avg acc_norm (dense → pruned) "
-             "| retention | prefill × | decode × | fitness |",
-             "|---|---:|---:|---|---|---:|---:|---:|---:|"]
+             "| run | backbone sparsity | params | " + "".join(f"ppl {n} (dense → pruned) | " for n in sets)
+             + "avg acc_norm (dense → pruned) | retention | prefill × | decode × | fitness |",
+             "|---|---:|---:|" + "---|" * len(sets) + "---|---:|---:|---:|---:|"]
     for r in runs:
         s = r["summary"]
-        ppl, avg, speed = s.get("perplexity"), s.get("average"), s.get("speed", {})
+        avg, speed = s.get("average"), s.get("speed", {})
+        ppl = "".join(f"{_arrow(s['perplexity'][n], 'dense', 'pruned', '.2f')} | " for n in sets)
         lines.append(
             f"| {r['label']} | {_pct(s['sparsity'])} | {s['params']['pruned']['total']:,} / {s['params']['dense']['total']:,} "
-            f"| {_arrow(ppl, 'dense', 'pruned', '.2f')} "
-            f"| {_arrow(avg and {k: v['acc_norm'] for k, v in avg.items()}, 'dense', 'pruned', '.4f')} "
+            f"| {ppl}{_arrow(avg and {k: v['acc_norm'] for k, v in avg.items()}, 'dense', 'pruned', '.4f')} "
             f"| {_fmt((s.get('retention') or {}).get('acc_norm'), '.3f')} "
             f"| {_fmt(speed.get('prefill_speedup'), '.2f')} | {_fmt(speed.get('decode_speedup'), '.2f')} "
             f"| {_fmt(r['genome'].get('fitness'), '.4g')} |")
     return lines
+
+
+def _data_notes(runs) -> list[str]:
+    """What each perplexity was measured on, and what was skipped and why (tyr.evalplan)."""
+    labels, skipped = {}, {}
+    for r in runs:
+        for name, p in (r["summary"].get("perplexity") or {}).items():
+            labels.setdefault(name, (p.get("label") or p.get("source"), p["windows"], p["seq_len"]))
+        skipped.update(r["summary"].get("skipped") or {})
+    lines = ["Evaluation data:", ""]
+    lines += [f"- ppl {n}: {label} ({w} windows × {t} tokens)" for n, (label, w, t) in sorted(labels.items())]
+    lines += [f"- {name}: **skipped**: {why}" for name, why in sorted(skipped.items())]
+    return lines
+
+
+def _continuations(runs) -> list[str]:
+    """Greedy continuations of the fixed prompts, dense and every pruned model side by side."""
+    rows = [(r["label"], c) for r in runs for c in r["summary"].get("continuations") or []]
+    if not rows:
+        return []
+    lines = ["## What the models say (greedy continuations)", ""]
+    for prompt in dict.fromkeys(c["prompt"] for _, c in rows):
+        lines += [f"**{prompt}**", "", "| model | continuation |", "|---|---|"]
+        answers = [(label, c) for label, c in rows if c["prompt"] == prompt]
+        lines.append(f"| dense | {_cell(answers[0][1]['dense'])} |")
+        lines += [f"| {label} | {_cell(c['pruned'])} |" for label, c in answers]
+        lines.append("")
+    return lines
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|") or "(nothing)"
 
 
 def _task_table(runs) -> list[str]:
@@ -168,22 +209,24 @@ def plot_tradeoff(runs, out_png) -> None:
     for r in runs:
         by_method.setdefault(r["summary"].get("method") or r["label"], []).append(r["summary"])
     dense_done = False
+    sets = perplexity_sets([r["summary"] for r in runs])
+    ppl_set = sets[0] if sets else None
     for method, sums in sorted(by_method.items()):
         sums = sorted(sums, key=lambda s: s["sparsity"])
         x = [s["sparsity"] for s in sums]
-        if all("perplexity" in s for s in sums):
-            ax_ppl.plot(x, [s["perplexity"]["pruned"] for s in sums], marker="o", label=method)
+        if ppl_set:
+            ax_ppl.plot(x, [s["perplexity"][ppl_set]["pruned"] for s in sums], marker="o", label=method)
         if all("average" in s for s in sums):
             ax_acc.plot(x, [s["average"]["pruned"]["acc_norm"] for s in sums], marker="o", label=method)
         if not dense_done:  # every summary carries the same dense numbers
-            if "perplexity" in sums[0]:
-                ax_ppl.plot([0], [sums[0]["perplexity"]["dense"]], "k*", ms=10, label="dense")
+            if ppl_set:
+                ax_ppl.plot([0], [sums[0]["perplexity"][ppl_set]["dense"]], "k*", ms=10, label="dense")
             if "average" in sums[0]:
                 ax_acc.plot([0], [sums[0]["average"]["dense"]["acc_norm"]], "k*", ms=10, label="dense")
             dense_done = True
     ppls = [y for line in ax_ppl.lines for y in line.get_ydata()]
     wide = ppls and max(ppls) / min(ppls) > 10  # perplexity explodes at high sparsity: log only then
-    ax_ppl.set(xlabel="backbone sparsity", ylabel="WikiText-2 perplexity", yscale="log" if wide else "linear")
+    ax_ppl.set(xlabel="backbone sparsity", ylabel=f"perplexity ({ppl_set or 'none'})", yscale="log" if wide else "linear")
     ax_acc.set(xlabel="backbone sparsity", ylabel="zero-shot average acc_norm")
     for ax in (ax_ppl, ax_acc):
         if ax.lines:

@@ -101,21 +101,20 @@ def export(input, output, params, wildcards):
     from tyr.export import export
 
     export(input.model, _spec(input), input.genome, output.pruned, method=wildcards.method,
-           card={"tokens_zarr": input.tokens})
+           card={"tokens_zarr": input.tokens, "evaluation_plan": params.plan})
 
 
 def evaluate(input, output, params, wildcards):
     from tyr.evaluate import evaluate_model
 
     e = params.evaluate
-    evaluate_model(input.model, output.eval, wikitext=tyrconf.resolve_wikitext(e["wikitext"]),
-                   seq_len=e["seq_len"], max_windows=e.get("max_windows"), zeroshot_tasks=e["zeroshot_tasks"],
-                   zeroshot_dir=tyrconf.resolve_zeroshot_dir(e["zeroshot_dir"]),
-                   limit=e["zeroshot_limit"], speed=e["speed"])
+    evaluate_model(input.model, output.eval, plan=params.plan, tokens_zarr=input.tokens, seq_len=e["seq_len"],
+                   max_windows=e.get("max_windows"), limit=e["zeroshot_limit"], speed=e["speed"],
+                   prompts=e.get("prompts", ()), new_tokens=e.get("new_tokens", 24))
 
 
 def summarize(input, output, params, wildcards):
-    from tyr.evaluate import summarize
+    from tyr.summary import summarize
 
     summarize(input.dense, input.pruned, _spec(input), input.genome, output.summary)
 
