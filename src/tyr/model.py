@@ -182,8 +182,13 @@ def layer_prefix(layer: int) -> str:
 
 
 def load_config(model_dir):
+    """The `TyrConfig` of a dense source folder or of a tyr export (per-layer shapes kept)."""
     from transformers import AutoConfig
 
+    from tyr.modeling_tyr import TyrConfig
+
+    if "layer_q_heads" in json.loads((Path(model_dir) / "config.json").read_text()):  # a tyr export
+        return TyrConfig.from_pretrained(model_dir)
     return tyr_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
 
 

@@ -82,6 +82,23 @@ class TyrConfig(PretrainedConfig):
         self.layer_intermediate = list(layer_intermediate or [intermediate_size] * n)
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 
+    # On disk, `model_type` names the source architecture (e.g. "llama"), not "tyr_llama". Since
+    # transformers 5, AutoTokenizer always reads config.json through AutoConfig, which asks "Do
+    # you wish to run the custom code?" for a model type it does not know; under the source's
+    # type the tokenizer (which needs no custom code) loads silently. The per-layer shape keys
+    # mark a tyr config, and AutoConfig(trust_remote_code=True) still reaches this class via auto_map.
+    def to_dict(self):
+        out = super().to_dict()
+        out["model_type"] = self.source_model_type
+        return out
+
+    @classmethod
+    def get_config_dict(cls, *args, **kwargs):
+        config_dict, kwargs = super().get_config_dict(*args, **kwargs)
+        if "layer_q_heads" in config_dict:
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return config_dict, kwargs
+
 
 class TyrRMSNorm(nn.Module):
     def __init__(self, size, eps):
