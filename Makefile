@@ -7,7 +7,7 @@ SNAKEMAKE_ARGS ?=
 
 .PHONY: install run test lint dry-run bench clean
 
-$(VENV)/.installed: pyproject.toml envs/requirements.txt
+$(VENV)/.installed: Makefile pyproject.toml envs/requirements.txt
 	python3 -m venv $(VENV)
 	# torch first and alone, so nothing pulls a multi-GB CUDA build on a CPU machine.
 	$(PY) -m pip install --quiet torch==2.13.0

@@ -7,31 +7,15 @@ import os
 import pytest
 import torch
 
+from tiny_models import save_tiny_model, tiny_hf_model, tiny_tokenizer  # noqa: F401  (re-exported for the tests)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-
-
-def tiny_hf_model(model_type: str = "llama", seed: int = 0, **overrides):
-    """A random, small decoder of the given family (GQA: 4 query heads over 2 KV heads)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    kwargs = dict(
-        vocab_size=128, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, intermediate_size=96, max_position_embeddings=256,
-        rms_norm_eps=1e-6, tie_word_embeddings=False,
-    )
-    kwargs.update(overrides)
-    config = AutoConfig.for_model(model_type, **kwargs)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
-    with torch.no_grad():  # norms at 1 hide bugs that mix channels up: randomise them
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.5, 1.5)
-    return model
+# Offline evaluation data for the tests: $TYR_DATA_DIR (CI sets it), else the development
+# machines' ../shared/data. Product code only ever reads $TYR_DATA_DIR (tyr.evalplan).
+SHARED_DATA = os.environ.get("TYR_DATA_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 
 @pytest.fixture(params=["llama", "qwen2", "qwen3"])
@@ -44,26 +28,44 @@ def tiny_model_dir(tmp_path):
     """Factory: save a tiny random model (+ a tiny word-level tokenizer) to a folder."""
 
     def make(model_type="llama", **overrides):
-        model = tiny_hf_model(model_type, **overrides)
-        path = tmp_path / f"tiny-{model_type}"
-        model.save_pretrained(path)
-        tiny_tokenizer(model.config.vocab_size).save_pretrained(path)
-        return path
+        return save_tiny_model(tmp_path / f"tiny-{model_type}", model_type, **overrides)
 
     return make
 
 
-def tiny_tokenizer(vocab_size: int = 128):
-    """A character-level fast tokenizer with `vocab_size` entries; needs no download."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+# ---- CI cannot hide a skip ---------------------------------------------------------------------
+# With TYR_CI_STRICT=1 (set by .ci/run), a skipped or xfailed test fails the session unless its
+# node id is listed, with a reason, in tests/allowed_skips.txt.
 
-    chars = [chr(c) for c in range(32, 127)]
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for ch in chars:
-        if len(vocab) >= vocab_size:
-            break
-        vocab[ch] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+ALLOWED_SKIPS = os.path.join(os.path.dirname(__file__), "allowed_skips.txt")
+_not_run: dict[str, str] = {}
+
+
+def allowed_skips() -> dict[str, str]:
+    """{node id: reason} from allowed_skips.txt (`node-id  # reason` per line; blank and # lines ignored)."""
+    allowed = {}
+    with open(ALLOWED_SKIPS) as f:
+        for line in f:
+            if line.strip() and not line.lstrip().startswith("#"):
+                node, _, reason = line.partition("#")
+                allowed[node.strip()] = reason.strip()
+    return allowed
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        kind = "xfailed" if hasattr(report, "wasxfail") else "skipped"
+        _not_run[report.nodeid] = f"{kind}: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.wasxfail}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("TYR_CI_STRICT") != "1":
+        return
+    allowed = allowed_skips()
+    hidden = {node: why for node, why in _not_run.items() if node not in allowed}
+    if hidden:
+        lines = "\n".join(f"  {node}: {why}" for node, why in sorted(hidden.items()))
+        session.config.get_terminal_writer().line(
+            f"\nTYR_CI_STRICT: {len(hidden)} test(s) did not run and are not in tests/allowed_skips.txt:\n{lines}",
+            red=True)
+        session.exitstatus = 1

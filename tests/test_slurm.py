@@ -1,7 +1,8 @@
 """Snakemake through a real SLURM cluster (snakemake-executor-plugin-slurm).
 
 Needs a working cluster on this machine: `sudo .ci/slurm/start.sh` starts a single-node one
-(slurmctld + slurmd + slurmdbd). Skipped unless TYR_TEST_SLURM=1 and `sinfo` answers:
+(slurmctld + slurmd + slurmdbd). Skipped unless TYR_TEST_SLURM=1; with TYR_TEST_SLURM=1 (as CI
+sets it) a missing cluster or plugin FAILS every test instead, so CI cannot pass without them:
 
     sudo .ci/slurm/start.sh && TYR_TEST_SLURM=1 .venv/bin/python -m pytest -m slurm tests/test_slurm.py
 
@@ -28,28 +29,37 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "slurm"
 
 
-def _sinfo_ok() -> bool:
-    if os.environ.get("TYR_TEST_SLURM") != "1" or shutil.which("sinfo") is None:
-        return False
+REQUESTED = os.environ.get("TYR_TEST_SLURM") == "1"
+
+
+def _missing() -> str | None:
+    """What the SLURM tests lack (a cluster answering `sinfo`, the executor plugin), or None."""
+    if shutil.which("sinfo") is None:
+        return "no `sinfo` on PATH: start a cluster with .ci/slurm/start.sh"
     try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _plugin_installed() -> bool:
+        if subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode != 0:
+            return "`sinfo -h` fails: the SLURM cluster is not answering"
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"`sinfo -h` fails: {e}"
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as e:
+        return f"snakemake-executor-plugin-slurm is not importable ({e}); pip install -e '.[slurm]'"
+    return None
 
 
 pytestmark = [
     pytest.mark.slurm,
-    pytest.mark.skipif(not _sinfo_ok(), reason="needs TYR_TEST_SLURM=1 and a SLURM cluster (.ci/slurm/start.sh)"),
-    pytest.mark.skipif(not _plugin_installed(), reason="needs snakemake-executor-plugin-slurm (pip install -e '.[slurm]')"),
+    pytest.mark.skipif(not REQUESTED, reason="needs TYR_TEST_SLURM=1 and a SLURM cluster (.ci/slurm/start.sh)"),
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cluster_present():
+    """TYR_TEST_SLURM=1 promises a cluster: its absence is a failure, never a skip."""
+    reason = _missing()
+    if reason:
+        pytest.fail(f"TYR_TEST_SLURM=1 but {reason}")
 
 
 def _out(*cmd: str) -> str:
@@ -263,21 +273,8 @@ def _tyr_args(workdir: Path, *extra: str) -> list[str]:
     ]
 
 
-def _tyr_library_ready() -> str | None:
-    """Why the first stages cannot run yet (library functions missing), or None."""
-    try:
-        from tyr.data import calibrate  # noqa: F401
-        from tyr.prepare import prepare_model  # noqa: F401
-    except ImportError as e:
-        return f"tyr library not ready for prepare_model/calibrate: {e}"
-    return None
-
-
 @pytest.fixture
 def tyr_workdir(tmp_path, tiny_model_dir):
-    reason = _tyr_library_ready()
-    if reason:
-        pytest.xfail(reason)
     model_dir = tiny_model_dir("llama")
     workdir = tmp_path / "work"
     workdir.mkdir()

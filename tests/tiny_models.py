@@ -1,0 +1,52 @@
+"""Tiny random Llama-family models and a character tokenizer: no download, built in seconds.
+
+Used by the tests (through conftest) and by CI's fresh-clone run (.ci/tiny_model.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def tiny_hf_model(model_type: str = "llama", seed: int = 0, **overrides):
+    """A random, small decoder of the given family (GQA: 4 query heads over 2 KV heads)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kwargs = dict(
+        vocab_size=128, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, intermediate_size=96, max_position_embeddings=256,
+        rms_norm_eps=1e-6, tie_word_embeddings=False,
+    )
+    kwargs.update(overrides)
+    config = AutoConfig.for_model(model_type, **kwargs)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    with torch.no_grad():  # norms at 1 hide bugs that mix channels up: randomise them
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    return model
+
+
+def tiny_tokenizer(vocab_size: int = 128):
+    """A character-level fast tokenizer with `vocab_size` entries; needs no download."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(c) for c in range(32, 127)]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for ch in chars:
+        if len(vocab) >= vocab_size:
+            break
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def save_tiny_model(path, model_type: str = "llama", **overrides):
+    """A tiny random model and its tokenizer saved as a Hugging Face folder at `path`."""
+    model = tiny_hf_model(model_type, **overrides)
+    model.save_pretrained(path)
+    tiny_tokenizer(model.config.vocab_size).save_pretrained(path)
+    return path
