@@ -29,7 +29,6 @@ localrules:
     all,
     levels,
     supernet,
-    genome_tyr,
     genome_uniform,
     summarize,
     report,

@@ -41,7 +41,7 @@ def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
         t0 = time.perf_counter()
         calibrate(model_dir, path, source=source, seq_len=args.seq_len, n_prune=args.prune_sequences,
                   n_fitness=args.fitness_sequences, n_heldout=0, seed=0)
-        print(f"[ablation] calibration {source}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        print(f"[ablation] calibration {source}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
 def run_variant(name, tokens, options, args, work: Path) -> dict:
@@ -74,7 +74,8 @@ def run_variant(name, tokens, options, args, work: Path) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="prepared model folder (with spec.json)")
-    ap.add_argument("--tokens", action="append", default=[], help="NAME=PATH of a tokens.zarr (made if missing)")
+    ap.add_argument("--tokens", action="append", default=[],
+                    help="NAME=PATH[=SOURCE] of a tokens.zarr, made from SOURCE (default NAME) if missing")
     ap.add_argument("--variant", action="append", required=True, help="NAME:TOKENS[:key=value,...]")
     ap.add_argument("--target", type=float, default=0.5)
     ap.add_argument("--seq-len", type=int, default=256)
@@ -84,17 +85,19 @@ def main(argv=None):
     ap.add_argument("--eval-seq-len", type=int, default=2048)
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--work", default=str(ROOT / "results" / "ablation"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tag", default="", help="suffix of the result file name")
     args = ap.parse_args(argv)
 
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     work = Path(args.work)
     tokens = {}
     for item in args.tokens:
-        name, path = item.split("=", 1)
+        name, path, *source = item.split("=")
         tokens[name] = Path(path)
-        ensure_tokens(Path(args.model), tokens[name], name, args)
+        ensure_tokens(Path(args.model), tokens[name], source[0] if source else name, args)
     rows = []
     for v in args.variant:
         name, token_name, *rest = v.split(":")
@@ -102,7 +105,7 @@ def main(argv=None):
     date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
     result = {"date": date, "host": host, "command": " ".join(sys.argv), "target": args.target, "rows": rows,
               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
-    out = ROOT / "bench" / "results" / f"{date}-{host}-supernet-ablation"
+    out = ROOT / "bench" / "results" / f"{date}-{host}-supernet-ablation{args.tag}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Supernet ablation, uniform {args.target:.0%} ({date}, {host})", "", f"`{result['command']}`", "",

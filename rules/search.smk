@@ -5,7 +5,7 @@ rule dense_topk:
     output:
         topk=directory(TOPK),
     params:
-        search=config["search"],
+        topk=config["search"]["topk"],
     log:
         run_path("logs/dense_topk.log"),
     benchmark:
@@ -35,15 +35,23 @@ rule search:
         step("search", input, output, params, wildcards, threads, log)
 
 
-rule genome_tyr:
+rule select_tyr:
     input:
-        best=target_path(f"iter{ITERATIONS}/search/best.json"),
+        bests=expand(target_path("iter{iter}/search/best.json"), iter=range(1, ITERATIONS + 1), allow_missing=True),
+        topk=TOPK,
+        tokens=TOKENS,
+        model=MODEL,
     output:
         genome=target_path("tyr/genome.json"),
+    params:
+        head_dtype=config["search"]["head_dtype"],
     log:
-        run_path("logs/s{target}/genome_tyr.log"),
+        run_path("logs/s{target}/select_tyr.log"),
+    benchmark:
+        run_path("benchmarks/s{target}/select_tyr.tsv")
+    threads: THREADS
     run:
-        step("genome_tyr", input, output, params, wildcards, 1, log)
+        step("select_tyr", input, output, params, wildcards, threads, log)
 
 
 rule genome_uniform:

@@ -107,12 +107,12 @@ def build_supernet(model_dir, run_dir, *, attn_levels: int = 5, mlp_levels: int 
 
 
 def write_tokens(path, *, vocab_size: int, n_seq: int = 8, seq_len: int = 32, seed: int = 0) -> Path:
-    """A `tokens.zarr` group with random `prune`/`fitness`/`heldout` int32 splits."""
+    """A `tokens.zarr` group with random `prune`/`fitness`/`selection`/`heldout` int32 splits."""
     import zarr
 
     rng = np.random.default_rng(seed)
     group = zarr.open_group(str(path), mode="w")
-    for split in ("prune", "fitness", "heldout"):
+    for split in ("prune", "fitness", "selection", "heldout"):
         data = rng.integers(3, vocab_size, size=(n_seq, seq_len), dtype=np.int32)
         arr = group.create_array(split, shape=data.shape, dtype="int32", chunks=(1, seq_len))
         arr[:] = data

@@ -97,7 +97,7 @@ def test_dry_run_lists_the_whole_dag(tmp_path, tiny_model_dir):
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
     for rule in ("prepare_model", "calibrate", "embed", "levels", "supernet_layer", "supernet", "dense_topk",
-                 "search", "genome_tyr", "genome_uniform", "export", "evaluate_dense", "evaluate_pruned",
+                 "search", "select_tyr", "genome_uniform", "export", "evaluate_dense", "evaluate_pruned",
                  "summarize", "report"):
         assert rule in text
     # 3 layers × 4 iterations of per-layer supernet jobs.

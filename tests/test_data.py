@@ -8,7 +8,7 @@ import torch
 from tyr import data
 
 SEQ = 16
-COUNTS = dict(n_prune=4, n_fitness=3, n_heldout=2)
+COUNTS = dict(n_prune=4, n_fitness=3, n_selection=1, n_heldout=2)
 _WORDS = "the quick brown fox jumps over a lazy dog while seven wizards hex".split()
 # Random word salad: no two SEQ-token chunks are equal, so a row identifies its chunk.
 DOCS = [" ".join(np.random.default_rng(i).choice(_WORDS, 12 + 4 * (i % 3))) + "." for i in range(12)]
@@ -81,7 +81,7 @@ def test_local_formats_give_disjoint_chunks_of_the_stream(model_dir, tmp_path, k
     assert len(set(seen)) == len(seen) == sum(COUNTS.values())  # no chunk in two splits
     attrs = data.read_attrs(out)
     assert attrs["source"] == str(source) and attrs["seed"] == 3 and attrs["seq_len"] == SEQ
-    assert (attrs["n_prune"], attrs["n_fitness"], attrs["n_heldout"]) == tuple(COUNTS.values())
+    assert (attrs["n_prune"], attrs["n_fitness"], attrs["n_selection"], attrs["n_heldout"]) == tuple(COUNTS.values())
     assert attrs["tokenizer"] == str(model_dir)
 
 
@@ -99,7 +99,7 @@ def test_too_little_data_names_the_numbers_and_writes_nothing(model_dir, tmp_pat
     src = tmp_path / "small.txt"
     src.write_text("x" * 50)
     out = tmp_path / "tokens.zarr"
-    with pytest.raises(ValueError, match=r"needs 9 sequences × 16 tokens = 144 tokens; source .*small.txt has 50"):
+    with pytest.raises(ValueError, match=r"needs 10 sequences × 16 tokens = 160 tokens; source .*small.txt has 50"):
         data.calibrate(model_dir, out, source=str(src), seq_len=SEQ, **COUNTS)
     assert not out.exists() and not list(tmp_path.glob(".tokens.zarr*"))
 
@@ -151,28 +151,12 @@ def test_pydoc_source(model_dir, tmp_path):
     assert data.read_attrs(out)["tokens_read"] > 100_000
 
 
-def test_self_sampling_is_seeded_and_uses_the_cache_correctly(model_dir, tmp_path):
-    from tyr.model import load_model
-
-    a = data.sample_self(model_dir, 3, 12, seed=7)
-    assert np.array_equal(a, data.sample_self(model_dir, 3, 12, seed=7))
-    assert not np.array_equal(a, data.sample_self(model_dir, 3, 12, seed=8))
-    # Reference: same draws, recomputing the whole prefix each step (no KV cache).
-    model = load_model(model_dir)
-    gen = torch.Generator().manual_seed(7)
-    seq = torch.full((3, 1), model.config.bos_token_id)
-    with torch.no_grad():
-        for _ in range(11):
-            probs = torch.softmax(model(seq).logits[:, -1].float(), -1)
-            seq = torch.cat([seq, torch.multinomial(probs, 1, generator=gen)], 1)
-    assert np.array_equal(a, seq.numpy())
-
-
 def test_self_source_fills_disjoint_splits(model_dir, tmp_path):
     out = data.calibrate(model_dir, tmp_path / "t.zarr", source="self", seq_len=8, seed=1, **COUNTS)
     rows = np.concatenate([data.read_tokens(out, s) for s in data.SPLITS])
-    assert rows.shape == (9, 8) and (rows[:, 0] == 1).all()  # every sample starts at BOS
-    assert len({r.tobytes() for r in rows}) == 9
+    start = data.read_attrs(out)["sampling"]["from_token"]
+    assert rows.shape == (10, 8) and (rows[:, 0] == start).all()  # every sample starts a document
+    assert len({r.tobytes() for r in rows}) == 10
     assert data.read_attrs(out)["source"] == "self"
 
 

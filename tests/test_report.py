@@ -42,13 +42,19 @@ def test_report_tables_and_plots(tmp_path):
         run = tmp_path / "s50" / method
         (run / "eval").mkdir(parents=True)
         runs.append(_summary(run / "eval" / "summary.json", method=method, target=0.5, sparsity=0.4998, ppl=ppl, acc_norm=acc))
+        if method == "tyr":
+            summary = json.loads(runs[-1].read_text())
+            summary["selection"] = {"split": "selection", "sequences": 32, "candidates": {
+                "start": {"kl": 0.9, "se_vs_chosen": 0.01, "sparsity": 0.5, "generations": 0},
+                "iter1": {"kl": 0.7, "se_vs_chosen": 0.0, "sparsity": 0.4998, "generations": 10}}}
+            write_json(runs[-1], summary)
         write_json(run / "genome.json", {"fitness": 0.0123 if method == "tyr" else 0.05, "layers": []})
     tsvs = []
     for i, best in ((1, [0.9, 0.5, 0.4]), (2, [0.4, 0.35])):
         tsv = tmp_path / "s50" / "tyr" / f"iter{i}" / "search" / "generations.tsv"
         tsv.parent.mkdir(parents=True)
-        rows = "".join(f"{g + 1}\t{b}\t{b + 0.1}\t16\n" for g, b in enumerate(best))
-        tsv.write_text("generation\tbest_fitness\tparent_fitness\toffspring\n" + rows)
+        rows = "".join(f"{g + 1}\t{b}\t{b + 0.1}\t{b + 0.05 if i == 1 else 'nan'}\t16\n" for g, b in enumerate(best))
+        tsv.write_text("generation\tbest_fitness\tparent_fitness\ttrack_fitness\toffspring\n" + rows)
         tsvs.append(tsv)
 
     out = tmp_path / "report" / "report.md"
@@ -65,6 +71,9 @@ def test_report_tables_and_plots(tmp_path):
     assert "| dense | Paris. |" in text and "| tyr @ 50% | tyr\\|tyr |" in text and "| uniform @ 50% | uniform\\|uniform |" in text
     assert "| uniform @ 50% | 49.98% |" in text and "| 0.05 |" in text
     assert "| tyr @ 50% | arc_easy | 100 | 0.6000 | 0.5000 | 0.5500 | 0.5000 |" in text
+    assert "## Final choice: tyr @ 50%" in text and "| start | 0 | 50.00% | 0.9000 | +0.2000 ± 0.0100 |" in text
+    assert "| iter1 | 10 | 49.98% | 0.7000 | chosen |" in text
+    assert report.read_columns(tsvs[1])["track_fitness"][0] != report.read_columns(tsvs[1])["track_fitness"][0]  # nan
     plots = tmp_path / "report" / "plots"
     for name in ("tradeoff.png", "distribution_tyr_s50.png", "distribution_uniform_s50.png", "fitness.png"):
         assert _png_ok(plots / name), name

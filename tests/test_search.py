@@ -94,14 +94,22 @@ def test_trading_moves_budget_across_kinds(run):
     assert any(kind_index_sums(trade, c) != kind_index_sums(trade, parent) for c in children)
 
 
-def test_infeasible_centres_are_repaired(run):
+def test_infeasible_centres_start_near_uniform_where_it_costs_least(run):
     # centres were chosen for 50%: at 40% the all-centre genome misses both budgets
     space = search.load_space(run["supernet"], run["spec"], 0.4)
-    centre = space.centre
-    assert not space.feasible(centre)
+    assert not space.feasible(space.centre)
     start = search.start_genome(space, np.random.default_rng(0))
     assert space.feasible(start)
-    assert all(abs(a - b) <= 1 for a, b in zip(start, centre))
+    brackets = [search.bracket(space, i) for i in range(space.size)]
+    near = search.near_uniform(space, search.least_damage(space))
+    # Never concentrated: every sublayer at one of the two levels around its share of the budget...
+    assert all(g in (d, s) for g, (d, s) in zip(near, brackets))
+    # ...and, for as many sparser sublayers, the least added reconstruction error of any choice.
+    for positions in space.groups.values():
+        moved = [i for i in positions if near[i] != brackets[i][0]]
+        movable = [i for i in positions if brackets[i][1] is not None]
+        damage = {i: space.recon[i][brackets[i][1]] - space.recon[i][brackets[i][0]] for i in movable}
+        assert sum(damage[i] for i in moved) == pytest.approx(sum(sorted(damage.values())[:len(moved)]))
 
 
 def test_closest_level_rounds_removal_half_up():
@@ -115,9 +123,22 @@ def test_closest_level_rounds_removal_half_up():
 def test_uniform_genome(run, space, tmp_path):
     doc = search.uniform_genome(run["supernet"], run["spec"], tmp_path / "u.json", target_sparsity=0.5)
     assert read_json(tmp_path / "u.json") == doc
-    assert doc["layers"] == [{"attn": 2, "mlp": 48}] * 4
-    assert doc["sparsity"] == pytest.approx(space.sparsity(space.from_layers(doc["layers"])))
-    assert 0.4 < doc["sparsity"] <= 0.5 and doc["iteration"] == 1  # KV heads shared by kept heads stay
+    genome = space.from_layers(doc["layers"])
+    brackets = [search.bracket(space, i) for i in range(space.size)]
+    assert all(g in (d, s) for g, (d, s) in zip(genome, brackets))  # near-uniform
+    assert doc["sparsity"] == pytest.approx(space.sparsity(genome)) and doc["iteration"] == 1
+    # Matched: at least as close to the target as every sublayer at its closest level.
+    closest = tuple(search.closest_level(space.kept[i], space.spec.units(space.kinds[i], i // 2), 0.5)
+                    for i in range(space.size))
+    assert abs(doc["sparsity"] - 0.5) <= abs(space.sparsity(closest) - 0.5)
+    assert all(abs(space.error(genome, g)) <= abs(space.error(closest, g)) for g in space.groups)
+
+
+def test_even_spread_is_even():
+    assert search.even_spread(list(range(30)), 15) == list(range(1, 30, 2))
+    assert search.even_spread(list(range(30)), 0) == []
+    picked = search.even_spread(list(range(30)), 7)
+    assert len(set(picked)) == 7 and max(b - a for a, b in zip(picked, picked[1:])) <= 5
 
 
 # ---- the search --------------------------------------------------------------------------------
@@ -142,6 +163,23 @@ def test_search_outputs_and_elitism(run, space, tmp_path):
     assert store["best_fitness"].shape == (6,) and store["stage_fitness"].shape == (6, 2, 8)
     assert np.allclose(store["best_fitness"][:], [r["best_fitness"] for r in history])
     assert len(tsv_fitness(tmp_path / "s" / "generations.tsv")) == 6
+
+
+def test_tracking_scores_each_parent_on_fixed_selection_sequences(run, space, tmp_path):
+    best = do_search(run, tmp_path / "t", generations=4, track_sequences=3)
+    history = read_json(tmp_path / "t" / "state.json")["history"]
+    ev = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"], split="selection")
+    ev.set_tokens(range(3))
+    parents = [space.from_layers(best["start"]["layers"])]
+    assert best["start"]["track_fitness"] == pytest.approx(ev.fitness(space.kept_units(parents[0])), rel=1e-6)
+    assert best["layers"] == space.to_layers(space.from_layers(best["layers"]))
+    # The last generation's parent is the best genome: its tracked value is its selection KL.
+    assert history[-1]["track_fitness"] == pytest.approx(ev.fitness(space.kept_units(space.from_layers(best["layers"]))),
+                                                         rel=1e-6)
+    untracked = do_search(run, tmp_path / "u", generations=4)
+    assert {k: v for k, v in untracked.items() if k not in ("start", "supernet")} == \
+        {k: v for k, v in best.items() if k not in ("start", "supernet")}  # tracking changes no decision
+    assert "track_fitness" in (tmp_path / "t" / "generations.tsv").read_text().splitlines()[0]
 
 
 def test_same_seed_same_result(run, tmp_path):
@@ -228,4 +266,5 @@ def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
     assert space.feasible(space.from_layers(best["layers"]))
     assert best["fitness"] <= history[0]["parent_fitness"]
     uniform = search.uniform_genome(supernet_json, spec_json, tmp_path / "uniform.json", target_sparsity=0.5)
-    assert uniform["layers"] == space.to_layers(space.centre)  # levels.json centres are the uniform levels
+    # Near-uniform around levels.json's centres (the closest level of every sublayer).
+    assert all(abs(a - b) <= 1 for a, b in zip(space.from_layers(uniform["layers"]), space.centre))

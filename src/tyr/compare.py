@@ -22,7 +22,7 @@ def method_jobs(run_dir: Path, tag: str, method: str) -> list[Path]:
     """
     bench = run_dir / "benchmarks" / f"s{tag}"
     if method == "tyr":
-        return sorted(bench.glob("iter*/*.tsv"))
+        return sorted(bench.glob("iter*/*.tsv")) + sorted(bench.glob("select_tyr.tsv"))
     if method == "uniform":
         return sorted(bench.glob("iter1/supernet_layer*.tsv"))
     return sorted((bench / method).glob("baseline.tsv"))

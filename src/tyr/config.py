@@ -50,6 +50,8 @@ def check(config) -> None:
             raise ConfigError(f"target_sparsity: {t} is outside (0, 1)")
     _check_model(config["model"])
     _check_data(config["data"])
+    if "tyr" in config["methods"] and config["data"].get("selection_sequences", 0) < 1:
+        raise ConfigError("data.selection_sequences: Týr chooses its final genome on this split; it needs >= 1")
     _check_search(config["search"], config["data"])
     _check_evaluate(config["evaluate"])
 

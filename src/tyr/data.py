@@ -1,7 +1,7 @@
 """Calibration tokens: `calib/tokens.zarr` with disjoint `prune`, `fitness`, `heldout` splits.
 
 Sources (`data.source` in the config):
-  "self"        data-free default: text sampled from the dense model itself (fixed seed)
+  "self"        text sampled from the dense model itself (tyr.sampling; fixed seed)
   "pydoc"       English prose shipped with every Python (`pydoc_data.topics`), zero download
   "wikitext2", "c4", "fineweb-edu"
                 Hugging Face datasets, only when the hub is reachable (fails fast otherwise)
@@ -28,12 +28,11 @@ from tyr.io import atomic_path
 
 log = logging.getLogger("tyr.data")
 
-SPLITS = ("prune", "fitness", "heldout")
+SPLITS = ("prune", "fitness", "selection", "heldout")
 BUILTIN = ("self", "pydoc")
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 CHUNK_ROWS = 64            # zarr chunk height: a few hundred KB per chunk at seq_len 1-4k
 TOKENIZE_BATCH = 256       # documents per tokenizer call
-SELF_BATCH = 16            # sequences sampled together; fixed so results do not depend on n
 # Read at most this many tokens (or 8x the need) from a source: enough to draw chunks from
 # well beyond the first documents, without tokenizing a whole corpus.
 MIN_TOKEN_BUDGET = 1 << 22
@@ -265,56 +264,18 @@ def split_chunks(stream: np.ndarray, counts: dict, seq_len: int, seed: int, labe
     return out
 
 
-def sample_self(model_dir, n: int, seq_len: int, seed: int, batch_size: int = SELF_BATCH) -> np.ndarray:
-    """`n` sequences of `seq_len` tokens sampled from the model (temperature 1) after BOS.
-
-    A torch.Generator seeded with `seed` drives every draw and the batch size is fixed, so the
-    same seed gives the same tokens. Sampling goes on past EOS: a sequence is always full.
-    """
-    import torch
-
-    from tyr.model import load_model
-
-    model = load_model(model_dir)
-    bos = _first(model.config.bos_token_id)
-    if bos is None:
-        bos = _first(model.config.eos_token_id)
-    if bos is None:
-        raise ValueError(f"{model_dir}: config has neither bos_token_id nor eos_token_id to start sampling from")
-    gen = torch.Generator().manual_seed(seed)
-    out = np.empty((n, seq_len), dtype=np.int64)
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            b = min(batch_size, n - start)
-            out[start:start + b] = _sample_batch(model, bos, b, seq_len, gen).numpy()
-            log.info("self: sampled %d/%d sequences", start + b, n)
-    return out
-
-
-def _first(token_id):
-    return token_id[0] if isinstance(token_id, (list, tuple)) else token_id
-
-
-def _sample_batch(model, bos: int, batch: int, seq_len: int, gen):
-    """One batch of ancestral samples, feeding only the new token each step (KV cache)."""
-    import torch
-
-    tokens = [torch.full((batch, 1), bos, dtype=torch.long)]
-    past = None
-    for _ in range(seq_len - 1):
-        out = model(tokens[-1], past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        probs = torch.softmax(out.logits[:, -1].float(), dim=-1)
-        tokens.append(torch.multinomial(probs, 1, generator=gen))
-    return torch.cat(tokens, dim=1)
-
-
 def calibrate(model_dir, out_zarr, *, source, seq_len: int, n_prune: int, n_fitness: int, n_heldout: int,
-              seed: int = 0, text_field: str = "text", hub_split: str | None = None) -> Path:
-    """Write the calibration token splits of `source` to the zarr group `out_zarr`."""
+              n_selection: int = 0, seed: int = 0, text_field: str = "text", hub_split: str | None = None) -> Path:
+    """Write the calibration token splits of `source` to the zarr group `out_zarr`.
+
+    prune: the pruning Hessians; fitness: the search's samples; selection: the final choice
+    among the iterations' genomes (never seen by a search); heldout: evaluation only.
+    """
     from transformers import AutoConfig, AutoTokenizer
 
-    counts = {"prune": n_prune, "fitness": n_fitness, "heldout": n_heldout}
+    from tyr.sampling import sample_self
+
+    counts = {"prune": n_prune, "fitness": n_fitness, "selection": n_selection, "heldout": n_heldout}
     if seq_len < 2 or min(counts.values()) < 0 or sum(counts.values()) < 1:
         raise ValueError(f"calibration sizes: seq_len {seq_len} must be >= 2, split counts {counts} >= 0 and not all 0")
     validate_source(source)
@@ -325,10 +286,9 @@ def calibrate(model_dir, out_zarr, *, source, seq_len: int, n_prune: int, n_fitn
              "eos_token_id": tokenizer.eos_token_id, **{f"n_{k}": v for k, v in counts.items()}}
     need = sum(counts.values())
     if source == "self":
-        samples = sample_self(model_dir, need, seq_len, seed)
+        samples, attrs["sampling"] = sample_self(model_dir, need, seq_len, seed)
         bounds = np.cumsum([0, *counts.values()])
         splits = {k: samples[bounds[i]:bounds[i + 1]] for i, k in enumerate(counts)}
-        attrs["sampling"] = {"from": "bos", "temperature": 1.0, "batch_size": SELF_BATCH}
     else:
         split = hub_split or "train"
         texts = iter_texts(source, text_field=text_field, hub_split=split)
@@ -377,4 +337,4 @@ def read_attrs(zarr_path) -> dict:
 
 
 __all__ = ["calibrate", "read_texts", "iter_texts", "validate_source", "read_tokens", "read_attrs",
-           "local_files", "sample_self", "token_stream", "split_chunks", "write_tokens", "SPLITS", "HUB"]
+           "local_files", "token_stream", "split_chunks", "write_tokens", "SPLITS", "HUB"]

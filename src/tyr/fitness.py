@@ -1,6 +1,6 @@
 """Fitness of a candidate sub-network: KL(dense ‖ candidate) of next-token distributions.
 
-Dense reference (`dense_topk`). The dense model runs once over the fitness split; per
+Dense reference (`dense_topk`). The dense model runs once over the fitness and selection splits; per
 position we keep the top-k log-probabilities, their token ids, and the log-probability
 of everything else (the "rest" bucket). Memory is O(k) per position instead of O(vocab).
 
@@ -14,14 +14,14 @@ the top-k tokens and on the lumped tail mass, and never larger than the full-voc
 KL (coarsening cannot increase a divergence). With k = vocab it is the exact KL. Both
 log-masses of the tail are taken as a log-sum-exp over the non-top-k logits (not
 log(1 - Σ p)), which stays accurate when the top-k hold almost all the mass.
-The fitness of a candidate is the mean coarsened KL over all scored positions, plus
-optionally `hidden_mse_weight` × the relative hidden-state error at chosen layers
-(paper Eq. 6): Σ‖h_cand − h_dense‖² / Σ‖h_dense‖² at each layer's output, averaged over layers.
+The fitness of a candidate is the mean coarsened KL over all scored positions (the paper's
+Eq. 6 adds a hidden-state error term at chosen layers; it is not implemented: on the
+models this project measures the KL alone decides, and a half-wired option helps no one).
 
 Evaluation (`Evaluator`). A candidate (a genome: the kept-unit count of every sublayer)
 is built from the physical supernet weights: `tyr.supernet.pruned_layer` slices the dense
 layer tensors by the level's kept indices and takes its compensated output projection.
-Sublayer modules are cached by (layer, sublayer, kept). Offspring differ from their
+Sublayer modules are cached by (layer, sublayer, kept) (`ModuleCache`). Offspring differ from their
 parent in a few sublayers only, so the parent's residual stream is cached at sublayer
 boundaries on the stage's tokens and a candidate is recomputed only from its first
 changed sublayer (`fitness`); `fitness_naive` rebuilds every layer from the level files
@@ -37,7 +37,6 @@ import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -75,43 +74,61 @@ def topk_logprobs(lm_head, hidden, k: int, chunk: int = 1024):
     return torch.cat(tops), torch.cat(ids), torch.cat(rests)
 
 
-def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, split: str = "fitness", batch_size: int = 4,
-               dtype: str = "float32", chunk: int = 256) -> None:
-    """Run the dense model once on `split` and store its top-k next-token log-probs.
+SCORED_SPLITS = ("fitness", "selection")  # the search's samples, and the final choice among iterations
 
-    `out_zarr` (group, written atomically): `logp` [n_seq, seq_len, k] (`dtype`), `index`
-    int32 [n_seq, seq_len, k], `logp_rest` float32 [n_seq, seq_len] (log of the mass outside
-    the top-k, for the KL's tail term); attrs `k`, `split`, `tokens_sha256`, `model`.
+
+def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, splits=SCORED_SPLITS, batch_size: int = 4,
+               dtype: str = "float32", chunk: int = 256) -> None:
+    """Run the dense model once on each split and store its top-k next-token log-probs.
+
+    `out_zarr` (group, written atomically) holds one subgroup per non-empty split with `logp`
+    [n_seq, seq_len, k] (`dtype`), `index` int32 [n_seq, seq_len, k], `logp_rest` float32
+    [n_seq, seq_len] (log of the mass outside the top-k, for the KL's tail term), attrs
+    `tokens_sha256`; the group's attrs hold `k` and `model`.
     """
-    import torch
     import zarr
 
     from tyr.model import load_model, threads_from_env
 
     threads_from_env()
-    tokens = read_split(tokens_zarr, split)
-    n, seq_len = tokens.shape
     model = load_model(model_dir)
     k = min(k, model.config.vocab_size)
+    present = set(zarr.open_group(str(tokens_zarr), mode="r").array_keys())
     with atomic_path(out_zarr) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
-        logp = group.create_array("logp", shape=(n, seq_len, k), dtype=dtype, chunks=(1, seq_len, k))
-        index = group.create_array("index", shape=(n, seq_len, k), dtype="int32", chunks=(1, seq_len, k))
-        rest = group.create_array("logp_rest", shape=(n, seq_len), dtype="float32", chunks=(1, seq_len))
-        with torch.inference_mode():
-            for s in range(0, n, batch_size):
-                ids = torch.from_numpy(tokens[s:s + batch_size]).long()
-                hidden, _ = model.model(ids)  # final-normed hidden states
-                top, idx, tail = topk_logprobs(model.lm_head, hidden.flatten(0, 1), k, chunk)
-                b = ids.shape[0]
-                logp[s:s + b] = top.view(b, seq_len, k).numpy().astype(dtype)
-                index[s:s + b] = idx.view(b, seq_len, k).int().numpy()
-                rest[s:s + b] = tail.view(b, seq_len).numpy()
-        group.attrs.update({"k": k, "split": split, "tokens_sha256": tokens_digest(tokens), "model": str(model_dir)})
+        for split in (s for s in splits if s in present):
+            tokens = read_split(tokens_zarr, split)
+            if len(tokens):
+                _write_topk(group.create_group(split), model, tokens, k, batch_size, dtype, chunk)
+        group.attrs.update({"k": k, "splits": [s for s in splits if s in group], "model": str(model_dir)})
+
+
+def _write_topk(group, model, tokens, k, batch_size, dtype, chunk) -> None:
+    import torch
+
+    n, seq_len = tokens.shape
+    logp = group.create_array("logp", shape=(n, seq_len, k), dtype=dtype, chunks=(1, seq_len, k))
+    index = group.create_array("index", shape=(n, seq_len, k), dtype="int32", chunks=(1, seq_len, k))
+    rest = group.create_array("logp_rest", shape=(n, seq_len), dtype="float32", chunks=(1, seq_len))
+    with torch.inference_mode():
+        for s in range(0, n, batch_size):
+            ids = torch.from_numpy(tokens[s:s + batch_size]).long()
+            hidden, _ = model.model(ids)  # final-normed hidden states
+            top, idx, tail = topk_logprobs(model.lm_head, hidden.flatten(0, 1), k, chunk)
+            b = ids.shape[0]
+            logp[s:s + b] = top.view(b, seq_len, k).numpy().astype(dtype)
+            index[s:s + b] = idx.view(b, seq_len, k).int().numpy()
+            rest[s:s + b] = tail.view(b, seq_len).numpy()
+    group.attrs.update({"tokens_sha256": tokens_digest(tokens)})
 
 
 def coarse_kl_sum(logits, logp, index, logp_rest, overwrite: bool = False):
-    """Σ over rows of KL(P ‖ Q) between the (top-k + rest) coarsenings (see module docstring).
+    """Σ over rows of KL(P ‖ Q) between the (top-k + rest) coarsenings (see module docstring)."""
+    return coarse_kl_rows(logits, logp, index, logp_rest, overwrite).sum()
+
+
+def coarse_kl_rows(logits, logp, index, logp_rest, overwrite: bool = False):
+    """KL(P ‖ Q) of every row between the (top-k + rest) coarsenings.
 
     `overwrite=True` lets the tail mass be taken in place (the top-k entries of `logits`
     are set to -inf), saving a copy of a [rows, vocab] tensor per call.
@@ -128,7 +145,7 @@ def coarse_kl_sum(logits, logp, index, logp_rest, overwrite: bool = False):
     kl_top = (logp.exp() * (logp - logq)).sum(-1)
     p_rest = logp_rest.exp()
     kl_rest = torch.where(p_rest > 0, p_rest * (logp_rest - logq_rest), torch.zeros_like(p_rest))
-    return (kl_top + kl_rest).sum()
+    return kl_top + kl_rest
 
 
 def _tail_logsumexp(logits, index):
@@ -148,22 +165,15 @@ class _Batch:
 
 
 def resolve_head_dtype(name: str) -> str:
-    """`auto`: bfloat16 where the hardware multiplies it natively (CUDA, or a CPU with
-    AVX512-BF16/AMX), else float32. The lm_head is a third of a pruned model's fitness cost;
-    in bf16 it runs ~3x faster here, and fitness values move by ~1e-3 (bench/head_dtype.py)."""
-    if name != "auto":
-        if name not in ("float32", "bfloat16"):
-            raise ValueError(f"head_dtype must be auto, float32 or bfloat16, got {name!r}")
-        return name
-    import torch
+    """`auto`: bfloat16 where the hardware multiplies it natively (`tyr.hardware`), else float32.
+    The lm_head is a third of a pruned model's fitness cost; in bf16 it runs ~3x faster here,
+    and fitness values move by ~1e-3 (bench/head_dtype.py)."""
+    from tyr.hardware import resolve_dtype
 
-    if torch.cuda.is_available():
-        return "bfloat16"
     try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+        return resolve_dtype(name)
+    except ValueError:
+        raise ValueError(f"head_dtype must be auto, float32 or bfloat16, got {name!r}") from None
 
 
 def _nbytes(module) -> int:
@@ -179,6 +189,44 @@ def _empty_level(sublayer: str) -> dict:
     return {"kept_channels": none}
 
 
+class ModuleCache:
+    """Sublayer modules built from the supernet's level files, LRU-cached up to `max_bytes` of
+    weights: the whole supernet need not fit in memory, and a search keeps revisiting the few
+    levels around its parent. Sublayer i is layer i // 2's attention (even i) or MLP (odd i)."""
+
+    def __init__(self, index: dict, spec, config, dense: list, max_bytes: int):
+        self._paths = {(l, s, lvl["kept"]): lvl["path"]
+                       for l, layer in enumerate(index["layers"]) for s in SUBLAYERS for lvl in layer[s]}
+        self.spec, self.config, self.dense, self.max_bytes = spec, config, dense, max_bytes
+        self._modules, self._bytes = OrderedDict(), 0
+
+    def get(self, i: int, kept: int):
+        """The module of sublayer i at the level with `kept` units (None: 0 units, no branch)."""
+        key = (i, kept)
+        if key in self._modules:
+            self._modules.move_to_end(key)
+            return self._modules[key]
+        module = self.build(i // 2, SUBLAYERS[i % 2], kept) if kept else None
+        self._modules[key] = module
+        self._bytes += _nbytes(module)
+        while self._bytes > self.max_bytes and len(self._modules) > 1:
+            self._bytes -= _nbytes(self._modules.popitem(last=False)[1])
+        return module
+
+    def build(self, layer: int, sublayer: str, kept: int):
+        from tyr.supernet import pruned_layer
+
+        level = self.level(layer, sublayer, kept)
+        if sublayer == "attn":
+            return pruned_layer(self.spec, self.config, layer, self.dense[layer], level, _empty_level("mlp")).self_attn
+        return pruned_layer(self.spec, self.config, layer, self.dense[layer], _empty_level("attn"), level).mlp
+
+    def level(self, layer: int, sublayer: str, kept: int) -> dict:
+        from tyr.supernet import load_level
+
+        return load_level(self._paths[(layer, sublayer, kept)])[0] if kept else _empty_level(sublayer)
+
+
 class Evaluator:
     """Fitness of genomes on the current token sample, recomputing only what changed.
 
@@ -186,14 +234,13 @@ class Evaluator:
     parent's residual stream and gives `parent_fitness`), then `fitness(child)` per child.
     `cache_bytes` bounds the parent cache: when all 2L sublayer boundaries do not fit,
     evenly spaced ones are kept and a child restarts from the last one before its first change.
+    `use_split` scores another split of the same token store (e.g. the selection split).
     """
 
     def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = "fitness",
-                 batch_size: int = 4, hidden_mse_weight: float = 0.0, hidden_mse_layers=(),
-                 cache_bytes: int = 2 << 30, module_cache_bytes: int = 1 << 30, chunk: int = 128,
-                 head_dtype: str = "float32"):
+                 batch_size: int = 4, cache_bytes: int = 2 << 30, module_cache_bytes: int = 1 << 30,
+                 chunk: int = 128, head_dtype: str = "float32"):
         import torch
-        import zarr
 
         from tyr.model import load_model, spec_from_config
         from tyr.supernet import read_supernet
@@ -203,35 +250,35 @@ class Evaluator:
         self.spec = spec_from_config(self.config)
         self.n_layers = self.config.num_hidden_layers
         self.n_sublayers = 2 * self.n_layers
-        self.index = read_supernet(supernet_json)
-        if len(self.index["layers"]) != self.n_layers:
-            raise ValueError(f"{supernet_json}: {len(self.index['layers'])} layers, model has {self.n_layers}")
-        self._paths = {(l, s, lvl["kept"]): lvl["path"]
-                       for l, layer in enumerate(self.index["layers"]) for s in SUBLAYERS for lvl in layer[s]}
+        index = read_supernet(supernet_json)
+        if len(index["layers"]) != self.n_layers:
+            raise ValueError(f"{supernet_json}: {len(index['layers'])} layers, model has {self.n_layers}")
         self._dense = [dict(layer.state_dict()) for layer in self.model.model.layers]
-        self.tokens = read_split(tokens_zarr, split)
-        self.topk = zarr.open_group(str(topk_zarr), mode="r")
-        digest = self.topk.attrs.get("tokens_sha256")
-        if digest is not None and digest != tokens_digest(self.tokens):
-            raise ValueError(f"{topk_zarr} was computed on other tokens than {tokens_zarr}[{split}]")
-        self.n_seq, self.seq_len = self.tokens.shape
-        self.batch_size = batch_size
-        self.chunk = chunk
-        self.hidden_mse_weight = float(hidden_mse_weight)
-        self.mse_layers = tuple(sorted({int(l) for l in hidden_mse_layers})) if self.hidden_mse_weight else ()
-        if self.hidden_mse_weight and not all(0 <= l < self.n_layers for l in self.mse_layers or [-1]):
-            raise ValueError(f"hidden_mse_layers must name layers in 0..{self.n_layers - 1}, got {hidden_mse_layers}")
-        self.cache_bytes = cache_bytes
-        self._modules = OrderedDict()
-        self._module_cache_bytes = module_cache_bytes
-        self._module_bytes = 0
+        self.modules = ModuleCache(index, self.spec, self.config, self._dense, module_cache_bytes)
+        self._stores = (topk_zarr, tokens_zarr)
+        self.batch_size, self.chunk, self.cache_bytes = batch_size, chunk, cache_bytes
         self.head_dtype = resolve_head_dtype(head_dtype)
         self._head_weight = self.model.lm_head.weight.detach().to(getattr(torch, self.head_dtype))
         self.evaluations = 0
-        self._batches = []
-        self._clear_parent()
+        self.use_split(split)
 
     # -- tokens and parent --------------------------------------------------------------
+
+    def use_split(self, split: str) -> None:
+        """Score sequences of `split` from now on (its dense top-k must be in the top-k store)."""
+        import zarr
+
+        topk_zarr, tokens_zarr = self._stores
+        self.split, self.tokens = split, read_split(tokens_zarr, split)
+        topk = zarr.open_group(str(topk_zarr), mode="r")
+        if split not in topk:
+            raise ValueError(f"{topk_zarr} holds no dense top-k of the {split!r} split (has {list(topk.group_keys())})")
+        self.topk = topk[split]
+        if self.topk.attrs.get("tokens_sha256") != tokens_digest(self.tokens):
+            raise ValueError(f"{topk_zarr} was computed on other tokens than {tokens_zarr}[{split}]")
+        self.n_seq, self.seq_len = self.tokens.shape
+        self._batches = []
+        self._clear_parent()
 
     def set_tokens(self, seq_ids) -> None:
         """Score on these sequences of the split (all their positions) from now on."""
@@ -254,7 +301,6 @@ class Evaluator:
         dummy = torch.zeros(1, self.seq_len, 1, dtype=self.model.lm_head.weight.dtype)
         self._pos = self.model.model.position_embeddings(dummy)
         self._clear_parent()
-        self._dense_hidden = self._dense_states() if self.mse_layers else None
 
     def set_parent(self, genome) -> float:
         """Cache `genome`'s residual stream on the current tokens; returns its fitness."""
@@ -264,12 +310,12 @@ class Evaluator:
         n_ckpt = int(min(self.n_sublayers, max(1, self.cache_bytes // max(per_boundary, 1))))
         self._ckpt_at = sorted(set(np.round(np.linspace(0, self.n_sublayers - 1, n_ckpt)).astype(int).tolist()))
         self._ckpt = [dict() for _ in self._batches]
-        self.parent_fitness, self._parent_mse = self._forward(genome, 0, store=True)
+        self.parent_fitness = self._forward(genome, 0, store=True)
         self._parent = genome
         return self.parent_fitness
 
     def _clear_parent(self) -> None:
-        self._parent, self._ckpt, self._ckpt_at, self._parent_mse = None, [], [0], None
+        self._parent, self._ckpt, self._ckpt_at = None, [], [0]
         self.parent_fitness = None
 
     # -- fitness ------------------------------------------------------------------------
@@ -278,47 +324,55 @@ class Evaluator:
         """Fitness of `genome` on the current tokens (lower is better)."""
         genome = tuple(int(x) for x in genome)
         if not incremental or self._parent is None:
-            return self._forward(genome, 0)[0]
+            return self._forward(genome, 0)
         if genome == self._parent:
             return self.parent_fitness
         first = next(i for i, (a, b) in enumerate(zip(genome, self._parent)) if a != b)
         start = max(c for c in self._ckpt_at if c <= first)
-        return self._forward(genome, start)[0]
+        return self._forward(genome, start)
+
+    def sequence_kl(self, genome) -> np.ndarray:
+        """Mean KL of each current sequence under `genome` (a full forward; no parent cache):
+        the per-sequence values a paired comparison of two genomes needs."""
+        import torch
+
+        modules = [self.modules.get(i, int(g)) for i, g in enumerate(genome)]
+        out = []
+        with torch.inference_mode():
+            for batch in self._batches:
+                h = self._embed(batch)
+                for i, module in enumerate(modules):
+                    h = self._sublayer(i, module, h)
+                out.append(self._kl_rows(h, batch).view(len(batch.ids), -1).mean(1).double().numpy())
+        self.evaluations += 1
+        return np.concatenate(out)
 
     def fitness_naive(self, genome) -> float:
         """Reference path: rebuild every layer from its level files and rerun all of them."""
         import torch
 
-        from tyr.supernet import load_level, pruned_layer
+        from tyr.supernet import pruned_layer
 
         genome = tuple(int(x) for x in genome)
-        layers = []
-        for l in range(self.n_layers):
-            levels = [load_level(self._paths[(l, s, genome[2 * l + j])])[0] if genome[2 * l + j] else _empty_level(s)
-                      for j, s in enumerate(SUBLAYERS)]
-            layers.append(pruned_layer(self.spec, self.config, l, self._dense[l], *levels))
-        kl, mse_num = 0.0, np.zeros(len(self.mse_layers))
+        layers = [pruned_layer(self.spec, self.config, l, self._dense[l],
+                               *(self.modules.level(l, s, genome[2 * l + j]) for j, s in enumerate(SUBLAYERS)))
+                  for l in range(self.n_layers)]
+        kl = 0.0
         with torch.inference_mode():
-            for b, batch in enumerate(self._batches):
+            for batch in self._batches:
                 h = self._embed(batch)
-                for l, layer in enumerate(layers):
+                for layer in layers:
                     h = layer(h, self._pos)
-                    if l in self.mse_layers:
-                        mse_num[self.mse_layers.index(l)] += self._sq_err(h, b, l)
                 kl += self._kl_sum(h, batch)
         self.evaluations += 1
-        return self._combine(kl, mse_num)
+        return kl / self.n_positions
 
-    def _forward(self, genome, start: int, store: bool = False):
+    def _forward(self, genome, start: int, store: bool = False) -> float:
         """Run sublayers start..2L-1 from the parent's cached state at `start` (or embeddings)."""
         import torch
 
-        modules = [self._module(i, genome[i]) if i >= start else None for i in range(self.n_sublayers)]
+        modules = [self.modules.get(i, genome[i]) if i >= start else None for i in range(self.n_sublayers)]
         ckpt_at = set(self._ckpt_at) if store else ()
-        mse_num = np.zeros(len(self.mse_layers))
-        for j, l in enumerate(self.mse_layers):
-            if 2 * l + 2 <= start:  # this layer's output is still the parent's
-                mse_num[j] = self._parent_mse[j]
         kl = 0.0
         with torch.inference_mode():
             for b, batch in enumerate(self._batches):
@@ -327,18 +381,9 @@ class Evaluator:
                     if i in ckpt_at:
                         self._ckpt[b][i] = h
                     h = self._sublayer(i, modules[i], h)
-                    l = i // 2
-                    if i % 2 == 1 and l in self.mse_layers:
-                        mse_num[self.mse_layers.index(l)] += self._sq_err(h, b, l)
                 kl += self._kl_sum(h, batch)
         self.evaluations += 1
-        return self._combine(kl, mse_num), mse_num
-
-    def _combine(self, kl_sum: float, mse_num) -> float:
-        fitness = kl_sum / self.n_positions
-        if self.mse_layers:
-            fitness += self.hidden_mse_weight * float(np.mean(mse_num / self._dense_sq))
-        return float(fitness)
+        return kl / self.n_positions
 
     # -- pieces -------------------------------------------------------------------------
 
@@ -355,60 +400,19 @@ class Evaluator:
         return h + module(layer.post_attention_layernorm(h))
 
     def _kl_sum(self, h, batch) -> float:
+        return float(self._kl_rows(h, batch).sum())
+
+    def _kl_rows(self, h, batch):
+        """KL of every position of the batch (flattened), from its last hidden states `h`."""
         import torch
 
         h = self.model.model.norm(h).flatten(0, 1)
-        total = 0.0
+        rows = []
         for s in range(0, h.shape[0], self.chunk):
             sl = slice(s, s + self.chunk)  # [chunk, vocab] logits stay cache-friendly
             logits = torch.nn.functional.linear(h[sl].to(self._head_weight.dtype), self._head_weight)
-            total += float(coarse_kl_sum(logits, batch.logp[sl], batch.index[sl], batch.logp_rest[sl],
-                                         overwrite=True))
-        return total
-
-    def _module(self, i: int, kept: int):
-        """The attention or MLP module of sublayer i at the level with `kept` units.
-
-        LRU cached up to `module_cache_bytes` of weights: the whole supernet need not fit in
-        memory, and a search keeps revisiting the few levels around its parent.
-        """
-        key = (i, kept)
-        if key in self._modules:
-            self._modules.move_to_end(key)
-            return self._modules[key]
-        module = self._build(i // 2, SUBLAYERS[i % 2], kept) if kept else None
-        self._modules[key] = module
-        self._module_bytes += _nbytes(module)
-        while self._module_bytes > self._module_cache_bytes and len(self._modules) > 1:
-            self._module_bytes -= _nbytes(self._modules.popitem(last=False)[1])
-        return module
-
-    def _build(self, layer: int, sublayer: str, kept: int):
-        from tyr.supernet import load_level, pruned_layer
-
-        level = load_level(self._paths[(layer, sublayer, kept)])[0]
-        if sublayer == "attn":
-            return pruned_layer(self.spec, self.config, layer, self._dense[layer], level, _empty_level("mlp")).self_attn
-        return pruned_layer(self.spec, self.config, layer, self._dense[layer], _empty_level("attn"), level).mlp
-
-    def _dense_states(self):
-        """Dense outputs of the MSE layers on the current tokens, and their squared norms."""
-        import torch
-
-        states = [dict() for _ in self._batches]
-        self._dense_sq = np.zeros(len(self.mse_layers))
-        with torch.inference_mode():
-            for b, batch in enumerate(self._batches):
-                h = self._embed(batch)
-                for l in range(max(self.mse_layers) + 1):
-                    h = self.model.model.layers[l](h, self._pos)
-                    if l in self.mse_layers:
-                        states[b][l] = h
-                        self._dense_sq[self.mse_layers.index(l)] += float(h.double().pow(2).sum())
-        return states
-
-    def _sq_err(self, h, b: int, layer: int) -> float:
-        return float((h - self._dense_hidden[b][layer]).double().pow(2).sum())
+            rows.append(coarse_kl_rows(logits, batch.logp[sl], batch.index[sl], batch.logp_rest[sl], overwrite=True))
+        return torch.cat(rows)
 
 
 # ---- speed ----------------------------------------------------------------------------------

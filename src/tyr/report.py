@@ -37,10 +37,15 @@ def write_report(summaries, out_markdown, *, genomes=(), generations=(), plots_d
             plot_distribution(run["summary"]["distribution"], png, title=run["label"],
                               target=run["summary"].get("target_sparsity"))
             lines += [f"### {run['label']}", "", _img(out_markdown, png), ""]
+    lines += _selection_table(runs)
     if generations:
         plot_fitness(generations, plots / "fitness.png")
-        lines += ["## Search: best fitness per generation", "", _img(out_markdown, plots / "fitness.png"), "",
-                  "Fitness: KL(dense ‖ candidate) of next-token distributions on the fitness split; lower is better."]
+        lines += ["## Search: fitness per generation, every iteration in a row", "",
+                  _img(out_markdown, plots / "fitness.png"), "",
+                  "Fitness: KL(dense ‖ candidate) of next-token distributions; lower is better. Solid: the "
+                  "parent of each generation on the same fixed sequences of the selection split (no search "
+                  "decision uses them), comparable across generations and iterations. Dotted: the best of each "
+                  "generation on its own fresh sample of the fitness split, which is why it jumps."]
     atomic_write_text(out_markdown, "\n".join(lines).rstrip() + "\n")
     return out_markdown
 
@@ -119,6 +124,25 @@ def _continuations(runs) -> list[str]:
     return lines
 
 
+def _selection_table(runs) -> list[str]:
+    """Týr's final choice: every candidate's KL on the selection split, and the paired noise."""
+    lines = []
+    for r in runs:
+        sel = r["summary"].get("selection")
+        if not sel:
+            continue
+        chosen = min(sel["candidates"].items(), key=lambda kv: kv[1]["kl"])[0]
+        lines += [f"## Final choice: {r['label']}", "",
+                  f"KL to the dense model on all {sel['sequences']} sequences of the `{sel['split']}` split "
+                  "(tokens no search saw); ± is the paired standard error of the difference to the chosen genome.", "",
+                  "| candidate | generations | backbone sparsity | KL | vs chosen |", "|---|---:|---:|---:|---:|"]
+        for name, c in sel["candidates"].items():
+            diff = "chosen" if name == chosen else f"+{c['kl'] - sel['candidates'][chosen]['kl']:.4f} ± {c['se_vs_chosen']:.4f}"
+            lines.append(f"| {name} | {c.get('generations')} | {_pct(c.get('sparsity'))} | {c['kl']:.4f} | {diff} |")
+        lines.append("")
+    return lines
+
+
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|") or "(nothing)"
 
@@ -174,29 +198,45 @@ def plot_distribution(rows, out_png, *, title="", target=None) -> None:
 
 def read_generations(tsv) -> tuple[list[float], list[float], str]:
     """(generations, best fitness, name of the best column) of a generations.tsv."""
+    columns = read_columns(tsv)
+    best = next((name for name in columns if "best" in name.lower()), None)
+    if best is None:
+        raise ValueError(f"{tsv}: no column named like 'best' in {list(columns)}")
+    return columns[next(iter(columns))], columns[best], best
+
+
+def read_columns(tsv) -> dict[str, list[float]]:
+    """The numeric columns of a generations.tsv by name ("nan" where a value was not recorded)."""
     with open(tsv, newline="") as f:
         rows = list(csv.reader(f, delimiter="\t"))
     if not rows:
         raise ValueError(f"{tsv}: empty")
-    header, body = rows[0], [r for r in rows[1:] if r]
-    best = next((i for i, name in enumerate(header) if "best" in name.lower()), None)
-    if best is None:
-        raise ValueError(f"{tsv}: no column named like 'best' in {header}")
-    return [float(r[0]) for r in body], [float(r[best]) for r in body], header[best]
+    body = [r for r in rows[1:] if r]
+    return {name: [float(r[i]) for r in body] for i, name in enumerate(rows[0])}
 
 
 def plot_fitness(tsvs, out_png) -> None:
-    """Best fitness per generation, one line per search (iteration)."""
+    """Per search target, its iterations one after the other: the parent's KL on the fixed
+    tracking sequences (solid, when recorded) and the best of each generation's sample (dotted)."""
     plt = _pyplot()
     tsvs = [Path(t) for t in tsvs]
-    labels = _short_labels(tsvs)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ylabel = "best fitness"
-    for tsv, label in zip(tsvs, labels):
-        gens, best, ylabel = read_generations(tsv)
-        if gens:
-            ax.plot(gens, best, marker=".", label=label)
-    ax.set(xlabel="generation", ylabel=ylabel)
+    groups = {}
+    for tsv, label in zip(tsvs, _short_labels(tsvs)):
+        groups.setdefault(tsv.resolve().parents[2], []).append(tsv)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for target_dir, files in groups.items():
+        offset, name = 0, target_dir.name
+        for i, tsv in enumerate(sorted(files, key=lambda p: int(p.parents[1].name[4:] or 0))):
+            cols = read_columns(tsv)
+            gens, best = read_generations(tsv)[:2]
+            x = [offset + g for g in gens]
+            line = ax.plot(x, best, ":", alpha=0.6, label=f"{name} best of sample" if i == 0 else None)[0]
+            track = cols.get("track_fitness")
+            if track and not all(math.isnan(t) for t in track):
+                ax.plot(x, track, "-o", ms=3, color=line.get_color(), label=f"{name} parent on fixed sequences" if i == 0 else None)
+            ax.axvline(offset + 0.5, color="0.85", lw=0.8)
+            offset += len(gens)
+    ax.set(xlabel="generation (iterations in a row)", ylabel="KL to dense")
     ax.legend(fontsize=8)
     _save(fig, out_png)
 

@@ -11,9 +11,10 @@ one granule of that kind: the smallest parameter step between adjacent levels of
 kind (one head / one MLP channel group). With `trade_attn_mlp=True` only the total is
 held, within the larger of the two granules, and swaps may cross kinds.
 
-Start. The all-centre genome. Centres are snapped per sublayer, so their sum can miss the
-budget by more than a granule (e.g. 9 heads at 50%); then it is repaired by the fewest
-single-level moves that bring each budget within tolerance (greedy, ties by the seeded RNG).
+Start. The all-centre genome when it is feasible (iterations > 1: the previous best).
+Iteration 1's centres are snapped per sublayer and can miss the budget (9 heads at 50%):
+then every sublayer takes one of the two levels bracketing the target, the sparser one
+where it adds the least reconstruction error (`near_uniform`, `least_damage`).
 
 Evolution (per generation). λ offspring by mutation: n = min(U{1..m}, U{1..m}) level swaps,
 each moving one sublayer a level denser and another of the same kind a level sparser;
@@ -61,6 +62,8 @@ class SearchSpace:
     kinds: tuple          # per position: "attn" | "mlp"
     kept: tuple           # per position: kept-unit counts, dense → sparse
     params: tuple         # per position: parameters of each level
+    recon: tuple          # per position: each level's relative reconstruction error (0 when not recorded)
+    dense: tuple          # per position: parameters of the dense sublayer
     centre: tuple         # per position: index of the centre level
     groups: dict          # budget group -> positions ("attn", "mlp", or "all" when trading)
     budget: dict          # budget group -> target kept parameters
@@ -117,13 +120,15 @@ def load_space(supernet_json, spec_json, target_sparsity: float, *, trade_attn_m
     if len(layers) != spec.num_layers:
         raise ValueError(f"{supernet_json}: {len(layers)} layers, the model has {spec.num_layers}")
     centres = _centres(supernet_json, layers, levels_json)
-    kinds, kept, params, centre = [], [], [], []
+    kinds, kept, params, recon, dense_params, centre = [], [], [], [], [], []
     for l, layer in enumerate(layers):
         for s in SUBLAYERS:
             levels = sorted(layer[s], key=lambda lvl: -lvl["kept"])
             kinds.append(s)
             kept.append(tuple(int(lvl["kept"]) for lvl in levels))
             params.append(tuple(int(lvl["params"]) for lvl in levels))
+            recon.append(tuple(float(lvl.get("recon_error") or 0.0) for lvl in levels))
+            dense_params.append(sparsity.dense_sublayer_params(spec, s, l))
             if centres is None:
                 centre.append(closest_level(kept[-1], spec.units(s, l), target_sparsity))
                 continue
@@ -141,7 +146,8 @@ def load_space(supernet_json, spec_json, target_sparsity: float, *, trade_attn_m
         groups = positions
         budget = {s: round((1 - target_sparsity) * dense[s]) for s in SUBLAYERS}
         tolerance = granule
-    return SearchSpace(spec, tuple(kinds), tuple(kept), tuple(params), tuple(centre), groups, budget, tolerance)
+    return SearchSpace(spec, tuple(kinds), tuple(kept), tuple(params), tuple(recon), tuple(dense_params),
+                       tuple(centre), groups, budget, tolerance)
 
 
 def _centres(supernet_json, layers, levels_json):
@@ -174,8 +180,66 @@ def _granule(level_params) -> int:
 
 
 def start_genome(space: SearchSpace, rng) -> tuple:
-    """All-centre genome, repaired to the budget by the fewest single-level moves if needed."""
-    genome = list(space.centre)
+    """The all-centre genome when it meets the budgets (iterations > 1: the previous best).
+    Otherwise (iteration 1: centres snapped per sublayer miss the budget, e.g. 9 heads at 50%)
+    the near-uniform genome whose sparser sublayers are those that lose least by it (their
+    levels' recorded reconstruction error), so the search starts at uniform quality, not
+    at a few sublayers cut deep. `repair` then closes any gap left by KV-head steps."""
+    genome = tuple(space.centre)
+    if not space.feasible(genome):
+        genome = near_uniform(space, least_damage(space))
+    return repair(space, genome, rng)
+
+
+def bracket(space: SearchSpace, i: int) -> tuple[int, int | None]:
+    """(d, s): the sparsest level of position i keeping at least its share of its group's
+    budget, and the next sparser level (None when d meets the share exactly or is the last)."""
+    group = space.group_of(i)
+    share = space.budget[group] * space.dense[i] / sum(space.dense[j] for j in space.groups[group])
+    params = space.params[i]
+    d = max((j for j, p in enumerate(params) if p >= share), default=0)
+    return d, (d + 1 if d + 1 < len(params) and params[d] != share else None)
+
+
+def near_uniform(space: SearchSpace, choose) -> tuple:
+    """Every sublayer at one of the two levels bracketing its share of the budget.
+
+    Per budget group, `choose(movable, m)` names which m sublayers take the sparser level; m
+    is the count that lands the group's parameters closest to its budget.
+    """
+    brackets = [bracket(space, i) for i in range(space.size)]
+    genome = [d for d, _ in brackets]
+    for group, positions in space.groups.items():
+        movable = [i for i in positions if brackets[i][1] is not None]
+        options = []
+        for m in range(len(movable) + 1):
+            g = list(genome)
+            for i in choose(movable, m):
+                g[i] = brackets[i][1]
+            options.append((abs(space.error(g, group)), m, g))
+        genome = min(options, key=lambda o: o[:2])[2]
+    return tuple(genome)
+
+
+def even_spread(movable: list, m: int) -> list:
+    """m of the items, evenly spaced (the uniform baseline's deterministic, documented choice)."""
+    return [movable[int((j + 0.5) * len(movable) / m)] for j in range(m)]
+
+
+def least_damage(space: SearchSpace):
+    """A `choose` taking the sublayers whose sparser bracketing level adds the least
+    reconstruction error (ties: the earlier sublayer)."""
+    def damage(i):
+        d, s = bracket(space, i)
+        return space.recon[i][s] - space.recon[i][d], i
+
+    return lambda movable, m: sorted(movable, key=damage)[:m]
+
+
+def repair(space: SearchSpace, genome, rng) -> tuple:
+    """Bring each budget group within tolerance by the fewest single-level moves (greedy, the
+    move that shrinks the error most; ties by the seeded RNG). A feasible genome is returned as is."""
+    genome = list(genome)
     for group, positions in space.groups.items():
         while abs(err := space.error(genome, group)) > space.tolerance[group]:
             step = 1 if err > 0 else -1  # too many parameters kept: move a sublayer sparser
@@ -261,14 +325,16 @@ def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, st
 
 def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_dir, *, target_sparsity: float,
                offspring: int, generations: int, stages, seed: int = 0, max_swaps: int = 4,
-               trade_attn_mlp: bool = False, hidden_mse_weight: float = 0.0, hidden_mse_layers=(),
-               iteration: int = 1, progress: bool = True, levels_json=None, batch_size: int = 4,
-               cache_bytes: int = 2 << 30, head_dtype: str = "float32") -> dict:
+               trade_attn_mlp: bool = False, iteration: int = 1, progress: bool = True, levels_json=None,
+               batch_size: int = 4, cache_bytes: int = 2 << 30, head_dtype: str = "float32",
+               track_sequences: int = 0) -> dict:
     """Evolutionary search; writes best.json, generations.tsv, fitness.zarr and state.json in out_dir.
 
     Resumable: `state.json` (parent, RNG state, history) is replaced atomically after every
     generation; a restart with the same arguments continues from it. More generations than a
-    finished checkpoint holds simply continue the same stream.
+    finished checkpoint holds simply continue the same stream. With `track_sequences`, every
+    generation's parent is also scored on that many fixed sequences of the `selection` split
+    (no search decision uses them): the curve of the report, comparable across generations.
     """
     from tyr.fitness import Evaluator, resolve_head_dtype
     from tyr.model import threads_from_env
@@ -283,48 +349,87 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
                        levels_json=levels_json)
     settings = {"supernet_sha256": _sha256(supernet_json), "target_sparsity": target_sparsity,
                 "offspring": offspring, "stages": stages, "seed": seed, "max_swaps": max_swaps,
-                "trade_attn_mlp": trade_attn_mlp, "hidden_mse_weight": hidden_mse_weight,
-                "hidden_mse_layers": [int(l) for l in hidden_mse_layers],
-                "head_dtype": resolve_head_dtype(head_dtype)}
-    state = _resume(out / "state.json", settings)
-    if state is None:
-        rng = np.random.default_rng(seed)
-        state = {"version": STATE_VERSION, "settings": settings, "generation": 0,
-                 "start": list(start_genome(space, rng)), "history": []}
-        state["parent"] = state["start"]
-    else:
-        rng = np.random.Generator(np.random.PCG64())
-        rng.bit_generator.state = state["rng"]
-        for stale in out.glob(".*.tmp"):  # temporaries of writes a kill interrupted
-            shutil.rmtree(stale, ignore_errors=True)
+                "trade_attn_mlp": trade_attn_mlp, "head_dtype": resolve_head_dtype(head_dtype),
+                "track_sequences": track_sequences}
+    state, rng = _open_state(out, settings, space, seed)
     parent = tuple(state["parent"])
-
     evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size,
-                          hidden_mse_weight=hidden_mse_weight, hidden_mse_layers=hidden_mse_layers,
                           cache_bytes=cache_bytes, head_dtype=head_dtype)
+    tracker = Tracker(evaluator, space, track_sequences)
+    state.setdefault("track_start", tracker(parent))
     while state["generation"] < generations:
         t0, evals0 = time.perf_counter(), evaluator.evaluations
         record = generation(parent, space, evaluator, rng, offspring=offspring, stages=stages, max_swaps=max_swaps)
         parent = record.pop("parent")
         record.update(generation=state["generation"] + 1, evals=evaluator.evaluations - evals0,
-                      sparsity=space.sparsity(parent), seconds=time.perf_counter() - t0)
+                      sparsity=space.sparsity(parent), track_fitness=tracker(parent),
+                      seconds=time.perf_counter() - t0)
         state["history"].append(record)
         state.update(generation=record["generation"], parent=list(parent), fitness=record["best_fitness"],
                      rng=rng.bit_generator.state)
         write_json(out / "state.json", state)  # the checkpoint: atomic, so a kill leaves the old or the new
         _write_tsv(out / "generations.tsv", state["history"])
         if progress:
+            track = "–" if record["track_fitness"] is None else f"{record['track_fitness']:.6f}"
             print(f"[search] gen {record['generation']}/{generations} best {record['best_fitness']:.6f} "
-                  f"parent {record['parent_fitness']:.6f} evals {record['evals']} "
-                  f"sparsity {record['sparsity']:.4f} {record['seconds']:.1f}s", file=sys.stderr, flush=True)
+                  f"parent {record['parent_fitness']:.6f} track {track} "
+                  f"evals {record['evals']} sparsity {record['sparsity']:.4f} {record['seconds']:.1f}s",
+                  file=sys.stderr, flush=True)
+    return _finish(out, state, space, supernet_json, iteration, target_sparsity, len(stages))
 
+
+def _open_state(out: Path, settings: dict, space: SearchSpace, seed: int):
+    """(state, rng): the checkpoint of this search if there is one, else a fresh start."""
+    state = _resume(out / "state.json", settings)
+    if state is None:
+        rng = np.random.default_rng(seed)
+        state = {"version": STATE_VERSION, "settings": settings, "generation": 0,
+                 "start": list(start_genome(space, rng)), "history": []}
+        state["parent"] = state["start"]
+        return state, rng
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = state["rng"]
+    for stale in out.glob(".*.tmp"):  # temporaries of writes a kill interrupted
+        shutil.rmtree(stale, ignore_errors=True)
+    return state, rng
+
+
+def _finish(out: Path, state: dict, space: SearchSpace, supernet_json, iteration, target_sparsity, n_stages) -> dict:
+    """Write the logs and, last, best.json (its existence means the search is done)."""
     _write_tsv(out / "generations.tsv", state["history"])
-    _write_fitness_zarr(out / "fitness.zarr", state["history"], len(stages))
+    _write_fitness_zarr(out / "fitness.zarr", state["history"], n_stages)
+    start = tuple(state["start"])
     best = {"iteration": iteration, "supernet": str(supernet_json), "target_sparsity": target_sparsity,
-            "sparsity": space.sparsity(parent), "fitness": state.get("fitness"),
-            "generations": state["generation"], "layers": space.to_layers(parent)}
-    write_json(out / "best.json", best)  # last: its existence means the search is done
+            "sparsity": space.sparsity(state["parent"]), "fitness": state.get("fitness"),
+            "generations": state["generation"], "layers": space.to_layers(state["parent"]),
+            "start": {"layers": space.to_layers(start), "sparsity": space.sparsity(start),
+                      "track_fitness": state.get("track_start")}}
+    write_json(out / "best.json", best)
     return best
+
+
+class Tracker:
+    """A genome's KL on fixed sequences of the `selection` split (none of the search's samples):
+    one curve per search that is comparable across generations, unlike each generation's best
+    on its own fresh sample. Recomputed only when the parent changes; None when disabled."""
+
+    SPLIT = "selection"
+
+    def __init__(self, evaluator, space: SearchSpace, n_sequences: int):
+        self.evaluator, self.space, self.n = evaluator, space, n_sequences
+        self.last = (None, None)
+
+    def __call__(self, genome) -> float:
+        genome = tuple(genome)
+        if self.n <= 0 or genome == self.last[0]:
+            return self.last[1]
+        ev, home = self.evaluator, self.evaluator.split
+        ev.use_split(self.SPLIT)
+        ev.set_tokens(range(min(self.n, ev.n_seq)))
+        value = ev.fitness(self.space.kept_units(genome), incremental=False)
+        ev.use_split(home)
+        self.last = (genome, value)
+        return value
 
 
 def _resume(path: Path, settings: dict):
@@ -343,15 +448,21 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-TSV_COLUMNS = ("generation", "best_fitness", "parent_fitness", "offspring", "evals", "sparsity", "seconds")
+TSV_COLUMNS = ("generation", "best_fitness", "parent_fitness", "track_fitness", "offspring", "evals", "sparsity",
+               "seconds")
 
 
 def _write_tsv(path, history) -> None:
-    """One row per generation; `evals` counts forward evaluations, the parent's per stage included."""
+    """One row per generation; `evals` counts forward evaluations, the parent's per stage included;
+    `track_fitness` is the parent's KL on the fixed tracking sequences (nan when not tracked)."""
     lines = ["\t".join(TSV_COLUMNS)]
     for r in history:
-        lines.append("\t".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in TSV_COLUMNS))
+        lines.append("\t".join(_cell(r.get(c)) for c in TSV_COLUMNS))
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _cell(value) -> str:
+    return "nan" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
 def _write_fitness_zarr(path, history, n_stages: int) -> None:
@@ -364,8 +475,8 @@ def _write_fitness_zarr(path, history, n_stages: int) -> None:
     for t, r in enumerate(history):
         for s, f in enumerate(r["stage_fitness"]):
             stage[t, s, :len(f)] = f
-    columns = {c: np.asarray([r[c] for r in history], dtype=np.float64) for c in
-               ("best_fitness", "parent_fitness", "sparsity", "seconds")}
+    columns = {c: np.asarray([np.nan if r.get(c) is None else r[c] for r in history], dtype=np.float64) for c in
+               ("best_fitness", "parent_fitness", "track_fitness", "sparsity", "seconds")}
     columns["evals"] = np.asarray([r["evals"] for r in history], dtype=np.int64)
     columns["stage_fitness"] = stage
     with atomic_path(path) as tmp:
@@ -382,13 +493,15 @@ def _write_fitness_zarr(path, history, n_stages: int) -> None:
 
 def uniform_genome(supernet_json, spec_json, out_json, *, target_sparsity: float, iteration: int | None = None,
                    levels_json=None) -> dict:
-    """The "no search" baseline: every sublayer at the level whose unit sparsity is closest to the target."""
+    """The "no search" baseline at the target: every sublayer at one of the two levels
+    bracketing the target (9 heads at 25% cannot all lose 2.25), the sparser one in an evenly
+    spread set of layers sized so that attention and MLP each meet their budget."""
     space = load_space(supernet_json, spec_json, target_sparsity, levels_json=levels_json)
-    genome = tuple(closest_level(space.kept[i], space.spec.units(space.kinds[i], i // 2), target_sparsity)
-                   for i in range(space.size))
+    genome = near_uniform(space, even_spread)
     doc = {"iteration": iteration if iteration is not None else read_json(supernet_json).get("iteration"),
            "supernet": str(supernet_json), "target_sparsity": target_sparsity,
-           "sparsity": space.sparsity(genome), "fitness": None, "layers": space.to_layers(genome)}
+           "sparsity": space.sparsity(genome), "fitness": None, "layers": space.to_layers(genome),
+           "rule": "near-uniform: bracketing levels, the sparser one in evenly spread layers"}
     write_json(out_json, doc)
     return doc
 

@@ -7,7 +7,6 @@ paths and options and calls the module that implements the stage.
 from __future__ import annotations
 
 import os
-import shutil
 
 from tyr import config as tyrconf
 
@@ -29,7 +28,7 @@ def calibrate(input, output, params, wildcards):
     d = params.data
     calibrate(input.model, output.tokens, source=d["source"], seq_len=d["seq_len"],
               n_prune=d["prune_sequences"], n_fitness=d["fitness_sequences"],
-              n_heldout=d.get("heldout_sequences", 0), seed=d.get("seed", 0),
+              n_selection=d.get("selection_sequences", 0), n_heldout=d.get("heldout_sequences", 0), seed=d.get("seed", 0),
               text_field=d.get("text_field", "text"))
 
 
@@ -69,7 +68,7 @@ def supernet(input, output, params, wildcards):
 def dense_topk(input, output, params, wildcards):
     from tyr.fitness import dense_topk
 
-    dense_topk(input.model, input.tokens, output.topk, k=params.search["topk"])
+    dense_topk(input.model, input.tokens, output.topk, k=params.topk)
 
 
 def search(input, output, params, wildcards):
@@ -80,14 +79,14 @@ def search(input, output, params, wildcards):
                os.path.dirname(output.best), target_sparsity=tyrconf.tag_target(wildcards.target),
                offspring=s["offspring"], generations=s["generations"], stages=s["stages"],
                seed=s["seed"] + 1000 * i, max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"],
-               hidden_mse_weight=s["hidden_mse_weight"], head_dtype=s["head_dtype"], iteration=i)
+               head_dtype=s["head_dtype"], iteration=i, track_sequences=s.get("track_sequences", 0))
 
 
-def genome_tyr(input, output, params, wildcards):
-    from tyr.io import atomic_path
+def select_tyr(input, output, params, wildcards):
+    from tyr.select import select_genome
 
-    with atomic_path(output.genome) as tmp:
-        shutil.copyfile(input.best, tmp)
+    select_genome(list(input.bests), input.model, input.topk, input.tokens, output.genome,
+                  head_dtype=params.head_dtype)
 
 
 def genome_uniform(input, output, params, wildcards):
