@@ -6,7 +6,7 @@
         --variant dense_accumulation:pydoc:accumulate=dense --variant full_self:self
 
 For every variant: build iteration 1's supernet for the target (9 levels, Δ = 12.5%) with
-`tyr.supernet.build_all`, take the uniform genome (every sublayer at the target level),
+`tyr.construct.build_all`, take the uniform genome (every sublayer at the target level),
 export it, and measure WikiText-2 test perplexity. Missing token stores are created with
 `tyr.data.calibrate` from the named source (pydoc, self, or a local file).
 Writes bench/results/<date>-<host>-supernet-ablation.{json,md}.
@@ -49,7 +49,7 @@ def run_variant(name, tokens, options, args, work: Path) -> dict:
     from tyr.export import export
     from tyr.levels import write_levels
     from tyr.search import uniform_genome
-    from tyr.supernet import build_all
+    from tyr.construct import build_all
 
     model_dir, spec = Path(args.model), Path(args.model) / "spec.json"
     out = work / name

@@ -94,6 +94,14 @@ def previous_best(wildcards):
     return [] if i == 1 else [f"{RUN}/s{wildcards.target}/iter{i - 1}/search/best.json"]
 
 
+def supernet_layer_options():
+    """The settings that change a supernet layer's files: not `iterations`, `levels` or `delta`
+    (those act through levels.json), so more iterations or other levels reuse finished layers."""
+    keys = ("damp", "heads_per_step", "channels_per_step", "batch_size", "compensate", "taylor", "obs",
+            "accumulate", "refit")
+    return {k: config["supernet"][k] for k in keys if k in config["supernet"]}
+
+
 def layer_manifests(wildcards):
     base = f"{RUN}/s{wildcards.target}/iter{wildcards.iter}/supernet"
     return [f"{base}/layer{layer:03d}/manifest.json" for layer in range(N_LAYERS)]

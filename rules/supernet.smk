@@ -9,7 +9,9 @@ rule levels:
     output:
         levels=target_path("iter{iter}/levels.json"),
     params:
-        supernet=config["supernet"],
+        levels=config["supernet"]["levels"],
+        delta=config["supernet"]["delta"],
+        mlp_group=config["supernet"]["channels_per_step"],
     log:
         run_path("logs/s{target}/iter{iter}/levels.log"),
     run:
@@ -21,11 +23,12 @@ rule supernet_layer:
         model=MODEL,
         levels=target_path("iter{iter}/levels.json"),
         acts=layer_input,
+        embeddings=EMBEDDINGS,
     output:
         manifest=target_path("iter{iter}/supernet/layer{layer}/manifest.json"),
         acts=temp(directory(target_path("iter{iter}/acts/out{layer}.zarr"))),
     params:
-        supernet=config["supernet"],
+        options=supernet_layer_options(),
     log:
         run_path("logs/s{target}/iter{iter}/supernet_layer{layer}.log"),
     benchmark:

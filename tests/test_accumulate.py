@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from test_supernet import hidden, levels_of, prepare, rope
+from test_construct import hidden, levels_of, prepare, rope
 from tyr import model as adapter
 from tyr import supernet
 from tyr.accumulate import expected_projection, level_weights, mlp_input
+from tyr.io import read_json
 from tyr.local_prune import Hessian, prune_levels
 
 
@@ -70,3 +71,17 @@ def test_dense_accumulation_propagates_dense_outputs(tmp_path, tiny_model_dir):
     assert torch.allclose(hidden(tmp_path / "next.zarr"), dense(x, rope(s.model_dir, x)), atol=1e-5)
     with pytest.raises(ValueError, match="accumulate"):
         s.build(tmp_path / "bad", 0, accumulate="sum")
+
+
+def test_centre_accumulation_propagates_the_centre_level(tmp_path, tiny_model_dir):
+    s = prepare(tmp_path, tiny_model_dir)
+    manifest = s.build(tmp_path, 0, accumulate="centre")
+    x = hidden(s.inputs)
+    levels = read_json(s.levels_json)["layers"][0]
+    for sub in ("attn", "mlp"):
+        assert [e["weight"] for e in manifest[sub]] == [float(e["kept"] == levels[sub]["centre"]) for e in manifest[sub]]
+    config = adapter.load_config(s.model_dir)
+    dense = adapter.load_state(s.model_dir, adapter.layer_prefix(0))
+    attn, mlp = levels_of(tmp_path / "layer", "attn"), levels_of(tmp_path / "layer", "mlp")
+    centre = supernet.pruned_layer(s.spec, config, 0, dense, attn[levels["attn"]["centre"]], mlp[levels["mlp"]["centre"]])
+    assert torch.allclose(hidden(tmp_path / "next.zarr"), centre(x, rope(s.model_dir, x)), atol=1e-4)

@@ -133,3 +133,29 @@ def test_saliency_terms_are_switchable():
     b = slice(0, HEAD_DIM)
     assert second[0] == pytest.approx(0.5 * torch.trace(Wt[b].T @ torch.linalg.inv(Hinv[b, b]) @ Wt[b]).item())
     assert first[0] == pytest.approx((G[b] * Wt[b]).sum().item())
+
+
+def test_a_given_target_is_fitted_exactly_at_every_level(sublayer):
+    """G = XᵀY·W (e.g. the corrected refit: Y the dense model's input) gives, at every level,
+    the least-squares fit of Y·W on the kept channels of X, and G = H·W gives the default path."""
+    d_in, group, _ = sublayer
+    X, W, H = problem(d_in, seed=3)
+    Y = X + 0.3 * torch.randn(X.shape, generator=torch.Generator().manual_seed(4))  # the input to reproduce
+    C = Hessian(d_in)
+    C.add(X, Y)
+    C = C.mean()
+    levels = [d_in // group, d_in // group - 2, 2]
+    got = prune_levels(W, H, levels, group=group, G=C.double() @ W.double().T)
+    target = Y.double() @ W.double().T
+    Hd = damp(H.double(), 0.01)
+    for k, (units, w) in got.items():
+        K = channels(units, group)
+        lstsq = torch.linalg.solve(Hd[K][:, K], (C.double() @ W.double().T)[K])  # ridge normal equations
+        assert torch.allclose(w.double().T, lstsq, atol=1e-4)
+        if len(units) == d_in // group:  # all kept: the corrected fit beats the dense weights on the target
+            fitted = X.double()[:, K] @ w.double().T
+            assert (fitted - target).pow(2).mean() < (X.double() @ W.double().T - target).pow(2).mean()
+    default = prune_levels(W, H, levels, group=group)
+    same = prune_levels(W, H, levels, group=group, G=damp(H.double(), 0.01) @ W.double().T)
+    for k in levels:
+        assert torch.equal(default[k][0], same[k][0]) and torch.allclose(default[k][1], same[k][1], atol=1e-5)

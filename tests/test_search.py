@@ -236,11 +236,11 @@ def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):
 
 
 def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
-    """End to end on `tyr.supernet.build_all`'s output (compensated levels, qk-norm model)."""
+    """End to end on `tyr.construct.build_all`'s output (compensated levels, qk-norm model)."""
     from supernet_factory import write_spec, write_tokens
 
     from tyr.levels import write_levels
-    from tyr.supernet import build_all
+    from tyr.construct import build_all
 
     model_dir = tiny_model_dir("qwen3", num_hidden_layers=3)
     spec_json = write_spec(model_dir)

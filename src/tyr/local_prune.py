@@ -21,16 +21,18 @@ import torch
 
 
 class Hessian:
-    """H = XᵀX / N over calibration tokens, accumulated in float64 (sparsegpt's add_batch)."""
+    """H = XᵀX / N over calibration tokens, accumulated in float64 (sparsegpt's add_batch).
+    With a second input, the cross moment XᵀY / N (the corrected refit's C = XᵀX_dense)."""
 
     def __init__(self, d_in: int):
         self.H = torch.zeros(d_in, d_in, dtype=torch.float64)
         self.n = 0
 
-    def add(self, x: torch.Tensor) -> None:
+    def add(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         x = x.reshape(-1, x.shape[-1]).float()
+        y = x if y is None else y.reshape(-1, y.shape[-1]).float()
         # One float32 product per batch is exact enough; the sum across batches is float64.
-        self.H += (x.T @ x).double()
+        self.H += (x.T @ y).double()
         self.n += x.shape[0]
 
     def mean(self) -> torch.Tensor:
@@ -70,13 +72,16 @@ def refit(H, G, kept_channels):
 
 
 def prune_levels(weight, H, levels, *, group=1, per_step=1, damp_ratio=0.01,
-                 taylor=True, obs=True, compensate=True) -> dict:
+                 taylor=True, obs=True, compensate=True, G=None) -> dict:
     """Prune a Linear `weight` [d_out, d_in] progressively; emit every level in one pass.
 
     H: [d_in, d_in] undamped XᵀX/N. levels: kept-unit counts. Returns {kept: (kept_units
     LongTensor sorted, weight [d_out, kept*group] in weight's dtype)}. With
     compensate=False the same units are selected but the kept columns of the dense
     weight are returned unchanged (plain masking; the ablation of the refit).
+    G: the least-squares target's right-hand side [d_in, d_out]; default H·W (fit the dense
+    projection's output on this input). Another target (e.g. XᵀX_dense·W) starts the path
+    at its full refit W = H⁻¹G, which OBS steps keep a least-squares fit.
     """
     d_out, d_in = weight.shape
     n_units = d_in // group
@@ -86,12 +91,14 @@ def prune_levels(weight, H, levels, *, group=1, per_step=1, damp_ratio=0.01,
 
     W_dense = weight.detach().double().T.contiguous()  # [d_in, d_out]
     Hd = damp(H.double(), damp_ratio)
-    G_dense = Hd @ W_dense
+    own_target = G is None  # the dense projection's output: W_dense is its own full refit
+    G_dense = Hd @ W_dense if own_target else G.double()
     out = {}
 
     alive = torch.arange(n_units)  # units still kept, in original order
-    W, G = W_dense.clone(), G_dense.clone()
     Hinv = torch.cholesky_inverse(torch.linalg.cholesky(Hd))
+    W = W_dense.clone() if own_target else Hinv @ G_dense
+    G = G_dense.clone()
     for target in targets:
         while len(alive) > target:
             score = saliency(W, G, Hinv, group, taylor=taylor, obs=obs)
@@ -110,16 +117,17 @@ def prune_levels(weight, H, levels, *, group=1, per_step=1, damp_ratio=0.01,
             unit_keep = torch.ones(len(alive), dtype=torch.bool)
             unit_keep[drop] = False
             alive = alive[unit_keep]
-        out[target] = (alive.clone(), _level_weight(alive, W_dense, Hd, G_dense, group, n_units, compensate))
+        out[target] = (alive.clone(), _level_weight(alive, W_dense, Hd, G_dense, group, n_units,
+                                                    compensate, own_target))
     return {k: (u, w.T.contiguous().to(weight.dtype)) for k, (u, w) in out.items()}
 
 
-def _level_weight(alive, W_dense, Hd, G_dense, group, n_units, compensate):
+def _level_weight(alive, W_dense, Hd, G_dense, group, n_units, compensate, own_target):
     if len(alive) == 0:
         return W_dense[:0]
     K = channels(alive, group)
-    if len(alive) == n_units or not compensate:
-        return W_dense[K]  # the dense set is its own refit; masking keeps dense rows
+    if not compensate or (own_target and len(alive) == n_units):
+        return W_dense[K]  # masking keeps dense rows; the dense set is its own refit
     return refit(Hd, G_dense, K)
 
 

@@ -33,7 +33,7 @@ def calibrate(input, output, params, wildcards):
 
 
 def embed(input, output, params, wildcards):
-    from tyr.supernet import embed
+    from tyr.construct import embed
 
     embed(input.model, input.tokens, output.embeddings)
 
@@ -41,26 +41,21 @@ def embed(input, output, params, wildcards):
 def levels(input, output, params, wildcards):
     from tyr.levels import write_levels
 
-    s = params.supernet
     write_levels(_spec(input), output.levels, target_sparsity=tyrconf.tag_target(wildcards.target),
-                 delta=s["delta"], n_levels=s["levels"], iteration=int(wildcards.iter),
-                 previous_genome=input.previous[0] if input.previous else None,
-                 mlp_group=s["channels_per_step"])
+                 delta=params.delta, n_levels=params.levels, iteration=int(wildcards.iter),
+                 previous_genome=input.previous[0] if input.previous else None, mlp_group=params.mlp_group)
 
 
 def supernet_layer(input, output, params, wildcards):
-    from tyr.supernet import build_layer
+    from tyr.construct import build_layer
 
-    s = params.supernet
     build_layer(input.model, _spec(input), input.levels, input.acts, int(wildcards.layer),
-                os.path.dirname(output.manifest), output.acts, damp=s["damp"],
-                heads_per_step=s["heads_per_step"], channels_per_step=s["channels_per_step"],
-                batch_size=s["batch_size"], compensate=s["compensate"], accumulate=s["accumulate"],
-                taylor=s.get("taylor", True), obs=s.get("obs", True), iteration=int(wildcards.iter))
+                os.path.dirname(output.manifest), output.acts, iteration=int(wildcards.iter),
+                embeddings_zarr=input.embeddings, **params.options)
 
 
 def supernet(input, output, params, wildcards):
-    from tyr.supernet import assemble
+    from tyr.construct import assemble
 
     assemble(list(input.manifests), output.supernet)
 

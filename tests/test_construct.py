@@ -8,7 +8,7 @@ import torch
 import zarr
 
 from tyr import model as adapter
-from tyr import supernet
+from tyr import construct, supernet
 from tyr.accumulate import attention_input
 from tyr.levels import write_levels
 from tyr.local_prune import channels
@@ -26,7 +26,7 @@ class Setup:
 
     def build(self, out, layer=0, inputs=None, **options):
         """build_layer into out/layer, expected output into out/next.zarr; returns the manifest."""
-        return supernet.build_layer(self.model_dir, self.spec_json, self.levels_json, inputs or self.inputs,
+        return construct.build_layer(self.model_dir, self.spec_json, self.levels_json, inputs or self.inputs,
                                     layer, out / "layer", out / "next.zarr", **options)
 
 
@@ -47,7 +47,7 @@ def prepare(tmp_path, tiny_model_dir, model_type="llama", attn_kept=None, n_seq=
         for entry in lv["layers"]:
             entry["attn"]["kept"] = attn_kept
         levels.write_text(json.dumps(lv))
-    supernet.embed(path, tokens, tmp_path / "embeddings.zarr")
+    construct.embed(path, tokens, tmp_path / "embeddings.zarr")
     return Setup(path, path / "spec.json", levels, tokens, tmp_path / "embeddings.zarr", spec)
 
 
@@ -175,7 +175,7 @@ def test_build_is_deterministic(tmp_path, tiny_model_dir):
 
 def test_build_all_assembles_a_readable_supernet(tmp_path, tiny_model_dir):
     s = prepare(tmp_path, tiny_model_dir, "qwen3")
-    out = supernet.build_all(s.model_dir, s.spec_json, s.levels_json, s.tokens_zarr, tmp_path / "run", batch_size=4)
+    out = construct.build_all(s.model_dir, s.spec_json, s.levels_json, s.tokens_zarr, tmp_path / "run", batch_size=4)
     index = supernet.read_supernet(out)
     assert len(index["layers"]) == s.spec.num_layers and index["iteration"] == 1
     for layer in index["layers"]:
@@ -184,3 +184,38 @@ def test_build_all_assembles_a_readable_supernet(tmp_path, tiny_model_dir):
                 tensors, meta = supernet.load_level(level["path"])
                 assert meta["layer"] == layer["layer"] and meta["kept"] == level["kept"]
     assert not list((tmp_path / "run" / "acts").iterdir())  # activations deleted once consumed
+
+
+def test_corrected_refit_fits_the_dense_models_output(tmp_path, tiny_model_dir):
+    """refit='corrected': layer 1's MLP levels are the least-squares fit, on the pruned stream's
+    down_proj input, of the dense model's own down_proj output (computed here independently)."""
+    from tyr.accumulate import mlp_input
+    from tyr.local_prune import Hessian, damp
+
+    s = prepare(tmp_path, tiny_model_dir)
+    s.build(tmp_path / "l0", 0)
+    x_hat = hidden(tmp_path / "l0" / "next.zarr")
+    manifest = construct.build_layer(s.model_dir, s.spec_json, s.levels_json, tmp_path / "l0" / "next.zarr", 1,
+                                     tmp_path / "l1" / "layer", None, refit="corrected", embeddings_zarr=s.inputs,
+                                     accumulate="dense")
+    model = adapter.load_model(s.model_dir)
+    pos = rope(s.model_dir, x_hat)
+    with torch.no_grad():
+        x = model.model.layers[0](hidden(s.inputs), pos)          # the dense model's input of layer 1
+        block = model.model.layers[1]
+        h = x + block.self_attn(block.input_layernorm(x), pos)    # ... and of its MLP
+        h_hat = x_hat + block.self_attn(block.input_layernorm(x_hat), pos)  # accumulate="dense" carries dense attn
+        Z, Z_hat = mlp_input(block, h), mlp_input(block, h_hat)
+    H, C = Hessian(Z.shape[-1]), Hessian(Z.shape[-1])
+    H.add(Z_hat)
+    C.add(Z_hat, Z)
+    W = block.mlp.down_proj.weight.double()
+    G, Hd = C.mean() @ W.T, damp(H.mean(), 0.01)
+    mlp = levels_of(tmp_path / "l1" / "layer", "mlp")
+    for entry in manifest["mlp"]:
+        K = mlp[entry["kept"]]["kept_channels"]
+        expected = torch.linalg.solve(Hd[K][:, K], G[K]).T
+        assert torch.allclose(mlp[entry["kept"]]["down_proj.weight"].double(), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="embeddings"):
+        construct.build_layer(s.model_dir, s.spec_json, s.levels_json, s.inputs, 1, tmp_path / "x", None,
+                              refit="corrected")
