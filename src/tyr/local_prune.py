@@ -9,7 +9,8 @@ query head = head_dim channels, an MLP channel = 1). With H = XᵀX (damped) and
                 + ½ <W_p, ([H⁻¹]_pp)⁻¹ W_p>           OBS term (block form for a head)
   remove P      W_K -= H⁻¹[K,P] ([H⁻¹]_PP)⁻¹ W_P     OBS compensation
                 H⁻¹ <- H⁻¹_KK - H⁻¹[K,P] ([H⁻¹]_PP)⁻¹ H⁻¹[P,K]   (inverse of H_KK)
-  level K       W_K = H_KK⁻¹ G_K,  G = H W_dense     exact least-squares refit
+  level K       W_K = H_KK⁻¹ G_K,  G = H W_dense     exact least-squares refit (what the
+                                                     exact OBS path holds at every step)
 
 One progressive pass, a few units per step, emits every requested level; the kept sets
 are nested because they lie on one path.
@@ -117,18 +118,17 @@ def prune_levels(weight, H, levels, *, group=1, per_step=1, damp_ratio=0.01,
             unit_keep = torch.ones(len(alive), dtype=torch.bool)
             unit_keep[drop] = False
             alive = alive[unit_keep]
-        out[target] = (alive.clone(), _level_weight(alive, W_dense, Hd, G_dense, group, n_units,
-                                                    compensate, own_target))
+        out[target] = (alive.clone(), _level_weight(alive, W, W_dense, group, compensate))
     return {k: (u, w.T.contiguous().to(weight.dtype)) for k, (u, w) in out.items()}
 
 
-def _level_weight(alive, W_dense, Hd, G_dense, group, n_units, compensate, own_target):
-    if len(alive) == 0:
-        return W_dense[:0]
-    K = channels(alive, group)
-    if not compensate or (own_target and len(alive) == n_units):
-        return W_dense[K]  # masking keeps dense rows; the dense set is its own refit
-    return refit(Hd, G_dense, K)
+def _level_weight(alive, W, W_dense, group, compensate):
+    """The level's weight: the path's W, which exact OBS steps keep equal to the least-squares
+    refit H_KK⁻¹ G_K (tested against the explicit refit; this skips a Cholesky per level,
+    ~60% of an MLP's pruning time); with compensate=False the dense rows (plain masking)."""
+    if compensate:
+        return W.clone()
+    return W_dense[channels(alive, group)]
 
 
 def recon_error(weight, pruned, kept_channels, H) -> float:
