@@ -7,6 +7,8 @@ rule export:
         pruned=directory(target_path("{method}/pruned")),
     params:
         plan=EVAL_PLAN,
+        prompts=config["evaluate"].get("prompts", []),
+        new_tokens=config["evaluate"].get("new_tokens", 24),
     log:
         run_path("logs/s{target}/{method}/export.log"),
     benchmark:

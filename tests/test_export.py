@@ -278,6 +278,15 @@ def test_model_card_records_pruning_and_calibration(setup, tmp_path):
     assert f"{100 * summary['sparsity']:.2f}%" in text and "pruned.perplexity | 12.5" in text
     assert "| 1 | 0/4 | 0/2 | 100.00% | 7/96 |" in text
 
+    # An evaluation plan and prompts: the data sets to be used, the skips, and greedy continuations.
+    plan = {"perplexity": {"heldout": {"source": "heldout", "label": "held-out split"}},
+            "zeroshot": {"tasks": [], "dir": None}, "skipped": {"wikitext2": "offline"}}
+    out2, _ = export_genome(s, tmp_path / "b", HEADS, CHANNELS,
+                            card={"evaluation_plan": plan, "prompts": ["ab", "cd"], "new_tokens": 4})
+    text = (out2 / "README.md").read_text()
+    assert "- perplexity `heldout`: held-out split" in text and "- wikitext2: skipped (offline)" in text
+    assert "| prompt | dense | pruned |" in text and "| ab |" in text and "| cd |" in text
+
 
 def test_compensation_biases_switch_config_flags(setup, tmp_path):
     """FLAP-style levels carry o_proj/down_proj biases the dense llama lacks: the export gets

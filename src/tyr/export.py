@@ -39,8 +39,9 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
 
     `card` (optional) feeds the model card: `base_model` (str), `tokens_zarr` (the path of
     `calib/tokens.zarr`, whose attrs and split shapes are recorded) or `calibration` (a dict),
-    `evaluation` (dict, or the path of an evaluation/summary JSON). `supernet_json`
-    overrides `genome["supernet"]`.
+    `evaluation_plan` (a `tyr.evalplan` plan) or `evaluation` (dict, or the path of an
+    evaluation/summary JSON), `prompts` (greedy continuations of the dense and the pruned
+    model, side by side) and `new_tokens`. `supernet_json` overrides `genome["supernet"]`.
     """
     model_dir, genome_json = Path(model_dir), Path(genome_json)
     spec = ModelSpec.from_json(spec_json)
@@ -73,7 +74,10 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
         shutil.copyfile(MODELING_FILE, tmp / "modeling_tyr.py")
         _copy_tokenizer(model_dir, tmp)
         (tmp / "tyr_pruning.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (tmp / "README.md").write_text(model_card(summary, spec, card or {}))
+        card = dict(card or {})
+        if card.get("prompts"):  # what the pruned model says, beside the dense model
+            card["continuations"] = side_by_side(model_dir, tmp, card["prompts"], card.get("new_tokens", 24))
+        (tmp / "README.md").write_text(model_card(summary, spec, card))
     return summary
 
 
@@ -311,7 +315,27 @@ def model_card(summary: dict, spec, card: dict) -> str:
                      f"{_pct(attn)} | {s['intermediate']}/{spec.intermediate_size[i]} | {_pct(mlp)} |")
     lines += ["", "## Calibration data", "", *_kv_table(_calibration(card.get("tokens_zarr", card.get("calibration"))))]
     lines += ["", "## Evaluation", "", *_evaluation(card)]
+    if card.get("continuations"):
+        lines += ["", "## What it says (greedy continuations)", "", "| prompt | dense | pruned |", "|---|---|---|"]
+        lines += [f"| {_cell(c['prompt'])} | {_cell(c['dense'])} | {_cell(c['pruned'])} |" for c in card["continuations"]]
     return "\n".join(lines) + "\n"
+
+
+def side_by_side(dense_dir, pruned_dir, prompts, new_tokens: int) -> list[dict]:
+    """Greedy continuations of `prompts` by the dense and the pruned model."""
+    from tyr.evaluate import continuations, load
+
+    out = {}
+    for name, folder in (("dense", dense_dir), ("pruned", pruned_dir)):
+        model, tokenizer = load(folder)
+        out[name] = continuations(model, tokenizer, prompts, new_tokens=new_tokens)
+        del model
+    return [{"prompt": d["prompt"], "dense": d["continuation"], "pruned": p["continuation"]}
+            for d, p in zip(out["dense"], out["pruned"])]
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|") or "(nothing)"
 
 
 def _evaluation(card: dict) -> list[str]:

@@ -95,7 +95,8 @@ def export(input, output, params, wildcards):
     from tyr.export import export
 
     export(input.model, _spec(input), input.genome, output.pruned, method=wildcards.method,
-           card={"tokens_zarr": input.tokens, "evaluation_plan": params.plan})
+           card={"tokens_zarr": input.tokens, "evaluation_plan": params.plan, "prompts": params.prompts,
+                 "new_tokens": params.new_tokens})
 
 
 def evaluate(input, output, params, wildcards):
