@@ -71,8 +71,8 @@ def test_report_tables_and_plots(tmp_path):
     assert "| dense | Paris. |" in text and "| tyr @ 50% | tyr\\|tyr |" in text and "| uniform @ 50% | uniform\\|uniform |" in text
     assert "| uniform @ 50% | 49.98% |" in text and "| 0.05 |" in text
     assert "| tyr @ 50% | arc_easy | 100 | 0.6000 | 0.5000 | 0.5500 | 0.5000 |" in text
-    assert "## Final choice: tyr @ 50%" in text and "| start | 0 | 50.00% | 0.9000 | +0.2000 ± 0.0100 |" in text
-    assert "| iter1 | 10 | 49.98% | 0.7000 | chosen |" in text
+    assert "## Final choice: tyr @ 50%" in text and "| start | 0 | 50.00% | 0.9 | +0.2 ± 0.01 |" in text
+    assert "| iter1 | 10 | 49.98% | 0.7 | chosen |" in text
     assert report.read_columns(tsvs[1])["track_fitness"][0] != report.read_columns(tsvs[1])["track_fitness"][0]  # nan
     plots = tmp_path / "report" / "plots"
     for name in ("tradeoff.png", "distribution_tyr_s50.png", "distribution_uniform_s50.png", "fitness.png"):

@@ -137,8 +137,8 @@ def _selection_table(runs) -> list[str]:
                   "(tokens no search saw); ± is the paired standard error of the difference to the chosen genome.", "",
                   "| candidate | generations | backbone sparsity | KL | vs chosen |", "|---|---:|---:|---:|---:|"]
         for name, c in sel["candidates"].items():
-            diff = "chosen" if name == chosen else f"+{c['kl'] - sel['candidates'][chosen]['kl']:.4f} ± {c['se_vs_chosen']:.4f}"
-            lines.append(f"| {name} | {c.get('generations')} | {_pct(c.get('sparsity'))} | {c['kl']:.4f} | {diff} |")
+            diff = "chosen" if name == chosen else f"+{c['kl'] - sel['candidates'][chosen]['kl']:.4g} ± {c['se_vs_chosen']:.2g}"
+            lines.append(f"| {name} | {c.get('generations')} | {_pct(c.get('sparsity'))} | {c['kl']:.4g} | {diff} |")
         lines.append("")
     return lines
 
@@ -224,16 +224,16 @@ def plot_fitness(tsvs, out_png) -> None:
     for tsv, label in zip(tsvs, _short_labels(tsvs)):
         groups.setdefault(tsv.resolve().parents[2], []).append(tsv)
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for target_dir, files in groups.items():
-        offset, name = 0, target_dir.name
+    for g, (target_dir, files) in enumerate(groups.items()):
+        offset, name, color = 0, target_dir.name, f"C{g}"
         for i, tsv in enumerate(sorted(files, key=lambda p: int(p.parents[1].name[4:] or 0))):
             cols = read_columns(tsv)
             gens, best = read_generations(tsv)[:2]
             x = [offset + g for g in gens]
-            line = ax.plot(x, best, ":", alpha=0.6, label=f"{name} best of sample" if i == 0 else None)[0]
+            ax.plot(x, best, ":", color=color, alpha=0.6, label=f"{name} best of sample" if i == 0 else None)
             track = cols.get("track_fitness")
             if track and not all(math.isnan(t) for t in track):
-                ax.plot(x, track, "-o", ms=3, color=line.get_color(), label=f"{name} parent on fixed sequences" if i == 0 else None)
+                ax.plot(x, track, "-o", ms=3, color=color, label=f"{name} parent on fixed sequences" if i == 0 else None)
             ax.axvline(offset + 0.5, color="0.85", lw=0.8)
             offset += len(gens)
     ax.set(xlabel="generation (iterations in a row)", ylabel="KL to dense")
