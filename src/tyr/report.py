@@ -224,8 +224,8 @@ def plot_fitness(tsvs, out_png) -> None:
     for tsv, label in zip(tsvs, _short_labels(tsvs)):
         groups.setdefault(tsv.resolve().parents[2], []).append(tsv)
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for g, (target_dir, files) in enumerate(groups.items()):
-        offset, name, color = 0, target_dir.name, f"C{g}"
+    for k, (target_dir, files) in enumerate(groups.items()):
+        offset, name, color = 0, target_dir.name, f"C{k}"
         for i, tsv in enumerate(sorted(files, key=lambda p: int(p.parents[1].name[4:] or 0))):
             cols = read_columns(tsv)
             gens, best = read_generations(tsv)[:2]
