@@ -112,6 +112,9 @@ def test_full_run_produces_models_and_summaries(reference):
     # Two coarse-to-fine iterations in the tiny preset, each with its own levels and search.
     for i in (1, 2):
         assert (run_dir / "s50" / f"iter{i}" / "search" / "best.json").exists()
+    # Týr's genome was chosen on the selection split among the start and both iterations.
+    genome = json.loads((run_dir / "s50" / "tyr" / "genome.json").read_text())
+    assert set(genome["selection"]["candidates"]) == {"start", "iter1", "iter2"} and genome["chosen"] in {"start", "iter1", "iter2"}
 
 
 def test_rerun_does_nothing(reference):
@@ -152,6 +155,32 @@ def test_kill_and_resume_is_bit_identical(reference, tmp_path, marker):
         ours = sorted((run_dir / "s50" / method / "pruned").glob("*.safetensors"))
         theirs = sorted((ref / "s50" / method / "pruned").glob("*.safetensors"))
         assert [digest(p) for p in ours] == [digest(p) for p in theirs]
+
+
+def planned_rules(workdir, *configfiles) -> dict:
+    """{rule: job count} that `snakemake -n` plans with these extra config files."""
+    out = run(workdir, "-n", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
+              *map(str, configfiles), "--quiet", "rules")
+    text = out.stdout + out.stderr
+    return {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
+            if len(line.split()) == 2 and line.split()[0].isidentifier() and line.split()[1].isdigit()}
+
+
+def test_settings_rerun_only_what_they_change(reference, tmp_path):
+    """Each rule gets only the settings that change its output: a third iteration plans only its
+    own jobs and what depends on them; a new generation count reruns the searches, and of the
+    supernet only iteration 2's (its levels are centred on iteration 1's new result), never the
+    dense top-k, the calibration or iteration 1's supernet."""
+    workdir = reference["run_dir"].parents[1]
+    (tmp_path / "iters.yaml").write_text("supernet: {iterations: 3}\n")
+    planned = planned_rules(workdir, tmp_path / "iters.yaml")
+    assert planned.get("supernet_layer") == 3 and planned.get("search") == 1 and planned.get("levels") == 1
+    assert not {"prepare_model", "calibrate", "embed", "dense_topk", "genome_uniform"} & set(planned)
+    assert {"select_tyr", "export", "evaluate_pruned"} <= set(planned)
+    (tmp_path / "gens.yaml").write_text("search: {generations: 4}\n")
+    planned = planned_rules(workdir, tmp_path / "gens.yaml")
+    assert planned.get("search") == 2 and not {"dense_topk", "calibrate", "embed"} & set(planned)
+    assert planned.get("levels") == 1 and planned.get("supernet_layer") == 3  # iteration 2 only
 
 
 def test_new_target_reuses_model_and_calibration(reference, tmp_path):
