@@ -132,9 +132,11 @@ def _level_weight(alive, W, W_dense, group, compensate):
 
 
 def recon_error(weight, pruned, kept_channels, H) -> float:
-    """Relative output error ‖XW − XŴ‖² / ‖XW‖² from H = XᵀX, Ŵ zero outside `kept_channels`."""
-    W = weight.detach().double().T
+    """Relative output error ‖XW − XŴ‖² / ‖XW‖² from H = XᵀX, Ŵ zero outside `kept_channels`.
+    In float32: a diagnostic and a ranking (the search's least-damage start), where 1e-6 relative
+    is plenty, at a sixth of float64's cost (0.2 s per MLP level of SmolLM2 in float64)."""
+    W = weight.detach().float().T
     D = W.clone()
-    D[kept_channels] -= pruned.detach().double().T
-    H = H.double()
-    return float(torch.trace(D.T @ H @ D) / torch.trace(W.T @ H @ W).clamp_min(1e-300))
+    D[kept_channels] -= pruned.detach().float().T
+    H = H.float()
+    return float((D * (H @ D)).sum() / (W * (H @ W)).sum().clamp_min(1e-30))
