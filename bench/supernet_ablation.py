@@ -39,8 +39,9 @@ def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
 
     if not path.exists():
         t0 = time.perf_counter()
+        source, _, temperature = source.partition("@")  # self@0.8: sampled at temperature 0.8
         calibrate(model_dir, path, source=source, seq_len=args.seq_len, n_prune=args.prune_sequences,
-                  n_fitness=args.fitness_sequences, n_heldout=0, seed=0)
+                  n_fitness=args.fitness_sequences, n_heldout=0, seed=0, temperature=float(temperature or 1.0))
         print(f"[ablation] calibration {source}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 

@@ -265,7 +265,8 @@ def split_chunks(stream: np.ndarray, counts: dict, seq_len: int, seed: int, labe
 
 
 def calibrate(model_dir, out_zarr, *, source, seq_len: int, n_prune: int, n_fitness: int, n_heldout: int,
-              n_selection: int = 0, seed: int = 0, text_field: str = "text", hub_split: str | None = None) -> Path:
+              n_selection: int = 0, seed: int = 0, text_field: str = "text", hub_split: str | None = None,
+              temperature: float = 1.0) -> Path:
     """Write the calibration token splits of `source` to the zarr group `out_zarr`.
 
     prune: the pruning Hessians; fitness: the search's samples; selection: the final choice
@@ -286,7 +287,7 @@ def calibrate(model_dir, out_zarr, *, source, seq_len: int, n_prune: int, n_fitn
              "eos_token_id": tokenizer.eos_token_id, **{f"n_{k}": v for k, v in counts.items()}}
     need = sum(counts.values())
     if source == "self":
-        samples, attrs["sampling"] = sample_self(model_dir, need, seq_len, seed)
+        samples, attrs["sampling"] = sample_self(model_dir, need, seq_len, seed, temperature=temperature)
         bounds = np.cumsum([0, *counts.values()])
         splits = {k: samples[bounds[i]:bounds[i + 1]] for i, k in enumerate(counts)}
     else:

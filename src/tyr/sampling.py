@@ -38,7 +38,7 @@ def start_token(tokenizer, config) -> int:
                      "nor eos_token_id to start sampling from")
 
 
-def sample_self(model_dir, n: int, seq_len: int, seed: int, *, dtype: str = "auto",
+def sample_self(model_dir, n: int, seq_len: int, seed: int, *, dtype: str = "auto", temperature: float = 1.0,
                 batch_size: int = BATCH) -> tuple[np.ndarray, dict]:
     """`n` sequences of `seq_len` tokens sampled from the model; (tokens, how they were made)."""
     import torch
@@ -55,12 +55,12 @@ def sample_self(model_dir, n: int, seq_len: int, seed: int, *, dtype: str = "aut
     with torch.inference_mode():
         for first in range(0, n, batch_size):
             b = min(batch_size, n - first)
-            out[first:first + b] = sample_batch(model, start, b, seq_len, gen).numpy()
+            out[first:first + b] = sample_batch(model, start, b, seq_len, gen, temperature).numpy()
             log.info("self: sampled %d/%d sequences", first + b, n)
-    return out, {"from_token": start, "temperature": 1.0, "batch_size": batch_size, "dtype": dtype}
+    return out, {"from_token": start, "temperature": temperature, "batch_size": batch_size, "dtype": dtype}
 
 
-def sample_batch(model, start: int, batch: int, seq_len: int, gen):
+def sample_batch(model, start: int, batch: int, seq_len: int, gen, temperature: float = 1.0):
     """One batch of ancestral samples, feeding only the new token each step (KV cache).
     Sampling goes on past an end-of-text token: a sequence is always full."""
     import torch
@@ -70,6 +70,6 @@ def sample_batch(model, start: int, batch: int, seq_len: int, gen):
     for _ in range(seq_len - 1):
         out = model(tokens[-1], past_key_values=past, use_cache=True)
         past = out.past_key_values
-        probs = torch.softmax(out.logits[:, -1].float(), dim=-1)
+        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
         tokens.append(torch.multinomial(probs, 1, generator=gen))
     return torch.cat(tokens, dim=1)

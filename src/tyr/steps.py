@@ -29,6 +29,7 @@ def calibrate(input, output, params, wildcards):
     calibrate(input.model, output.tokens, source=d["source"], seq_len=d["seq_len"],
               n_prune=d["prune_sequences"], n_fitness=d["fitness_sequences"],
               n_selection=d.get("selection_sequences", 0), n_heldout=d.get("heldout_sequences", 0), seed=d.get("seed", 0),
+              temperature=d.get("temperature", 1.0),
               text_field=d.get("text_field", "text"))
 
 
