@@ -146,7 +146,7 @@ def write(model_dir, out_dir, structure: Structure, *, method: str, target_spars
     genome is written last, so its existence means the method finished.
     """
     from tyr.io import atomic_path, write_json
-    from tyr.supernet import assemble
+    from tyr.construct import assemble
 
     spec = load_spec(model_dir)
     out_dir = Path(out_dir)
