@@ -1,0 +1,145 @@
+"""Pruned quality of the default pipeline over search seeds, at matched sparsity.
+
+    .venv/bin/python bench/quality.py [--targets 0.25 0.5] [--seeds 0 1 2] [--cores 2] [--prefix quality]
+
+For every search seed, the default workflow (methods tyr and uniform) runs in
+results/<prefix>-seed<k>/. What does not depend on the search seed (prepared model,
+calibration, dense top-k and evaluation, iteration 1's levels and supernet, the uniform
+baseline) is computed once, in seed 0's run, and copied with its timestamps into the others,
+so each further seed runs only its searches, the later iterations and the final choice.
+Evaluation data come from $TYR_DATA_DIR (default ../shared/data): WikiText-2 test and the
+run's own held-out split. Writes bench/results/<date>-<host>-quality.{md,json}: per target,
+Týr's and uniform's perplexities as mean ± sd over seeds, their ratios, backbone sparsities
+and the iteration each seed's selection chose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ("model", "calib", "dense")  # seed-independent, per run
+PER_TARGET = ("iter1/levels.json", "iter1/supernet", "uniform")  # seed-independent, per target
+
+
+def env() -> dict:
+    out = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    shared = ROOT.parent / "shared" / "data"
+    if "TYR_DATA_DIR" not in out and shared.is_dir():
+        out["TYR_DATA_DIR"] = str(shared)
+    return out
+
+
+def run_seed(prefix: str, seed: int, targets, cores: int, extra) -> float:
+    run = f"{prefix}-seed{seed}"
+    overrides = ROOT / "results" / f"{run}.quality.yaml"
+    overrides.parent.mkdir(parents=True, exist_ok=True)
+    overrides.write_text(json.dumps({"run": run, "target_sparsity": targets, "methods": ["tyr", "uniform"],
+                                     "search": {"seed": seed}}) + "\n")
+    if seed != 0:
+        seed_from(ROOT / "results" / f"{prefix}-seed0", ROOT / "results" / run, targets)
+    cmd = [str(ROOT / ".venv/bin/snakemake"), "--cores", str(cores), "--configfile", str(ROOT / "config/config.yaml"),
+           *extra, str(overrides)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True, env=env())
+    return time.perf_counter() - t0
+
+
+def seed_from(src: Path, dst: Path, targets) -> None:
+    """Copy seed 0's seed-independent artifacts, timestamps kept, so Snakemake reuses them."""
+    from tyr.config import target_tag
+
+    for name in SHARED:
+        _copy(src / name, dst / name)
+    for t in targets:
+        for rel in PER_TARGET:
+            _copy(src / f"s{target_tag(t)}" / rel, dst / f"s{target_tag(t)}" / rel)
+
+
+def _copy(a: Path, b: Path) -> None:
+    if b.exists() or not a.exists():
+        return
+    b.parent.mkdir(parents=True, exist_ok=True)
+    (shutil.copytree if a.is_dir() else shutil.copy2)(a, b)
+
+
+def collect(prefix: str, seeds, targets) -> dict:
+    """Per target and method: the summary figures of every seed."""
+    from tyr.config import target_tag
+    from tyr.io import read_json
+
+    out = {}
+    for t in targets:
+        rows = out.setdefault(str(t), {})
+        for seed in seeds:
+            base = ROOT / "results" / f"{prefix}-seed{seed}" / f"s{target_tag(t)}"
+            for method in ("tyr", "uniform"):
+                s = read_json(base / method / "eval" / "summary.json")
+                genome = read_json(base / method / "genome.json")
+                rows.setdefault(method, []).append({
+                    "seed": seed, "sparsity": s["sparsity"], "chosen": genome.get("chosen"),
+                    "perplexity": {n: p["pruned"] for n, p in s["perplexity"].items()},
+                    "dense": {n: p["dense"] for n, p in s["perplexity"].items()},
+                    "selection_kl": {k: v["kl"] for k, v in (genome.get("selection") or {}).get("candidates", {}).items()}})
+    return out
+
+
+def mean_sd(values) -> tuple[float, float]:
+    values = list(values)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Pruned quality over search seeds ({result['date']}, {result['host']})", "", f"`{result['command']}`", "",
+             f"Seeds {result['seeds']}; SmolLM2-135M; default configuration; wall time per seed in the JSON.", ""]
+    for t, rows in result["rows"].items():
+        sets = sorted(rows["tyr"][0]["perplexity"], key=lambda n: (n != "wikitext2", n))
+        dense = rows["tyr"][0]["dense"]
+        lines += [f"## {float(t):.0%}", "", "| method | backbone sparsity | " +
+                  "".join(f"ppl {n} (mean ± sd) | " for n in sets) + "chosen |", "|---|---|" + "---|" * len(sets) + "---|"]
+        lines.append("| dense | 0 | " + "".join(f"{dense[n]:.2f} | " for n in sets) + "– |")
+        for method in ("tyr", "uniform"):
+            r = rows[method]
+            sp = mean_sd(x["sparsity"] for x in r)
+            cells = "".join("{:.2f} ± {:.2f} | ".format(*mean_sd(x["perplexity"][n] for x in r)) for n in sets)
+            chosen = ", ".join(str(x["chosen"]) for x in r) if method == "tyr" else "–"
+            lines.append(f"| {method} | {sp[0]:.4f} ± {sp[1]:.4f} | {cells}{chosen} |")
+        for n in sets:
+            tyr, uni = (mean_sd(x["perplexity"][n] for x in rows[m])[0] for m in ("tyr", "uniform"))
+            lines.append(f"\n{n}: Týr / uniform = {tyr / uni:.3f}; Týr / dense = {tyr / dense[n]:.2f}.")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.5])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--prefix", default="quality")
+    ap.add_argument("--configfile", action="append", default=[], help="extra config files (ablations)")
+    ap.add_argument("--reuse", action="store_true", help="do not run; collect finished runs")
+    args = ap.parse_args(argv)
+    extra = [x for f in args.configfile for x in ("--configfile", f)]
+    walls = {} if args.reuse else {s: run_seed(args.prefix, s, args.targets, args.cores, extra) for s in args.seeds}
+    date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
+    result = {"date": date, "host": host, "command": " ".join(sys.argv), "seeds": args.seeds, "targets": args.targets,
+              "wall_seconds": walls, "rows": collect(args.prefix, args.seeds, args.targets)}
+    out = ROOT / "bench" / "results" / f"{date}-{host}-{args.prefix}"
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
