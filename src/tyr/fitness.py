@@ -227,6 +227,47 @@ class ModuleCache:
         return load_level(self._paths[(layer, sublayer, kept)])[0] if kept else _empty_level(sublayer)
 
 
+class ParentCache:
+    """The parent genome's residual stream at sublayer boundaries, on the current tokens.
+
+    When all 2L boundaries do not fit in `max_bytes`, evenly spaced ones are kept; a child is
+    recomputed from the last kept boundary before its first change (`start`).
+    """
+
+    def __init__(self):
+        self.genome, self.fitness, self.at, self.states = None, None, [0], []
+
+    def plan(self, n_batches: int, n_sublayers: int, bytes_per_boundary: int, max_bytes: int) -> set:
+        n = int(min(n_sublayers, max(1, max_bytes // max(bytes_per_boundary, 1))))
+        self.at = sorted(set(np.round(np.linspace(0, n_sublayers - 1, n)).astype(int).tolist()))
+        self.states = [dict() for _ in range(n_batches)]
+        return set(self.at)
+
+    def start(self, genome) -> int | None:
+        """Where a child's forward resumes (None: the parent itself, or no parent cached)."""
+        if self.genome is None or genome == self.genome:
+            return None
+        first = next(i for i, (a, b) in enumerate(zip(genome, self.genome)) if a != b)
+        return max(c for c in self.at if c <= first)
+
+
+def token_batches(tokens, topk, seq_ids, batch_size: int) -> list:
+    """The sequences `seq_ids` and their dense top-k, in batches of `batch_size` sequences."""
+    import torch
+
+    logp = np.asarray(topk["logp"].oindex[seq_ids], dtype=np.float32)
+    index = np.asarray(topk["index"].oindex[seq_ids]).astype(np.int64)
+    rest = np.asarray(topk["logp_rest"].oindex[seq_ids], dtype=np.float32)
+    batches = []
+    for s in range(0, len(seq_ids), batch_size):
+        sl = slice(s, s + batch_size)
+        batches.append(_Batch(ids=torch.from_numpy(tokens[seq_ids[sl]]).long(),
+                              logp=torch.from_numpy(logp[sl]).flatten(0, 1),
+                              index=torch.from_numpy(index[sl]).flatten(0, 1),
+                              logp_rest=torch.from_numpy(rest[sl]).flatten(0, 1)))
+    return batches
+
+
 class Evaluator:
     """Fitness of genomes on the current token sample, recomputing only what changed.
 
@@ -277,59 +318,42 @@ class Evaluator:
         if self.topk.attrs.get("tokens_sha256") != tokens_digest(self.tokens):
             raise ValueError(f"{topk_zarr} was computed on other tokens than {tokens_zarr}[{split}]")
         self.n_seq, self.seq_len = self.tokens.shape
-        self._batches = []
-        self._clear_parent()
+        self._batches, self.parent = [], ParentCache()
 
     def set_tokens(self, seq_ids) -> None:
         """Score on these sequences of the split (all their positions) from now on."""
         import torch
 
         seq_ids = np.sort(np.asarray(seq_ids, dtype=np.int64))
-        logp = np.asarray(self.topk["logp"].oindex[seq_ids], dtype=np.float32)
-        index = np.asarray(self.topk["index"].oindex[seq_ids]).astype(np.int64)
-        rest = np.asarray(self.topk["logp_rest"].oindex[seq_ids], dtype=np.float32)
-        self._batches = []
-        for s in range(0, len(seq_ids), self.batch_size):
-            sl = slice(s, s + self.batch_size)
-            self._batches.append(_Batch(
-                ids=torch.from_numpy(self.tokens[seq_ids[sl]]).long(),
-                logp=torch.from_numpy(logp[sl]).flatten(0, 1),
-                index=torch.from_numpy(index[sl]).flatten(0, 1),
-                logp_rest=torch.from_numpy(rest[sl]).flatten(0, 1),
-            ))
+        self._batches = token_batches(self.tokens, self.topk, seq_ids, self.batch_size)
         self.n_positions = len(seq_ids) * self.seq_len
         dummy = torch.zeros(1, self.seq_len, 1, dtype=self.model.lm_head.weight.dtype)
         self._pos = self.model.model.position_embeddings(dummy)
-        self._clear_parent()
+        self.parent = ParentCache()
+
+    @property
+    def parent_fitness(self):
+        return self.parent.fitness
 
     def set_parent(self, genome) -> float:
         """Cache `genome`'s residual stream on the current tokens; returns its fitness."""
         genome = tuple(int(x) for x in genome)
-        self._clear_parent()
-        per_boundary = self.n_positions * self.config.hidden_size * 4
-        n_ckpt = int(min(self.n_sublayers, max(1, self.cache_bytes // max(per_boundary, 1))))
-        self._ckpt_at = sorted(set(np.round(np.linspace(0, self.n_sublayers - 1, n_ckpt)).astype(int).tolist()))
-        self._ckpt = [dict() for _ in self._batches]
-        self.parent_fitness = self._forward(genome, 0, store=True)
-        self._parent = genome
-        return self.parent_fitness
-
-    def _clear_parent(self) -> None:
-        self._parent, self._ckpt, self._ckpt_at = None, [], [0]
-        self.parent_fitness = None
+        self.parent = ParentCache()
+        at = self.parent.plan(len(self._batches), self.n_sublayers, self.n_positions * self.config.hidden_size * 4,
+                              self.cache_bytes)
+        self.parent.fitness = self._forward(genome, 0, store=at)
+        self.parent.genome = genome
+        return self.parent.fitness
 
     # -- fitness ------------------------------------------------------------------------
 
     def fitness(self, genome, incremental: bool = True) -> float:
         """Fitness of `genome` on the current tokens (lower is better)."""
         genome = tuple(int(x) for x in genome)
-        if not incremental or self._parent is None:
+        if not incremental or self.parent.genome is None:
             return self._forward(genome, 0)
-        if genome == self._parent:
-            return self.parent_fitness
-        first = next(i for i, (a, b) in enumerate(zip(genome, self._parent)) if a != b)
-        start = max(c for c in self._ckpt_at if c <= first)
-        return self._forward(genome, start)
+        start = self.parent.start(genome)
+        return self.parent.fitness if start is None else self._forward(genome, start)
 
     def sequence_kl(self, genome) -> np.ndarray:
         """Mean KL of each current sequence under `genome` (a full forward; no parent cache):
@@ -347,39 +371,19 @@ class Evaluator:
         self.evaluations += 1
         return np.concatenate(out)
 
-    def fitness_naive(self, genome) -> float:
-        """Reference path: rebuild every layer from its level files and rerun all of them."""
-        import torch
-
-        from tyr.supernet import pruned_layer
-
-        genome = tuple(int(x) for x in genome)
-        layers = [pruned_layer(self.spec, self.config, l, self._dense[l],
-                               *(self.modules.level(l, s, genome[2 * l + j]) for j, s in enumerate(SUBLAYERS)))
-                  for l in range(self.n_layers)]
-        kl = 0.0
-        with torch.inference_mode():
-            for batch in self._batches:
-                h = self._embed(batch)
-                for layer in layers:
-                    h = layer(h, self._pos)
-                kl += self._kl_sum(h, batch)
-        self.evaluations += 1
-        return kl / self.n_positions
-
-    def _forward(self, genome, start: int, store: bool = False) -> float:
-        """Run sublayers start..2L-1 from the parent's cached state at `start` (or embeddings)."""
+    def _forward(self, genome, start: int, store=()) -> float:
+        """Run sublayers start..2L-1 from the parent's cached state at `start` (or embeddings),
+        keeping the states at the boundaries in `store` as the parent's."""
         import torch
 
         modules = [self.modules.get(i, genome[i]) if i >= start else None for i in range(self.n_sublayers)]
-        ckpt_at = set(self._ckpt_at) if store else ()
         kl = 0.0
         with torch.inference_mode():
             for b, batch in enumerate(self._batches):
-                h = self._embed(batch) if start == 0 else self._ckpt[b][start]
+                h = self._embed(batch) if start == 0 else self.parent.states[b][start]
                 for i in range(start, self.n_sublayers):
-                    if i in ckpt_at:
-                        self._ckpt[b][i] = h
+                    if i in store:
+                        self.parent.states[b][i] = h
                     h = self._sublayer(i, modules[i], h)
                 kl += self._kl_sum(h, batch)
         self.evaluations += 1
@@ -415,6 +419,27 @@ class Evaluator:
         return torch.cat(rows)
 
 
+def fitness_naive(ev: Evaluator, genome) -> float:
+    """Reference path: rebuild every layer from its level files and rerun all of them."""
+    import torch
+
+    from tyr.supernet import pruned_layer
+
+    genome = tuple(int(x) for x in genome)
+    layers = [pruned_layer(ev.spec, ev.config, l, ev._dense[l],
+                           *(ev.modules.level(l, s, genome[2 * l + j]) for j, s in enumerate(SUBLAYERS)))
+              for l in range(ev.n_layers)]
+    kl = 0.0
+    with torch.inference_mode():
+        for batch in ev._batches:
+            h = ev._embed(batch)
+            for layer in layers:
+                h = layer(h, ev._pos)
+            kl += ev._kl_sum(h, batch)
+    ev.evaluations += 1
+    return kl / ev.n_positions
+
+
 # ---- speed ----------------------------------------------------------------------------------
 
 
@@ -438,7 +463,7 @@ def benchmark_evaluator(evaluator: Evaluator, parent, candidates, seq_ids, repea
 
     modes = {"incremental": incremental,
              "full": lambda: [evaluator.fitness(c, incremental=False) for c in candidates],
-             "naive": lambda: [evaluator.fitness_naive(c) for c in candidates]}
+             "naive": lambda: [fitness_naive(evaluator, c) for c in candidates]}
     seconds, values = {m: float("inf") for m in modes}, {}
     for _ in range(repeats):
         for mode, run in modes.items():
