@@ -113,3 +113,18 @@ def test_bad_value_on_command_line_stops_before_any_job(tmp_path):
     out = _snakemake("-n", "--configfile", str(cfg))
     assert out.returncode != 0
     assert "data.source: local path '/nonexistent/corpus.txt' does not exist" in out.stderr + out.stdout
+
+
+def test_empty_calibration_file_and_truncated_gguf_stop_at_parse_time(tmp_path):
+    from tyr import config as tyrconf
+    from tyr.config import ConfigError
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="data.source: .*empty.txt' is an empty file"):
+        tyrconf._check_data({"source": str(empty)})
+    gguf = tyrconf.embedded_gguf()
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(gguf.read_bytes()[:5_000_000])
+    with pytest.raises(ConfigError, match="cut.gguf is not a readable GGUF file .*corrupt download"):
+        tyrconf.num_layers(str(truncated))

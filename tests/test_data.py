@@ -188,3 +188,16 @@ def test_read_tokens_rejects_unknown_split(model_dir, tmp_path):
     assert data.read_tokens(out, "heldout").shape == (0, SEQ)
     with pytest.raises(ValueError, match="expected one of"):
         data.read_tokens(out, "train")
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    from tyr.data import read_texts
+
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait".encode("latin1"))
+    with pytest.raises(ValueError, match=r"latin1.txt: not UTF-8 text \(byte 3"):
+        read_texts(bad)
+    jsonl = bad.with_suffix(".jsonl")
+    jsonl.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match="latin1.jsonl: not UTF-8 text"):
+        read_texts(jsonl)

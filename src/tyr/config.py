@@ -71,8 +71,12 @@ def _check_data(data) -> None:
     for s in sources:
         if s in HUB_DATASETS:
             _check_hub(f"data.source: {s!r}")
-        elif s not in BUILTIN_DATA and looks_local(s) and not os.path.exists(os.path.expanduser(s)):
-            raise ConfigError(f"data.source: local path {s!r} does not exist")
+        elif s not in BUILTIN_DATA and looks_local(s):
+            path = os.path.expanduser(s)
+            if not os.path.exists(path):
+                raise ConfigError(f"data.source: local path {s!r} does not exist")
+            if os.path.isfile(path) and os.path.getsize(path) == 0:
+                raise ConfigError(f"data.source: {s!r} is an empty file")
 
 
 def _check_hub(what: str) -> None:
@@ -145,11 +149,15 @@ def num_layers(source: str, spec_json=None) -> int:
     if path.suffix == ".gguf":
         from gguf import GGUFReader
 
-        fields = GGUFReader(str(path)).fields
-        arch = fields["general.architecture"]
-        arch = bytes(arch.parts[arch.data[0]]).decode()
-        count = fields[f"{arch}.block_count"]
-        return int(count.parts[count.data[0]][0])
+        try:
+            fields = GGUFReader(str(path)).fields
+            arch = fields["general.architecture"]
+            arch = bytes(arch.parts[arch.data[0]]).decode()
+            count = fields[f"{arch}.block_count"]
+            return int(count.parts[count.data[0]][0])
+        except Exception as e:  # numpy, struct and key errors of a truncated or foreign file
+            raise ConfigError(f"model.source: {path} is not a readable GGUF file ({type(e).__name__}: {e}); "
+                              "a truncated or corrupt download? Fetch it again") from None
     if path.is_dir():
         cfg = json.loads((path / "config.json").read_text())
     else:

@@ -134,6 +134,14 @@ def _pydoc_texts() -> Iterator[str]:
 
 
 def _file_texts(path: Path, text_field: str) -> Iterator[str]:
+    try:
+        yield from _decoded_texts(path, text_field)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); convert it first, e.g. "
+                         f"iconv -f latin1 -t utf-8") from None
+
+
+def _decoded_texts(path: Path, text_field: str) -> Iterator[str]:
     suffix = path.suffix.lower()
     if suffix == ".txt":
         yield path.read_text(encoding="utf-8")
