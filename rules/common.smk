@@ -102,6 +102,14 @@ def supernet_layer_options():
     return {k: config["supernet"][k] for k in keys if k in config["supernet"]}
 
 
+def search_settings(wildcards):
+    """The search section as iteration {iter}'s search uses it: its own generation count, so a
+    longer iteration 3 leaves iterations 1 and 2 finished."""
+    settings = dict(config["search"])
+    settings["generations"] = tyrconf.generations(config["search"], int(wildcards.iter))
+    return settings
+
+
 def layer_manifests(wildcards):
     base = f"{RUN}/s{wildcards.target}/iter{wildcards.iter}/supernet"
     return [f"{base}/layer{layer:03d}/manifest.json" for layer in range(N_LAYERS)]

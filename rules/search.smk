@@ -25,7 +25,7 @@ rule search:
         best=target_path("iter{iter}/search/best.json"),
         generations=target_path("iter{iter}/search/generations.tsv"),
     params:
-        search=config["search"],
+        search=search_settings,
     log:
         run_path("logs/s{target}/iter{iter}/search.log"),
     benchmark:

@@ -128,3 +128,10 @@ def test_empty_calibration_file_and_truncated_gguf_stop_at_parse_time(tmp_path):
     truncated.write_bytes(gguf.read_bytes()[:5_000_000])
     with pytest.raises(ConfigError, match="cut.gguf is not a readable GGUF file .*corrupt download"):
         tyrconf.num_layers(str(truncated))
+
+
+def test_generations_per_iteration():
+    from tyr.config import generations
+
+    assert [generations({"generations": 10}, i) for i in (1, 2, 5)] == [10, 10, 10]
+    assert [generations({"generations": [16, 8]}, i) for i in (1, 2, 3)] == [16, 8, 8]

@@ -268,3 +268,41 @@ def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
     uniform = search.uniform_genome(supernet_json, spec_json, tmp_path / "uniform.json", target_sparsity=0.5)
     # Near-uniform around levels.json's centres (the closest level of every sublayer).
     assert all(abs(a - b) <= 1 for a, b in zip(space.from_layers(uniform["layers"]), space.centre))
+
+
+def test_fixed_last_stage_scores_one_draw_and_keeps_its_parent_cache(run, space, tmp_path):
+    best = do_search(run, tmp_path / "f", generations=5, stages=[[64, 3], [96, 1]], fixed_last_stage=True)
+    state = read_json(tmp_path / "f" / "state.json")
+    fixed, history = state["fixed"], state["history"]
+    assert len(fixed) == 3  # 96 tokens of 32-token sequences
+    # The last stage is one paired objective: the parent's fitness never rises, and it is the
+    # fixed sequences' fitness of the genome, recomputed from scratch.
+    parents = [r["parent_fitness"] for r in history] + [best["fitness"]]
+    assert all(b <= a + 1e-12 for a, b in zip(parents, parents[1:]))
+    ev = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"])
+    ev.set_tokens(fixed)
+    assert ev.fitness(space.kept_units(space.from_layers(best["layers"])), incremental=False) == \
+        pytest.approx(best["fitness"], rel=1e-6)
+    # Resumable like any search: the same arguments continue to the same genome.
+    again = do_search(run, tmp_path / "f", generations=7, stages=[[64, 3], [96, 1]], fixed_last_stage=True)
+    longer = do_search(run, tmp_path / "g", generations=7, stages=[[64, 3], [96, 1]], fixed_last_stage=True)
+    assert again["layers"] == longer["layers"]
+
+
+def test_an_incremental_parent_update_equals_a_fresh_cache(run, space):
+    ev = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"], cache_bytes=1 << 30)
+    rng = np.random.default_rng(4)
+    a = search.start_genome(space, rng)
+    b = search.make_offspring(a, space, rng, 1)[0]
+    ev.set_tokens([0, 3, 5], keep=True)
+    ev.set_parent(space.kept_units(a))
+    ev.set_tokens([1, 2])  # another stage in between
+    ev.set_tokens([0, 3, 5], keep=True)
+    assert ev.parent.genome == tuple(space.kept_units(a))  # the kept tokens kept their parent
+    incremental = ev.set_parent(space.kept_units(b))
+    child = search.make_offspring(b, space, rng, 1)[0]
+    via_incremental = ev.fitness(space.kept_units(child))
+    fresh = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"])
+    fresh.set_tokens([0, 3, 5])
+    assert fresh.set_parent(space.kept_units(b)) == pytest.approx(incremental, rel=1e-6)
+    assert fresh.fitness(space.kept_units(child)) == pytest.approx(via_incremental, rel=1e-6)

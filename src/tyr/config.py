@@ -8,6 +8,7 @@ offending key and value, and is raised before any job runs.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 
@@ -32,6 +33,13 @@ def target_tag(target: float) -> str:
 
 def tag_target(tag: str) -> float:
     return float(tag) / 100
+
+
+def generations(search: dict, iteration: int) -> int:
+    """Generations of iteration `iteration` (1-based): `search.generations` is a count for every
+    iteration or a list per iteration whose last entry repeats."""
+    g = search["generations"]
+    return int(g[min(iteration, len(g)) - 1] if isinstance(g, list) else g)
 
 
 def looks_local(source: str) -> bool:
@@ -113,6 +121,11 @@ def _check_search(search, data) -> None:
             raise ConfigError(
                 f"search.stages: a stage of {tokens} tokens exceeds the fitness split "
                 f"(data.fitness_sequences × data.seq_len = {available})")
+    if search.get("fixed_last_stage") and len(stages) > 1:
+        rest = available - math.ceil(stages[-1][0] / data["seq_len"]) * data["seq_len"]
+        if max(t for t, _ in stages[:-1]) > rest:
+            raise ConfigError(f"search.stages: with fixed_last_stage the earlier stages draw from the {rest} "
+                              f"tokens the last stage leaves; a stage asks for more")
 
 
 def _check_evaluate(ev) -> None:

@@ -301,6 +301,7 @@ class Evaluator:
         self.head_dtype = resolve_head_dtype(head_dtype)
         self._head_weight = self.model.lm_head.weight.detach().to(getattr(torch, self.head_dtype))
         self.evaluations = 0
+        self._kept = {}
         self.use_split(split)
 
     # -- tokens and parent --------------------------------------------------------------
@@ -320,29 +321,46 @@ class Evaluator:
         self.n_seq, self.seq_len = self.tokens.shape
         self._batches, self.parent = [], ParentCache()
 
-    def set_tokens(self, seq_ids) -> None:
-        """Score on these sequences of the split (all their positions) from now on."""
+    def set_tokens(self, seq_ids, keep: bool = False) -> None:
+        """Score on these sequences of the split (all their positions) from now on.
+
+        `keep=True` keeps these tokens' parent cache when other tokens are set later, so a
+        token set scored every generation (the search's fixed last stage) re-caches only what
+        a new parent changed. Kept sets are matched by split and sequence ids.
+        """
         import torch
 
         seq_ids = np.sort(np.asarray(seq_ids, dtype=np.int64))
+        key = (self.split, tuple(seq_ids.tolist()))
+        if key in self._kept:
+            self._batches, self.n_positions, self._pos, self.parent = self._kept[key]
+            return
         self._batches = token_batches(self.tokens, self.topk, seq_ids, self.batch_size)
         self.n_positions = len(seq_ids) * self.seq_len
         dummy = torch.zeros(1, self.seq_len, 1, dtype=self.model.lm_head.weight.dtype)
         self._pos = self.model.model.position_embeddings(dummy)
         self.parent = ParentCache()
+        if keep:
+            self._kept[key] = (self._batches, self.n_positions, self._pos, self.parent)
 
     @property
     def parent_fitness(self):
         return self.parent.fitness
 
     def set_parent(self, genome) -> float:
-        """Cache `genome`'s residual stream on the current tokens; returns its fitness."""
+        """Cache `genome`'s residual stream on the current tokens; returns its fitness. When a
+        parent is cached on these tokens already, only the sublayers from its first change on
+        are recomputed."""
         genome = tuple(int(x) for x in genome)
-        self.parent = ParentCache()
-        at = self.parent.plan(len(self._batches), self.n_sublayers, self.n_positions * self.config.hidden_size * 4,
-                              self.cache_bytes)
-        self.parent.fitness = self._forward(genome, 0, store=at)
-        self.parent.genome = genome
+        if self.parent.genome is None:
+            at = self.parent.plan(len(self._batches), self.n_sublayers,
+                                  self.n_positions * self.config.hidden_size * 4, self.cache_bytes)
+            start = 0
+        else:
+            at, start = set(self.parent.at), self.parent.start(genome)
+        if start is not None:
+            self.parent.fitness = self._forward(genome, start, store=at)
+            self.parent.genome = genome
         return self.parent.fitness
 
     # -- fitness ------------------------------------------------------------------------

@@ -290,26 +290,35 @@ def make_offspring(parent, space: SearchSpace, rng, n: int, max_swaps: int = 4, 
     return children
 
 
-def sample_sequences(rng, n_seq: int, seq_len: int, tokens: int) -> np.ndarray:
-    """Fresh sequence ids covering at least `tokens` positions (all when the split is smaller)."""
-    n = min(n_seq, max(1, math.ceil(tokens / seq_len)))
-    return np.sort(rng.choice(n_seq, size=n, replace=False))
+def sample_sequences(rng, n_seq: int, seq_len: int, tokens: int, exclude=()) -> np.ndarray:
+    """Fresh sequence ids covering at least `tokens` positions (all when the split is smaller),
+    none of them in `exclude` (the fixed last stage's sequences)."""
+    pool = np.setdiff1d(np.arange(n_seq), np.asarray(exclude, dtype=np.int64))
+    n = min(len(pool), max(1, math.ceil(tokens / seq_len)))
+    return np.sort(rng.choice(pool, size=n, replace=False))
 
 
 # ---- one generation -----------------------------------------------------------------------------
 
 
-def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, stages, max_swaps: int = 4) -> dict:
+def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, stages, max_swaps: int = 4,
+               fixed=None) -> dict:
     """One generation of Alg. 2: mutate, then select through the stages; returns its record.
 
     Each stage draws fresh sequences, caches the parent on them (so offspring are scored
     incrementally) and keeps the best `keep`; in the last stage the parent competes too
-    and, listed first under a stable sort, wins ties.
+    and, listed first under a stable sort, wins ties. With `fixed` sequence ids the last
+    stage scores on those every generation (paired with every earlier decision, its parent
+    cache kept between generations); the earlier stages draw from the other sequences.
     """
     candidates = make_offspring(parent, space, rng, offspring, max_swaps)
     n_offspring, stage_fitness = len(candidates), []
     for s, (tokens, keep) in enumerate(stages):
-        evaluator.set_tokens(sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens))
+        if s == len(stages) - 1 and fixed is not None:
+            evaluator.set_tokens(fixed, keep=True)
+        else:
+            evaluator.set_tokens(sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens,
+                                                  exclude=() if fixed is None else fixed))
         parent_fitness = evaluator.set_parent(space.kept_units(parent))
         if s == len(stages) - 1:
             candidates = [parent] + candidates
@@ -327,7 +336,7 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
                offspring: int, generations: int, stages, seed: int = 0, max_swaps: int = 4,
                trade_attn_mlp: bool = False, iteration: int = 1, progress: bool = True, levels_json=None,
                batch_size: int = 4, cache_bytes: int = 2 << 30, head_dtype: str = "float32",
-               track_sequences: int = 0) -> dict:
+               track_sequences: int = 0, fixed_last_stage: bool = False) -> dict:
     """Evolutionary search; writes best.json, generations.tsv, fitness.zarr and state.json in out_dir.
 
     Resumable: `state.json` (parent, RNG state, history) is replaced atomically after every
@@ -335,6 +344,8 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     finished checkpoint holds simply continue the same stream. With `track_sequences`, every
     generation's parent is also scored on that many fixed sequences of the `selection` split
     (no search decision uses them): the curve of the report, comparable across generations.
+    `fixed_last_stage`: the last selection stage scores on one fixed draw of sequences for the
+    whole search instead of a fresh one per generation (`generation`).
     """
     from tyr.fitness import Evaluator, resolve_head_dtype
     from tyr.model import threads_from_env
@@ -350,16 +361,20 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     settings = {"supernet_sha256": _sha256(supernet_json), "target_sparsity": target_sparsity,
                 "offspring": offspring, "stages": stages, "seed": seed, "max_swaps": max_swaps,
                 "trade_attn_mlp": trade_attn_mlp, "head_dtype": resolve_head_dtype(head_dtype),
-                "track_sequences": track_sequences}
-    state, rng = _open_state(out, settings, space, seed)
-    parent = tuple(state["parent"])
+                "track_sequences": track_sequences, "fixed_last_stage": fixed_last_stage}
     evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size,
                           cache_bytes=cache_bytes, head_dtype=head_dtype)
+    state, rng = _open_state(out, settings, space, seed)
+    if fixed_last_stage and "fixed" not in state:
+        state["fixed"] = sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, stages[-1][0]).tolist()
+    fixed = state.get("fixed")
+    parent = tuple(state["parent"])
     tracker = Tracker(evaluator, space, track_sequences)
     state.setdefault("track_start", tracker(parent))
     while state["generation"] < generations:
         t0, evals0 = time.perf_counter(), evaluator.evaluations
-        record = generation(parent, space, evaluator, rng, offspring=offspring, stages=stages, max_swaps=max_swaps)
+        record = generation(parent, space, evaluator, rng, offspring=offspring, stages=stages, max_swaps=max_swaps,
+                            fixed=fixed)
         parent = record.pop("parent")
         record.update(generation=state["generation"] + 1, evals=evaluator.evaluations - evals0,
                       sparsity=space.sparsity(parent), track_fitness=tracker(parent),

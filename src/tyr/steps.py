@@ -75,7 +75,8 @@ def search(input, output, params, wildcards):
                os.path.dirname(output.best), target_sparsity=tyrconf.tag_target(wildcards.target),
                offspring=s["offspring"], generations=s["generations"], stages=s["stages"],
                seed=s["seed"] + 1000 * i, max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"],
-               head_dtype=s["head_dtype"], iteration=i, track_sequences=s.get("track_sequences", 0))
+               head_dtype=s["head_dtype"], iteration=i, track_sequences=s.get("track_sequences", 0),
+               fixed_last_stage=s.get("fixed_last_stage", False))
 
 
 def select_tyr(input, output, params, wildcards):
