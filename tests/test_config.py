@@ -100,8 +100,8 @@ def test_dry_run_lists_the_whole_dag(tmp_path, tiny_model_dir):
                  "search", "select_tyr", "genome_uniform", "export", "evaluate_dense", "evaluate_pruned",
                  "summarize", "report"):
         assert rule in text
-    # 3 layers × 4 iterations of per-layer supernet jobs.
-    assert any(line.split()[:2] == ["supernet_layer", "12"] for line in text.splitlines()), text
+    # 3 layers × 3 iterations of per-layer supernet jobs.
+    assert any(line.split()[:2] == ["supernet_layer", "9"] for line in text.splitlines()), text
 
 
 def test_bad_value_on_command_line_stops_before_any_job(tmp_path):
