@@ -26,6 +26,7 @@ rule search:
         generations=target_path("iter{iter}/search/generations.tsv"),
     params:
         search=search_settings,
+        threads=lambda wildcards, threads: threads,  # shared among search.processes
     log:
         run_path("logs/s{target}/iter{iter}/search.log"),
     benchmark:

@@ -306,3 +306,18 @@ def test_an_incremental_parent_update_equals_a_fresh_cache(run, space):
     fresh.set_tokens([0, 3, 5])
     assert fresh.set_parent(space.kept_units(b)) == pytest.approx(incremental, rel=1e-6)
     assert fresh.fitness(space.kept_units(child)) == pytest.approx(via_incremental, rel=1e-6)
+
+
+def test_two_processes_find_the_single_process_genome(run, tmp_path):
+    """torch.distributed (2 CPU processes, gloo): each scores half of a stage's candidates; the
+    decisions, logs and genome are the single-process search's."""
+    from tyr import distributed
+
+    kwargs = dict(supernet_json=str(run["supernet"]), topk_zarr=str(run["topk"]), tokens_zarr=str(run["tokens"]),
+                  model_dir=str(run["model"]), spec_json=str(run["spec"]), target_sparsity=0.5, offspring=6,
+                  generations=3, stages=[[64, 3], [96, 1]], seed=5, progress=False, fixed_last_stage=True)
+    single = search.run_search(out_dir=str(tmp_path / "one"), **kwargs)
+    distributed.launch({**kwargs, "out_dir": str(tmp_path / "two")}, processes=2, threads=2, workdir=tmp_path)
+    assert read_json(tmp_path / "two" / "best.json") == {**single, "supernet": kwargs["supernet_json"]}
+    assert (tmp_path / "one" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4] == \
+        (tmp_path / "two" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4]

@@ -44,7 +44,7 @@ import numpy as np
 
 log = logging.getLogger("tyr.search")
 
-from tyr import sparsity
+from tyr import distributed, sparsity
 from tyr.io import atomic_path, atomic_write_text, read_json, write_json
 
 SUBLAYERS = ("attn", "mlp")
@@ -322,7 +322,8 @@ def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, st
         parent_fitness = evaluator.set_parent(space.kept_units(parent))
         if s == len(stages) - 1:
             candidates = [parent] + candidates
-        scores = [parent_fitness if c == parent else evaluator.fitness(space.kept_units(c)) for c in candidates]
+        scores = distributed.score(
+            lambda c: parent_fitness if c == parent else evaluator.fitness(space.kept_units(c)), candidates)
         stage_fitness.append([float(x) for x in scores])
         candidates = [candidates[int(i)] for i in np.argsort(scores, kind="stable")[:keep]]
     return {"parent": candidates[0], "best_fitness": float(min(scores)), "parent_fitness": float(parent_fitness),
@@ -369,7 +370,8 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
         state["fixed"] = sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, stages[-1][0]).tolist()
     fixed = state.get("fixed")
     parent = tuple(state["parent"])
-    tracker = Tracker(evaluator, space, track_sequences)
+    writer = distributed.is_writer()  # with several processes, rank 0 alone tracks and writes
+    tracker = Tracker(evaluator, space, track_sequences if writer else 0)
     state.setdefault("track_start", tracker(parent))
     while state["generation"] < generations:
         t0, evals0 = time.perf_counter(), evaluator.evaluations
@@ -382,15 +384,16 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
         state["history"].append(record)
         state.update(generation=record["generation"], parent=list(parent), fitness=record["best_fitness"],
                      rng=rng.bit_generator.state)
-        write_json(out / "state.json", state)  # the checkpoint: atomic, so a kill leaves the old or the new
-        _write_tsv(out / "generations.tsv", state["history"])
-        if progress:
+        if writer:
+            write_json(out / "state.json", state)  # the checkpoint: atomic, so a kill leaves the old or the new
+            _write_tsv(out / "generations.tsv", state["history"])
+        if progress and writer:
             track = "–" if record["track_fitness"] is None else f"{record['track_fitness']:.6f}"
             print(f"[search] gen {record['generation']}/{generations} best {record['best_fitness']:.6f} "
                   f"parent {record['parent_fitness']:.6f} track {track} "
                   f"evals {record['evals']} sparsity {record['sparsity']:.4f} {record['seconds']:.1f}s",
                   file=sys.stderr, flush=True)
-    return _finish(out, state, space, supernet_json, iteration, target_sparsity, len(stages))
+    return _finish(out, state, space, supernet_json, iteration, target_sparsity, len(stages), write=writer)
 
 
 def _open_state(out: Path, settings: dict, space: SearchSpace, seed: int):
@@ -404,22 +407,24 @@ def _open_state(out: Path, settings: dict, space: SearchSpace, seed: int):
         return state, rng
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = state["rng"]
-    for stale in out.glob(".*.tmp"):  # temporaries of writes a kill interrupted
+    for stale in out.glob(".*.tmp") if distributed.is_writer() else ():  # writes a kill interrupted
         shutil.rmtree(stale, ignore_errors=True)
     return state, rng
 
 
-def _finish(out: Path, state: dict, space: SearchSpace, supernet_json, iteration, target_sparsity, n_stages) -> dict:
+def _finish(out: Path, state: dict, space: SearchSpace, supernet_json, iteration, target_sparsity, n_stages,
+            write: bool = True) -> dict:
     """Write the logs and, last, best.json (its existence means the search is done)."""
-    _write_tsv(out / "generations.tsv", state["history"])
-    _write_fitness_zarr(out / "fitness.zarr", state["history"], n_stages)
     start = tuple(state["start"])
     best = {"iteration": iteration, "supernet": str(supernet_json), "target_sparsity": target_sparsity,
             "sparsity": space.sparsity(state["parent"]), "fitness": state.get("fitness"),
             "generations": state["generation"], "layers": space.to_layers(state["parent"]),
             "start": {"layers": space.to_layers(start), "sparsity": space.sparsity(start),
                       "track_fitness": state.get("track_start")}}
-    write_json(out / "best.json", best)
+    if write:
+        _write_tsv(out / "generations.tsv", state["history"])
+        _write_fitness_zarr(out / "fitness.zarr", state["history"], n_stages)
+        write_json(out / "best.json", best)
     return best
 
 

@@ -68,15 +68,22 @@ def dense_topk(input, output, params, wildcards):
 
 
 def search(input, output, params, wildcards):
+    from tyr import distributed
     from tyr.search import run_search
 
     s, i = params.search, int(wildcards.iter)
-    run_search(input.supernet, input.topk, input.tokens, input.model, _spec(input),
-               os.path.dirname(output.best), target_sparsity=tyrconf.tag_target(wildcards.target),
-               offspring=s["offspring"], generations=s["generations"], stages=s["stages"],
-               seed=s["seed"] + 1000 * i, max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"],
-               head_dtype=s["head_dtype"], iteration=i, track_sequences=s.get("track_sequences", 0),
-               fixed_last_stage=s.get("fixed_last_stage", False))
+    kwargs = dict(supernet_json=input.supernet, topk_zarr=input.topk, tokens_zarr=input.tokens, model_dir=input.model,
+                  spec_json=_spec(input), out_dir=os.path.dirname(output.best),
+                  target_sparsity=tyrconf.tag_target(wildcards.target), offspring=s["offspring"],
+                  generations=s["generations"], stages=s["stages"], seed=s["seed"] + 1000 * i,
+                  max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"], head_dtype=s["head_dtype"],
+                  iteration=i, track_sequences=s.get("track_sequences", 0),
+                  fixed_last_stage=s.get("fixed_last_stage", False))
+    processes = s.get("processes", 1)
+    if processes > 1:
+        distributed.launch(kwargs, processes, params.threads, os.path.dirname(output.best))
+    else:
+        run_search(**kwargs)
 
 
 def select_tyr(input, output, params, wildcards):
