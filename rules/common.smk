@@ -23,15 +23,17 @@ RUN_LOCK = []
 
 
 def hold_run_lock():
-    """One run at a time per working directory, with a lock the kernel drops when the process
-    dies. Snakemake's own lock files survive a kill -9 and would make the same command fail,
-    so the profiles turn them off (`nolock`) and this lock takes their place."""
+    """One run at a time per results folder (results/<run>), with a lock the kernel drops when
+    the process dies. Snakemake's own lock files survive a kill -9 and would make the same
+    command fail, so the profiles turn them off (`nolock`) and this lock takes their place.
+    Runs of other results folders (their outputs are disjoint) may go on side by side."""
     os.makedirs(".snakemake", exist_ok=True)
-    handle = open(".snakemake/tyr.lock", "w")
+    path = f".snakemake/tyr-{config['run']}.lock"
+    handle = open(path, "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise WorkflowError("another Snakemake run is active in this directory (.snakemake/tyr.lock)")
+        raise WorkflowError(f"another Snakemake run of results/{config['run']} is active in this directory ({path})")
     RUN_LOCK.append(handle)  # held until the process ends
 
 

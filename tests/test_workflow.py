@@ -200,10 +200,15 @@ def test_second_run_in_same_directory_is_refused(reference, tmp_path):
     import fcntl
 
     workdir = reference["run_dir"].parents[1]
-    with open(workdir / ".snakemake" / "tyr.lock", "w") as held:
+    with open(workdir / ".snakemake" / f"tyr-{RUN}.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         out = run(workdir, "--forcerun", "report", check=False)
         for read_only in (["-n", "--forcerun", "report"], ["--lint"], ["--summary"]):
             assert run(workdir, *read_only, check=False).returncode == 0, read_only
+        # Another results folder is another run: it may go on beside this one.
+        (tmp_path / "other.yaml").write_text("run: other\n")
+        other = run(workdir, "results/other/model", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"),
+                    str(workdir / "test.yaml"), str(tmp_path / "other.yaml"), check=False)
+        assert other.returncode == 0 and (workdir / "results" / "other" / "model" / "spec.json").exists()
     assert out.returncode != 0
-    assert "another Snakemake run is active" in out.stdout + out.stderr
+    assert f"another Snakemake run of results/{RUN} is active" in out.stdout + out.stderr
