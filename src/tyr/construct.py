@@ -62,7 +62,7 @@ def embed(model_dir, tokens_zarr, out_zarr, *, split="prune", batch_size=8) -> N
     import zarr
 
     from tyr import model as adapter
-    from tyr.io import atomic_path
+    from tyr.io import atomic_path, write_checksums
 
     weight = adapter.load_state(model_dir, "model.embed_tokens.")["weight"]
     tokens = zarr.open_group(str(tokens_zarr), mode="r")[split]
@@ -70,6 +70,7 @@ def embed(model_dir, tokens_zarr, out_zarr, *, split="prune", batch_size=8) -> N
         out = _create_hidden(tmp, (*tokens.shape, weight.shape[1]))
         for i, ids in _batches(tokens, batch_size):
             out[i:i + len(ids)] = weight[ids.long()].float().numpy()
+        write_checksums(tmp)
 
 
 # ---- one layer --------------------------------------------------------------------------------
@@ -303,7 +304,7 @@ def _carry_weights(ctx: Layer, sublayer: str, kept, units: int, accumulate: str)
 
 def write_level(ctx: Layer, sublayer: str, kept: int, unit_idx, w, bias) -> dict:
     """One level file (`tyr.supernet` format) and its manifest entry."""
-    from tyr.io import save_safetensors
+    from tyr.io import save_safetensors, sha256_file
     from tyr.sparsity import attention_params, mlp_params
     from tyr.supernet import attention_level, level_path, mlp_level
 
@@ -319,7 +320,7 @@ def write_level(ctx: Layer, sublayer: str, kept: int, unit_idx, w, bias) -> dict
     entry["sparsity"] = 1 - kept / units
     path = level_path(ctx.layer_dir, sublayer, kept)
     save_safetensors(path, tensors, {**ctx.meta, "sublayer": sublayer, **entry})
-    return {**entry, "file": path.relative_to(ctx.layer_dir).as_posix()}
+    return {**entry, "file": path.relative_to(ctx.layer_dir).as_posix(), "sha256": sha256_file(path)}
 
 
 # ---- the index, and every layer in process ----------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tyr.io import atomic_path
+from tyr.io import atomic_path, write_checksums
 
 log = logging.getLogger("tyr.data")
 
@@ -328,6 +328,7 @@ def write_tokens(out_zarr, splits: dict, attrs: dict) -> None:
             arr = np.ascontiguousarray(arr, dtype=np.int32)
             group.create_array(name, data=arr, chunks=(max(1, min(len(arr), CHUNK_ROWS)), arr.shape[1]))
         group.attrs.update(attrs)
+        write_checksums(tmp)
 
 
 def read_tokens(zarr_path, split: str) -> np.ndarray:

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from tyr import sparsity
-from tyr.io import atomic_path, read_json
+from tyr.io import atomic_path, read_json, write_checksums
 from tyr.model import ModelSpec, build_layer, layer_prefix, load_config, load_state
 from tyr.supernet import layer_shape, layer_state, load_level, pruned_config, read_supernet
 
@@ -78,6 +78,7 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
         if card.get("prompts"):  # what the pruned model says, beside the dense model
             card["continuations"] = side_by_side(model_dir, tmp, card["prompts"], card.get("new_tokens", 24))
         (tmp / "README.md").write_text(model_card(summary, spec, card))
+        write_checksums(tmp)
     return summary
 
 

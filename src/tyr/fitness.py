@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tyr.io import atomic_path
+from tyr.io import atomic_path, write_checksums
 
 SUBLAYERS = ("attn", "mlp")
 
@@ -101,6 +101,7 @@ def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, splits=SCORED_S
             if len(tokens):
                 _write_topk(group.create_group(split), model, tokens, k, batch_size, dtype, chunk)
         group.attrs.update({"k": k, "splits": [s for s in splits if s in group], "model": str(model_dir)})
+        write_checksums(tmp)
 
 
 def _write_topk(group, model, tokens, k, batch_size, dtype, chunk) -> None:

@@ -61,3 +61,51 @@ def load_safetensors(path) -> tuple[dict, dict]:
 
     with safe_open(str(path), framework="pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+
+
+CHECKSUMS = "checksums.json"  # inside a folder artifact: {relative path: sha256} of every other file
+
+
+def sha256_file(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_checksums(folder, skip=(CHECKSUMS, "zarr.json", ".snakemake_timestamp")) -> dict:
+    """{relative path: sha256} of every file of a folder but the top-level names in `skip`
+    (the record itself, a store's root metadata, Snakemake's marker of directory outputs)."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and not (p.parent == folder and p.name in skip)}
+
+
+def write_checksums(folder) -> dict:
+    """Record the content hash of every file of a folder artifact, so `tyr.validate` finds a
+    flipped byte in a file of the right size. A zarr store keeps them in its root attributes
+    (`checksums`), any other folder in `checksums.json`. Call it last, while the folder is
+    still under its temporary name."""
+    folder = Path(folder)
+    sums = folder_checksums(folder)
+    if (folder / "zarr.json").is_file():
+        import zarr
+
+        zarr.open_group(str(folder), mode="r+").attrs["checksums"] = sums
+    else:
+        (folder / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n")
+    return sums
+
+
+def recorded_checksums(folder) -> dict | None:
+    """What `write_checksums` recorded for a folder, or None when it recorded nothing."""
+    folder = Path(folder)
+    if (folder / CHECKSUMS).is_file():
+        return json.loads((folder / CHECKSUMS).read_text())
+    if (folder / "zarr.json").is_file():
+        attrs = json.loads((folder / "zarr.json").read_text()).get("attributes", {})
+        return attrs.get("checksums")
+    return None

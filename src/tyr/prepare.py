@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from tyr.io import atomic_path
+from tyr.io import atomic_path, write_checksums
 from tyr.model import UnsupportedArchitecture, check_supported, spec_from_config
 
 log = logging.getLogger("tyr.prepare")
@@ -233,6 +233,7 @@ def prepare_model(source="embedded", out_dir="model", *, trust_remote_code: bool
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _write_spec(tmp)
+        write_checksums(tmp)
     log.info("wrote %s in %.1f s", out_dir, time.perf_counter() - start)
     return out_dir
 

@@ -5,8 +5,12 @@
 Artifacts are written atomically, so a partial file should never exist; this catches what
 atomic writes cannot (a full disk, a bad copy between machines, bit rot). Checked: every
 `*.safetensors` (header parses and every tensor's bytes are present), every `*.zarr` store
-(every array opens and its chunks decode) and every `*.json` (parses). With `--remove` the
-bad ones are deleted, so the same `snakemake` command regenerates exactly them.
+(every array opens and its chunks decode) and every `*.json` (parses); and content hashes
+where they were recorded (a flipped byte in a file of the right size): a supernet layer's
+level files against its manifest, and every file of a model folder or zarr store against its
+`checksums` (`tyr.io.write_checksums`). With `--remove` the bad ones are deleted and the
+command that regenerates exactly them is printed (`snakemake <the removed artifacts>`: a
+missing intermediate is not remade while the results built from it exist).
 """
 
 from __future__ import annotations
@@ -39,8 +43,11 @@ def check_safetensors(path: Path) -> str | None:
 
 
 def check_zarr(path: Path) -> str | None:
+    import warnings
+
     import zarr
 
+    warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")  # .snakemake_timestamp
     try:
         root = zarr.open(str(path), mode="r")
         arrays = [root] if isinstance(root, zarr.Array) else [a for _, a in root.arrays()]
@@ -59,6 +66,37 @@ def check_json(path: Path) -> str | None:
     return None
 
 
+def check_checksums(folder: Path) -> str | None:
+    """A folder artifact's files against the hashes recorded when it was written."""
+    from tyr.io import folder_checksums, recorded_checksums
+
+    recorded = recorded_checksums(folder)
+    if recorded is None:
+        return None
+    found = folder_checksums(folder)
+    for name in sorted(set(recorded) | set(found)):
+        if recorded.get(name) != found.get(name):
+            what = "missing" if name not in found else "not recorded" if name not in recorded else "content changed"
+            return f"{name}: {what} (sha256 against checksums)"
+    return None
+
+
+def check_levels(manifest: Path) -> dict[Path, str]:
+    """A supernet layer's level files against the hashes its manifest recorded."""
+    from tyr.io import sha256_file
+
+    try:
+        m = json.loads(manifest.read_text())
+    except ValueError:
+        return {}
+    bad = {}
+    for entry in m.get("attn", []) + m.get("mlp", []):
+        level = manifest.parent / entry.get("file", "")
+        if "sha256" in entry and level.is_file() and sha256_file(level) != entry["sha256"]:
+            bad[level] = "content changed (sha256 against the layer's manifest)"
+    return bad
+
+
 def problems(root) -> dict[Path, str]:
     root, bad = Path(root), {}
     for p in sorted(root.rglob("*")):
@@ -66,15 +104,22 @@ def problems(root) -> dict[Path, str]:
             continue  # inside a store: checked with the store
         check = (check_safetensors if p.suffix == ".safetensors" and p.is_file() else
                  check_zarr if p.suffix == ".zarr" and p.is_dir() else
-                 check_json if p.suffix == ".json" and p.is_file() else None)
+                 check_json if p.suffix == ".json" and p.is_file() else
+                 check_checksums if p.is_dir() and p.name in ("model", "pruned") else None)
         if check and (why := check(p)):
             bad[p] = why
+        elif p.suffix == ".zarr" and p.is_dir() and (why := check_checksums(p)):
+            bad[p] = why
+        if p.name == "manifest.json" and p.is_file():
+            bad.update({k: v for k, v in check_levels(p).items() if k not in bad})
     return bad
 
 
 def artifact_of(path: Path) -> Path:
     """What Snakemake must regenerate for a bad file: the directory output holding it
     (`model/`, `pruned/`), the layer's manifest for a level file, else the file itself."""
+    if path.is_dir():
+        return path
     for parent in path.parents:
         if parent.name in ("model", "pruned"):
             return parent
@@ -89,12 +134,18 @@ def main(argv=None) -> int:
     ap.add_argument("--remove", action="store_true", help="delete bad artifacts so Snakemake regenerates them")
     args = ap.parse_args(argv)
     bad = problems(args.root)
+    targets = []
     for path, why in bad.items():
         print(f"corrupt: {path}: {why}")
         target = artifact_of(path)
         if args.remove and target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
+            targets.append(target)
     print(f"{len(bad)} corrupt artifact(s)" + (" removed" if args.remove and bad else ""))
+    if targets:
+        # Snakemake does not remake a missing intermediate whose results exist (the results
+        # were made from the good file): name it as a target to restore it.
+        print("restore them with: snakemake --cores N " + " ".join(str(t) for t in targets))
     return 1 if bad and not args.remove else 0
 
 
