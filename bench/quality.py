@@ -48,7 +48,7 @@ def run_seed(prefix: str, seed: int, targets, cores: int, extra) -> float:
                                      "search": {"seed": seed}}) + "\n")
     if seed != 0:
         seed_from(ROOT / "results" / f"{prefix}-seed0", ROOT / "results" / run, targets)
-    cmd = [str(ROOT / ".venv/bin/snakemake"), "--cores", str(cores), "--configfile", str(ROOT / "config/config.yaml"),
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(ROOT / "config/config.yaml"),
            *extra, str(overrides)]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, env=env())
