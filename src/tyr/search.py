@@ -387,13 +387,20 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
         if writer:
             write_json(out / "state.json", state)  # the checkpoint: atomic, so a kill leaves the old or the new
             _write_tsv(out / "generations.tsv", state["history"])
-        if progress and writer:
-            track = "–" if record["track_fitness"] is None else f"{record['track_fitness']:.6f}"
-            print(f"[search] gen {record['generation']}/{generations} best {record['best_fitness']:.6f} "
-                  f"parent {record['parent_fitness']:.6f} track {track} "
-                  f"evals {record['evals']} sparsity {record['sparsity']:.4f} {record['seconds']:.1f}s",
-                  file=sys.stderr, flush=True)
+        if writer:
+            _report(record, generations, progress)
     return _finish(out, state, space, supernet_json, iteration, target_sparsity, len(stages), write=writer)
+
+
+def _report(record: dict, generations: int, progress: bool) -> None:
+    """One line per generation in the job's log (and on stderr with `progress`)."""
+    track = "–" if record["track_fitness"] is None else f"{record['track_fitness']:.6f}"
+    line = (f"gen {record['generation']}/{generations} best {record['best_fitness']:.6f} "
+            f"parent {record['parent_fitness']:.6f} track {track} evals {record['evals']} "
+            f"sparsity {record['sparsity']:.4f} {record['seconds']:.1f}s")
+    log.info(line)
+    if progress:
+        print(f"[search] {line}", file=sys.stderr, flush=True)
 
 
 def _open_state(out: Path, settings: dict, space: SearchSpace, seed: int):

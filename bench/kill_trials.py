@@ -1,0 +1,185 @@
+"""Random-point kill trials: kill -9 the tiny workflow at a random moment, rerun, check.
+
+    .venv/bin/python bench/kill_trials.py [--trials 20] [--seed 0] [--cores 2]
+
+An uninterrupted run of the tiny preset on a tiny random model is the reference. Each trial
+starts the same run in a fresh folder, kills its whole process group after a random delay
+(uniform over the reference's wall time), records every finished artifact, and reruns the same
+command to completion. A trial passes when
+  1. the final genomes, pruned weights and evaluation figures equal the reference's;
+  2. no finished job's output of any kind (safetensors, zarr, JSON, state.json, TSV) was
+     rewritten (its mtime is unchanged);
+  3. a search killed mid-way continued from its checkpoint: its rerun ran only the generations
+     the checkpoint lacked, and the checkpoint's earlier history is unchanged.
+Writes bench/results/<date>-<host>-kill-trials.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, write_result
+
+RUN = "tiny"
+SKIP = ("logs", "benchmarks", "acts")  # logs are rewritten by design; acts are temporary
+
+
+def command(workdir: Path, cores: int) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", str(cores),
+            "--workflow-profile", str(ROOT / "profiles" / "default"),
+            "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "run.yaml")]
+
+
+def prepare(workdir: Path, model: Path) -> None:
+    workdir.mkdir(parents=True)
+    # Longer searches than the tiny preset's, so that random kills land inside them too.
+    (workdir / "run.yaml").write_text(json.dumps({"run": RUN, "model": {"source": str(model)},
+                                                  "search": {"generations": 12}, "evaluate": {"speed": False}}))
+
+
+def env() -> dict:
+    return {k: v for k, v in dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1").items()
+            if k != "TYR_DATA_DIR"}
+
+
+def owner(path: Path, run: Path) -> Path:
+    """The declared output a file belongs to: its folder output, its layer's manifest, its
+    search's best.json, or itself."""
+    rel = path.relative_to(run).parts
+    for i, part in enumerate(rel):
+        if part.endswith(".zarr") or part in ("model", "pruned"):
+            return run.joinpath(*rel[:i + 1])
+        if part.startswith("layer") and i > 0 and rel[i - 1] == "supernet":
+            return run.joinpath(*rel[:i + 1], "manifest.json")
+        if part == "search":
+            return run.joinpath(*rel[:i + 1], "best.json")
+    return path
+
+
+def incomplete(workdir: Path) -> set[Path]:
+    root, marked = workdir / ".snakemake" / "incomplete", set()
+    for f in root.rglob("*") if root.exists() else ():
+        if f.is_file() and f.name != "migration_underway":
+            encoded = "".join(part.lstrip("@") for part in f.relative_to(root).parts)
+            marked.add((workdir / base64.urlsafe_b64decode(encoded).decode()).resolve())
+    return marked
+
+
+def finished(workdir: Path) -> dict[str, int]:
+    """mtime of every file whose producing job Snakemake recorded as finished."""
+    run, unfinished = workdir / "results" / RUN, incomplete(workdir)
+    out = {}
+    for p in run.rglob("*") if run.exists() else ():
+        rel = p.relative_to(run)
+        if not p.is_file() or rel.parts[0] in SKIP or any(part in SKIP for part in rel.parts) or p.name.startswith("."):
+            continue
+        o = owner(p, run)
+        if o.exists() and o.resolve() not in unfinished:
+            out[str(rel)] = p.stat().st_mtime_ns
+    return out
+
+
+def searches(workdir: Path) -> dict[str, dict]:
+    """Unfinished searches: generations in their checkpoint (and its history) at the kill."""
+    run = workdir / "results" / RUN
+    return {str(s.parent.relative_to(run)): json.loads(s.read_text())
+            for s in run.glob("s*/iter*/search/state.json") if not (s.parent / "best.json").exists()}
+
+
+def final(workdir: Path) -> dict:
+    """What a run ends with: genomes, pruned tensors (hashed), evaluation figures."""
+    import hashlib
+
+    from safetensors import safe_open
+
+    run, out = workdir / "results" / RUN, {}
+    for method in ("tyr", "uniform"):
+        base = run / "s50" / method
+        out[f"{method}/genome"] = json.loads((base / "genome.json").read_text())["layers"]
+        with safe_open(str(base / "pruned" / "model.safetensors"), framework="pt") as f:
+            out[f"{method}/weights"] = {k: hashlib.sha256(f.get_tensor(k).numpy().tobytes()).hexdigest() for k in f.keys()}
+        summary = json.loads((base / "eval" / "summary.json").read_text())
+        out[f"{method}/perplexity"] = {k: v["pruned"] for k, v in summary["perplexity"].items()}
+    return out
+
+
+def trial(model: Path, workdir: Path, delay: float, cores: int, reference: dict) -> dict:
+    prepare(workdir, model)
+    proc = subprocess.Popen(command(workdir, cores), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env(), start_new_session=True)
+    time.sleep(delay)
+    killed = proc.poll() is None
+    if killed:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before, mid_search = finished(workdir), searches(workdir)
+    subprocess.run(command(workdir, cores), check=True, capture_output=True, env=env())
+    after = finished(workdir)
+    rewritten = sorted(k for k, m in before.items() if after.get(k) != m)
+    resumed = {}
+    for rel, state in mid_search.items():
+        total = json.loads((workdir / "results" / RUN / rel / "state.json").read_text())
+        log = workdir / "results" / RUN / "logs" / rel.replace("/search", "") / "search.log"
+        gens = [int(g) for g in re.findall(r"gen (\d+)/", log.read_text())] if log.exists() else []
+        resumed[rel] = {"at_kill": state["generation"], "total": total["generation"], "rerun_generations": gens,
+                        "history_kept": total["history"][:state["generation"]] == state["history"]}
+    continued = all(r["history_kept"] and (not r["rerun_generations"] or min(r["rerun_generations"]) == r["at_kill"] + 1)
+                    for r in resumed.values())
+    same = final(workdir) == reference
+    return {"delay": round(delay, 2), "killed": killed, "finished_before": len(before), "rewritten": rewritten,
+            "searches_resumed": resumed, "identical": same, "continued": continued,
+            "passed": same and not rewritten and continued}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cores", type=int, default=2)
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import save_tiny_model
+
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = save_tiny_model(tmp / "model")
+        prepare(tmp / "ref", model)
+        t0 = time.perf_counter()
+        subprocess.run(command(tmp / "ref", args.cores), check=True, capture_output=True, env=env())
+        wall = time.perf_counter() - t0
+        reference = final(tmp / "ref")
+        rows = []
+        for k in range(args.trials):
+            rows.append(trial(model, tmp / f"t{k}", rng.uniform(0, wall), args.cores, reference))
+            print(f"[kill] trial {k + 1}: {json.dumps(rows[-1])[:300]}", file=sys.stderr, flush=True)
+    passed = sum(r["passed"] for r in rows)
+    lines = ["# Random-point kill trials", "", f"`{' '.join(sys.argv)}`", "",
+             f"Reference run {wall:.0f} s; {passed} of {len(rows)} trials passed every check.", "",
+             "| trial | kill after (s) | killed | finished artifacts at kill | rewritten | searches resumed | identical | passed |",
+             "|---|---|---|---|---|---|---|---|"]
+    for k, r in enumerate(rows, 1):
+        res = "; ".join(f"{rel}: gen {v['at_kill']}→{v['total']}" for rel, v in r["searches_resumed"].items()) or "–"
+        lines.append(f"| {k} | {r['delay']} | {r['killed']} | {r['finished_before']} | {len(r['rewritten'])} | {res} | "
+                     f"{r['identical']} | {r['passed']} |")
+    write_result("kill-trials", lines)
+    import datetime as dt
+    import platform
+
+    out = ROOT / "bench" / "results" / f"{dt.datetime.now():%Y-%m-%d}-{platform.node() or 'host'}-kill-trials.json"
+    out.write_text(json.dumps({"wall_reference": wall, "passed": passed, "trials": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
