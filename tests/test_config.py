@@ -64,6 +64,7 @@ def test_schema_rejects(key, value, message):
         ("search.stages", [[512, 32], [2048, 1]], "search.stages: the first stage keeps 32"),
         ("search.stages", [[512, 4], [2048, 2]], "must not increase and must end with 1"),
         ("search.stages", [[512, 4], [10**7, 1]], "exceeds the fitness split"),
+        ("search.stages", [[16000, 2], [4096, 1]], "set data.fitness_sequences ≥ 79 or search.fixed_last_stage"),
     ],
 )
 def test_semantic_checks_name_key_and_value(key, value, message):

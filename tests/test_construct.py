@@ -164,12 +164,8 @@ def test_build_is_deterministic(tmp_path, tiny_model_dir):
     assert a == b
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert any(f.suffix == ".safetensors" for f in files)
-    for f in files:
-        if f.suffix == ".safetensors":  # the header's metadata order is the library's (a hash map)
-            (ta, ma), (tb, mb) = supernet.load_level(tmp_path / "a" / f), supernet.load_level(tmp_path / "b" / f)
-            assert ma == mb and ta.keys() == tb.keys(), f
-            assert all(torch.equal(ta[k], tb[k]) for k in ta), f
-        elif f.name != "manifest.json":  # the expected activations, byte for byte
+    for f in files:  # byte for byte: the manifest records each level file's sha256
+        if f.name != "manifest.json":
             assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 

@@ -279,7 +279,7 @@ def tyr_workdir(tmp_path, tiny_model_dir):
     workdir = tmp_path / "work"
     workdir.mkdir()
     cfg = {"run": "tiny", "model": {"source": str(model_dir)},
-           "data": {"source": "pydoc", "seq_len": 32, "prune_sequences": 4, "fitness_sequences": 4,
+           "data": {"source": "pydoc", "seq_len": 32, "prune_sequences": 4, "fitness_sequences": 8,
                     "heldout_sequences": 2}}
     (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
     return workdir
@@ -304,7 +304,7 @@ def test_tyr_prepare_and_calibrate_on_slurm(tyr_workdir, cluster):
 
     root = zarr.open_group(str(run / "calib" / "tokens.zarr"), mode="r")
     sizes = {name: tuple(arr.shape) for name, arr in root.arrays()}
-    assert sizes == {"prune": (4, 32), "fitness": (4, 32), "heldout": (2, 32)}, sizes
+    assert sizes == {"prune": (4, 32), "fitness": (8, 32), "selection": (4, 32), "heldout": (2, 32)}, sizes
     # Both steps ran as SLURM jobs of the profile's sizes (1 CPU, 3000 MB on the first attempt).
     ids = {rule: _log_job_ids(tyr_workdir, rule) for rule in ("prepare_model", "calibrate")}
     assert all(len(v) == 1 for v in ids.values()), ids

@@ -122,10 +122,14 @@ def _check_search(search, data) -> None:
                 f"search.stages: a stage of {tokens} tokens exceeds the fitness split "
                 f"(data.fitness_sequences × data.seq_len = {available})")
     if search.get("fixed_last_stage") and len(stages) > 1:
-        rest = available - math.ceil(stages[-1][0] / data["seq_len"]) * data["seq_len"]
-        if max(t for t, _ in stages[:-1]) > rest:
-            raise ConfigError(f"search.stages: with fixed_last_stage the earlier stages draw from the {rest} "
-                              f"tokens the last stage leaves; a stage asks for more")
+        last = math.ceil(stages[-1][0] / data["seq_len"])
+        need = max(t for t, _ in stages[:-1])
+        if need > available - last * data["seq_len"]:
+            raise ConfigError(
+                f"search.stages: with search.fixed_last_stage the last stage keeps {last} of the "
+                f"{data['fitness_sequences']} fitness sequences and the earlier stages draw from the rest, "
+                f"but one asks for {need} tokens: set data.fitness_sequences ≥ "
+                f"{last + math.ceil(need / data['seq_len'])} or search.fixed_last_stage: false")
 
 
 def _check_evaluate(ev) -> None:

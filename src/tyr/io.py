@@ -46,21 +46,29 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
+_META_KEY = "tyr"  # all our metadata under one header key: the library writes several keys in
+# hash-map order, so two saves of the same tensors differed byte for byte (and in their sha256)
+
+
 def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
+    """Write tensors and metadata so the same input gives the same bytes."""
     from safetensors.torch import save_file
 
     tensors = {k: v.contiguous() for k, v in tensors.items()}
-    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    meta = {_META_KEY: json.dumps({k: str(v) for k, v in (metadata or {}).items()}, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_safetensors(path) -> tuple[dict, dict]:
-    """Tensors and metadata of a safetensors file."""
+    """Tensors and metadata (values as strings) of a safetensors file."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        meta = dict(f.metadata() or {})
+        if _META_KEY in meta:
+            meta = json.loads(meta[_META_KEY])
+        return {k: f.get_tensor(k) for k in f.keys()}, meta
 
 
 CHECKSUMS = "checksums.json"  # inside a folder artifact: {relative path: sha256} of every other file
