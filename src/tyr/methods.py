@@ -26,7 +26,7 @@ METHODS = (
            "Li et al., NeurIPS 2025"),
     Method("shortgpt", "tyr.baselines.shortgpt", "drop whole layers of lowest Block Influence",
            "Men et al., 2024"),
-    Method("wanda_sp", "tyr.baselines.wanda_sp", "structured |W|·‖X‖, uniform, layer by layer on the pruned model",
+    Method("wanda_sp", "tyr.baselines.wanda_sp", "structured Wanda (abs(W)·‖X‖), uniform, layer by layer on the pruned model",
            "An et al., AAAI 2024 (Wanda-sp)"),
     Method("flap", "tyr.baselines.flap", "fluctuation scores, global adaptive structure, bias compensation",
            "An et al., AAAI 2024"),

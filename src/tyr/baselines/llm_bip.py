@@ -41,14 +41,16 @@ def block_influence(layer, x, pos, head_dim: int, batch_size: int = 8) -> tuple[
     """(E_t ‖W_o[:, h] z_{t,h}‖ per head, E_t |a_{t,c}| ‖W_down[:, c]‖ per channel) of one layer."""
     W_o = layer.self_attn.o_proj.weight.double()
     n_heads = W_o.shape[1] // head_dim
-    blocks = W_o.reshape(W_o.shape[0], n_heads, head_dim).permute(1, 2, 0)  # [head, head_dim, hidden]
+    blocks = W_o.reshape(W_o.shape[0], n_heads, head_dim).permute(1, 0, 2)  # [head, hidden, head_dim]
+    gram = blocks.transpose(1, 2) @ blocks  # W_hᵀ W_h: ‖W_h z‖² = zᵀ W_hᵀ W_h z, head_dim² per token, not head_dim·hidden
     down_norm = layer.mlp.down_proj.weight.double().norm(dim=0)
     heads = torch.zeros(n_heads, dtype=torch.float64)
     chans = torch.zeros_like(down_norm)
     count = 0
     for inputs in layerwise.sublayer_inputs(layer, x, pos, batch_size):
         z = inputs["heads"].double().reshape(-1, n_heads, head_dim)
-        heads += torch.einsum("thd,hdo->tho", z, blocks).norm(dim=-1).sum(0)  # ‖W_o[:, h] z_{t,h}‖ per token
+        squared = (torch.einsum("thd,hde->the", z, gram) * z).sum(-1)  # ‖W_o[:, h] z_{t,h}‖² per token and head
+        heads += squared.clamp_min(0).sqrt().sum(0)
         chans += inputs["channels"].double().abs().sum(0) * down_norm
         count += z.shape[0]
     return heads / count, chans / count

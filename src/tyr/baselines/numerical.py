@@ -53,7 +53,8 @@ def numerical_score(weight: torch.Tensor, XtX: torch.Tensor, ratio: float, *, la
     H_l = (W.T @ W) * XtX.double()
     D = H_l.shape[0]
     lam = lam * torch.diagonal(H_l).mean()
-    H = damp(H_l, damping) + lam * torch.ones(D, D, dtype=H_l.dtype)
+    H_l = damp(H_l, damping)  # the objective gains ½ δ m ‖z − 1‖²: gradient and Hessian stay consistent
+    H = H_l + lam * torch.ones(D, D, dtype=H_l.dtype)
     L = torch.linalg.cholesky(H)
     r, one, z = (1.0 - ratio) * D, torch.ones(D, dtype=H_l.dtype), torch.ones(D, dtype=H_l.dtype)
     for _ in range(iterations):
