@@ -1,0 +1,90 @@
+"""The related structural pruners side by side: the `compare` table of every baseline at 25% and 50%.
+
+    TYR_DATA_DIR=/path/to/data .venv/bin/python bench/structural.py [--run structural] [--targets 0.25 0.5]
+        [--methods uniform shortgpt ...] [--cores 2] [--no-workflow]
+
+Runs `snakemake compare` for the given run, targets and methods (Týr itself is left out by
+default: it is the subject, benchmarked by bench/pipeline.py), sampling the machine's load
+average while it runs, then writes `bench/results/<date>-<host>-structural.{md,json}`: the
+comparison table (WikiText-2 perplexity, zero-shot average, backbone sparsity and each
+method's own wall time), each genome's distance to the target and the reason where a
+method cannot meet it, and the mean load average over the run (wall times on a shared
+machine stretch by roughly load / cores). `--no-workflow` only collects a finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, write_result  # noqa: E402
+
+DEFAULT_METHODS = ["uniform", "shortgpt", "wanda_sp", "flap", "llm_pruner", "search_llm", "numerical", "llm_bip",
+                   "nirvana", "adapruner"]
+
+
+def run_workflow(run: str, targets, methods, cores: int) -> dict:
+    """`snakemake compare`, timed, with the load average sampled every 10 s."""
+    overrides = ROOT / "results" / f"{run}.bench.yaml"  # lists given with --config arrive as strings
+    overrides.parent.mkdir(parents=True, exist_ok=True)
+    overrides.write_text(json.dumps({"run": run, "target_sparsity": targets, "methods": methods}) + "\n")
+    loads, done = [], threading.Event()
+
+    def sample():
+        while not done.wait(10):
+            loads.append(os.getloadavg()[0])
+
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile",
+                    str(ROOT / "config" / "config.yaml"), str(overrides), "--", "compare"], cwd=ROOT, check=True)
+    done.set()
+    return {"wall_seconds": time.perf_counter() - t0, "mean_load": sum(loads) / len(loads) if loads else None}
+
+
+def genome_notes(run_dir: Path, rows) -> list[str]:
+    """Each baseline's distance to the target, and its reason where it records one."""
+    notes = []
+    for r in rows:
+        genome = run_dir / f"s{round(r['target_sparsity'] * 100)}" / r["method"] / "genome.json"
+        info = (json.loads(genome.read_text()).get("baseline") or {}) if genome.exists() else {}
+        if "target_gap_pp" in info:
+            reason = f" ({info['off_target']})" if info.get("off_target") else ""
+            notes.append(f"- {r['method']} at {r['target_sparsity']:.0%}: {info['target_gap_pp']:+.2f} pp{reason}")
+    return notes
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="structural")
+    ap.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.5])
+    ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--no-workflow", action="store_true", help="only collect a finished run")
+    args = ap.parse_args(argv)
+    timing = {} if args.no_workflow else run_workflow(args.run, args.targets, args.methods, args.cores)
+    table_dir = ROOT / "results" / "compare" / args.run
+    table = json.loads((table_dir / "table.json").read_text())
+    lines = [f"# Related structural pruners, SmolLM2-135M, {args.cores} cores (run `{args.run}`)", "",
+             f"Command: `TYR_DATA_DIR=... python bench/structural.py --run {args.run} --targets "
+             f"{' '.join(map(str, args.targets))} --methods {' '.join(args.methods)}`", ""]
+    if timing:
+        lines += [f"Whole `snakemake compare`: {timing['wall_seconds'] / 60:.1f} min; mean load average "
+                  f"{timing['mean_load']:.1f} on {os.cpu_count()} CPUs (wall times stretch with the load).", ""]
+    lines += [(table_dir / "table.md").read_text(), "Distance of each baseline to its target (backbone sparsity):", ""]
+    lines += genome_notes(ROOT / "results" / args.run, table["rows"])
+    write_result("structural", lines)
+    out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-{platform.node() or 'host'}-structural.json"
+    out.write_text(json.dumps({"command": sys.argv, **timing, "table": table}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
