@@ -22,7 +22,7 @@ def test_obs_importance_is_the_output_error_of_removing_one_weight():
     """Φ_ij = W_ij² / [(2XᵀX)⁻¹]_jj = 2 · min ‖X W_i − X' β‖², the best the rest of row i can do without W_ij."""
     torch.manual_seed(0)
     W, X = torch.randn(3, 6).double(), torch.randn(40, 6).double()
-    phi = search_llm.obs_importance(W, X.T @ X, damping=0.0)
+    phi = search_llm.obs_importance(W, search_llm.inverse_diagonal(X.T @ X, damping=0.0))
     for i in range(3):
         for j in range(6):
             others = [k for k in range(6) if k != j]
@@ -41,7 +41,7 @@ def test_mask_mutation_keeps_a_share_of_the_mask():
     assert search_llm.mutate_mask(rng, kept, 40, len(kept), p_mask=0.0) == kept  # no mutation drawn
 
 
-@pytest.mark.parametrize("damping, iterations, exact", [(0.0, 3000, True), (0.01, 30, False)])
+@pytest.mark.parametrize("damping, iterations, exact", [(0.0, 200, True), (0.01, 30, False)])
 def test_admm_reformation_converges_to_the_least_squares_refit(damping, iterations, exact):
     torch.manual_seed(1)
     X = torch.randn(300, 10).double() @ torch.randn(10, 10).double()  # correlated inputs
@@ -50,7 +50,7 @@ def test_admm_reformation_converges_to_the_least_squares_refit(damping, iteratio
     reformed = reformation.admm(W, X.T @ X / len(X), cols, rho=1.0, iterations=iterations, damping=damping)
     best = torch.linalg.lstsq(X[:, cols], X @ W).solution.T
     if exact:
-        torch.testing.assert_close(reformed, best, rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(reformed, best, rtol=1e-4, atol=1e-5)  # float32 iterations
     masked_error = ((X[:, cols] @ W[cols] - X @ W) ** 2).sum()
     reformed_error = ((X[:, cols] @ reformed.T - X @ W) ** 2).sum()
     best_error = ((X[:, cols] @ best.T - X @ W) ** 2).sum()

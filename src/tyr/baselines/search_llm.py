@@ -58,10 +58,14 @@ SPACE = {0.9: (0.9, 0.6), 0.8: (0.8, 0.4), 0.7: (0.3, 0.2), 0.6: (0.6, 0.1), 0.5
 log = logging.getLogger("tyr.baselines")
 
 
-def obs_importance(weight: torch.Tensor, H: torch.Tensor, damping: float = 0.01) -> torch.Tensor:
-    """Φ_ij = W_ij² / [(2H)⁻¹]_jj for a torch weight [out, in] and its input Gram H [in, in]."""
-    inv = torch.cholesky_inverse(torch.linalg.cholesky(2 * damp(H.double(), damping)))
-    return weight.double() ** 2 / torch.diagonal(inv)[None, :]
+def inverse_diagonal(H: torch.Tensor, damping: float = 0.01) -> torch.Tensor:
+    """[(2H)⁻¹]_jj of an input Gram matrix H [in, in] (damped by 1% of its mean diagonal)."""
+    return torch.diagonal(torch.cholesky_inverse(torch.linalg.cholesky(2 * damp(H.double(), damping))))
+
+
+def obs_importance(weight: torch.Tensor, inv_diag: torch.Tensor) -> torch.Tensor:
+    """Φ_ij = W_ij² / [(2H)⁻¹]_jj for a torch weight [out, in] (Eq. 1)."""
+    return weight.double() ** 2 / inv_diag[None, :]
 
 
 def layer_importance(layer, x, pos, spec, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,13 +76,13 @@ def layer_importance(layer, x, pos, spec, batch_size: int = 8) -> tuple[torch.Te
     for inputs in layerwise.sublayer_inputs(layer, x, pos, batch_size):
         for key, gram in grams.items():
             gram.add(inputs[key])
-    H = {k: gram.mean() for k, gram in grams.items()}
-    rows = {name: obs_importance(getattr(at, name).weight, H["attn"]).sum(1) for name in ("q_proj", "k_proj", "v_proj")}
-    heads = (rows["q_proj"] + obs_importance(at.o_proj.weight, H["heads"]).sum(0)).reshape(-1, d).sum(1)
+    inv = {k: inverse_diagonal(gram.mean()) for k, gram in grams.items()}
+    rows = {name: obs_importance(getattr(at, name).weight, inv["attn"]).sum(1) for name in ("q_proj", "k_proj", "v_proj")}
+    heads = (rows["q_proj"] + obs_importance(at.o_proj.weight, inv["heads"]).sum(0)).reshape(-1, d).sum(1)
     kv = (rows["k_proj"] + rows["v_proj"]).reshape(-1, d).sum(1)
     heads = heads + kv[torch.arange(spec.num_heads) // g] / g  # a KV head is shared by g query heads
-    chans = (obs_importance(mlp.up_proj.weight, H["mlp"]).sum(1) + obs_importance(mlp.gate_proj.weight, H["mlp"]).sum(1)
-             + obs_importance(mlp.down_proj.weight, H["channels"]).sum(0))
+    chans = (obs_importance(mlp.up_proj.weight, inv["mlp"]).sum(1) + obs_importance(mlp.gate_proj.weight, inv["mlp"]).sum(1)
+             + obs_importance(mlp.down_proj.weight, inv["channels"]).sum(0))
     return heads, chans
 
 
