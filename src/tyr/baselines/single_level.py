@@ -29,7 +29,7 @@ TOLERANCE = 0.005  # methods are compared at the same backbone sparsity, ±0.5 p
 
 @dataclass
 class Structure:
-    """The kept units of every layer, and compensated output biases where a method has them."""
+    """The kept units of every layer, and compensated output projections where a method has them."""
 
     heads: list[list[int]]                          # kept query heads per layer, sorted
     channels: list[list[int]]                       # kept MLP channels per layer, sorted
