@@ -10,6 +10,9 @@ comparison table (WikiText-2 perplexity, zero-shot average, backbone sparsity an
 method's own wall time), each genome's distance to the target and the reason where a
 method cannot meet it, and the mean load average over the run (wall times on a shared
 machine stretch by roughly load / cores). `--no-workflow` only collects a finished run.
+`--no-speed` skips the prefill/decode timing of the pruned models (the table does not use
+it, and on a loaded machine it is noise); the dense model's finished evaluation is then
+kept (`--rerun-triggers mtime input`: its changed `evaluate.speed` parameter does not redo it).
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ DEFAULT_METHODS = ["uniform", "shortgpt", "wanda_sp", "flap", "llm_pruner", "sea
                    "nirvana", "adapruner"]
 
 
-def run_workflow(run: str, targets, methods, cores: int) -> dict:
+def run_workflow(run: str, targets, methods, cores: int, speed: bool = True) -> dict:
     """`snakemake compare`, timed, with the load average sampled every 10 s."""
     overrides = ROOT / "results" / f"{run}.bench.yaml"  # lists given with --config arrive as strings
     overrides.parent.mkdir(parents=True, exist_ok=True)
-    overrides.write_text(json.dumps({"run": run, "target_sparsity": targets, "methods": methods}) + "\n")
+    settings = {"run": run, "target_sparsity": targets, "methods": methods}
+    if not speed:
+        settings["evaluate"] = {"speed": False}
+    overrides.write_text(json.dumps(settings) + "\n")
     loads, done = [], threading.Event()
 
     def sample():
@@ -44,7 +50,8 @@ def run_workflow(run: str, targets, methods, cores: int) -> dict:
 
     threading.Thread(target=sample, daemon=True).start()
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile",
+    triggers = [] if speed else ["--rerun-triggers", "mtime", "input"]
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), *triggers, "--configfile",
                     str(ROOT / "config" / "config.yaml"), str(overrides), "--", "compare"], cwd=ROOT, check=True)
     done.set()
     return {"wall_seconds": time.perf_counter() - t0, "mean_load": sum(loads) / len(loads) if loads else None}
@@ -69,13 +76,16 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--no-workflow", action="store_true", help="only collect a finished run")
+    ap.add_argument("--no-speed", action="store_true", help="skip the pruned models' speed measurement")
     args = ap.parse_args(argv)
-    timing = {} if args.no_workflow else run_workflow(args.run, args.targets, args.methods, args.cores)
+    timing = {} if args.no_workflow else run_workflow(args.run, args.targets, args.methods, args.cores,
+                                                        speed=not args.no_speed)
     table_dir = ROOT / "results" / "compare" / args.run
     table = json.loads((table_dir / "table.json").read_text())
     lines = [f"# Related structural pruners, SmolLM2-135M, {args.cores} cores (run `{args.run}`)", "",
              f"Command: `TYR_DATA_DIR=... python bench/structural.py --run {args.run} --targets "
-             f"{' '.join(map(str, args.targets))} --methods {' '.join(args.methods)}`", ""]
+             f"{' '.join(map(str, args.targets))} --methods {' '.join(args.methods)}"
+             f"{' --no-speed' if args.no_speed else ''}`", ""]
     if timing:
         lines += [f"Whole `snakemake compare`: {timing['wall_seconds'] / 60:.1f} min; mean load average "
                   f"{timing['mean_load']:.1f} on {os.cpu_count()} CPUs (wall times stretch with the load).", ""]
