@@ -1,7 +1,7 @@
 """The related structural pruners side by side: the `compare` table of every baseline at 25% and 50%.
 
     TYR_DATA_DIR=/path/to/data .venv/bin/python bench/structural.py [--run structural] [--targets 0.25 0.5]
-        [--methods uniform shortgpt ...] [--cores 2] [--no-workflow]
+        [--methods uniform shortgpt ...] [--cores 2] [--no-workflow] [--no-speed] [--cpu-target 0.5]
 
 Runs `snakemake compare` for the given run, targets and methods (Týr itself is left out by
 default: it is the subject, benchmarked by bench/pipeline.py), sampling the machine's load
@@ -10,7 +10,10 @@ comparison table (WikiText-2 perplexity, zero-shot average, backbone sparsity an
 method's own wall time), each genome's distance to the target and the reason where a
 method cannot meet it, and the mean load average over the run (wall times on a shared
 machine stretch by roughly load / cores). `--no-workflow` only collects a finished run.
-`--no-speed` skips the prefill/decode timing of the pruned models (the table does not use
+`--cpu-target T` also reruns every baseline once at target T in a fresh process and records
+its CPU seconds (user + system, OMP_WAIT_POLICY=PASSIVE so idle OpenMP threads do not spin):
+unlike wall time, this does not stretch with other users' load; / 2 ≈ its wall time on 2
+idle cores. `--no-speed` skips the prefill/decode timing of the pruned models (the table does not use
 it, and on a loaded machine it is noise); the dense model's finished evaluation is then
 kept (`--rerun-triggers mtime input`: its changed `evaluate.speed` parameter does not redo it).
 """
@@ -57,6 +60,22 @@ def run_workflow(run: str, targets, methods, cores: int, speed: bool = True) -> 
     return {"wall_seconds": time.perf_counter() - t0, "mean_load": sum(loads) / len(loads) if loads else None}
 
 
+def cpu_seconds(run_dir: Path, method: str, target: float, threads: int = 2) -> float:
+    """CPU seconds of one baseline job (user + system of a fresh child process)."""
+    import resource
+    import tempfile
+
+    code = ("import sys, torch; torch.set_num_threads(int(sys.argv[5])); from tyr import baselines; "
+            "baselines.run(sys.argv[1], sys.argv[2] + '/model', sys.argv[2] + '/calib/tokens.zarr', sys.argv[3], "
+            "target_sparsity=float(sys.argv[4]))")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-c", code, method, str(run_dir), tmp, str(target), str(threads)],
+                       check=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
 def genome_notes(run_dir: Path, rows) -> list[str]:
     """Each baseline's distance to the target, and its reason where it records one."""
     notes = []
@@ -77,6 +96,7 @@ def main(argv=None):
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--no-workflow", action="store_true", help="only collect a finished run")
     ap.add_argument("--no-speed", action="store_true", help="skip the pruned models' speed measurement")
+    ap.add_argument("--cpu-target", type=float, help="rerun each baseline at this target and record its CPU seconds")
     args = ap.parse_args(argv)
     timing = {} if args.no_workflow else run_workflow(args.run, args.targets, args.methods, args.cores,
                                                         speed=not args.no_speed)
@@ -91,9 +111,17 @@ def main(argv=None):
                   f"{timing['mean_load']:.1f} on {os.cpu_count()} CPUs (wall times stretch with the load).", ""]
     lines += [(table_dir / "table.md").read_text(), "Distance of each baseline to its target (backbone sparsity):", ""]
     lines += genome_notes(ROOT / "results" / args.run, table["rows"])
+    cpu = {}
+    if args.cpu_target:
+        from tyr.methods import baselines
+
+        cpu = {m: cpu_seconds(ROOT / "results" / args.run, m, args.cpu_target) for m in args.methods if m in baselines()}
+        lines += ["", f"CPU seconds of each baseline's own job at {args.cpu_target:.0%} (2 threads, a fresh process; "
+                  "/ 2 ≈ wall time on 2 idle cores):", "", "| method | CPU s |", "|---|---|"]
+        lines += [f"| {m} | {s:.0f} |" for m, s in cpu.items()]
     write_result("structural", lines)
     out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-{platform.node() or 'host'}-structural.json"
-    out.write_text(json.dumps({"command": sys.argv, **timing, "table": table}, indent=1) + "\n")
+    out.write_text(json.dumps({"command": sys.argv, **timing, "cpu_seconds": cpu, "table": table}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
