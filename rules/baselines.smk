@@ -1,5 +1,7 @@
 # Baselines (issue 6): each writes a one-level supernet + genome from the same calibration
-# tokens, then shares export, evaluation and the summary with Týr.
+# tokens, then shares export, evaluation and the summary with Týr. The methods are the
+# registry tyr.methods; each job gets only its own `baselines.<method>` options.
+from tyr import methods as tyr_methods
 
 
 rule baseline:
@@ -8,8 +10,10 @@ rule baseline:
         tokens=TOKENS,
     output:
         genome=target_path("{method}/genome.json"),
+    params:
+        options=lambda wildcards: config.get("baselines", {}).get(wildcards.method, {}),
     wildcard_constraints:
-        method="shortgpt|wanda_sp|flap|llm_pruner",
+        method="|".join(tyr_methods.baselines()),
     log:
         run_path("logs/s{target}/{method}/baseline.log"),
     benchmark:

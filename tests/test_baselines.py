@@ -1,5 +1,6 @@
 """Baselines (ShortGPT, Wanda-sp, FLAP, LLM-Pruner): each method's defining property against a
-brute-force computation from its definition, the sparsity budget, and the written supernet."""
+brute-force computation from its definition; every baseline: the sparsity budget and the
+written supernet. The five related pruners have their own files (test_<method>.py)."""
 
 from __future__ import annotations
 
@@ -8,90 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from supernet_factory import write_spec, write_tokens
+from baseline_factory import (chosen_levels, dense_pass, flat, layer_pieces, prepared, prune_tokens,  # noqa: F401
+                              rebuild, single_thread, top)
 
 from tyr import baselines, sparsity
 from tyr import model as adapter
-from tyr.baselines import flap, llm_pruner
+from tyr.baselines import budget, flap, llm_pruner, wanda_sp
 from tyr.model import ModelSpec
-from tyr.supernet import layer_shape, layer_state, load_level, pruned_config, read_supernet
 
 METHODS = sorted(baselines.METHODS)
-N_SEQ, SEQ_LEN = 8, 32
-
-
-@pytest.fixture
-def prepared(tiny_model_dir, tmp_path):
-    """Factory: (model_dir with spec.json, tokens.zarr) of a tiny random model."""
-
-    def make(model_type="llama", **overrides):
-        model_dir = tiny_model_dir(model_type, **overrides)
-        write_spec(model_dir)
-        tokens = write_tokens(tmp_path / "tokens.zarr", vocab_size=128, n_seq=N_SEQ, seq_len=SEQ_LEN)
-        return model_dir, tokens
-
-    return make
-
-
-def prune_tokens(tokens_zarr, n=None) -> torch.Tensor:
-    import zarr
-
-    return torch.from_numpy(zarr.open_group(str(tokens_zarr), mode="r")["prune"][:]).long()[:n]
-
-
-def dense_pass(model_dir, tokens):
-    """Every sublayer's input and output in the dense model, computed piece by piece (no hooks).
-
-    Per layer: x (layer input), z (o_proj input), h (residual after attention),
-    u (down_proj input), y (layer output); token dimensions flattened for z and u.
-    """
-    model = adapter.load_model(model_dir, dtype=torch.float32)
-    x = model.model.embed_tokens(tokens)
-    pos = model.model.position_embeddings(x)
-    out = []
-    with torch.no_grad():
-        for layer in model.model.layers:
-            z = layer.self_attn.heads(layer.input_layernorm(x), pos)
-            h = x + layer.self_attn.o_proj(z)
-            u = layer.mlp.channels(layer.post_attention_layernorm(h))
-            y = h + layer.mlp.down_proj(u)
-            out.append({"x": x, "z": z.reshape(-1, z.shape[-1]).double(), "h": h,
-                        "u": u.reshape(-1, u.shape[-1]).double(), "y": y, "layer": layer})
-            x = y
-    return model, pos, out
-
-
-def chosen_levels(genome_json):
-    """Per layer, the (attn, mlp) level tensors the genome names."""
-    genome = json.loads(Path(genome_json).read_text())
-    index = read_supernet(genome["supernet"])
-    levels = []
-    for layer, choice in enumerate(genome["layers"]):
-        pair = []
-        for sub in ("attn", "mlp"):
-            (entry,) = [e for e in index["layers"][layer][sub] if e["kept"] == choice[sub]]
-            pair.append(load_level(entry["path"])[0])
-        levels.append(pair)
-    return genome, index, levels
-
-
-def rebuild(model_dir, levels):
-    """The pruned decoder layers, rebuilt by tyr.supernet.layer_state into TyrDecoderLayers.
-
-    A compensated bias in a level turns on the config's o_bias / down_bias (what export must do).
-    """
-    spec = ModelSpec.from_json(Path(model_dir) / "spec.json")
-    config = adapter.load_config(model_dir)
-    config.o_bias = config.o_bias or any("o_proj.bias" in a for a, _ in levels)
-    config.down_bias = config.down_bias or any("down_proj.bias" in m for _, m in levels)
-    shapes = [layer_shape(a, m) for a, m in levels]
-    cfg = pruned_config(config, shapes)
-    return [adapter.build_layer(cfg, l, layer_state(spec, adapter.load_state(model_dir, adapter.layer_prefix(l)), a, m))
-            for l, (a, m) in enumerate(levels)]
-
-
-def top(scores, k):
-    return sorted(torch.argsort(torch.as_tensor(scores), descending=True)[:k].tolist())
+# Small search budgets for the searching methods: these tests check format and budget, not search quality.
+FAST = {"search_llm": {"population": 4, "parents": 2, "mutations": 2, "crossovers": 1, "epochs": 1},
+        "nirvana": {"candidates": 2}, "adapruner": {"trials": 3}}
 
 
 # ---- ShortGPT ----------------------------------------------------------------------------------
@@ -127,10 +56,18 @@ def test_shortgpt_removes_whole_layers_in_block_influence_order(prepared, tmp_pa
 # ---- Wanda-sp ----------------------------------------------------------------------------------
 
 
-def test_wanda_sp_keeps_the_highest_structured_wanda_scores(prepared, tmp_path):
+def wanda_scores(layer, z, u, head_dim):
+    """S_j = Σ_i |W_ij| ‖X_j‖₂ of o_proj (summed per head) and down_proj, from the definition."""
+    o, down = layer.self_attn.o_proj.weight.double(), layer.mlp.down_proj.weight.double()
+    heads = [sum((o[:, j].abs().sum() * z[:, j].norm()).item() for j in range(h * head_dim, (h + 1) * head_dim))
+             for h in range(o.shape[1] // head_dim)]
+    return heads, [(down[:, j].abs().sum() * u[:, j].norm()).item() for j in range(down.shape[1])]
+
+
+def test_wanda_sp_dense_keeps_the_highest_structured_wanda_scores(prepared, tmp_path):
     model_dir, tokens_zarr = prepared()
     spec = ModelSpec.from_json(model_dir / "spec.json")
-    genome_json = baselines.run("wanda_sp", model_dir, tokens_zarr, tmp_path / "wanda", target_sparsity=0.5)
+    genome_json = wanda_sp.run(model_dir, tokens_zarr, tmp_path / "wanda", target_sparsity=0.5, sequential=False)
     genome, _, levels = chosen_levels(genome_json)
     _, _, acts = dense_pass(model_dir, prune_tokens(tokens_zarr))
     q = spec.num_heads - sparsity.snap_units(0.5, spec.num_heads)
@@ -138,29 +75,63 @@ def test_wanda_sp_keeps_the_highest_structured_wanda_scores(prepared, tmp_path):
     assert len(widths) == 1, "Wanda-sp prunes every layer at the same ratio"
     (m,) = widths
     for a, (attn, mlp) in zip(acts, levels):
-        layer = a["layer"]
-        o, down = layer.self_attn.o_proj.weight.double(), layer.mlp.down_proj.weight.double()
-        # S_j = Σ_i |W_ij| ‖X_j‖₂ ; a head sums its head_dim input channels of o_proj
-        head_scores = [sum((o[:, j].abs().sum() * a["z"][:, j].norm()).item()
-                           for j in range(h * spec.head_dim, (h + 1) * spec.head_dim)) for h in range(spec.num_heads)]
-        chan_scores = [(down[:, j].abs().sum() * a["u"][:, j].norm()).item() for j in range(down.shape[1])]
+        head_scores, chan_scores = wanda_scores(a["layer"], a["z"], a["u"], spec.head_dim)
         assert attn["kept_heads"].tolist() == top(head_scores, q)
         assert mlp["kept_channels"].tolist() == top(chan_scores, m)
         assert "o_proj.bias" not in attn and "down_proj.bias" not in mlp  # no compensation
-        torch.testing.assert_close(attn["o_proj.weight"], layer.self_attn.o_proj.weight[:, [
+        torch.testing.assert_close(attn["o_proj.weight"], a["layer"].self_attn.o_proj.weight[:, [
             h * spec.head_dim + i for h in attn["kept_heads"].tolist() for i in range(spec.head_dim)]])
+
+
+def test_wanda_sp_sequential_scores_each_layer_on_the_pruned_layers_outputs(prepared, tmp_path):
+    """The reference's order: a layer's statistics come from the already pruned layers before it."""
+    model_dir, tokens_zarr = prepared(num_hidden_layers=4)
+    spec = ModelSpec.from_json(model_dir / "spec.json")
+    genome_json = wanda_sp.run(model_dir, tokens_zarr, tmp_path / "wanda", target_sparsity=0.5)
+    genome, _, levels = chosen_levels(genome_json)
+    model = adapter.load_model(model_dir, dtype=torch.float32)
+    tokens = prune_tokens(tokens_zarr)
+    q = spec.num_heads - sparsity.snap_units(0.5, spec.num_heads)
+    kv_channels = sparsity.attention_params(spec, q, 1) // sparsity.mlp_params(spec, 1) + 1
+    with torch.no_grad():
+        x = model.model.embed_tokens(tokens)
+        pos = model.model.position_embeddings(x)
+        for layer, (attn, mlp) in zip(model.model.layers, levels):
+            p = layer_pieces(layer, x, pos)  # x: the output of the pruned layers so far
+            head_scores, chan_scores = wanda_scores(layer, flat(p["z"]), flat(p["u"]), spec.head_dim)
+            assert attn["kept_heads"].tolist() == top(head_scores, q)
+            assert mlp["kept_channels"].tolist() == top(chan_scores, len(mlp["kept_channels"]))
+            x = rebuild_one(model_dir, layer, attn, mlp)(x, pos)
+    widths = [len(m["kept_channels"]) for _, m in levels]
+    assert max(widths) - min(widths) <= kv_channels, "MLP widths are uniform up to one KV head's worth"
+    assert abs(genome["sparsity"] - 0.5) <= spec.num_layers * sparsity.mlp_params(spec, 1) / sparsity.backbone_prunable_params(spec)
+    dense_genome = wanda_sp.run(model_dir, tokens_zarr, tmp_path / "dense", target_sparsity=0.5, sequential=False)
+    assert chosen_levels(dense_genome)[0]["layers"] != genome["layers"] or any(
+        a["kept_channels"].tolist() != b["kept_channels"].tolist()
+        for (_, a), (_, b) in zip(levels, chosen_levels(dense_genome)[2])), "sequential statistics change the choice"
+
+
+def rebuild_one(model_dir, layer, attn, mlp):
+    """A pruned layer with the dense layer's index, from its two level files."""
+    spec = ModelSpec.from_json(model_dir / "spec.json")
+    config = adapter.load_config(model_dir)
+    from tyr.supernet import pruned_layer
+
+    index = layer.self_attn.layer_idx
+    return pruned_layer(spec, config, index, adapter.load_state(model_dir, adapter.layer_prefix(index)), attn, mlp)
 
 
 # ---- FLAP --------------------------------------------------------------------------------------
 
 
-def flap_scores(spec, acts, over):
-    """Standardised fluctuation scores from the definition: S_j = Var[X_j] · ‖W_:,j‖²."""
+def flap_scores(spec, acts, over, square=True):
+    """Standardised fluctuation scores from the definition: S_j = Var[X_j] · ‖W_:,j‖² (squared for
+    attention channels, as FLAP's reference code)."""
     heads, chans = [], []
     for a in acts:
         layer = a["layer"]
         o, down = layer.self_attn.o_proj.weight.double(), layer.mlp.down_proj.weight.double()
-        s_o = a["z"].var(0, unbiased=True) * (o ** 2).sum(0)
+        s_o = (a["z"].var(0, unbiased=True) * (o ** 2).sum(0)) ** (2 if square else 1)
         s_d = a["u"].var(0, unbiased=True) * (down ** 2).sum(0)
         if over == "layer":  # each module of each layer on its own; a head = mean of its channels' Ŝ
             s_o, s_d = (s_o - s_o.mean()) / s_o.std(), (s_d - s_d.mean()) / s_d.std()
@@ -174,13 +145,14 @@ def flap_scores(spec, acts, over):
     return h, c
 
 
-@pytest.mark.parametrize("over", ["layer", "model"])
-def test_flap_structure_is_a_global_threshold_on_standardised_fluctuation(prepared, tmp_path, over):
+@pytest.mark.parametrize("over, square", [("layer", True), ("model", True), ("layer", False)])
+def test_flap_structure_is_a_global_threshold_on_standardised_fluctuation(prepared, tmp_path, over, square):
     model_dir, tokens_zarr = prepared(num_hidden_layers=4)
     spec = ModelSpec.from_json(model_dir / "spec.json")
-    genome_json = flap.run(model_dir, tokens_zarr, tmp_path / "flap", target_sparsity=0.5, standardise=over)
+    genome_json = flap.run(model_dir, tokens_zarr, tmp_path / "flap", target_sparsity=0.5, standardise=over,
+                           square_attention=square)
     _, _, levels = chosen_levels(genome_json)
-    heads, chans = flap_scores(spec, dense_pass(model_dir, prune_tokens(tokens_zarr))[2], over)
+    heads, chans = flap_scores(spec, dense_pass(model_dir, prune_tokens(tokens_zarr))[2], over, square)
     kept, removed = [], []
     for l, (attn, mlp) in enumerate(levels):
         keep_h, keep_c = set(attn["kept_heads"].tolist()), set(mlp["kept_channels"].tolist())
@@ -304,6 +276,30 @@ def test_llm_pruner_group_scores_match_independent_autograd(prepared, tmp_path, 
     assert genome["baseline"]["sequences"] == n
 
 
+def test_layer_range_scales_llm_pruners_published_range_to_depth():
+    assert budget.layer_range(32, "scaled") == list(range(4, 30))  # the reference scripts' [4, 30)
+    assert budget.layer_range(30, "scaled") == list(range(4, 28))  # SmolLM2-135M
+    assert budget.layer_range(3, "scaled") == [0, 1, 2]
+    assert budget.layer_range(6, [2, 5]) == [2, 3, 4] and budget.layer_range(4, "all") == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="layer range"):
+        budget.layer_range(4, [3, 9])
+
+
+def test_llm_pruner_prunes_only_its_layer_range_at_one_ratio(prepared, tmp_path):
+    model_dir, tokens_zarr = prepared(num_hidden_layers=6)
+    spec = ModelSpec.from_json(model_dir / "spec.json")
+    genome_json = llm_pruner.run(model_dir, tokens_zarr, tmp_path / "llmp", target_sparsity=0.3, layers=[1, 5], max_seqs=2)
+    genome, _, levels = chosen_levels(genome_json)
+    assert genome["baseline"]["layers"] == [1, 5]
+    for l, choice in enumerate(genome["layers"]):
+        if l in (0, 5):
+            assert choice == {"attn": spec.num_heads, "mlp": spec.intermediate_size[l]}
+    assert len({(c["attn"], c["mlp"]) for c in genome["layers"][1:5]}) == 1
+    assert abs(genome["sparsity"] - 0.3) <= 4 * sparsity.mlp_params(spec, 1) / sparsity.backbone_prunable_params(spec)
+    too_small = llm_pruner.run(model_dir, tokens_zarr, tmp_path / "small", target_sparsity=0.5, layers=[0, 2], max_seqs=2)
+    assert "cannot be met" in json.loads(Path(too_small).read_text())["baseline"]["off_target"]
+
+
 # ---- every method: budget and format -------------------------------------------------------------
 
 
@@ -313,8 +309,12 @@ def unit_params(spec, method) -> int:
     mlp = sparsity.dense_sublayer_params(spec, "mlp", 0)
     if method == "shortgpt":
         return attn + mlp                                        # one layer
-    if method == "flap":
+    if method in ("flap", "numerical"):
         return sparsity.attention_params(spec, 1, 1)              # the costliest unit: a last head with its KV head
+    if method == "nirvana":
+        return sparsity.mlp_params(spec, 8)                       # MLP widths move in steps of 8 channels
+    if method == "search_llm":
+        return int(0.005 * sparsity.backbone_prunable_params(spec))  # candidates off by more are dropped
     return spec.num_layers * sparsity.mlp_params(spec, 1)        # uniform: one channel in every layer
 
 
@@ -323,7 +323,8 @@ def unit_params(spec, method) -> int:
 def test_every_method_meets_the_target_within_one_unit(prepared, tmp_path, method, target):
     model_dir, tokens_zarr = prepared("qwen2", num_hidden_layers=4)
     spec = ModelSpec.from_json(model_dir / "spec.json")
-    genome_json = baselines.run(method, model_dir, tokens_zarr, tmp_path / method, target_sparsity=target)
+    genome_json = baselines.run(method, model_dir, tokens_zarr, tmp_path / method, target_sparsity=target,
+                                **FAST.get(method, {}))
     genome, index, levels = chosen_levels(genome_json)
     assert genome["method"] == method and genome["target_sparsity"] == target
     kept = sum(sparsity.attention_params(spec, len(a["kept_heads"]), len(a["kept_kv_heads"]))
@@ -340,7 +341,8 @@ def test_every_method_meets_the_target_within_one_unit(prepared, tmp_path, metho
 @pytest.mark.parametrize("method", METHODS)
 def test_written_supernet_rebuilds_the_pruned_model(prepared, tmp_path, model_type, method):
     model_dir, tokens_zarr = prepared(model_type)
-    genome_json = baselines.run(method, model_dir, tokens_zarr, tmp_path / method, target_sparsity=0.5)
+    genome_json = baselines.run(method, model_dir, tokens_zarr, tmp_path / method, target_sparsity=0.5,
+                                **FAST.get(method, {}))
     genome, _, levels = chosen_levels(genome_json)
     layers = rebuild(model_dir, levels)
     model, pos, acts = dense_pass(model_dir, prune_tokens(tokens_zarr, 2))
@@ -355,7 +357,7 @@ def test_written_supernet_rebuilds_the_pruned_model(prepared, tmp_path, model_ty
     assert (Path(genome_json).parent / "supernet" / "supernet.json").is_file()
 
 
-@pytest.mark.parametrize("method", ["shortgpt", "wanda_sp", "llm_pruner"])
+@pytest.mark.parametrize("method", ["shortgpt", "wanda_sp", "llm_pruner", "numerical"])
 def test_export_builds_the_pruned_model(prepared, tmp_path, method):
     """The shared export turns a baseline genome into a loadable, smaller HF model."""
     from transformers import AutoModelForCausalLM

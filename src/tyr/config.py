@@ -56,12 +56,24 @@ def check(config) -> None:
     for t in targets(config):
         if not 0 < t < 1:
             raise ConfigError(f"target_sparsity: {t} is outside (0, 1)")
+    _check_methods(config["methods"])
     _check_model(config["model"])
     _check_data(config["data"])
     if "tyr" in config["methods"] and config["data"].get("selection_sequences", 0) < 1:
         raise ConfigError("data.selection_sequences: Týr chooses its final genome on this split; it needs >= 1")
     _check_search(config["search"], config["data"])
     _check_evaluate(config["evaluate"])
+
+
+def _check_methods(methods) -> None:
+    """Every name must be in the one registry of methods (`tyr.methods`)."""
+    from tyr import methods as registry
+
+    for name in methods:
+        if name not in registry.names():
+            raise ConfigError(f"methods: {name!r} is not a method; expected one of {registry.names()}")
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"methods: {methods} names a method twice")
 
 
 def _check_model(model) -> None:

@@ -134,7 +134,7 @@ def baseline(input, output, params, wildcards):
     from tyr import baselines
 
     baselines.run(wildcards.method, input.model, input.tokens, os.path.dirname(output.genome),
-                  target_sparsity=tyrconf.tag_target(wildcards.target))
+                  target_sparsity=tyrconf.tag_target(wildcards.target), **params.options)
 
 
 def compare(input, output, params, wildcards):

@@ -5,25 +5,23 @@ Every method has the entry point
     run(model_dir, tokens_zarr, out_dir, *, target_sparsity, **options) -> Path of out_dir/genome.json
 
 reading the prepared dense model (`model_dir`, with spec.json) and the calibration
-tokens (`tokens_zarr`, split "prune"), and writing `out_dir/supernet/` and
-`out_dir/genome.json`; `tyr.export.export` then builds the pruned model exactly as for
-Týr's own genomes. Modules are imported on use, so importing this package is cheap.
+tokens (`tokens_zarr`, split "prune"; searches also read "fitness"), and writing
+`out_dir/supernet/` and `out_dir/genome.json`; `tyr.export.export` then builds the pruned
+model exactly as for Týr's own genomes. The list of methods is `tyr.methods` (the one
+registry); modules are imported on use, so importing this package is cheap.
 """
 
 from __future__ import annotations
 
 import importlib
 
-METHODS = {
-    "shortgpt": "tyr.baselines.shortgpt",      # Men et al. 2024: drop layers by Block Influence
-    "wanda_sp": "tyr.baselines.wanda_sp",      # structured Wanda (FLAP paper's baseline), uniform
-    "flap": "tyr.baselines.flap",              # An et al. 2024: fluctuation, global structure, bias compensation
-    "llm_pruner": "tyr.baselines.llm_pruner",  # Ma et al. 2023: first-order Taylor group importance, no LoRA
-}
+from tyr import methods as registry
+
+METHODS = {name: registry.get(name).module for name in registry.baselines()}
 
 
 def run(method: str, model_dir, tokens_zarr, out_dir, *, target_sparsity: float, **options):
-    """Run baseline `method` (a key of METHODS); returns the genome path."""
+    """Run baseline `method` (a key of METHODS) with its options; returns the genome path."""
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; expected one of {sorted(METHODS)}")
     return importlib.import_module(METHODS[method]).run(model_dir, tokens_zarr, out_dir,

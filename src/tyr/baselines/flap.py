@@ -7,11 +7,15 @@
        S_j = Var_n[X_{n,j}] · ‖W_{:,j}‖²₂        S_head = Σ_{j ∈ head} S_j
 
    A channel that is nearly constant carries no information: its contribution is
-   replaced by a constant (step 3) at little loss, whatever its magnitude.
+   replaced by a constant (step 3) at little loss, whatever its magnitude. The
+   reference code squares the attention channels' score before standardising
+   (`prune_flap`: `W_metric = metrics[...](...) ** 2` for o_proj only); so do we
+   (`square_attention`, default on). Squaring stretches the heavy upper tail, so after
+   standardisation a few heads score far above the rest.
 2. Adaptive structure. Scores are standardised, Ŝ = (S − mean) / std, so that the
    magnitudes of different modules become comparable; units are then removed globally,
    lowest Ŝ first, across layers and module types until the parameter budget is met
-   (`single_level.global_structure`). Layers and modules thus get different widths,
+   (`budget.global_structure`). Layers and modules thus get different widths,
    down to none. Over what the mean and std are taken (`standardise`):
      "layer" (default; as in the authors' released code, to our reading): the channel
              scores of each module of each layer on their own; a head scores the mean
@@ -41,7 +45,8 @@ import logging
 import torch
 
 from tyr.baselines.activations import SPLIT, calibration_tokens, dense_model, head_sums, projection_inputs
-from tyr.baselines.single_level import global_structure, load_spec, write
+from tyr.baselines.budget import global_structure
+from tyr.baselines.single_level import load_spec, write
 
 METHOD = "flap"
 log = logging.getLogger("tyr.baselines")
@@ -60,10 +65,11 @@ def standardised(scores: list[torch.Tensor]) -> list[torch.Tensor]:
     return [(s - mean) / std for s in scores]
 
 
-def unit_scores(model, stats, head_dim: int, over: str = "layer") -> tuple[list, list]:
+def unit_scores(model, stats, head_dim: int, over: str = "layer", square_attention: bool = True) -> tuple[list, list]:
     """Standardised fluctuation scores of every query head and MLP channel, per layer."""
     layers = model.model.layers
-    attn = [fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance) for layer, s in zip(layers, stats)]
+    attn = [fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance) ** (2 if square_attention else 1)
+            for layer, s in zip(layers, stats)]
     mlp = [fluctuation(layer.mlp.down_proj.weight, s["mlp"].variance) for layer, s in zip(layers, stats)]
     if over == "layer":
         heads = [standardised([a])[0].reshape(-1, head_dim).mean(1) for a in attn]
@@ -105,14 +111,15 @@ def compensated_biases(model, stats, structure, spec):
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, compensate: bool = True,
-        standardise: str = "layer", split: str = SPLIT, max_seqs: int | None = None, batch_size: int = 8):
+        standardise: str = "layer", square_attention: bool = True, split: str = SPLIT,
+        max_seqs: int | None = None, batch_size: int = 8):
     """Fluctuation scores, global adaptive structure, bias compensation; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
     stats = projection_inputs(model, calibration_tokens(tokens_zarr, split, max_seqs), batch_size)
-    head_scores, channel_scores = unit_scores(model, stats, spec.head_dim, standardise)
+    head_scores, channel_scores = unit_scores(model, stats, spec.head_dim, standardise, square_attention)
     structure = global_structure(spec, target_sparsity, head_scores, channel_scores)
-    structure.info = {"compensate": compensate, "standardise": standardise}
+    structure.info = {"compensate": compensate, "standardise": standardise, "square_attention": square_attention}
     if compensate:
         structure.o_bias, structure.down_bias, dropped = compensated_biases(model, stats, structure, spec)
         structure.info["uncompensated_sublayers"] = dropped

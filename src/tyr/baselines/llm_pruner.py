@@ -22,8 +22,15 @@ Groups (Llama layout):
              KV group); kv="skip" leaves k/v out. Without GQA, "split" is the paper's group.
   mlp        channel c: row c of gate_proj and up_proj (and their biases), column c of
              down_proj.
-Every layer is pruned at the same ratio (`single_level.uniform_structure`), like the
-paper's uniform per-layer setting; no weights are updated.
+Layers. The reference scripts prune only layers [4, 30) of the 32-layer LLaMA-7B
+(`--block_attention_layer_start 4 --block_attention_layer_end 30`, the same for the MLP):
+the first four and the last two layers stay dense. `layers="scaled"` (default) keeps that
+share at any depth (`budget.layer_range`: [4, 28) of SmolLM2's 30 layers); "all" prunes
+every layer. Inside the range every layer is pruned at the same ratio
+(`budget.uniform_structure`), like the paper's uniform per-layer setting, and the ratio
+is raised so the backbone meets the target (the reference applies its ratio to the range
+only, so a "20%" LLaMA-7B there is ~16% sparse); no weights are updated. If the range
+cannot hold the target (ratio > 1), every unit in it goes and the genome says so.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from __future__ import annotations
 import torch
 
 from tyr.baselines.activations import SPLIT, batches, calibration_tokens, dense_model
-from tyr.baselines.single_level import load_spec, uniform_structure, write
+from tyr.baselines.budget import layer_range, range_note, uniform_structure
+from tyr.baselines.single_level import load_spec, write
 
 METHOD = "llm_pruner"
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -81,13 +89,15 @@ def layer_scores(layer, spec, taylor: str = "element", kv: str = "split") -> tup
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, taylor: str = "element", kv: str = "split",
-        split: str = SPLIT, max_seqs: int | None = 10, batch_size: int = 2):
-    """Taylor group importance from LM-loss gradients, uniform pruning; returns the genome path."""
+        layers="scaled", split: str = SPLIT, max_seqs: int | None = 10, batch_size: int = 2):
+    """Taylor group importance from LM-loss gradients, uniform pruning in a layer range; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
     tokens = calibration_tokens(tokens_zarr, split, max_seqs)
     loss_gradients(model, tokens, batch_size)
     scores = [layer_scores(layer, spec, taylor, kv) for layer in model.model.layers]
-    structure = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores])
-    structure.info = {"taylor": taylor, "kv": kv, "sequences": len(tokens)}
+    pruned = layer_range(spec.num_layers, layers)
+    structure = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores], pruned)
+    structure.info = {"taylor": taylor, "kv": kv, "sequences": len(tokens), "layers": [pruned[0], pruned[-1] + 1],
+                      **range_note(spec, target_sparsity, pruned)}
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

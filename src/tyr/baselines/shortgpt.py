@@ -64,6 +64,7 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, split: str =
     structure = Structure(
         heads=[[] if l in removed else list(range(spec.num_heads)) for l in range(spec.num_layers)],
         channels=[[] if l in removed else list(range(spec.intermediate_size[l])) for l in range(spec.num_layers)],
-        info={"block_influence": [float(b) for b in bi], "removed_layers": sorted(removed)},
+        info={"block_influence": [float(b) for b in bi], "removed_layers": sorted(removed),
+              "off_target": "whole layers only: the closest number of layers to the target"},
     )
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

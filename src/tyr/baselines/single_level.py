@@ -1,21 +1,18 @@
-"""What the baselines share downstream of their scores: the parameter budget and the output.
+"""What every baseline produces: one structure, written as a one-level supernet + genome.
 
 A baseline's result is one structure: per layer, the kept query heads and MLP channels,
-and optionally a compensated output bias (FLAP). It is written as a supernet with exactly
-one level per sublayer, in the format of docs/design.md, plus a genome naming those
-levels, so `tyr.export.export` builds every method's pruned model the same way. Nothing
-here slices the input projections: `tyr.supernet.layer_state` does that from the kept
-indices; the level files hold the kept indices and the sliced (never refit) o_proj /
-down_proj.
-
-Budget. The target is a backbone sparsity in the sense of `tyr.sparsity` (the only
-accounting); a KV head is removed, and counted, when all its query heads are gone.
+and optionally compensated output projections (weights: Numerical, Search-LLM's
+reformation; biases: FLAP). It is written as a supernet with exactly one level per
+sublayer, in the format of docs/design.md, plus a genome naming those levels, so
+`tyr.export.export` builds every method's pruned model the same way. Nothing here slices
+the input projections: `tyr.supernet.layer_state` does that from the kept indices; the
+level files hold the kept indices and the sliced (or compensated) o_proj / down_proj.
+How the kept units are chosen within a parameter budget is `tyr.baselines.budget`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,16 +24,19 @@ from tyr.model import ModelSpec
 log = logging.getLogger("tyr.baselines")
 
 ITERATION = 1  # a baseline is a single pass; supernet.assemble needs one iteration number
+TOLERANCE = 0.005  # methods are compared at the same backbone sparsity, ±0.5 pp, or say why not
 
 
 @dataclass
 class Structure:
-    """The kept units of every layer, and compensated output biases where a method has them."""
+    """The kept units of every layer, and compensated output projections where a method has them."""
 
     heads: list[list[int]]                          # kept query heads per layer, sorted
     channels: list[list[int]]                       # kept MLP channels per layer, sorted
     o_bias: list | None = None                      # per layer: o_proj bias to store (None: the dense one)
     down_bias: list | None = None                   # per layer: down_proj bias to store
+    o_weight: list | None = None                    # per layer: compensated o_proj [hidden, kept·head_dim] (None: sliced dense)
+    down_weight: list | None = None                 # per layer: compensated down_proj [hidden, kept]
     info: dict = field(default_factory=dict)        # method details recorded in the genome
 
     def kept_params(self, spec) -> int:
@@ -51,89 +51,22 @@ def attention_params(spec, kept_heads) -> int:
     return sparsity.attention_params(spec, len(kept_heads), sparsity.kv_heads_kept(spec, kept_heads))
 
 
+def resolve_setting(method: str, table: dict, setting: str, overrides: dict) -> dict:
+    """A method's search budget: its named setting ("cpu" default, "paper" the paper's) with
+    explicit options on top. Unknown names are errors, not silently ignored options."""
+    if setting not in table:
+        raise ValueError(f"{method}: setting must be one of {sorted(table)}, not {setting!r}")
+    unknown = set(overrides) - set(table[setting])
+    if unknown:
+        raise ValueError(f"{method}: unknown option(s) {sorted(unknown)}; expected {sorted(table[setting])}")
+    return {**table[setting], **overrides}
+
+
 def load_spec(model_dir) -> ModelSpec:
     path = Path(model_dir) / "spec.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: the prepared model folder has no spec.json (run tyr.prepare first)")
     return ModelSpec.from_json(path)
-
-
-def top_k(scores: torch.Tensor, k: int) -> list[int]:
-    """The indices of the k highest scores, sorted by index (ties: the lower index wins)."""
-    if k <= 0:
-        return []
-    values = torch.as_tensor(scores).tolist()
-    order = sorted(range(len(values)), key=lambda i: (-values[i], i))
-    return sorted(order[:k])
-
-
-# ---- budgets ---------------------------------------------------------------------------------
-
-
-def uniform_structure(spec, target_sparsity: float, head_scores, channel_scores) -> Structure:
-    """Uniform per-layer ratio: the same head count in every layer, the same MLP ratio in every layer.
-
-    Attention keeps, in every layer, the head count nearest the target ratio (heads are
-    coarse: 9 heads give ratios in steps of 11%); the MLP ratio, also uniform, then
-    absorbs that rounding so the backbone sparsity is the closest to the target one kept
-    channel per layer allows. Within each sublayer the highest-scoring units are kept.
-    """
-    H = spec.num_heads
-    q = H - sparsity.snap_units(target_sparsity, H)
-    heads = [top_k(head_scores[l], q) for l in range(spec.num_layers)]
-    attn = sum(attention_params(spec, h) for h in heads)
-    budget = (1.0 - target_sparsity) * sparsity.backbone_prunable_params(spec)
-    widest = max(spec.intermediate_size)
-
-    def widths(k):  # k kept channels in the widest layer; the same ratio elsewhere
-        return [int(math.floor(k * size / widest + 0.5)) for size in spec.intermediate_size]
-
-    def kept(k):
-        return attn + sum(sparsity.mlp_params(spec, m) for m in widths(k))
-
-    # kept(k) is non-decreasing in k: bisect for the first k at or over the budget.
-    lo, hi = 0, widest
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if kept(mid) < budget:
-            lo = mid + 1
-        else:
-            hi = mid
-    k = min((c for c in (lo - 1, lo) if 0 <= c <= widest), key=lambda c: (abs(kept(c) - budget), -c))
-    channels = [top_k(channel_scores[l], m) for l, m in enumerate(widths(k))]
-    return Structure(heads, channels)
-
-
-def global_structure(spec, target_sparsity: float, head_scores, channel_scores) -> Structure:
-    """Remove units across all layers and both module types in ascending score order.
-
-    Scores must be comparable across sublayers (FLAP standardises them). Each removal is
-    charged its exact parameter cost through `tyr.sparsity` (a query head costs its q/o
-    slices, plus k/v when it is the last of its KV head); removal stops at the budget,
-    on whichever side of it is closer, so the result is within one unit of the target.
-    """
-    units = [(float(s), 0, l, h) for l in range(spec.num_layers) for h, s in enumerate(head_scores[l])]
-    units += [(float(s), 1, l, c) for l in range(spec.num_layers) for c, s in enumerate(channel_scores[l])]
-    units.sort()
-    heads = [set(range(spec.num_heads)) for _ in range(spec.num_layers)]
-    channels = [set(range(spec.intermediate_size[l])) for l in range(spec.num_layers)]
-    to_remove = target_sparsity * sparsity.backbone_prunable_params(spec)
-
-    def params(kind, l):
-        return attention_params(spec, heads[l]) if kind == 0 else sparsity.mlp_params(spec, len(channels[l]))
-
-    removed = 0
-    for _, kind, l, u in units:
-        kept = heads[l] if kind == 0 else channels[l]
-        before = params(kind, l)
-        kept.discard(u)
-        cost = before - params(kind, l)
-        if removed + cost > to_remove:  # this unit crosses the budget: take it only if that lands closer
-            if removed + cost - to_remove >= to_remove - removed:
-                kept.add(u)
-            break
-        removed += cost
-    return Structure([sorted(h) for h in heads], [sorted(c) for c in channels])
 
 
 # ---- output: a one-level-per-sublayer supernet and its genome ----------------------------------
@@ -159,6 +92,11 @@ def write(model_dir, out_dir, structure: Structure, *, method: str, target_spars
         assemble(manifests, tmp / "supernet.json")
     supernet_json = out_dir / "supernet" / "supernet.json"
     achieved = structure.sparsity(spec)
+    structure.info["target_gap_pp"] = round((achieved - target_sparsity) * 100, 3)
+    structure.info["within_tolerance"] = abs(achieved - target_sparsity) <= TOLERANCE
+    if not structure.info["within_tolerance"]:  # on real models only coarse methods get here; they say why
+        log.warning("%s: backbone sparsity %.4f is off the target %.4f by more than %g pp: %s", method, achieved,
+                    target_sparsity, TOLERANCE * 100, structure.info.get("off_target", "unit granularity"))
     genome = {"iteration": ITERATION, "method": method, "supernet": str(supernet_json),
               "target_sparsity": target_sparsity, "sparsity": achieved, "fitness": None,
               "layers": [{"attn": len(h), "mlp": len(c)} for h, c in zip(structure.heads, structure.channels)],
@@ -181,9 +119,12 @@ def _write_layer(model_dir, spec, layer_dir: Path, layer: int, structure: Struct
     o_bias = structure.o_bias[layer] if structure.o_bias is not None else dense.get("self_attn.o_proj.bias")
     down_weight = dense["mlp.down_proj.weight"]
     down_bias = structure.down_bias[layer] if structure.down_bias is not None else dense.get("mlp.down_proj.bias")
+    o_kept = structure.o_weight[layer] if structure.o_weight is not None else o_weight[:, cols]
+    down_kept = (structure.down_weight[layer] if structure.down_weight is not None
+                 else down_weight[:, torch.tensor(chans, dtype=torch.long)])
     levels = {
-        "attn": attention_level(spec, heads, o_weight[:, cols].clone(), _like(o_bias, o_weight)),
-        "mlp": mlp_level(chans, down_weight[:, torch.tensor(chans, dtype=torch.long)].clone(), _like(down_bias, down_weight)),
+        "attn": attention_level(spec, heads, _like(o_kept, o_weight), _like(o_bias, o_weight)),
+        "mlp": mlp_level(chans, _like(down_kept, down_weight), _like(down_bias, down_weight)),
     }
     manifest = {"layer": layer, "iteration": ITERATION, "method": method}
     for sublayer, tensors in levels.items():
@@ -202,6 +143,6 @@ def _write_layer(model_dir, spec, layer_dir: Path, layer: int, structure: Struct
     return layer_dir / "manifest.json"
 
 
-def _like(bias, weight):
-    """A bias in the checkpoint's dtype (compensation is computed in float64)."""
-    return None if bias is None else torch.as_tensor(bias).to(weight.dtype).contiguous()
+def _like(tensor, weight):
+    """A stored tensor in the checkpoint's dtype (compensation is computed in float64)."""
+    return None if tensor is None else torch.as_tensor(tensor).to(weight.dtype).contiguous().clone()
