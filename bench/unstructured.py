@@ -2,15 +2,16 @@
 and the exact-refit bound, on the dense model and stacked after Týr.
 
     PYTHONPATH=src python bench/unstructured.py [--patterns 0.5 2:4] [--extra-patterns 0.6 0.7]
-        [--stacked s25/tyr] [--structural-note TEXT] [--cores 2] [--reuse]
+        [--stacked s25/tyr] [--structural-note TEXT] [--cores 2] [--workdir DIR] [--force] [--ablation]
 
 Every result is a target of the workflow (rules/unstructured.smk). Per result, one `snakemake`
 invocation builds the pruned export (its wall time, CPU time and peak RSS are the method's cost:
 the Snakemake process runs the jobs as threads, so wait4's rusage covers the whole stage), and a
 second one evaluates it (WikiText-2, zero-shot, speed; config `evaluate`, as for every method).
 The dense calibration activations and the embeddings come from the workflow's shared stages.
-Writes bench/results/<date>-<host>-unstructured.{md,json}; `--ablation` adds the layer-wise error
-of APT's greedy step sizes on dense calibration Hessians (calibration data only).
+A result built and timed before (its `bench_cost.json`) is reused unless `--force`. Writes
+bench/results/<date>-<host>-unstructured.{md,json}; `--ablation` adds the layer-wise error of
+APT's greedy step sizes on dense calibration Hessians (calibration data only).
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ METHODS = ["magnitude", "wanda", "sparsegpt", "apt", "refit"]
 BUDGET_S = 600  # the stage must fit 10 minutes on 2 cores for one sparsity (issue 14)
 
 
-def snakemake(target: str, cores: int) -> dict:
+def snakemake(workdir: Path, target: str, cores: int) -> dict:
     """Run one target; its wall and CPU seconds, peak RSS (MB) and the load average around it."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--rerun-triggers", "mtime", "--", target]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores",
+           str(cores), "--rerun-triggers", "mtime", "--", target]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
@@ -47,17 +49,22 @@ def snakemake(target: str, cores: int) -> dict:
             "load_after": round(os.getloadavg()[0], 2)}
 
 
-def results(run: str, jobs, cores: int, reuse: bool) -> list[dict]:
+COST = "bench_cost.json"  # written beside a result by the invocation that built it
+
+
+def results(workdir: Path, run: str, jobs, cores: int, force: bool) -> list[dict]:
+    """Build (or, when built and timed before, reuse) every result; its summary and cost."""
     rows = []
     for source, method, tag in jobs:
         base = f"results/{run}/{source}+{method}{tag}"
-        cost = None
-        if not reuse:
+        cost_file, summary_file = workdir / base / COST, workdir / base / "eval" / "summary.json"
+        if force or not (cost_file.exists() and summary_file.exists()):
             print(f"[bench] {base}", flush=True)
-            cost = snakemake(f"{base}/pruned", cores)
-            snakemake(f"{base}/eval/summary.json", cores)
-        summary = json.loads((ROOT / base / "eval" / "summary.json").read_text())
-        rows.append({"source": source, "method": method, "pattern": tag, "cost": cost, "summary": summary})
+            cost = snakemake(workdir, f"{base}/pruned", cores)
+            cost_file.write_text(json.dumps(cost) + "\n")
+            snakemake(workdir, f"{base}/eval/summary.json", cores)
+        rows.append({"source": source, "method": method, "pattern": tag,
+                     "cost": json.loads(cost_file.read_text()), "summary": json.loads(summary_file.read_text())})
     return rows
 
 
@@ -70,7 +77,7 @@ def jobs_of(sources, methods, patterns):
 # ---- layer-wise ablation on calibration Hessians ------------------------------------------------
 
 
-def ablation(run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -> list[dict]:
+def ablation(workdir: Path, run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -> list[dict]:
     """Relative layer-wise error ‖XΔWᵀ‖²/‖XWᵀ‖² and CPU seconds (1 thread) of SparseGPT and of APT
     at several greedy step sizes, on the dense model's calibration Hessians (prune split)."""
     import torch
@@ -82,7 +89,7 @@ def ablation(run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -> list[dict]:
     from tyr.unstructured.patterns import Pattern
 
     torch.set_num_threads(1)
-    model = dense_model(ROOT / f"results/{run}/model")
+    model = dense_model(workdir / f"results/{run}/model")
     names = ["self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"]
     hess, hooks = {}, []
     for l in layers:
@@ -91,7 +98,7 @@ def ablation(run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -> list[dict]:
             hess[(l, n)] = Hessian(mod.in_features)
             hooks.append(mod.register_forward_pre_hook(lambda m, a, h=hess[(l, n)]: h.add(a[0])))
     with torch.no_grad():
-        for batch in calibration_tokens(ROOT / f"results/{run}/calib/tokens.zarr").split(8):
+        for batch in calibration_tokens(workdir / f"results/{run}/calib/tokens.zarr").split(8):
             model.model(batch)
     for h in hooks:
         h.remove()
@@ -107,6 +114,32 @@ def ablation(run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -> list[dict]:
                              "rel_error": float(layer_error(W, res.weight, H).sum()) / scale,
                              "cpu_s": round(time.process_time() - t0, 3)})
     return rows
+
+
+def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5) -> dict:
+    """Median CPU seconds (1 thread, so other load on the machine does not count) of a 256-token
+    prefill plus 32 cached decode steps, the dense model and a pruned one run alternately. The
+    zeros are multiplied like any other weight: without a sparse kernel the cost is the same."""
+    import statistics
+
+    import torch
+
+    from tyr.evaluate import load
+
+    torch.set_num_threads(1)
+    models = {"dense": load(dense_dir)[0], "pruned": load(pruned_dir)[0]}
+    prompt = torch.randint(100, 10000, (1, 256), generator=torch.Generator().manual_seed(0))
+    seconds = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            t0 = time.process_time()
+            with torch.no_grad():
+                out = model(prompt, use_cache=True)
+                for _ in range(32):
+                    out = model(out.logits[:, -1:].argmax(-1), past_key_values=out.past_key_values, use_cache=True)
+            seconds[name].append(time.process_time() - t0)
+    med = {name: statistics.median(v) for name, v in seconds.items()}
+    return {"pruned": str(pruned_dir), "cpu_s": med, "ratio": med["pruned"] / med["dense"], "repeats": repeats}
 
 
 # ---- the report ---------------------------------------------------------------------------------
@@ -168,25 +201,36 @@ def main(argv=None):
     ap.add_argument("--stacked-methods", nargs="+", default=["apt", "sparsegpt"])
     ap.add_argument("--structural-note", default="", help="which Týr version produced the stacked source")
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--reuse", action="store_true", help="do not run; read existing summaries")
+    ap.add_argument("--workdir", type=Path, default=ROOT, help="Snakemake working directory (results/ there)")
+    ap.add_argument("--force", action="store_true", help="rebuild results that were built and timed before")
     ap.add_argument("--ablation", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    dense = results(args.run, jobs_of(["dense"], args.methods, args.patterns), args.cores, args.reuse)
-    extra = results(args.run, jobs_of(["dense"], ["apt", "sparsegpt"], args.extra_patterns), args.cores, args.reuse)
-    stacked = results(args.run, jobs_of(args.stacked, args.stacked_methods, args.patterns), args.cores, args.reuse)
-    abl = ablation(args.run) if args.ablation else []
+    run = (args.workdir, args.run)
+    dense = results(*run, jobs_of(["dense"], args.methods, args.patterns), args.cores, args.force)
+    extra = results(*run, jobs_of(["dense"], ["apt", "sparsegpt"], args.extra_patterns), args.cores, args.force)
+    stacked = results(*run, jobs_of(args.stacked, args.stacked_methods, args.patterns), args.cores, args.force)
+    abl = ablation(args.workdir, args.run) if args.ablation else []
+    zeros = None
+    if any(r["method"] == "apt" and r["pattern"] == "2of4" for r in dense):
+        base = args.workdir / "results" / args.run
+        zeros = zeros_cost(base / "model", base / "dense+apt2of4" / "pruned")
     result = {"date": dt.datetime.now().strftime("%Y-%m-%d"), "host": platform.node() or "host",
               "command": " ".join([Path(sys.executable).name] + sys.argv), "cores": args.cores,
               "structural_note": args.structural_note, "dense": dense, "extra": extra, "stacked": stacked,
-              "ablation": abl}
+              "ablation": abl, "zeros_cost": zeros}
     out = ROOT / "bench" / "results" / f"{result['date']}-{result['host']}-unstructured"
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Unstructured and N:M pruning, {result['date']} on {result['host']}", "",
              f"Command: `{result['command']}`", "",
              *table(dense, "Dense SmolLM2-135M-Instruct"), *table(extra, "Higher unstructured sparsity"),
              *table(stacked, f"Stacked after a structural result ({args.structural_note or 'see JSON'})"),
-             "### CPU cost of the dense-with-zeros models (no sparse kernel)", "", *speed_table(dense + stacked),
+             "### CPU cost of the dense-with-zeros models (no sparse kernel)", "",
+             *([f"Dense vs APT 2:4, alternating, 1 thread, median of {zeros['repeats']}: "
+                f"{zeros['cpu_s']['dense']:.2f} vs {zeros['cpu_s']['pruned']:.2f} CPU s for a 256-token prefill "
+                f"+ 32 decode steps (ratio {zeros['ratio']:.3f}).", ""] if zeros else []),
+             "Throughput as measured by each evaluation (wall clock, so the machine's other load shows):", "",
+             *speed_table(dense + stacked),
              *ablation_table(abl)]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

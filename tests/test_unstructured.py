@@ -13,6 +13,15 @@ from tyr.unstructured.hessian import layer_error
 from tyr.unstructured.patterns import Pattern
 
 METHODS = sorted(unstructured.METHODS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny tensors gain nothing from threads, and on a shared CPU OpenMP sync makes them crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 PATTERNS = [Pattern.parse(p) for p in (0.5, 0.7, "2:4", "4:8")]
 
 
