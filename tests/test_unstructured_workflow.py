@@ -18,11 +18,13 @@ from supernet_factory import write_spec, write_tokens
 from test_workflow import RUN, digest, incomplete, prepare, run, snakemake_cmd
 
 from tyr import baselines
+from tyr.evaluate import evaluate_model
 from tyr.export import export as structural_export
 from tyr.supernet import HIDDEN, embed
 from tyr.unstructured.export import MASKS, RECORD, export
 from tyr.unstructured.layer import prune_layer
 from tyr.unstructured.patterns import Pattern, unpack
+from tyr.unstructured.summary import summarize
 
 N_SEQ, SEQ_LEN = 8, 32
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -112,6 +114,14 @@ def test_stacked_on_a_structural_export_keeps_its_shapes(prepared, tmp_path, str
     for name, bits in masks.items():
         assert int(unpack(bits, base[name].shape[1]).sum()) == base[name].numel() // 2
     assert (tmp_path / "stacked" / "tyr_pruning.json").exists()  # the structural record travels along
+    # Backbone sparsity counts both: structural s, then half of what is left.
+    evals = {name: evaluate_model(folder, tmp_path / f"{name}.json", speed=False)
+             for name, folder in (("dense", model_dir), ("source", source), ("stacked", tmp_path / "stacked"))}
+    summary = summarize(tmp_path / "dense.json", tmp_path / "source.json", tmp_path / "stacked.json",
+                        model_dir / "spec.json", tmp_path / "summary.json")
+    structural = 1 - evals["source"]["params"]["backbone_prunable"] / evals["dense"]["params"]["backbone_prunable"]
+    assert summary["structural_sparsity"] == pytest.approx(structural)
+    assert summary["sparsity"] == pytest.approx(structural + (1 - structural) * 0.5, abs=1e-9)
 
 
 def test_export_refuses_a_nonzero_removed_weight(prepared, tmp_path):
