@@ -23,6 +23,9 @@ removals chosen so far (OBS after them), so the set's loss w_P (G_PP)⁻¹ w_P�
 jointly. Removals per row and block: N:M, M−N in every group of M inputs; unstructured, as
 SparseGPT does, one threshold of the saliency w²/G_qq over the whole block (all rows) sets each
 row's count, the block's total being its exact share of the matrix's removals.
+
+The paper's repository holds no code; this follows its formulation (the joint update of a set
+removed within a block, unstructured and N:M), with the mask choice written out here.
 """
 
 from __future__ import annotations
