@@ -163,6 +163,21 @@ def table(rows, title) -> list[str]:
     return lines + [""]
 
 
+def pivot(rows, title) -> list[str]:
+    """WikiText-2 perplexity of every method (rows) at every pattern (columns)."""
+    patterns = list(dict.fromkeys(r["summary"]["pattern_label"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    ppl = {(r["method"], r["summary"]["pattern_label"]): r["summary"].get("perplexity", {}).get("pruned")
+           for r in rows}
+    best = {p: min((v for (m, q), v in ppl.items() if q == p and m != "refit" and v), default=None) for p in patterns}
+    lines = [f"### {title}", "", "| method | " + " | ".join(patterns) + " |", "|---" * (len(patterns) + 1) + "|"]
+    for m in methods:
+        cells = [("**{:.2f}**" if ppl.get((m, p)) == best[p] else "{:.2f}").format(ppl[(m, p)])
+                 if ppl.get((m, p)) else "–" for p in patterns]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + ["", "Bold: the lowest perplexity of a method that chooses its mask (refit is the bound).", ""]
+
+
 def speed_table(rows) -> list[str]:
     lines = ["| result | prefill tok/s (dense) | decode tok/s (dense) | peak memory MiB (dense) |", "|---|---|---|---|"]
     for r in rows:
@@ -226,6 +241,8 @@ def main(argv=None):
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Unstructured and N:M pruning, {result['date']} on {result['host']}", "",
              f"Command: `{result['command']}`", "",
+             *pivot(dense + extra, "WikiText-2 perplexity, dense SmolLM2-135M-Instruct as the source"),
+             *pivot(stacked, "WikiText-2 perplexity, stacked after a structural result"),
              *table(dense, "Dense SmolLM2-135M-Instruct"), *table(extra, "Higher unstructured sparsity"),
              *table(stacked, f"Stacked after a structural result ({args.structural_note or 'see JSON'})"),
              "### CPU cost of the dense-with-zeros models (no sparse kernel)", "",
