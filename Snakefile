@@ -22,6 +22,7 @@ include: "rules/search.smk"
 include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/baselines.smk"
+include: "rules/unstructured.smk"
 
 
 # Seconds-long bookkeeping jobs stay off the cluster queue.

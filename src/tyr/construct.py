@@ -36,7 +36,7 @@ REFIT = ("local", "corrected")
 # ---- activation stores ------------------------------------------------------------------------
 
 
-def _create_hidden(path, shape):
+def create_hidden(path, shape):
     import zarr
 
     group = zarr.open_group(str(path), mode="w")
@@ -44,13 +44,13 @@ def _create_hidden(path, shape):
     return group.create_array(HIDDEN, shape=shape, chunks=chunks, dtype="float32", compressors=None)
 
 
-def _open_hidden(path):
+def open_hidden(path):
     import zarr
 
     return zarr.open_group(str(path), mode="r")[HIDDEN]
 
 
-def _batches(array, batch_size):
+def row_batches(array, batch_size):
     import torch
 
     for i in range(0, array.shape[0], batch_size):
@@ -67,8 +67,8 @@ def embed(model_dir, tokens_zarr, out_zarr, *, split="prune", batch_size=8) -> N
     weight = adapter.load_state(model_dir, "model.embed_tokens.")["weight"]
     tokens = zarr.open_group(str(tokens_zarr), mode="r")[split]
     with atomic_path(out_zarr) as tmp:
-        out = _create_hidden(tmp, (*tokens.shape, weight.shape[1]))
-        for i, ids in _batches(tokens, batch_size):
+        out = create_hidden(tmp, (*tokens.shape, weight.shape[1]))
+        for i, ids in row_batches(tokens, batch_size):
             out[i:i + len(ids)] = weight[ids.long()].float().numpy()
         write_checksums(tmp)
 
@@ -127,7 +127,7 @@ def build_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
     opts = Options(**options)
     start = time.perf_counter()
     ctx = _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, iteration)
-    x_in = _open_hidden(inputs_zarr)
+    x_in = open_hidden(inputs_zarr)
     x_dense = _dense_inputs(model_dir, embeddings_zarr, layer) if opts.refit == "corrected" else None
     manifest = {"layer": layer, "iteration": iteration}
     if all("centre" in ctx.levels[s] for s in ("attn", "mlp")):  # lets the search read centres from the index
@@ -155,7 +155,7 @@ def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
 
     config = adapter.load_config(model_dir)
     dense = adapter.load_state(model_dir, adapter.layer_prefix(layer))
-    seq_len = _open_hidden(inputs_zarr).shape[1]
+    seq_len = open_hidden(inputs_zarr).shape[1]
     pos = TyrRotaryEmbedding(config)(torch.zeros(1), torch.arange(seq_len)[None])
     return Layer(ModelSpec.from_json(spec_json), adapter.build_layer(config, layer, dense, torch.float32), dense,
                  read_json(levels_json)["layers"][layer], pos, Path(layer_dir), {"layer": layer, "iteration": iteration})
@@ -171,7 +171,7 @@ def _dense_inputs(model_dir, embeddings_zarr, layer: int):
 
     if embeddings_zarr is None:
         raise ValueError("refit='corrected' needs the calibration embeddings (embeddings_zarr)")
-    x = torch.from_numpy(_open_hidden(embeddings_zarr)[:])
+    x = torch.from_numpy(open_hidden(embeddings_zarr)[:])
     config = adapter.load_config(model_dir)
     pos = TyrRotaryEmbedding(config)(torch.zeros(1), torch.arange(x.shape[1])[None])
     for l in range(layer):
@@ -192,7 +192,7 @@ class _Calibration:
         self._cache, self._free = {}, cache_bytes
 
     def batches(self):
-        return _batches(self.x_in, self.opts.batch_size)
+        return row_batches(self.x_in, self.opts.batch_size)
 
     def _kept(self, key, compute):
         if key in self._cache:
@@ -249,7 +249,7 @@ class _Calibration:
         from tyr.io import atomic_path
 
         with atomic_path(out_zarr) as tmp:
-            out = _create_hidden(tmp, self.x_in.shape)
+            out = create_hidden(tmp, self.x_in.shape)
             for i, x in self.batches():
                 out[i:i + len(x)] = residual(self.mlp_residual(i, x), self.mlp_input(i, x), W, b).numpy()
 

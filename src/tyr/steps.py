@@ -141,3 +141,34 @@ def compare(input, output, params, wildcards):
     from tyr.compare import compare_table
 
     compare_table(list(input.summaries), input.dense, output.table, output.json, output.plot)
+
+
+# ---- unstructured and N:M pruning (issue 14): tyr.unstructured ------------------------------
+
+
+def unstructured_layer(input, output, params, wildcards):
+    from tyr.unstructured.layer import prune_layer
+
+    u = params.unstructured
+    prune_layer(input.model, input.acts, int(wildcards.layer), output.layer, output.acts,
+                method=wildcards.umethod, pattern=wildcards.upattern, blocksize=u["blocksize"],
+                damp=u["damp"], batch_size=u["batch_size"])
+
+
+def unstructured_export(input, output, params, wildcards):
+    from tyr.unstructured.export import export
+
+    export(input.model, list(input.layers), output.pruned, method=wildcards.umethod,
+           pattern=wildcards.upattern, source=wildcards.usource)
+
+
+def unstructured_summary(input, output, params, wildcards):
+    from tyr.unstructured.summary import summarize
+
+    summarize(input.dense, input.source, input.pruned, _spec(input), output.summary)
+
+
+def unstructured_table(input, output, params, wildcards):
+    from tyr.unstructured.summary import table
+
+    table(list(input.summaries), output.table, output.json)

@@ -1,0 +1,260 @@
+"""Unstructured and N:M pruning on SmolLM2-135M (issue 14): APT against SparseGPT, Wanda, magnitude
+and the exact-refit bound, on the dense model and stacked after Týr.
+
+    PYTHONPATH=src python bench/unstructured.py [--patterns 0.5 2:4] [--extra-patterns 0.6 0.7]
+        [--stacked s25/tyr] [--structural-note TEXT] [--cores 2] [--workdir DIR] [--force] [--ablation]
+
+Every result is a target of the workflow (rules/unstructured.smk). Per result, one `snakemake`
+invocation builds the pruned export (its wall time, CPU time and peak RSS are the method's cost:
+the Snakemake process runs the jobs as threads, so wait4's rusage covers the whole stage), and a
+second one evaluates it (WikiText-2, zero-shot, speed; config `evaluate`, as for every method).
+The dense calibration activations and the embeddings come from the workflow's shared stages.
+A result built and timed before (its `bench_cost.json`) is reused unless `--force`. Writes
+bench/results/<date>-<host>-unstructured.{md,json}; `--ablation` adds the layer-wise error of
+APT's greedy step sizes on dense calibration Hessians (calibration data only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+METHODS = ["magnitude", "wanda", "sparsegpt", "apt", "refit"]
+BUDGET_S = 600  # the stage must fit 10 minutes on 2 cores for one sparsity (issue 14)
+
+
+def snakemake(workdir: Path, target: str, cores: int) -> dict:
+    """Run one target; its wall and CPU seconds, peak RSS (MB) and the load average around it."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores",
+           str(cores), "--rerun-triggers", "mtime", "--", target]
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"snakemake {target} failed:\n{proc.stderr.read()[-4000:]}")
+    return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024), "load_before": round(load, 2),
+            "load_after": round(os.getloadavg()[0], 2)}
+
+
+COST = "bench_cost.json"  # written beside a result by the invocation that built it
+
+
+def results(workdir: Path, run: str, jobs, cores: int, force: bool) -> list[dict]:
+    """Build (or, when built and timed before, reuse) every result; its summary and cost."""
+    rows = []
+    for source, method, tag in jobs:
+        base = f"results/{run}/{source}+{method}{tag}"
+        cost_file, summary_file = workdir / base / COST, workdir / base / "eval" / "summary.json"
+        if force or not (cost_file.exists() and summary_file.exists()):
+            print(f"[bench] {base}", flush=True)
+            cost = snakemake(workdir, f"{base}/pruned", cores)
+            cost_file.write_text(json.dumps(cost) + "\n")
+            snakemake(workdir, f"{base}/eval/summary.json", cores)
+        rows.append({"source": source, "method": method, "pattern": tag,
+                     "cost": json.loads(cost_file.read_text()), "summary": json.loads(summary_file.read_text())})
+    return rows
+
+
+def jobs_of(sources, methods, patterns):
+    from tyr.unstructured.patterns import Pattern
+
+    return [(s, m, Pattern.parse(p).tag) for s in sources for p in patterns for m in methods]
+
+
+# ---- layer-wise ablation on calibration Hessians ------------------------------------------------
+
+
+def ablation(workdir: Path, run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -> list[dict]:
+    """Relative layer-wise error ‖XΔWᵀ‖²/‖XWᵀ‖² and CPU seconds (1 thread) of SparseGPT and of APT
+    at several greedy step sizes, on the dense model's calibration Hessians (prune split)."""
+    import torch
+
+    from tyr.baselines.activations import calibration_tokens, dense_model
+    from tyr.local_prune import Hessian
+    from tyr.unstructured import prune
+    from tyr.unstructured.hessian import layer_error
+    from tyr.unstructured.patterns import Pattern
+
+    torch.set_num_threads(1)
+    model = dense_model(workdir / f"results/{run}/model")
+    names = ["self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"]
+    hess, hooks = {}, []
+    for l in layers:
+        for n in names:
+            mod = model.model.layers[l].get_submodule(n)
+            hess[(l, n)] = Hessian(mod.in_features)
+            hooks.append(mod.register_forward_pre_hook(lambda m, a, h=hess[(l, n)]: h.add(a[0])))
+    with torch.no_grad():
+        for batch in calibration_tokens(workdir / f"results/{run}/calib/tokens.zarr").split(8):
+            model.model(batch)
+    for h in hooks:
+        h.remove()
+    rows = []
+    for pattern in ("0.5", "2:4"):
+        for (l, n), H in hess.items():
+            H, W = H.mean(), model.model.layers[l].get_submodule(n).weight.detach()
+            scale = float(layer_error(W, torch.zeros_like(W), H).sum())
+            for method, step in [("sparsegpt", None)] + [("apt", s) for s in steps]:
+                t0 = time.process_time()
+                res = prune(method, W, H, Pattern.parse(pattern), **({"step": step} if step else {}))
+                rows.append({"pattern": pattern, "layer": l, "projection": n, "method": method, "step": step,
+                             "rel_error": float(layer_error(W, res.weight, H).sum()) / scale,
+                             "cpu_s": round(time.process_time() - t0, 3)})
+    return rows
+
+
+def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5) -> dict:
+    """Median CPU seconds (1 thread, so other load on the machine does not count) of a 256-token
+    prefill plus 32 cached decode steps, the dense model and a pruned one run alternately. The
+    zeros are multiplied like any other weight: without a sparse kernel the cost is the same."""
+    import statistics
+
+    import torch
+
+    from tyr.evaluate import load
+
+    torch.set_num_threads(1)
+    models = {"dense": load(dense_dir)[0], "pruned": load(pruned_dir)[0]}
+    prompt = torch.randint(100, 10000, (1, 256), generator=torch.Generator().manual_seed(0))
+    seconds = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            t0 = time.process_time()
+            with torch.no_grad():
+                out = model(prompt, use_cache=True)
+                for _ in range(32):
+                    out = model(out.logits[:, -1:].argmax(-1), past_key_values=out.past_key_values, use_cache=True)
+            seconds[name].append(time.process_time() - t0)
+    med = {name: statistics.median(v) for name, v in seconds.items()}
+    return {"pruned": str(pruned_dir), "cpu_s": med, "ratio": med["pruned"] / med["dense"], "repeats": repeats}
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+
+def _g(x, fmt=".4g") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def table(rows, title) -> list[str]:
+    lines = [f"### {title}", "",
+             "| pattern | method | backbone sparsity | WikiText-2 ppl | zero-shot avg | layer error | "
+             "prune wall s | prune CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s, c = r["summary"], r["cost"] or {}
+        ppl = s.get("perplexity", {}).get("pruned")
+        avg = ((s.get("average") or {}).get("pruned") or {}).get("acc")
+        lines.append(f"| {s['pattern_label']} | {r['method']} | {s['sparsity']:.2%} | {_g(ppl, '.2f')} | "
+                     f"{_g(avg, '.3f')} | {s['layer_error']:.4f} | {_g(c.get('wall_s'), '.0f')} | "
+                     f"{_g(c.get('cpu_s'), '.0f')} | {_g(c.get('peak_rss_mb'), '.0f')} |")
+    return lines + [""]
+
+
+def pivot(rows, title) -> list[str]:
+    """WikiText-2 perplexity of every method (rows) at every pattern (columns)."""
+    patterns = list(dict.fromkeys(r["summary"]["pattern_label"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    ppl = {(r["method"], r["summary"]["pattern_label"]): r["summary"].get("perplexity", {}).get("pruned")
+           for r in rows}
+    best = {p: min((v for (m, q), v in ppl.items() if q == p and m != "refit" and v), default=None) for p in patterns}
+    lines = [f"### {title}", "", "| method | " + " | ".join(patterns) + " |", "|---" * (len(patterns) + 1) + "|"]
+    for m in methods:
+        cells = [("**{:.2f}**" if ppl.get((m, p)) == best[p] else "{:.2f}").format(ppl[(m, p)])
+                 if ppl.get((m, p)) else "–" for p in patterns]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + ["", "Bold: the lowest perplexity of a method that chooses its mask (refit is the bound).", ""]
+
+
+def speed_table(rows) -> list[str]:
+    lines = ["| result | prefill tok/s (dense) | decode tok/s (dense) | peak memory MiB (dense) |", "|---|---|---|---|"]
+    for r in rows:
+        sp = r["summary"].get("speed")
+        if not sp:
+            continue
+        lines.append(f"| {r['summary']['method']} | {sp['prefill_tokens_per_s']['pruned']:.0f} "
+                     f"({sp['prefill_tokens_per_s']['dense']:.0f}) | {sp['decode_tokens_per_s']['pruned']:.1f} "
+                     f"({sp['decode_tokens_per_s']['dense']:.1f}) | {sp['peak_memory_mib']['pruned']:.0f} "
+                     f"({sp['peak_memory_mib']['dense']:.0f}) |")
+    return lines + [""]
+
+
+def ablation_table(rows) -> list[str]:
+    if not rows:
+        return []
+    lines = ["### APT's greedy step on calibration Hessians (dense model, 1 thread)", "",
+             "Mean over projections of the relative layer-wise error, and total CPU seconds.", "",
+             "| pattern | method | rel. error | CPU s |", "|---|---|---|---|"]
+    keys = sorted({(r["pattern"], r["method"], r["step"] or 0) for r in rows})
+    for pattern, method, step in keys:
+        sel = [r for r in rows if (r["pattern"], r["method"], r["step"] or 0) == (pattern, method, step)]
+        name = method if not step else f"apt, step {step}"
+        lines.append(f"| {pattern} | {name} | {sum(r['rel_error'] for r in sel) / len(sel):.5f} | "
+                     f"{sum(r['cpu_s'] for r in sel):.1f} |")
+    return lines + [""]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="smollm2-135m")
+    ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--patterns", nargs="+", default=["0.5", "2:4"])
+    ap.add_argument("--extra-patterns", nargs="*", default=[], help="more patterns for apt and sparsegpt")
+    ap.add_argument("--stacked", nargs="*", default=["s25/tyr"], help="structural results to stack on")
+    ap.add_argument("--stacked-methods", nargs="+", default=["apt", "sparsegpt"])
+    ap.add_argument("--structural-note", default="", help="which Týr version produced the stacked source")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=ROOT, help="Snakemake working directory (results/ there)")
+    ap.add_argument("--force", action="store_true", help="rebuild results that were built and timed before")
+    ap.add_argument("--ablation", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run = (args.workdir, args.run)
+    for shared in ("calib/embeddings.zarr", "dense/eval.json"):  # shared stages: not a method's cost
+        if not (args.workdir / "results" / args.run / shared).exists():
+            snakemake(args.workdir, f"results/{args.run}/{shared}", args.cores)
+    dense = results(*run, jobs_of(["dense"], args.methods, args.patterns), args.cores, args.force)
+    extra = results(*run, jobs_of(["dense"], ["apt", "sparsegpt"], args.extra_patterns), args.cores, args.force)
+    stacked = results(*run, jobs_of(args.stacked, args.stacked_methods, args.patterns), args.cores, args.force)
+    abl = ablation(args.workdir, args.run) if args.ablation else []
+    zeros = None
+    if any(r["method"] == "apt" and r["pattern"] == "2of4" for r in dense):
+        base = args.workdir / "results" / args.run
+        zeros = zeros_cost(base / "model", base / "dense+apt2of4" / "pruned")
+    result = {"date": dt.datetime.now().strftime("%Y-%m-%d"), "host": platform.node() or "host",
+              "command": " ".join([Path(sys.executable).name] + sys.argv), "cores": args.cores,
+              "structural_note": args.structural_note, "dense": dense, "extra": extra, "stacked": stacked,
+              "ablation": abl, "zeros_cost": zeros}
+    out = ROOT / "bench" / "results" / f"{result['date']}-{result['host']}-unstructured"
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"# Unstructured and N:M pruning, {result['date']} on {result['host']}", "",
+             f"Command: `{result['command']}`", "",
+             *pivot(dense + extra, "WikiText-2 perplexity, dense SmolLM2-135M-Instruct as the source"),
+             *pivot(stacked, "WikiText-2 perplexity, stacked after a structural result"),
+             *table(dense, "Dense SmolLM2-135M-Instruct"), *table(extra, "Higher unstructured sparsity"),
+             *table(stacked, f"Stacked after a structural result ({args.structural_note or 'see JSON'})"),
+             "### CPU cost of the dense-with-zeros models (no sparse kernel)", "",
+             *([f"Dense vs APT 2:4, alternating, 1 thread, median of {zeros['repeats']}: "
+                f"{zeros['cpu_s']['dense']:.2f} vs {zeros['cpu_s']['pruned']:.2f} CPU s for a 256-token prefill "
+                f"+ 32 decode steps (ratio {zeros['ratio']:.3f}).", ""] if zeros else []),
+             "Throughput as measured by each evaluation (wall clock, so the machine's other load shows):", "",
+             *speed_table(dense + stacked),
+             *ablation_table(abl)]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
