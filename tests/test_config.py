@@ -136,3 +136,11 @@ def test_generations_per_iteration():
 
     assert [generations({"generations": 10}, i) for i in (1, 2, 5)] == [10, 10, 10]
     assert [generations({"generations": [16, 8]}, i) for i in (1, 2, 3)] == [16, 8, 8]
+
+
+def test_the_calibration_line_names_every_split():
+    data = {"source": "self", "seq_len": 256, "prune_sequences": 64, "fitness_sequences": 48,
+            "selection_sequences": 32, "heldout_sequences": 16}
+    line = tyrconf.describe_calibration(data)
+    assert "64 pruning + 48 search + 32 selection + 16 held-out sequences × 256 tokens" in line, line
+    assert "sampled from the dense model" in line

@@ -117,7 +117,8 @@ def describe_calibration(data) -> str:
     what = {"pydoc": "pydoc (English prose of the Python documentation, shipped with Python)",
             "self": "self (text sampled from the dense model itself)"}.get(source, str(source))
     return (f"calibration: {what}; {data['prune_sequences']} pruning + {data['fitness_sequences']} search + "
-            f"{data.get('heldout_sequences', 0)} held-out sequences × {data['seq_len']} tokens")
+            f"{data.get('selection_sequences', 0)} selection + {data.get('heldout_sequences', 0)} held-out "
+            f"sequences × {data['seq_len']} tokens")
 
 
 def _check_search(search, data) -> None:
