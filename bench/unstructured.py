@@ -33,10 +33,13 @@ METHODS = ["magnitude", "wanda", "sparsegpt", "apt", "refit"]
 BUDGET_S = 600  # the stage must fit 10 minutes on 2 cores for one sparsity (issue 14)
 
 
+CONFIG: list[str] = []  # --config run=<run> and the --configfile files, for every invocation
+
+
 def snakemake(workdir: Path, target: str, cores: int) -> dict:
     """Run one target; its wall and CPU seconds, peak RSS (MB) and the load average around it."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores",
-           str(cores), "--rerun-triggers", "mtime", "--", target]
+           str(cores), "--rerun-triggers", "mtime", *CONFIG, "--", target]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -145,6 +148,11 @@ def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5) -> dict:
 # ---- the report ---------------------------------------------------------------------------------
 
 
+def _ppl(summary, dataset="wikitext2"):
+    """The pruned model's perplexity on one data set (summaries key them by name: tyr.evalplan)."""
+    return summary.get("perplexity", {}).get(dataset, {}).get("pruned")
+
+
 def _g(x, fmt=".4g") -> str:
     return "–" if x is None else format(x, fmt)
 
@@ -155,7 +163,7 @@ def table(rows, title) -> list[str]:
              "prune wall s | prune CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s, c = r["summary"], r["cost"] or {}
-        ppl = s.get("perplexity", {}).get("pruned")
+        ppl = _ppl(s)
         avg = ((s.get("average") or {}).get("pruned") or {}).get("acc")
         lines.append(f"| {s['pattern_label']} | {r['method']} | {s['sparsity']:.2%} | {_g(ppl, '.2f')} | "
                      f"{_g(avg, '.3f')} | {s['layer_error']:.4f} | {_g(c.get('wall_s'), '.0f')} | "
@@ -167,8 +175,7 @@ def pivot(rows, title) -> list[str]:
     """WikiText-2 perplexity of every method (rows) at every pattern (columns)."""
     patterns = list(dict.fromkeys(r["summary"]["pattern_label"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    ppl = {(r["method"], r["summary"]["pattern_label"]): r["summary"].get("perplexity", {}).get("pruned")
-           for r in rows}
+    ppl = {(r["method"], r["summary"]["pattern_label"]): _ppl(r["summary"]) for r in rows}
     best = {p: min((v for (m, q), v in ppl.items() if q == p and m != "refit" and v), default=None) for p in patterns}
     lines = [f"### {title}", "", "| method | " + " | ".join(patterns) + " |", "|---" * (len(patterns) + 1) + "|"]
     for m in methods:
@@ -219,8 +226,10 @@ def main(argv=None):
     ap.add_argument("--workdir", type=Path, default=ROOT, help="Snakemake working directory (results/ there)")
     ap.add_argument("--force", action="store_true", help="rebuild results that were built and timed before")
     ap.add_argument("--ablation", action="store_true")
+    ap.add_argument("--configfile", nargs="*", default=[], help="extra config files (e.g. a lighter evaluate)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    CONFIG[:] = ["--config", f"run={args.run}"] + (["--configfile", *args.configfile] if args.configfile else [])
     run = (args.workdir, args.run)
     for shared in ("calib/embeddings.zarr", "dense/eval.json"):  # shared stages: not a method's cost
         if not (args.workdir / "results" / args.run / shared).exists():
