@@ -41,8 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tyr.io import atomic_path, write_checksums
-
-SUBLAYERS = ("attn", "mlp")
+from tyr.model import SUBLAYERS
 
 
 # ---- dense reference ---------------------------------------------------------------------
@@ -272,11 +271,10 @@ def token_batches(tokens, topk, seq_ids, batch_size: int) -> list:
 class Evaluator:
     """Fitness of genomes on the current token sample, recomputing only what changed.
 
-    Usage per selection stage: `set_tokens(seq_ids)`, `set_parent(parent)` (caches the
-    parent's residual stream and gives `parent_fitness`), then `fitness(child)` per child.
-    `cache_bytes` bounds the parent cache: when all 2L sublayer boundaries do not fit,
-    evenly spaced ones are kept and a child restarts from the last one before its first change.
-    `use_split` scores another split of the same token store (e.g. the selection split).
+    Per selection stage: `set_tokens(seq_ids)`, `set_parent(parent)` (caches the parent's
+    residual stream; gives `parent_fitness`), then `fitness(child)` per child. `cache_bytes`
+    bounds that cache: if not all 2L sublayer boundaries fit, evenly spaced ones are kept and a
+    child restarts from the last one before its first change. `use_split`: another split.
     """
 
     def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = "fitness",
@@ -377,26 +375,24 @@ class Evaluator:
     def sequence_kl(self, genome) -> np.ndarray:
         """Mean KL of each current sequence under `genome` (a full forward; no parent cache):
         the per-sequence values a paired comparison of two genomes needs."""
-        import torch
-
-        modules = [self.modules.get(i, int(g)) for i, g in enumerate(genome)]
-        out = []
-        with torch.inference_mode():
-            for batch in self._batches:
-                h = self._embed(batch)
-                for i, module in enumerate(modules):
-                    h = self._sublayer(i, module, h)
-                out.append(self._kl_rows(h, batch).view(len(batch.ids), -1).mean(1).double().numpy())
+        out = [self._kl_rows(h, batch).view(len(batch.ids), -1).mean(1).double().numpy()
+               for batch, h in self._final_states(tuple(int(x) for x in genome), 0)]
         self.evaluations += 1
         return np.concatenate(out)
 
     def _forward(self, genome, start: int, store=()) -> float:
-        """Run sublayers start..2L-1 from the parent's cached state at `start` (or embeddings),
-        keeping the states at the boundaries in `store` as the parent's."""
+        """Fitness from sublayer `start` on (see `_final_states`)."""
+        kl = sum(float(self._kl_rows(h, batch).sum()) for batch, h in self._final_states(genome, start, store))
+        self.evaluations += 1
+        return kl / self.n_positions
+
+    def _final_states(self, genome, start: int, store=()):
+        """Per batch, the last hidden states: sublayers start..2L-1 run from the parent's cached
+        state at `start` (or the embeddings), keeping the states at the boundaries in `store`
+        as the parent's."""
         import torch
 
         modules = [self.modules.get(i, genome[i]) if i >= start else None for i in range(self.n_sublayers)]
-        kl = 0.0
         with torch.inference_mode():
             for b, batch in enumerate(self._batches):
                 h = self._embed(batch) if start == 0 else self.parent.states[b][start]
@@ -404,9 +400,7 @@ class Evaluator:
                     if i in store:
                         self.parent.states[b][i] = h
                     h = self._sublayer(i, modules[i], h)
-                kl += self._kl_sum(h, batch)
-        self.evaluations += 1
-        return kl / self.n_positions
+                yield batch, h
 
     # -- pieces -------------------------------------------------------------------------
 
@@ -422,20 +416,21 @@ class Evaluator:
             return h + module(layer.input_layernorm(h), self._pos)
         return h + module(layer.post_attention_layernorm(h))
 
-    def _kl_sum(self, h, batch) -> float:
-        return float(self._kl_rows(h, batch).sum())
-
     def _kl_rows(self, h, batch):
-        """KL of every position of the batch (flattened), from its last hidden states `h`."""
-        import torch
+        return head_kl_rows(self.model.model.norm(h).flatten(0, 1), self._head_weight, batch, self.chunk)
 
-        h = self.model.model.norm(h).flatten(0, 1)
-        rows = []
-        for s in range(0, h.shape[0], self.chunk):
-            sl = slice(s, s + self.chunk)  # [chunk, vocab] logits stay cache-friendly
-            logits = torch.nn.functional.linear(h[sl].to(self._head_weight.dtype), self._head_weight)
-            rows.append(coarse_kl_rows(logits, batch.logp[sl], batch.index[sl], batch.logp_rest[sl], overwrite=True))
-        return torch.cat(rows)
+
+def head_kl_rows(h, head_weight, batch, chunk: int):
+    """KL to the dense top-k of every position of the batch, from its final-normed hidden
+    states `h` [positions, hidden], through the LM head in chunks of `chunk` positions."""
+    import torch
+
+    rows = []
+    for s in range(0, h.shape[0], chunk):
+        sl = slice(s, s + chunk)  # [chunk, vocab] logits stay cache-friendly
+        logits = torch.nn.functional.linear(h[sl].to(head_weight.dtype), head_weight)
+        rows.append(coarse_kl_rows(logits, batch.logp[sl], batch.index[sl], batch.logp_rest[sl], overwrite=True))
+    return torch.cat(rows)
 
 
 def fitness_naive(ev: Evaluator, genome) -> float:
@@ -454,7 +449,7 @@ def fitness_naive(ev: Evaluator, genome) -> float:
             h = ev._embed(batch)
             for layer in layers:
                 h = layer(h, ev._pos)
-            kl += ev._kl_sum(h, batch)
+            kl += float(ev._kl_rows(h, batch).sum())
     ev.evaluations += 1
     return kl / ev.n_positions
 

@@ -42,12 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("tyr.search")
-
 from tyr import distributed, sparsity
 from tyr.io import atomic_path, atomic_write_text, read_json, write_json
+from tyr.model import SUBLAYERS
 
-SUBLAYERS = ("attn", "mlp")
+log = logging.getLogger("tyr.search")
 STATE_VERSION = 1
 
 
