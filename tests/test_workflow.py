@@ -72,15 +72,16 @@ def artifacts(run_dir: Path, unfinished: set[Path] = frozenset()) -> dict[str, f
     """mtime of every finished artifact: manifests, levels, search results, genomes, models.
 
     An artifact is finished once Snakemake recorded its job as done: a job killed after
-    writing its output but before that record is rightly redone (`unfinished`). A supernet
-    layer's weight files belong to its job, whose output is the manifest written last.
+    writing its output but before that record is rightly redone (`unfinished`; for a folder
+    output such as `pruned/`, every file in it). A supernet layer's weight files belong to its
+    job, whose output is the manifest written last.
     """
     keep = ("manifest.json", "levels.json", "supernet.json", "best.json", "genome.json", ".safetensors", "spec.json")
 
     def finished(p: Path) -> bool:
         layer = next((d for d in p.parents if d.name.startswith("layer") and d.parent.name == "supernet"), None)
         owner = p if layer is None else layer / "manifest.json"
-        return owner.exists() and owner.resolve() not in unfinished
+        return owner.exists() and not {owner.resolve(), *(d.resolve() for d in p.parents)} & unfinished
 
     return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
             for p in run_dir.rglob("*") if p.is_file() and p.name.endswith(keep) and finished(p)}
