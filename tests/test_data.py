@@ -201,3 +201,12 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
     jsonl.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
     with pytest.raises(ValueError, match="latin1.jsonl: not UTF-8 text"):
         read_texts(jsonl)
+
+
+def test_a_malformed_jsonl_line_is_named_with_its_number(tmp_path):
+    from tyr.data import read_texts
+
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"text": "fine"}\n\n{"text": "cut off\n')
+    with pytest.raises(ValueError, match=r"corpus.jsonl:3: not a JSON record"):
+        read_texts(bad)

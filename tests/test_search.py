@@ -321,3 +321,33 @@ def test_two_processes_find_the_single_process_genome(run, tmp_path):
     assert read_json(tmp_path / "two" / "best.json") == {**single, "supernet": kwargs["supernet_json"]}
     assert (tmp_path / "one" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4] == \
         (tmp_path / "two" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4]
+
+
+# ---- bad inputs ---------------------------------------------------------------------------------
+
+
+def _edited_supernet(run, tmp_path, edit) -> Path:
+    index = json.loads(Path(run["supernet"]).read_text())
+    edit(index)
+    path = Path(run["supernet"]).parent / f"edited-{tmp_path.name}.json"  # level files stay reachable
+    path.write_text(json.dumps(index))
+    return path
+
+
+def test_a_supernet_of_another_depth_is_refused(run, tmp_path):
+    path = _edited_supernet(run, tmp_path, lambda index: index["layers"].pop())
+    with pytest.raises(ValueError, match=r"edited-.*\.json: 3 layers, the model has 4"):
+        search.load_space(path, run["spec"], 0.5)
+
+
+def test_a_target_no_genome_reaches_names_the_reachable_range(run, tmp_path):
+    def two_densest_levels(index):
+        for layer in index["layers"]:
+            for s in ("attn", "mlp"):
+                layer[s] = sorted(layer[s], key=lambda lvl: -lvl["kept"])[:2]
+            layer["centre"] = {s: layer[s][0]["kept"] for s in ("attn", "mlp")}
+
+    space = search.load_space(_edited_supernet(run, tmp_path, two_densest_levels), run["spec"], 0.9)
+    with pytest.raises(ValueError, match=r"no genome of this supernet keeps .* levels span 0.0% to 16.7% "
+                                         r"sparsity\. Choose a target in that range"):
+        search.start_genome(space, np.random.default_rng(0))

@@ -249,10 +249,20 @@ def repair(space: SearchSpace, genome, rng) -> tuple:
                     moves.append((abs(err - space.params[i][genome[i]] + space.params[i][j]), i))
             best = min((m for m in moves if m[0] < abs(err)), default=None)
             if best is None:
-                raise ValueError(f"target sparsity not reachable within one granule for {group}")
+                raise ValueError(_unreachable(space, group))
             ties = [i for e, i in moves if e == best[0]]
             genome[ties[int(rng.integers(len(ties)))]] += step
     return tuple(genome)
+
+
+def _unreachable(space: SearchSpace, group) -> str:
+    positions = space.groups[group]
+    dense = sum(space.dense[i] for i in positions)
+    lo, hi = (sum(space.params[i][k] for i in positions) for k in (-1, 0))
+    return (f"{group}: no genome of this supernet keeps {space.budget[group]} of {dense} parameters "
+            f"(±{space.tolerance[group]}); its levels span {1 - hi / dense:.1%} to {1 - lo / dense:.1%} "
+            f"sparsity. Choose a target in that range or build levels that reach it "
+            f"(supernet.levels, supernet.delta)")
 
 
 def mutate(genome, space: SearchSpace, rng, max_swaps: int = 4) -> tuple:
