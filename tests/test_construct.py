@@ -1,4 +1,5 @@
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,3 +216,37 @@ def test_corrected_refit_fits_the_dense_models_output(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="embeddings"):
         construct.build_layer(s.model_dir, s.spec_json, s.levels_json, s.inputs, 1, tmp_path / "x", None,
                               refit="corrected")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root to mount, as in CI), unmounted afterwards."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_loses_nothing_and_the_build_resumes(tmp_path, tiny_model_dir, small_disk):
+    """ENOSPC in the middle of a layer's level files: the job fails with the OS's error and
+    leaves no manifest (so Snakemake reruns it) and no temporary files; once space is
+    freed the same call writes what an untroubled build writes."""
+    s = prepare(tmp_path, tiny_model_dir)
+    reference = s.build(tmp_path / "ref")
+    need = sum(p.stat().st_size for p in (tmp_path / "ref").rglob("*") if p.is_file())
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    assert need < free, (need, free)
+    filler = small_disk / "filler"  # leave a third of what the build writes
+    filler.write_bytes(b"\0" * (free - need // 3))
+    with pytest.raises(OSError, match="No space left"):
+        s.build(small_disk / "run")
+    assert not (small_disk / "run" / "layer" / "manifest.json").exists()
+    assert not [p for p in (small_disk / "run").rglob("*") if ".tmp" in p.name]
+    filler.unlink()
+    again = s.build(small_disk / "run")
+    again.pop("seconds"), reference.pop("seconds")
+    assert again == reference

@@ -57,7 +57,12 @@ def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     meta = {_META_KEY: json.dumps({k: str(v) for k, v in (metadata or {}).items()}, sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+        except Exception as e:  # the library's own error type: say which file, keep the OS's words
+            if "I/O error" not in str(e):
+                raise
+            raise OSError(f"writing {path}: {e}") from e
 
 
 def load_safetensors(path) -> tuple[dict, dict]:
