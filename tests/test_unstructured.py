@@ -11,17 +11,9 @@ from tyr import unstructured
 from tyr.unstructured import apt, patterns, refit, sparsegpt, wanda
 from tyr.unstructured.hessian import layer_error
 from tyr.unstructured.patterns import Pattern
+from supernet_factory import single_thread  # noqa: F401 (autouse fixture)
 
 METHODS = sorted(unstructured.METHODS)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from threads, and on a shared CPU OpenMP sync makes them crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 PATTERNS = [Pattern.parse(p) for p in (0.5, 0.7, "2:4", "4:8")]
 
 

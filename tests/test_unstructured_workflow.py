@@ -25,18 +25,10 @@ from tyr.unstructured.export import MASKS, RECORD, export
 from tyr.unstructured.layer import prune_layer
 from tyr.unstructured.patterns import Pattern, unpack
 from tyr.unstructured.summary import summarize
+from supernet_factory import single_thread  # noqa: F401 (autouse fixture)
 
 N_SEQ, SEQ_LEN = 8, 32
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from threads, and on a shared CPU OpenMP sync makes them crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def prune_in_process(model_dir, tokens, out_dir, method, pattern, **options) -> list[Path]:
