@@ -37,10 +37,33 @@ def hold_run_lock():
     RUN_LOCK.append(handle)  # held until the process ends
 
 
+def refuse_slurm_leftovers():
+    """An interrupted cluster run may leave jobs running (tyr.slurm): never resume beside them."""
+    from tyr import slurm
+
+    ids = slurm.leftovers(".snakemake/log", RUN)
+    if ids:
+        raise WorkflowError(slurm.leftover_message(ids, RUN))
+
+
+def cancel_own_slurm_jobs(log):
+    """On error or Ctrl-C: cancel what this process submitted and left queued or running."""
+    from tyr import slurm
+
+    ids = slurm.cancel_own(log)
+    if ids:
+        print(f"cancelled the SLURM jobs this run left running: {' '.join(ids)}", file=sys.stderr)
+
+
 # Taken when jobs are about to run, never by read-only commands (-n, --lint, --summary, --dag):
 # Snakemake calls onstart only in the main process of a run that executes something.
 onstart:
     hold_run_lock()
+    refuse_slurm_leftovers()
+
+
+onerror:
+    cancel_own_slurm_jobs(log)
 
 
 RUN = f"results/{config['run']}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -331,3 +332,101 @@ def test_profile_requests_gpus_for_heavy_rules(tyr_workdir, cluster):
     assert "SLURM sbatch failed" in text and "generic resource" in text, text[-4000:]
     assert re.search(r"sbatch .*--comment rule_calibrate .*--gpus=1", text), text[-4000:]
     assert not (tyr_workdir / "results" / "tiny" / "calib" / "tokens.zarr").exists()
+
+
+# ------------------------------------------------------------------ the whole tyr workflow
+
+GROUPS = "supernet_layer=layers_s{target}_i{iter}"  # docs/slurm.md, "Grouping": one SLURM job per chain
+
+
+def _finished(run: Path) -> dict[Path, int]:
+    """mtime of every file under the run except logs and benchmarks (rewritten by design)."""
+    skip = {run / "logs", run / "benchmarks"}
+    return {p: p.stat().st_mtime_ns for p in run.rglob("*")
+            if p.is_file() and not any(s in p.parents for s in skip)}
+
+
+def _submissions(workdir: Path) -> dict[str, int]:
+    """SLURM submissions per rule or group, from the plugin's log files (one <jobid>.log each)."""
+    logs = (workdir / ".snakemake" / "slurm_logs").rglob("*.log")
+    counts: dict[str, int] = {}
+    for log in logs:
+        name = log.relative_to(workdir / ".snakemake" / "slurm_logs").parts[0]
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _alive(workdir: Path) -> list[str]:
+    """Ids of this machine's queued or running SLURM jobs started from `workdir`."""
+    rows = [line.split("|") for line in _out("squeue", "-h", "-o", "%i|%Z").splitlines()]
+    return [jid for jid, wd in rows if wd == str(workdir)]
+
+
+def _start(args: list[str], env: dict, workdir: Path, name: str) -> subprocess.Popen:
+    with open(workdir / name, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 900) -> None:
+    """Send `sig` to the run's process group once `ready()` holds (SIGINT is a user's Ctrl-C)."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before it could be stopped"
+        assert time.monotonic() < deadline, f"not ready to stop within {timeout} s"
+        time.sleep(0.5)
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=300)
+
+
+def _gone(workdir: Path, timeout: float = 30) -> list[str]:
+    """Jobs of `workdir` still alive after `timeout` s (scancel takes a moment)."""
+    deadline = time.monotonic() + timeout
+    while _alive(workdir) and time.monotonic() < deadline:
+        time.sleep(1)
+    return _alive(workdir)
+
+
+def test_tyr_whole_run_on_slurm_survives_kill_and_ctrl_c(tyr_workdir, cluster):
+    """The tiny workflow end to end through profiles/slurm, supernet chains grouped as docs/slurm.md
+    recommends. A kill -9 of Snakemake leaves its jobs running: the next run refuses to start
+    beside them and names them. Ctrl-C cancels the jobs it leaves (rules/common.smk, tyr.slurm).
+    The resumed run submits no finished job again and rewrites none of their outputs."""
+    run = tyr_workdir / "results" / "tiny"
+    args = _tyr_args(tyr_workdir, "--groups", GROUPS, "--slurm-keep-successful-logs")
+    env = _env(cluster, **CPU_ONLY)
+    supernet1 = run / "s50" / "iter1" / "supernet" / "supernet.json"
+
+    killed = _start(args, env, tyr_workdir, "killed.log")
+    _stop_when(killed, lambda: supernet1.exists() and _alive(tyr_workdir), signal.SIGKILL)
+    orphans = _alive(tyr_workdir)
+    if orphans:  # the usual case; a job may have ended between the check and the kill
+        refused = _snakemake(args, env, tyr_workdir)
+        text = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "still queued or running" in text, _fail(refused, "ran beside orphans")
+        named = re.search(r"scancel ([\d ]+)\)", text).group(1).split()
+        assert named and set(named) <= set(orphans), (orphans, named)
+        subprocess.run(["scancel", *named], check=True, timeout=60)  # what the message says to do
+        assert not _gone(tyr_workdir)
+
+    interrupted = _start(args, env, tyr_workdir, "interrupted.log")
+    _stop_when(interrupted, lambda: bool(_alive(tyr_workdir)), signal.SIGINT)
+    text = (tyr_workdir / "interrupted.log").read_text()
+    assert interrupted.returncode != 0, f"the interrupted run claims success:\n{text[-3000:]}"
+    assert not _gone(tyr_workdir), f"Ctrl-C left jobs running:\n{text[-3000:]}"
+    before, submitted = _finished(run), _submissions(tyr_workdir)
+    assert submitted.get("group_layers_s50_i1_supernet_layer") == 1, submitted  # 3 layers, one SLURM job
+
+    out = _snakemake(args, env, tyr_workdir)
+    assert out.returncode == 0, _fail(out, "the resumed run on SLURM failed")
+    after, resubmitted = _finished(run), _submissions(tyr_workdir)
+    assert (run / "s50" / "tyr" / "eval" / "summary.json").is_file() and (run / "report" / "report.md").is_file()
+    # Jobs done before the stops were neither submitted again nor rewritten.
+    for name in ("rule_prepare_model", "rule_calibrate", "group_layers_s50_i1_supernet_layer"):
+        assert resubmitted[name] == submitted[name] == 1, (name, submitted, resubmitted)
+    done = [p for p in before if p.relative_to(run).parts[0] in ("model", "calib")
+            or p.relative_to(run).parts[:3] == ("s50", "iter1", "supernet")]
+    assert done, sorted(before)
+    rewritten = [str(p.relative_to(run)) for p in done if after.get(p) != before[p]]
+    assert not rewritten, rewritten
+    assert resubmitted["group_layers_s50_i2_supernet_layer"] == 1, resubmitted
