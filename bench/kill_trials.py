@@ -1,11 +1,14 @@
 """Random-point kill trials: kill -9 the tiny workflow at a random moment, rerun, check.
 
-    .venv/bin/python bench/kill_trials.py [--trials 20] [--seed 0] [--cores 2]
+    .venv/bin/python bench/kill_trials.py [--trials 20] [--seed 0] [--cores 2] [--search-share 0.5]
 
 An uninterrupted run of the tiny preset on a tiny random model is the reference. Each trial
-starts the same run in a fresh folder, kills its whole process group after a random delay
-(uniform over the reference's wall time), records every finished artifact, and reruns the same
-command to completion. A trial passes when
+starts the same run in a fresh folder, kills its whole process group at a random moment, records
+every finished artifact, and reruns the same command to completion. Half the moments (by
+default) are uniform over the reference's wall time; the other half are aimed inside a search
+(a random iteration and generation), since a uniform time rarely lands in one. A draw that comes
+after the run has ended kills nothing and is drawn again, so every trial is a real kill.
+A trial passes when
   1. the final genomes, pruned weights and evaluation figures equal the reference's;
   2. no finished job's output of any kind (safetensors, zarr, JSON, state.json, TSV) was
      rewritten (its mtime is unchanged);
@@ -32,6 +35,7 @@ from pathlib import Path
 from common import ROOT, write_result
 
 RUN = "tiny"
+GENERATIONS = 12  # longer searches than the tiny preset's, so that kills land inside them too
 SKIP = ("logs", "benchmarks", "acts")  # logs are rewritten by design; acts are temporary
 
 
@@ -43,9 +47,8 @@ def command(workdir: Path, cores: int) -> list[str]:
 
 def prepare(workdir: Path, model: Path) -> None:
     workdir.mkdir(parents=True)
-    # Longer searches than the tiny preset's, so that random kills land inside them too.
     (workdir / "run.yaml").write_text(json.dumps({"run": RUN, "model": {"source": str(model)},
-                                                  "search": {"generations": 12}, "evaluate": {"speed": False}}))
+                                                  "search": {"generations": GENERATIONS}, "evaluate": {"speed": False}}))
 
 
 def env() -> dict:
@@ -114,14 +117,32 @@ def final(workdir: Path) -> dict:
     return out
 
 
-def trial(model: Path, workdir: Path, delay: float, cores: int, reference: dict) -> dict:
+def wait_for(proc: subprocess.Popen, trigger: dict, workdir: Path) -> None:
+    """Sleep until the trigger: a time after the start, or a search's checkpoint reaching a
+    generation (then a random fraction of one more generation, so the kill lands mid-generation)."""
+    if trigger["kind"] == "time":
+        time.sleep(trigger["delay"])
+        return
+    state = workdir / "results" / RUN / "s50" / f"iter{trigger['iter']}" / "search" / "state.json"
+    while proc.poll() is None:
+        try:
+            if json.loads(state.read_text())["generation"] >= trigger["generation"]:
+                time.sleep(trigger["extra"])
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+
+
+def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict) -> dict | None:
+    """One kill and rerun; None when the run ended before the trigger (nothing was killed)."""
     prepare(workdir, model)
     proc = subprocess.Popen(command(workdir, cores), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env(), start_new_session=True)
-    time.sleep(delay)
-    killed = proc.poll() is None
-    if killed:
-        os.killpg(proc.pid, signal.SIGKILL)
+    wait_for(proc, trigger, workdir)
+    if proc.poll() is not None:
+        return None
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before, mid_search = finished(workdir), searches(workdir)
     subprocess.run(command(workdir, cores), check=True, capture_output=True, env=env())
@@ -137,9 +158,18 @@ def trial(model: Path, workdir: Path, delay: float, cores: int, reference: dict)
     continued = all(r["history_kept"] and (not r["rerun_generations"] or min(r["rerun_generations"]) == r["at_kill"] + 1)
                     for r in resumed.values())
     same = final(workdir) == reference
-    return {"delay": round(delay, 2), "killed": killed, "finished_before": len(before), "rewritten": rewritten,
+    return {"trigger": trigger, "finished_before": len(before), "rewritten": rewritten,
             "searches_resumed": resumed, "identical": same, "continued": continued,
             "passed": same and not rewritten and continued}
+
+
+def draw(rng: random.Random, wall: float, in_search: bool) -> dict:
+    """A kill at a uniform time over the reference run, or inside a search: iteration 1 or 2 of
+    the 50% target, after a uniform generation of the 12, plus a fraction of one generation."""
+    if not in_search:
+        return {"kind": "time", "delay": round(rng.uniform(0, wall), 2)}
+    return {"kind": "search", "iter": rng.choice([1, 2]), "generation": rng.randint(0, GENERATIONS - 1),
+            "extra": round(rng.uniform(0, 0.5), 2)}
 
 
 def main(argv=None):
@@ -147,6 +177,8 @@ def main(argv=None):
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--search-share", type=float, default=0.5,
+                    help="share of the kills aimed inside a search (at a random generation)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_models import save_tiny_model
@@ -160,19 +192,28 @@ def main(argv=None):
         subprocess.run(command(tmp / "ref", args.cores), check=True, capture_output=True, env=env())
         wall = time.perf_counter() - t0
         reference = final(tmp / "ref")
-        rows = []
-        for k in range(args.trials):
-            rows.append(trial(model, tmp / f"t{k}", rng.uniform(0, wall), args.cores, reference))
-            print(f"[kill] trial {k + 1}: {json.dumps(rows[-1])[:300]}", file=sys.stderr, flush=True)
+        rows, drawn = [], 0
+        while len(rows) < args.trials:
+            trigger = draw(rng, wall, len(rows) < args.trials * args.search_share)
+            row, drawn = trial(model, tmp / f"t{drawn}", trigger, args.cores, reference), drawn + 1
+            if row is None:  # the run finished before the kill: not a trial
+                print(f"[kill] draw {drawn}: {trigger} came after the run ended; drawn again", file=sys.stderr)
+                continue
+            rows.append(row)
+            print(f"[kill] trial {len(rows)}: {json.dumps(row)[:300]}", file=sys.stderr, flush=True)
     passed = sum(r["passed"] for r in rows)
     lines = ["# Random-point kill trials", "", f"`{' '.join(sys.argv)}`", "",
              f"Reference run {wall:.0f} s; {passed} of {len(rows)} trials passed every check.", "",
-             "| trial | kill after (s) | killed | finished artifacts at kill | rewritten | searches resumed | identical | passed |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| trial | kill at | finished artifacts at kill | rewritten | searches resumed | identical | passed |",
+             "|---|---|---|---|---|---|---|"]
     for k, r in enumerate(rows, 1):
         res = "; ".join(f"{rel}: gen {v['at_kill']}→{v['total']}" for rel, v in r["searches_resumed"].items()) or "–"
-        lines.append(f"| {k} | {r['delay']} | {r['killed']} | {r['finished_before']} | {len(r['rewritten'])} | {res} | "
-                     f"{r['identical']} | {r['passed']} |")
+        t = r["trigger"]
+        at = f"{t['delay']} s" if t["kind"] == "time" else f"iter{t['iter']} search, gen ≥ {t['generation']} + {t['extra']} s"
+        lines.append(f"| {k} | {at} | {r['finished_before']} | {len(r['rewritten'])} | {res} | {r['identical']} | {r['passed']} |")
+    resumed = sum(bool(r["searches_resumed"]) for r in rows)
+    lines += ["", f"{resumed} of {len(rows)} kills landed in a running search; each such search continued from its",
+              "checkpoint (only the missing generations ran after the kill, and its history was kept)."]
     write_result("kill-trials", lines)
     import datetime as dt
     import platform
