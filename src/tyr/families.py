@@ -138,6 +138,46 @@ class Family:
         return out
 
 
+class Phi3(Family):
+    """Phi-3 (`Phi3ForCausalLM`): Llama's layer with fused projections and no biases.
+
+    `self_attn.qkv_proj` stacks q (heads · head_dim rows), k and v (KV heads · head_dim each);
+    `mlp.gate_up_proj` stacks gate and up (`chunk(2)`: gate first). The fused weights hold
+    exactly the canonical ones, so the split is lossless and fusing back restores the bytes.
+    """
+
+    renames: ClassVar[bool] = True
+
+    def check(self, c) -> None:
+        # transformers 5 keeps the rotary settings in `rope_parameters`; older configs in
+        # `rope_scaling` (with `type`) and a top-level `partial_rotary_factor`: read them all.
+        ropes = [r for r in (getattr(c, "rope_parameters", None), getattr(c, "rope_scaling", None))
+                 if isinstance(r, dict)]
+        for partial in [getattr(c, "partial_rotary_factor", None)] + [r.get("partial_rotary_factor") for r in ropes]:
+            if partial not in (None, 1.0):
+                raise UnsupportedArchitecture(
+                    f"model_type 'phi3': partial_rotary_factor={partial} is not supported; tyr rotates "
+                    "every head dimension (partial_rotary_factor must be 1.0)")
+        for kind in (r.get("rope_type", r.get("type", "default")) for r in ropes):
+            if kind != "default":
+                raise UnsupportedArchitecture(
+                    f"model_type 'phi3': rope_scaling / rope_parameters rope_type {kind!r} is not supported; "
+                    "tyr computes Phi-3's default rotary embedding only (longrope changes its frequencies "
+                    "with the sequence length)")
+        window, longest = getattr(c, "sliding_window", None), getattr(c, "max_position_embeddings", None)
+        if window is not None and (longest is None or window < longest):
+            raise UnsupportedArchitecture(
+                f"model_type 'phi3': sliding_window={window} is not supported; tyr attends over the "
+                "whole context (set sliding_window to null in config.json only if no sequence is longer)")
+
+    def fused(self, config) -> dict:
+        d, kv = config.head_dim, config.num_key_value_heads * config.head_dim
+        return {"self_attn.qkv_proj": (("self_attn.q_proj", config.num_attention_heads * d),
+                                       ("self_attn.k_proj", kv), ("self_attn.v_proj", kv)),
+                "mlp.gate_up_proj": (("mlp.gate_proj", config.intermediate_size),
+                                     ("mlp.up_proj", config.intermediate_size))}
+
+
 class TyrExport(Family):
     """tyr's own export (`tyr_llama`): already a `TyrConfig`, already canonical names."""
 
@@ -152,6 +192,7 @@ FAMILIES = (
     Family("mistral", ("mistral",)),
     Family("qwen2", ("qwen2",), qkv_bias=True),
     Family("qwen3", ("qwen3",), qkv_bias=None, o_bias=None, qk_norm=True),
+    Phi3("phi3", ("phi3",)),
     TyrExport("tyr", ("tyr_llama",)),
 )
 BY_MODEL_TYPE = {t: f for f in FAMILIES for t in f.model_types}
