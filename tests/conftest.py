@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random Llama-family models built from a config, saved as HF folders."""
+"""Shared fixtures: tiny random Llama-shaped models built from a config, saved as HF folders."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 SHARED_DATA = os.environ.get("TYR_DATA_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 
-@pytest.fixture(params=["llama", "qwen2", "qwen3"])
+@pytest.fixture(params=["llama", "qwen2", "qwen3", "phi3"])
 def model_type(request):
     return request.param
 

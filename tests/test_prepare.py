@@ -24,7 +24,7 @@ def _leftovers(parent):
     return [p.name for p in parent.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("model_type", ["llama", "qwen2"])
+@pytest.mark.parametrize("model_type", ["llama", "qwen2", "phi3"])
 def test_local_dir_round_trip(tiny_model_dir, tmp_path, model_type):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

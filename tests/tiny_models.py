@@ -1,4 +1,4 @@
-"""Tiny random Llama-family models and a character tokenizer: no download, built in seconds.
+"""Tiny random Llama-shaped models and a character tokenizer: no download, built in seconds.
 
 Used by the tests (through conftest) and by CI's fresh-clone run (.ci/tiny_model.py).
 """
@@ -6,6 +6,9 @@ Used by the tests (through conftest) and by CI's fresh-clone run (.ci/tiny_model
 from __future__ import annotations
 
 import torch
+
+# Phi3Config's token ids default to Phi-3's 32k vocabulary; the tiny ones are Llama's defaults.
+FAMILY_DEFAULTS = {"phi3": {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}}
 
 
 def tiny_hf_model(model_type: str = "llama", seed: int = 0, **overrides):
@@ -15,7 +18,7 @@ def tiny_hf_model(model_type: str = "llama", seed: int = 0, **overrides):
     kwargs = dict(
         vocab_size=128, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
         num_key_value_heads=2, head_dim=16, intermediate_size=96, max_position_embeddings=256,
-        rms_norm_eps=1e-6, tie_word_embeddings=False,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, **FAMILY_DEFAULTS.get(model_type, {}),
     )
     kwargs.update(overrides)
     config = AutoConfig.for_model(model_type, **kwargs)

@@ -1,9 +1,9 @@
-"""Model adapter: the prunable structure of Llama-family decoders.
+"""Model adapter: the prunable structure of Llama-shaped decoders.
 
-Everything model-specific lives here. Supported source architectures share the Llama
-layout (pre-norm decoder layers with q/k/v/o attention projections, grouped KV heads,
-and a gated gate/up/down MLP); their weights are loaded into `modeling_tyr`'s classes
-under the same tensor names, so one forward implementation serves every stage.
+What differs between source architectures (config flags, tensor names) lives in their family's
+adapter (`tyr.families`); this module turns any supported source into the canonical layout:
+a `TyrConfig`, and weights under Llama's tensor names (`load_state`), loaded into
+`modeling_tyr`'s classes, so one forward implementation serves every stage and every family.
 
 Prunable units per layer:
   attention  a query head = a head_dim block of o_proj input channels + its q_proj rows;
@@ -18,20 +18,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tyr import families
+from tyr.families import UnsupportedArchitecture  # noqa: F401  (raised to callers of this module)
+
 SUBLAYERS = ("attn", "mlp")
 
-# model_type -> (qkv_bias, o_bias, qk_norm); None means "read attention_bias from the config".
-SUPPORTED = {
-    "llama": None,
-    "mistral": (False, False, False),
-    "qwen2": (True, False, False),
-    "qwen3": None,
-    "tyr_llama": None,
-}
-
-
-class UnsupportedArchitecture(ValueError):
-    pass
+# model_type -> its family's adapter (`tyr.families`)
+SUPPORTED = families.BY_MODEL_TYPE
 
 
 @dataclass
@@ -75,54 +68,24 @@ class ModelSpec:
 
 
 def check_supported(hf_config) -> None:
+    """Refuse, naming it, an architecture or a variant of one that tyr cannot prune exactly."""
     model_type = getattr(hf_config, "model_type", None)
-    if model_type not in SUPPORTED:
+    family = families.family_of(model_type)
+    if family is None:
         archs = getattr(hf_config, "architectures", None) or [model_type]
         raise UnsupportedArchitecture(
             f"architecture {archs[0]!r} (model_type {model_type!r}) is not supported; "
-            f"tyr prunes Llama-family decoders: model_type one of {sorted(set(SUPPORTED) - {'tyr_llama'})}"
+            f"tyr prunes Llama-shaped decoders: model_type one of {sorted(set(SUPPORTED) - {'tyr_llama'})}"
         )
     if getattr(hf_config, "num_hidden_layers", 0) < 1 or getattr(hf_config, "num_attention_heads", 0) < 1:
         raise UnsupportedArchitecture(f"model_type {model_type!r} config has no decoder layers or heads")
+    family.check(hf_config)
 
 
 def tyr_config(hf_config):
     """A dense `TyrConfig` equivalent to a supported Hugging Face config."""
-    from tyr.modeling_tyr import TyrConfig
-
     check_supported(hf_config)
-    if hf_config.model_type == "tyr_llama":
-        return hf_config
-    c = hf_config
-    flags = SUPPORTED[c.model_type]
-    if flags is None:
-        bias = bool(getattr(c, "attention_bias", False))
-        flags = (bias, bias, c.model_type == "qwen3")
-    heads = c.num_attention_heads
-    rope = getattr(c, "rope_parameters", None) or {
-        "rope_type": "default", "rope_theta": getattr(c, "rope_theta", 10000.0)}
-    return TyrConfig(
-        vocab_size=c.vocab_size,
-        hidden_size=c.hidden_size,
-        num_hidden_layers=c.num_hidden_layers,
-        num_attention_heads=heads,
-        num_key_value_heads=getattr(c, "num_key_value_heads", None) or heads,
-        head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads,
-        intermediate_size=c.intermediate_size,
-        hidden_act=c.hidden_act,
-        rms_norm_eps=c.rms_norm_eps,
-        max_position_embeddings=c.max_position_embeddings,
-        rope_parameters=dict(rope),
-        qkv_bias=flags[0],
-        o_bias=flags[1],
-        mlp_bias=bool(getattr(c, "mlp_bias", False)),
-        qk_norm=flags[2],
-        tie_word_embeddings=bool(getattr(c, "tie_word_embeddings", False)),
-        source_model_type=c.model_type,
-        bos_token_id=getattr(c, "bos_token_id", None),
-        eos_token_id=getattr(c, "eos_token_id", None),
-        pad_token_id=getattr(c, "pad_token_id", None),
-    )
+    return families.family_of(hf_config.model_type).tyr_config(hf_config)
 
 
 def spec_from_config(hf_config) -> ModelSpec:
@@ -165,16 +128,36 @@ def weight_files(model_dir) -> list[Path]:
 
 
 def load_state(model_dir, prefix: str = "") -> dict:
-    """Tensors whose name starts with `prefix`, read lazily shard by shard."""
+    """Tensors whose canonical name starts with `prefix` (stripped), read lazily shard by shard.
+
+    Names are canonical whatever the source family: its adapter maps them on the way in, so
+    no later stage knows which family it prunes.
+    """
     from safetensors import safe_open
 
+    family, config = folder_family(model_dir)
     state = {}
     for f in weight_files(model_dir):
         with safe_open(str(f), framework="pt") as sf:
             for name in sf.keys():
-                if name.startswith(prefix):
-                    state[name[len(prefix):]] = sf.get_tensor(name)
-    return state
+                if any(n.startswith(prefix) for n in family.canonical_names(name, config)):
+                    state[name] = sf.get_tensor(name)
+    state = family.to_canonical(state, config)
+    return {name[len(prefix):]: t for name, t in state.items() if name.startswith(prefix)}
+
+
+def folder_family(model_dir):
+    """(family, dense `TyrConfig` or None) whose tensor names the weights of `model_dir` carry.
+
+    A prepared source keeps its family's names; what tyr writes (exports, which mark their
+    config with per-layer shapes) is canonical, and so is a folder of bare tensors.
+    """
+    path = Path(model_dir) / "config.json"
+    raw = json.loads(path.read_text()) if path.exists() else {}
+    family = families.family_of(raw.get("model_type"))
+    if family is None or "layer_q_heads" in raw:
+        return families.CANONICAL, None
+    return family, (load_config(model_dir) if family.renames else None)
 
 
 def layer_prefix(layer: int) -> str:

@@ -2,12 +2,16 @@
 
 The folder is the source folder (config, tokenizer, and for a structural source its
 `modeling_tyr.py` and `tyr_pruning.json`) with the pruned layers' weights, so a dense source
-gives a standard `LlamaForCausalLM` (or Qwen, ...) folder and a stacked one stays a `tyr_llama`
-folder (`trust_remote_code=True`). Beside the weights:
+gives a standard `LlamaForCausalLM` (or Qwen, Phi-3, ...) folder and a stacked one stays a
+`tyr_llama` folder (`trust_remote_code=True`). The layers are pruned under canonical names and
+written back under the source family's (`Family.from_canonical`: Phi-3's q/k/v fuse into
+`qkv_proj` again), so the folder loads with the source's own class. Beside the weights:
 
-  masks/masks.safetensors  per projection weight, the removal mask packed 8 per byte along the
-                           inputs (numpy.packbits, big bit order; True = removed), so a zero
-                           the method kept is told apart from a removed weight
+  masks/masks.safetensors  per projection weight (named as in the folder), the removal mask
+                           packed 8 per byte along the inputs (numpy.packbits, big bit order;
+                           True = removed), so a zero the method kept is told apart from a
+                           removed weight; packed row by row, a fused weight's mask is its
+                           parts' masks stacked like the weight
   tyr_unstructured.json    method, pattern, per-layer statistics, removed / total weights
   README.md                a model card, including how to run a 2:4 model on a sparse kernel
 
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from tyr.export import ShardWriter
 from tyr.io import atomic_path, load_safetensors, write_checksums
-from tyr.model import layer_prefix, load_state, weight_files
+from tyr.model import folder_family, layer_prefix, load_state, weight_files
 from tyr.unstructured.layer import MASK_PREFIX
 from tyr.unstructured.patterns import Pattern, unpack
 
@@ -42,11 +46,12 @@ def export(source_dir, layer_files, out_dir, *, method: str, pattern, source: st
         tmp.mkdir()
         writer = ShardWriter(tmp)
         writer.add(_non_layer_tensors(source_dir))
+        family, config = folder_family(source_dir)
         masks, layers = {}, []
         for layer, path in enumerate(layer_files):
             tensors, layer_masks, meta = _layer(source_dir, layer, path, pattern)
-            writer.add(tensors)
-            masks.update(layer_masks)
+            writer.add(family.from_canonical(tensors, config))
+            masks.update(family.from_canonical(layer_masks, config))
             layers.append({"layer": layer, "seconds": float(meta["seconds"]), "projections": json.loads(meta["stats"])})
         writer.close()
         from safetensors.torch import save_file
