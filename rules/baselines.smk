@@ -25,12 +25,14 @@ rule baseline:
 
 rule compare:
     input:
-        summaries=expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"]),
+        summaries=[run_path(f"s{t}/{m}/eval/summary.json") for t, m in COMPARED],
         dense=run_path("dense/eval.json"),
     output:
         table=f"results/compare/{config['run']}/table.md",
         json=f"results/compare/{config['run']}/table.json",
         plot=report(f"results/compare/{config['run']}/comparison.png", category="Comparison"),
+    params:
+        benchmarks=[method_benchmarks(t, m) for t, m in COMPARED],
     log:
         run_path("logs/compare.log"),
     run:

@@ -57,8 +57,22 @@ def cancel_own_slurm_jobs(log):
 
 # Taken when jobs are about to run, never by read-only commands (-n, --lint, --summary, --dag):
 # Snakemake calls onstart only in the main process of a run that executes something.
+def require_writable_results():
+    """Refuse at the start, naming the folder, rather than fail inside the first job: a results
+    folder on a read-only mount (an archive, a snapshot) can be read (-n, --summary), not extended."""
+    import tempfile
+
+    try:
+        os.makedirs(RUN, exist_ok=True)
+        tempfile.TemporaryFile(dir=RUN).close()
+    except OSError as e:
+        raise WorkflowError(f"{RUN} is not writable ({e.strerror}): this run has jobs to do. Run it where it can "
+                            f"write (snakemake -d DIR, or copy {RUN} there), or make the folder writable.")
+
+
 onstart:
     hold_run_lock()
+    require_writable_results()
     refuse_slurm_leftovers()
 
 
@@ -133,6 +147,25 @@ def search_settings(wildcards):
     settings = dict(config["search"])
     settings["generations"] = tyrconf.generations(config["search"], int(wildcards.iter))
     return settings
+
+
+COMPARED = [(t, m) for t in TARGETS for m in config["methods"]]  # the comparison table's rows
+
+
+def method_benchmarks(target, method):
+    """Benchmark files of the jobs that produced `method`'s genome at `target` (its cost in the
+    comparison table); the steps every method shares are left out."""
+    base = f"{RUN}/benchmarks/s{target}"
+
+    def layers(it):
+        return [f"{base}/iter{it}/supernet_layer{layer:03d}.tsv" for layer in range(N_LAYERS)]
+
+    if method == "tyr":
+        iterations = [p for it in range(1, ITERATIONS + 1) for p in layers(it) + [f"{base}/iter{it}/search.tsv"]]
+        return iterations + [f"{base}/select_tyr.tsv"]
+    if method == "uniform":
+        return layers(1)
+    return [f"{base}/{method}/baseline.tsv"]
 
 
 def layer_manifests(wildcards):

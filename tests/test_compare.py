@@ -15,7 +15,7 @@ def summary(method, target, sparsity, ppl, avg):
 
 def write_run(tmp_path, rows):
     run = tmp_path / "run"
-    paths = []
+    paths, benchmarks = [], []
     for method, target, *rest in rows:
         path = run / f"s{round(target * 100)}" / method / "eval" / "summary.json"
         path.parent.mkdir(parents=True)
@@ -27,21 +27,24 @@ def write_run(tmp_path, rows):
         for j in jobs:
             j.parent.mkdir(parents=True, exist_ok=True)
             j.write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t100\n")
+        benchmarks.append(jobs)
     dense = run / "dense" / "eval.json"
     dense.parent.mkdir(parents=True)
     dense.write_text(json.dumps({"perplexity": {"wikitext2": {"perplexity": 10.0}, "heldout": {"perplexity": 5.0}},
                                  "average": {"acc": 0.5}, "params": {"total": 100}}))
-    return paths, dense
+    return paths, benchmarks, dense
 
 
 def test_table_rows_times_and_verdicts(tmp_path):
-    paths, dense = write_run(tmp_path, [("tyr", 0.5, 0.50, 30.0, 0.40), ("uniform", 0.5, 0.49, 25.0, 0.38),
-                                        ("shortgpt", 0.5, 0.50, 900.0, 0.45), ("tyr", 0.25, 0.25, 15.0, 0.45)])
+    paths, benchmarks, dense = write_run(tmp_path, [("tyr", 0.5, 0.50, 30.0, 0.40), ("uniform", 0.5, 0.49, 25.0, 0.38),
+                                                    ("shortgpt", 0.5, 0.50, 900.0, 0.45), ("tyr", 0.25, 0.25, 15.0, 0.45)])
+    benchmarks[-1] = benchmarks[-1] + [tmp_path / "run" / "benchmarks" / "s25" / "select_tyr.tsv"]  # never written
     out = tmp_path / "compare"
-    rows = compare_table(paths, dense, out / "table.md", out / "table.json", out / "plot.png")
+    rows = compare_table(paths, benchmarks, dense, out / "table.md", out / "table.json", out / "plot.png")
     by = {(r["method"], r["target_sparsity"]): r for r in rows}
     assert by[("tyr", 0.5)]["seconds"] == 25.0  # its supernet and search jobs
     assert by[("uniform", 0.5)]["seconds"] == 12.5 and by[("shortgpt", 0.5)]["seconds"] == 12.5
+    assert by[("tyr", 0.25)]["seconds"] is None  # a missing record: unknown, not a partial sum
     table = json.loads((out / "table.json").read_text())
     # A win of a method that prunes less is named as such, per data set.
     less = ", but it prunes 1.0 pp less of the backbone: not a like-for-like win"

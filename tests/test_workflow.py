@@ -252,3 +252,62 @@ def test_validate_remove_rerun_restores_the_same_result(reference, tmp_path):
         assert json.loads((run_dir / rel).read_text())["layers"] == json.loads((ref / rel).read_text())["layers"]
         assert digest(run_dir / "s50" / method / "pruned" / "model.safetensors") == \
             digest(ref / "s50" / method / "pruned" / "model.safetensors")
+
+
+def test_compare_counts_exactly_each_methods_own_jobs(reference, tmp_path):
+    """`snakemake compare` on the finished run: the rule hands the table the benchmark files of
+    each method's own jobs (rules/common.smk), so Týr's cost is its 2 x 3 supernet layers, 2
+    searches and the selection, and uniform's is iteration 1's layers."""
+    import csv
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(reference["run_dir"].parents[1], workdir, symlinks=True)
+    run(workdir, "--", "compare")
+    table = json.loads((workdir / "results" / "compare" / RUN / "table.json").read_text())
+    bench = workdir / "results" / RUN / "benchmarks" / "s50"
+
+    def seconds(files):
+        assert files and all(f.is_file() for f in files), files
+        return sum(float(next(csv.DictReader(open(f), delimiter="\t"))["s"]) for f in files)
+
+    def layers(it):
+        return [bench / f"iter{it}" / f"supernet_layer{layer:03d}.tsv" for layer in range(3)]
+
+    want = {"tyr": seconds(layers(1) + layers(2) + [bench / "iter1" / "search.tsv", bench / "iter2" / "search.tsv",
+                                                    bench / "select_tyr.tsv"]),
+            "uniform": seconds(layers(1))}
+    got = {r["method"]: r["seconds"] for r in table["rows"]}
+    assert got == pytest.approx(want), (got, want)
+
+
+def test_read_only_results_folder_is_refused_by_name(reference, tmp_path):
+    """A finished run on a read-only mount: read-only commands work, a run with jobs to do stops
+    before any job with a message naming the folder, and nothing there changes."""
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(reference["run_dir"].parents[1], workdir, symlinks=True)
+    run_dir = workdir / "results" / RUN
+    if subprocess.run(["mount", "--bind", str(run_dir), str(run_dir)], capture_output=True).returncode:
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(run_dir)], capture_output=True).returncode:
+            pytest.skip("remounting read-only needs root")
+        before = artifacts(run_dir)
+        dry = run(workdir, "-n")
+        assert "Nothing to be done" in dry.stdout + dry.stderr
+        # Rewriting a finished output: Snakemake itself refuses, naming the files.
+        out = run(workdir, "--forcerun", "report", check=False)
+        text = out.stdout + out.stderr
+        assert out.returncode != 0 and "Write-protected output files for rule report" in text, text[-3000:]
+        # New outputs (a new target): tyr refuses before any job, naming the folder.
+        (tmp_path / "targets.yaml").write_text("target_sparsity: [0.5, 0.25]\n")
+        out = run(workdir, "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
+                  str(tmp_path / "targets.yaml"), "--", f"results/{RUN}/s25/iter1/levels.json", check=False)
+        text = out.stdout + out.stderr
+        assert out.returncode != 0 and f"results/{RUN} is not writable (Read-only file system)" in text, text[-3000:]
+        assert "Error in rule" not in text  # stopped before any job started
+        assert artifacts(run_dir) == before
+    finally:
+        subprocess.run(["umount", str(run_dir)], check=True)

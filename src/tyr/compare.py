@@ -14,32 +14,22 @@ from pathlib import Path
 from tyr.io import atomic_path, atomic_write_text, read_json, write_json
 
 
-def method_jobs(run_dir: Path, tag: str, method: str) -> list[Path]:
-    """Benchmark files of the jobs that produced `method`'s genome at target `s<tag>`.
-
-    Shared steps (model, calibration, dense top-k and evaluation) are the same for every
-    method and are left out; export and evaluation of the pruned model are left out too.
-    """
-    bench = run_dir / "benchmarks" / f"s{tag}"
-    if method == "tyr":
-        return sorted(bench.glob("iter*/*.tsv")) + sorted(bench.glob("select_tyr.tsv"))
-    if method == "uniform":
-        return sorted(bench.glob("iter1/supernet_layer*.tsv"))
-    return sorted((bench / method).glob("baseline.tsv"))
-
-
 def job_seconds(files) -> float | None:
+    """Summed wall seconds of a method's own jobs; None when any of their records is missing
+    (e.g. results copied without benchmarks/), rather than a partial sum."""
+    if not files or not all(Path(f).is_file() for f in files):
+        return None
     total = 0.0
     for f in files:
         with open(f) as fh:
             total += float(next(csv.DictReader(fh, delimiter="\t"))["s"])
-    return total if files else None
+    return total
 
 
-def row(summary_path: Path) -> dict:
+def row(summary_path: Path, benchmarks) -> dict:
+    """One method at one target: its summary and the benchmark files of the jobs that produced its
+    genome (the workflow lists them: rules/common.smk `method_benchmarks`)."""
     s = read_json(summary_path)
-    method_dir = summary_path.parent.parent
-    run_dir, tag = method_dir.parents[1], method_dir.parent.name[1:]
     avg = s.get("average", {})
     ret = s.get("retention") or {}
     return {
@@ -50,12 +40,15 @@ def row(summary_path: Path) -> dict:
         "zeroshot_average": (avg.get("pruned") or {}).get("acc"),
         "zeroshot_average_dense": (avg.get("dense") or {}).get("acc"),
         "retention": ret.get("acc"),
-        "seconds": job_seconds(method_jobs(run_dir, tag, s["method"])),
+        "seconds": job_seconds(benchmarks),
     }
 
 
-def compare_table(summaries, dense_json, out_md, out_json, out_png) -> list[dict]:
-    rows = sorted((row(Path(p)) for p in summaries), key=lambda r: (r["target_sparsity"], r["method"]))
+def compare_table(summaries, benchmarks, dense_json, out_md, out_json, out_png) -> list[dict]:
+    """`benchmarks[i]`: the benchmark files of the jobs behind `summaries[i]` (shared steps, export
+    and evaluation left out: they are the same for every method)."""
+    rows = sorted((row(Path(p), b) for p, b in zip(summaries, benchmarks, strict=True)),
+                  key=lambda r: (r["target_sparsity"], r["method"]))
     dense = read_json(dense_json)
     table = {"dense": {"perplexity": {n: p["perplexity"] for n, p in (dense.get("perplexity") or {}).items()},
                        "zeroshot_average": (dense.get("average") or {}).get("acc"),

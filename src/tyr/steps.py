@@ -140,7 +140,7 @@ def baseline(input, output, params, wildcards):
 def compare(input, output, params, wildcards):
     from tyr.compare import compare_table
 
-    compare_table(list(input.summaries), input.dense, output.table, output.json, output.plot)
+    compare_table(list(input.summaries), params.benchmarks, input.dense, output.table, output.json, output.plot)
 
 
 # ---- unstructured and N:M pruning (issue 14): tyr.unstructured ------------------------------
