@@ -66,7 +66,7 @@ def build_supernet(model_dir, spec, root, heads_per_layer, channels_per_layer) -
 
 def genome(supernet, spec, heads, channels, **extra) -> dict:
     layers = [{"attn": len(h), "mlp": len(c)} for h, c in zip(heads, channels)]
-    kept = sparsity.genome_params(spec, [
+    kept = sparsity.kept_params(spec, [
         {"attn": (len(h), len({spec.kv_of(x) for x in h})), "mlp": len(c)} for h, c in zip(heads, channels)])
     return {"iteration": 1, "supernet": str(supernet), "target_sparsity": 0.5,
             "sparsity": sparsity.backbone_sparsity(spec, kept), "fitness": 0.0, "layers": layers, **extra}
@@ -184,7 +184,7 @@ def test_export_loads_without_tyr_and_keeps_promise(setup, tmp_path, tied):
     assert (out / "tokenizer.json").exists() and (out / "README.md").exists()
 
     # Parameter count: what tyr.sparsity promised for the genome's shapes, tensor for tensor.
-    promised = sparsity.genome_params(spec, [{"attn": (3, 2), "mlp": 48}, {"attn": (0, 0), "mlp": 7},
+    promised = sparsity.kept_params(spec, [{"attn": (3, 2), "mlp": 48}, {"attn": (0, 0), "mlp": 7},
                                              {"attn": (2, 2), "mlp": 0}])
     assert summary["params"]["backbone_prunable"] == promised
     assert result["params"] == spec.params["total"] - spec.params["backbone_prunable"] + promised

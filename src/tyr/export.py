@@ -41,15 +41,15 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
     `calib/tokens.zarr`, whose attrs and split shapes are recorded) or `calibration` (a dict),
     `evaluation_plan` (a `tyr.evalplan` plan) or `evaluation` (dict, or the path of an
     evaluation/summary JSON), `prompts` (greedy continuations of the dense and the pruned
-    model, side by side) and `new_tokens`. `supernet_json` overrides `genome["supernet"]`.
+    model, side by side) and `new_tokens`. `supernet_json` overrides the genome file's `supernet`.
     """
     model_dir, genome_json = Path(model_dir), Path(genome_json)
     spec = ModelSpec.from_json(spec_json)
-    genome = read_json(genome_json)
-    supernet = read_supernet(supernet_json or _resolve(genome["supernet"], genome_json))
-    _check_lengths(spec, genome, supernet)
+    record = read_json(genome_json)  # the genome file: its level per layer and sublayer, and provenance
+    supernet = read_supernet(supernet_json or _resolve(record["supernet"], genome_json))
+    _check_lengths(spec, record, supernet)
     levels = [{sub: _level_entry(supernet, layer, sub, choice[sub]) for sub in ("attn", "mlp")}
-              for layer, choice in enumerate(genome["layers"])]
+              for layer, choice in enumerate(record["layers"])]
     base = _with_level_biases(load_config(model_dir), levels)
 
     with atomic_path(out_dir) as tmp:
@@ -67,8 +67,8 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
             writer.add({layer_prefix(layer) + k: v for k, v in state.items()})
         writer.close()
 
-        summary = _summary(spec, genome, shapes, method, added)
-        _check_promise(summary, promised, written, genome)
+        summary = _summary(spec, record, shapes, method, added)
+        _check_promise(summary, promised, written, record)
         config = _export_config(base, shapes, dtype)
         config.save_pretrained(tmp)
         shutil.copyfile(MODELING_FILE, tmp / "modeling_tyr.py")
@@ -161,24 +161,24 @@ def _write_unpruned(model_dir, spec, writer):
 # ---- checks and config -----------------------------------------------------------------------
 
 
-def _check_lengths(spec, genome, supernet):
+def _check_lengths(spec, record, supernet):
     n = spec.num_layers
-    if len(genome["layers"]) != n or len(supernet["layers"]) != n:
-        raise ExportError(f"model has {n} layers; genome {len(genome['layers'])}, supernet {len(supernet['layers'])}")
+    if len(record["layers"]) != n or len(supernet["layers"]) != n:
+        raise ExportError(f"model has {n} layers; genome {len(record['layers'])}, supernet {len(supernet['layers'])}")
 
 
-def _summary(spec, genome, shapes, method, added_bias=0) -> dict:
+def _summary(spec, record, shapes, method, added_bias=0) -> dict:
     """Parameter accounting of the export. `backbone_prunable` and `sparsity` follow
     tyr.sparsity; biases added by compensation are counted in `total`/`backbone` and
     reported as `added_bias`, outside the sparsity accounting."""
-    kept = sparsity.genome_params(spec, [{"attn": (s["q_heads"], s["kv_heads"]), "mlp": s["intermediate"]} for s in shapes])
+    kept = sparsity.kept_params(spec, [{"attn": (s["q_heads"], s["kv_heads"]), "mlp": s["intermediate"]} for s in shapes])
     dense = spec.params or sparsity.model_params(spec)
     removed = dense["backbone_prunable"] - kept - added_bias
     return {
         "method": method,
-        "iteration": genome.get("iteration"),
-        "target_sparsity": genome.get("target_sparsity"),
-        "genome_sparsity": genome.get("sparsity"),
+        "iteration": record.get("iteration"),
+        "target_sparsity": record.get("target_sparsity"),
+        "genome_sparsity": record.get("sparsity"),
         "sparsity": sparsity.backbone_sparsity(spec, kept),
         "params": {
             "dense_total": dense["total"], "total": dense["total"] - removed,
@@ -190,12 +190,12 @@ def _summary(spec, genome, shapes, method, added_bias=0) -> dict:
     }
 
 
-def _check_promise(summary, promised, written, genome):
+def _check_promise(summary, promised, written, record):
     """The written tensors, the supernet's level params and tyr.sparsity must all agree."""
     kept = summary["params"]["backbone_prunable"]
     if not promised == written == kept:
         raise ExportError(f"prunable params: supernet levels promise {promised}, tyr.sparsity {kept}, written {written}")
-    claimed = genome.get("sparsity")
+    claimed = record.get("sparsity")
     if claimed is not None and not math.isclose(summary["sparsity"], claimed, abs_tol=SPARSITY_TOLERANCE):
         raise ExportError(f"genome claims sparsity {claimed}, its levels give {summary['sparsity']:.6f}")
 

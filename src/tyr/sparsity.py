@@ -87,13 +87,14 @@ def kv_heads_kept(spec, kept_heads) -> int:
     return len({spec.kv_of(h) for h in kept_heads})
 
 
-def genome_params(spec, genome) -> int:
-    """Prunable backbone parameters kept by `genome`.
+def kept_params(spec, shapes) -> int:
+    """Prunable backbone parameters kept by per-layer `shapes`.
 
-    `genome` is a list over layers of dicts {"attn": (q_heads, kv_heads), "mlp": channels}.
+    `shapes` is a list over layers of dicts {"attn": (q_heads, kv_heads), "mlp": channels}: the
+    kept units, not a genome (level indices; docs/design.md, "Names").
     """
     total = 0
-    for layer, g in enumerate(genome):
+    for layer, g in enumerate(shapes):
         q, kv = g["attn"]
         total += attention_params(spec, q, kv) + mlp_params(spec, g["mlp"])
     return total
