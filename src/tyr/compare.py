@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from tyr.io import atomic_path, atomic_write_text, read_json, write_json
+from tyr.report import fmt
 
 
 def job_seconds(files) -> float | None:
@@ -166,4 +167,4 @@ def _num(x, missing=math.inf):
 
 
 def _f(x, spec) -> str:
-    return "–" if x is None else format(x, spec)
+    return fmt(x, spec, missing="–")

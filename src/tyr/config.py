@@ -13,7 +13,8 @@ from pathlib import Path
 
 HUB_DATASETS = {"wikitext2", "c4", "fineweb-edu"}
 BUILTIN_DATA = {"self", "pydoc"} | HUB_DATASETS
-LOCAL_SUFFIXES = {".txt", ".jsonl", ".json", ".parquet", ".gguf"}
+DATA_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")  # the text files tyr.data reads
+LOCAL_SUFFIXES = {*DATA_SUFFIXES, ".gguf"}  # a source with one of these is a path, not a hub id
 
 
 class ConfigError(ValueError):

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tyr.config import DATA_SUFFIXES
 from tyr.io import atomic_path, write_checksums
 
 log = logging.getLogger("tyr.data")
 
 SPLITS = ("prune", "fitness", "selection", "heldout")
 BUILTIN = ("self", "pydoc")
-LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 CHUNK_ROWS = 64            # zarr chunk height: a few hundred KB per chunk at seq_len 1-4k
 TOKENIZE_BATCH = 256       # documents per tokenizer call
 # Read at most this many tokens (or 8x the need) from a source: enough to draw chunks from
@@ -76,13 +76,13 @@ def local_files(source) -> list[Path]:
     files = []
     for path in _paths(source) or []:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in LOCAL_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
             if not found:
-                raise FileNotFoundError(f"data source {path}: folder holds no {'/'.join(LOCAL_SUFFIXES)} files")
+                raise FileNotFoundError(f"data source {path}: folder holds no {'/'.join(DATA_SUFFIXES)} files")
             files += found
         elif path.is_file():
-            if path.suffix.lower() not in LOCAL_SUFFIXES:
-                raise ValueError(f"data source {path}: unsupported file type; expected one of {LOCAL_SUFFIXES}")
+            if path.suffix.lower() not in DATA_SUFFIXES:
+                raise ValueError(f"data source {path}: unsupported file type; expected one of {DATA_SUFFIXES}")
             files.append(path)
         else:
             raise FileNotFoundError(

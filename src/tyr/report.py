@@ -90,9 +90,9 @@ def _results_table(runs) -> list[str]:
         lines.append(
             f"| {r['label']} | {_pct(s['sparsity'])} | {s['params']['pruned']['total']:,} / {s['params']['dense']['total']:,} "
             f"| {ppl}{_arrow(avg and {k: v['acc_norm'] for k, v in avg.items()}, 'dense', 'pruned', '.4f')} "
-            f"| {_fmt((s.get('retention') or {}).get('acc_norm'), '.3f')} "
-            f"| {_fmt(speed.get('prefill_speedup'), '.2f')} | {_fmt(speed.get('decode_speedup'), '.2f')} "
-            f"| {_fmt(r['genome'].get('fitness'), '.4g')} |")
+            f"| {fmt((s.get('retention') or {}).get('acc_norm'), '.3f')} "
+            f"| {fmt(speed.get('prefill_speedup'), '.2f')} | {fmt(speed.get('decode_speedup'), '.2f')} "
+            f"| {fmt(r['genome'].get('fitness'), '.4g')} |")
     return lines
 
 
@@ -294,8 +294,9 @@ def _arrow(pair, a, b, spec) -> str:
     return f"{pair[a]:{spec}} → {pair[b]:{spec}}" if pair else "n/a"
 
 
-def _fmt(x, spec) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:{spec}}"
+def fmt(x, spec, missing="n/a") -> str:
+    """A table cell: `x` formatted by `spec`, or `missing` for None / NaN."""
+    return missing if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:{spec}}"
 
 
 def _pct(x, digits=2) -> str:
