@@ -355,6 +355,13 @@ def test_written_supernet_rebuilds_the_pruned_model(prepared, tmp_path, model_ty
         logits = model.lm_head(model.model.norm(x))
     assert torch.isfinite(logits).all()
     assert (Path(genome_json).parent / "supernet" / "supernet.json").is_file()
+    # The shared level writer (tyr.supernet.write_level) records each file's hash, as for Týr's levels.
+    from tyr.io import sha256_file
+
+    for manifest in (Path(genome_json).parent / "supernet").glob("layer*/manifest.json"):
+        for sub in ("attn", "mlp"):
+            (entry,) = json.loads(manifest.read_text())[sub]
+            assert entry["sha256"] == sha256_file(manifest.parent / entry["file"])
 
 
 @pytest.mark.parametrize("method", ["shortgpt", "wanda_sp", "llm_pruner", "numerical"])

@@ -265,6 +265,7 @@ def prune_sublayer(ctx: Layer, sublayer: str, stats, opts: Options):
     projection that carries the calibration stream on (opts.accumulate)."""
     from tyr import accumulate as acc
     from tyr.local_prune import channels, prune_levels, recon_error
+    from tyr.supernet import write_level
 
     H, C = stats
     name = SUBLAYER[sublayer]
@@ -278,7 +279,8 @@ def prune_sublayer(ctx: Layer, sublayer: str, stats, opts: Options):
     entries, variants = [], []
     for e, k in enumerate(kept):
         unit_idx, w = pruned[k]
-        entry = write_level(ctx, sublayer, k, unit_idx, w, bias)
+        assert len(unit_idx) == k, (sublayer, k, len(unit_idx))
+        entry = write_level(ctx.layer_dir, ctx.spec, ctx.meta["layer"], sublayer, unit_idx, w, bias, ctx.meta)
         entry["weight"] = 0.0 if weights is None else weights[e]  # its share of the carried projection
         entry["recon_error"] = recon_error(weight, w, channels(unit_idx, group), H)
         entries.append(entry)
@@ -300,27 +302,6 @@ def _carry_weights(ctx: Layer, sublayer: str, kept, units: int, accumulate: str)
         centre = ctx.levels[sublayer].get("centre", kept[len(kept) // 2])
         return [1.0 if k == centre else 0.0 for k in kept]
     return acc.level_weights(kept, units)
-
-
-def write_level(ctx: Layer, sublayer: str, kept: int, unit_idx, w, bias) -> dict:
-    """One level file (`tyr.supernet` format) and its manifest entry."""
-    from tyr.io import save_safetensors, sha256_file
-    from tyr.sparsity import attention_params, mlp_params
-    from tyr.supernet import attention_level, level_path, mlp_level
-
-    spec = ctx.spec
-    units = spec.units(sublayer, ctx.meta["layer"])
-    if sublayer == "attn":
-        tensors = attention_level(spec, unit_idx, w, bias)
-        entry = {"kept": kept, "kv_kept": len(tensors["kept_kv_heads"])}
-        entry["params"] = attention_params(spec, kept, entry["kv_kept"])
-    else:
-        tensors = mlp_level(unit_idx, w, bias)
-        entry = {"kept": kept, "params": mlp_params(spec, kept)}
-    entry["sparsity"] = 1 - kept / units
-    path = level_path(ctx.layer_dir, sublayer, kept)
-    save_safetensors(path, tensors, {**ctx.meta, "sublayer": sublayer, **entry})
-    return {**entry, "file": path.relative_to(ctx.layer_dir).as_posix(), "sha256": sha256_file(path)}
 
 
 # ---- the index, and every layer in process ----------------------------------------------------

@@ -20,6 +20,27 @@ def level_path(layer_dir, sublayer: str, kept: int) -> Path:
     return Path(layer_dir) / sublayer / f"k{kept:05d}.safetensors"
 
 
+def write_level(layer_dir, spec, layer: int, sublayer: str, unit_idx, w, bias, meta: dict) -> dict:
+    """Write one level file (kept units `unit_idx`, compensated output projection `w`, `bias`)
+    and return its manifest entry: kept units, parameters, sparsity, file and sha256. The one
+    writer of the format: the supernet's levels (`tyr.construct`) and the baselines' single
+    levels (`tyr.baselines.single_level`)."""
+    from tyr.io import save_safetensors, sha256_file
+    from tyr.sparsity import sublayer_params
+
+    if sublayer == "attn":
+        tensors = attention_level(spec, unit_idx, w, bias)
+        entry = {"kept": len(unit_idx), "kv_kept": len(tensors["kept_kv_heads"])}
+    else:
+        tensors = mlp_level(unit_idx, w, bias)
+        entry = {"kept": len(unit_idx)}
+    entry["params"] = sublayer_params(spec, sublayer, layer, entry["kept"], entry.get("kv_kept"))
+    entry["sparsity"] = 1 - entry["kept"] / spec.units(sublayer, layer)
+    path = level_path(layer_dir, sublayer, entry["kept"])
+    save_safetensors(path, tensors, {**meta, "sublayer": sublayer, **entry})
+    return {**entry, "file": path.relative_to(layer_dir).as_posix(), "sha256": sha256_file(path)}
+
+
 def load_level(path) -> tuple[dict, dict]:
     """(tensors, metadata) of one level file; metadata values parsed to int/float."""
     tensors, meta = load_safetensors(path)

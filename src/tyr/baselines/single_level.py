@@ -107,9 +107,9 @@ def write(model_dir, out_dir, structure: Structure, *, method: str, target_spars
 
 
 def _write_layer(model_dir, spec, layer_dir: Path, layer: int, structure: Structure, method: str) -> Path:
-    from tyr.io import save_safetensors, write_json
+    from tyr.io import write_json
     from tyr.model import layer_prefix, load_state
-    from tyr.supernet import attention_level, mlp_level
+    from tyr.supernet import write_level
 
     dense = load_state(model_dir, layer_prefix(layer))
     heads, chans = structure.heads[layer], structure.channels[layer]
@@ -122,23 +122,11 @@ def _write_layer(model_dir, spec, layer_dir: Path, layer: int, structure: Struct
     o_kept = structure.o_weight[layer] if structure.o_weight is not None else o_weight[:, cols]
     down_kept = (structure.down_weight[layer] if structure.down_weight is not None
                  else down_weight[:, torch.tensor(chans, dtype=torch.long)])
-    levels = {
-        "attn": attention_level(spec, heads, _like(o_kept, o_weight), _like(o_bias, o_weight)),
-        "mlp": mlp_level(chans, _like(down_kept, down_weight), _like(down_bias, down_weight)),
-    }
-    manifest = {"layer": layer, "iteration": ITERATION, "method": method}
-    for sublayer, tensors in levels.items():
-        units, kept = spec.units(sublayer, layer), len(heads if sublayer == "attn" else chans)
-        entry = {"kept": kept}
-        if sublayer == "attn":
-            entry["kv_kept"] = len(tensors["kept_kv_heads"])
-        entry["sparsity"] = 1 - kept / units
-        entry["params"] = sparsity.sublayer_params(spec, sublayer, layer, kept, entry.get("kv_kept"))
-        entry["file"] = f"{sublayer}/k{kept:05d}.safetensors"
-        save_safetensors(layer_dir / entry["file"], tensors,
-                         {"layer": layer, "sublayer": sublayer, "iteration": ITERATION, "method": method,
-                          **{k: v for k, v in entry.items() if k != "file"}})
-        manifest[sublayer] = [entry]
+    meta = {"layer": layer, "iteration": ITERATION, "method": method}
+    manifest = dict(meta)
+    for sublayer, units, w, b, like in (("attn", heads, o_kept, o_bias, o_weight),
+                                        ("mlp", chans, down_kept, down_bias, down_weight)):
+        manifest[sublayer] = [write_level(layer_dir, spec, layer, sublayer, units, _like(w, like), _like(b, like), meta)]
     write_json(layer_dir / "manifest.json", manifest)
     return layer_dir / "manifest.json"
 
