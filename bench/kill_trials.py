@@ -88,7 +88,9 @@ def finished(workdir: Path) -> dict[str, int]:
         if not p.is_file() or rel.parts[0] in SKIP or any(part in SKIP for part in rel.parts) or p.name.startswith("."):
             continue
         o = owner(p, run)
-        if o.exists() and o.resolve() not in unfinished:
+        # A file inside a folder output of a job Snakemake marked incomplete (report/plots/) is
+        # unfinished too: the rerun deletes and rewrites that folder, as it should.
+        if o.exists() and o.resolve() not in unfinished and not unfinished & set(p.resolve().parents):
             out[str(rel)] = p.stat().st_mtime_ns
     return out
 
