@@ -146,6 +146,8 @@ def search_settings(wildcards):
     longer iteration 3 leaves iterations 1 and 2 finished."""
     settings = dict(config["search"])
     settings["generations"] = tyrconf.generations(config["search"], int(wildcards.iter))
+    if settings.get("attention_kept") is None:  # unset: finished searches of earlier versions stay valid
+        settings.pop("attention_kept", None)
     return settings
 
 

@@ -94,6 +94,27 @@ def test_trading_moves_budget_across_kinds(run):
     assert any(kind_index_sums(trade, c) != kind_index_sums(trade, parent) for c in children)
 
 
+@pytest.mark.parametrize("kept", [0.75, 1.0])
+def test_attention_kept_moves_the_split_and_keeps_the_total(run, space, kept):
+    """search.attention_kept: attention keeps that share of its parameters, the MLP the rest of
+    the backbone's (1 - target); the start genome and every offspring meet both budgets."""
+    split = search.load_space(run["supernet"], run["spec"], 0.5, attention_kept=kept)
+    dense_attn = sum(p[0] for p, k in zip(split.params, split.kinds) if k == "attn")
+    assert split.budget["attn"] == round(kept * dense_attn)
+    assert sum(split.budget.values()) == pytest.approx(sum(space.budget.values()), abs=1)
+    rng = np.random.default_rng(3)
+    start = search.start_genome(split, rng)
+    assert split.feasible(start) and split.group_params(start, "attn") > space.group_params(space.centre, "attn")
+    assert all(split.feasible(c) for c in search.make_offspring(start, split, rng, 16))
+    granules = sum(split.tolerance.values()) / search.sparsity.backbone_prunable_params(split.spec)
+    assert abs(split.sparsity(start) - 0.5) <= granules  # the target, within one granule of each kind
+
+
+def test_attention_kept_out_of_reach_names_the_range(run):
+    with pytest.raises(ValueError, match=r"attention_kept 0.05 cannot meet target sparsity 0.1.*choose attention_kept in \["):
+        search.load_space(run["supernet"], run["spec"], 0.1, attention_kept=0.05)
+
+
 def test_infeasible_centres_start_near_uniform_where_it_costs_least(run):
     # centres were chosen for 50%: at 40% the all-centre genome misses both budgets
     space = search.load_space(run["supernet"], run["spec"], 0.4)

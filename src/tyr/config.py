@@ -120,6 +120,9 @@ def describe_calibration(data) -> str:
 
 
 def _check_search(search, data) -> None:
+    if search.get("trade_attn_mlp") and search.get("attention_kept") is not None:
+        raise ConfigError("search.attention_kept fixes the attention/MLP split and search.trade_attn_mlp lets the "
+                          "search move it: set one of them")
     stages = search["stages"]
     kept = [k for _, k in stages]
     if kept[0] > search["offspring"]:

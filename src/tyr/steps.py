@@ -78,7 +78,7 @@ def search(input, output, params, wildcards):
                   generations=s["generations"], stages=s["stages"], seed=s["seed"] + 1000 * i,
                   max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"], head_dtype=s["head_dtype"],
                   iteration=i, track_sequences=s.get("track_sequences", 0),
-                  fixed_last_stage=s.get("fixed_last_stage", False))
+                  fixed_last_stage=s.get("fixed_last_stage", False), attention_kept=s.get("attention_kept"))
     processes = s.get("processes", 1)
     if processes > 1:
         distributed.launch(kwargs, processes, params.threads, os.path.dirname(output.best))
