@@ -88,7 +88,7 @@ def main(argv=None):
 
 
 def report(rows, run: Path, args) -> None:
-    base = next(r for r in rows if r["share"] == "default") if any(r["share"] == "default" for r in rows) else rows[0]
+    base = next((r for r in rows if r["share"] == "default"), rows[0])
     lines = [f"# Attention/MLP split at {args.target}%, no search (near-uniform genomes of iteration 1's supernet)", "",
              f"`bench/attention_share.py {run} --target {args.target} --shares {' '.join(r['share'] for r in rows)}`", "",
              f"WikiText-2 test: {args.windows} × {args.seq_len} tokens; pydoc: 64 × 256; held-out: the run's "

@@ -55,8 +55,6 @@ def cancel_own_slurm_jobs(log):
         print(f"cancelled the SLURM jobs this run left running: {' '.join(ids)}", file=sys.stderr)
 
 
-# Taken when jobs are about to run, never by read-only commands (-n, --lint, --summary, --dag):
-# Snakemake calls onstart only in the main process of a run that executes something.
 def require_writable_results():
     """Refuse at the start, naming the folder, rather than fail inside the first job: a results
     folder on a read-only mount (an archive, a snapshot) can be read (-n, --summary), not extended."""
@@ -70,6 +68,8 @@ def require_writable_results():
                             f"write (snakemake -d DIR, or copy {RUN} there), or make the folder writable.")
 
 
+# Taken when jobs are about to run, never by read-only commands (-n, --lint, --summary, --dag):
+# Snakemake calls onstart only in the main process of a run that executes something.
 onstart:
     hold_run_lock()
     require_writable_results()

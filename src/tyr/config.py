@@ -17,6 +17,11 @@ DATA_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")  # the text files tyr.da
 LOCAL_SUFFIXES = {*DATA_SUFFIXES, ".gguf"}  # a source with one of these is a path, not a hub id
 
 
+# search.attention_kept and search.trade_attn_mlp together (checked at parse time and by tyr.search)
+SPLIT_CONFLICT = ("search.attention_kept fixes the attention/MLP split and search.trade_attn_mlp lets the "
+                  "search move it: set one of them")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -121,8 +126,7 @@ def describe_calibration(data) -> str:
 
 def _check_search(search, data) -> None:
     if search.get("trade_attn_mlp") and search.get("attention_kept") is not None:
-        raise ConfigError("search.attention_kept fixes the attention/MLP split and search.trade_attn_mlp lets the "
-                          "search move it: set one of them")
+        raise ConfigError(SPLIT_CONFLICT)
     stages = search["stages"]
     kept = [k for _, k in stages]
     if kept[0] > search["offspring"]:

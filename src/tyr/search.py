@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from tyr import distributed, sparsity
+from tyr.config import SPLIT_CONFLICT
 from tyr.io import atomic_path, atomic_write_text, read_json, write_json
 from tyr.model import SUBLAYERS
 
@@ -386,8 +387,7 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     if not stages or any(k < 1 for _, k in stages):
         raise ValueError(f"stages must be a non-empty list of [tokens, keep>=1], got {stages}")
     if trade_attn_mlp and attention_kept is not None:
-        raise ValueError("search.attention_kept fixes the attention/MLP split and search.trade_attn_mlp lets the "
-                         "search move it: set one of them")
+        raise ValueError(SPLIT_CONFLICT)
     space = load_space(supernet_json, spec_json, target_sparsity, trade_attn_mlp=trade_attn_mlp,
                        attention_kept=attention_kept, levels_json=levels_json)
     settings = {"supernet_sha256": _sha256(supernet_json), "target_sparsity": target_sparsity,
