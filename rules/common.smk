@@ -148,7 +148,16 @@ def search_settings(wildcards):
     settings["generations"] = tyrconf.generations(config["search"], int(wildcards.iter))
     if settings.get("attention_kept") is None:  # unset: finished searches of earlier versions stay valid
         settings.pop("attention_kept", None)
+    for key in ("attention_shares", "share_text", "share_sequences"):  # they act through share.json
+        settings.pop(key, None)
     return settings
+
+
+def share_input(wildcards):
+    """`attention_kept: auto`: every search of a target holds the split its attention_share step chose."""
+    if config["search"].get("attention_kept") == "auto":
+        return {"share": f"{RUN}/s{wildcards.target}/share.json"}
+    return {}
 
 
 COMPARED = [(t, m) for t in TARGETS for m in config["methods"]]  # the comparison table's rows
@@ -164,7 +173,8 @@ def method_benchmarks(target, method):
 
     if method == "tyr":
         iterations = [p for it in range(1, ITERATIONS + 1) for p in layers(it) + [f"{base}/iter{it}/search.tsv"]]
-        return iterations + [f"{base}/select_tyr.tsv"]
+        share = [f"{base}/attention_share.tsv"] if config["search"].get("attention_kept") == "auto" else []
+        return iterations + share + [f"{base}/select_tyr.tsv"]
     if method == "uniform":
         return layers(1)
     return [f"{base}/{method}/baseline.tsv"]

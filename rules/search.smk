@@ -15,8 +15,31 @@ rule dense_topk:
         step("dense_topk", input, output, params, wildcards, threads, log)
 
 
+rule attention_share:
+    input:
+        supernet=target_path("iter1/supernet/supernet.json"),
+        model=MODEL,
+    output:
+        share=target_path("share.json"),
+    params:
+        shares=config["search"]["attention_shares"],
+        text=config["search"]["share_text"],
+        sequences=config["search"]["share_sequences"],
+        seq_len=config["data"]["seq_len"],
+        seed=config["data"]["seed"],
+        head_dtype=config["search"]["head_dtype"],
+    log:
+        run_path("logs/s{target}/attention_share.log"),
+    benchmark:
+        run_path("benchmarks/s{target}/attention_share.tsv")
+    threads: THREADS
+    run:
+        step("attention_share", input, output, params, wildcards, threads, log)
+
+
 rule search:
     input:
+        unpack(share_input),
         supernet=target_path("iter{iter}/supernet/supernet.json"),
         topk=TOPK,
         tokens=TOKENS,

@@ -18,8 +18,8 @@ LOCAL_SUFFIXES = {*DATA_SUFFIXES, ".gguf"}  # a source with one of these is a pa
 
 
 # search.attention_kept and search.trade_attn_mlp together (checked at parse time and by tyr.search)
-SPLIT_CONFLICT = ("search.attention_kept fixes the attention/MLP split and search.trade_attn_mlp lets the "
-                  "search move it: set one of them")
+SPLIT_CONFLICT = ("search.attention_kept fixes (a fraction) or chooses (auto) the attention/MLP split and "
+                  "search.trade_attn_mlp lets the search move it: to trade, set search.attention_kept: null")
 
 
 class ConfigError(ValueError):
@@ -127,6 +127,9 @@ def describe_calibration(data) -> str:
 def _check_search(search, data) -> None:
     if search.get("trade_attn_mlp") and search.get("attention_kept") is not None:
         raise ConfigError(SPLIT_CONFLICT)
+    if search.get("attention_kept") == "auto" and search.get("share_text") == "self":
+        raise ConfigError("search.share_text: self-sampled text cannot choose the attention/MLP split (its KL prefers "
+                          "the split real text likes least, docs/design.md); use real prose, e.g. pydoc")
     stages = search["stages"]
     kept = [k for _, k in stages]
     if kept[0] > search["offspring"]:

@@ -252,9 +252,13 @@ class ParentCache:
 
 
 def token_batches(tokens, topk, seq_ids, batch_size: int) -> list:
-    """The sequences `seq_ids` and their dense top-k, in batches of `batch_size` sequences."""
+    """The sequences `seq_ids` and their dense top-k (none when `topk` is None), in batches of
+    `batch_size` sequences."""
     import torch
 
+    if topk is None:
+        return [_Batch(ids=torch.from_numpy(tokens[seq_ids[s:s + batch_size]]).long(), logp=None, index=None,
+                       logp_rest=None) for s in range(0, len(seq_ids), batch_size)]
     logp = np.asarray(topk["logp"].oindex[seq_ids], dtype=np.float32)
     index = np.asarray(topk["index"].oindex[seq_ids]).astype(np.int64)
     rest = np.asarray(topk["logp_rest"].oindex[seq_ids], dtype=np.float32)
@@ -274,7 +278,8 @@ class Evaluator:
     Per selection stage: `set_tokens(seq_ids)`, `set_parent(parent)` (caches the parent's
     residual stream; gives `parent_fitness`), then `fitness(child)` per child. `cache_bytes`
     bounds that cache: if not all 2L sublayer boundaries fit, evenly spaced ones are kept and a
-    child restarts from the last one before its first change. `use_split`: another split.
+    child restarts from the last one before its first change. `use_split`: another split;
+    `use_tokens` with `sequence_nll`: perplexity on any text, without a dense reference.
     """
 
     def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = "fitness",
@@ -301,7 +306,8 @@ class Evaluator:
         self._head_weight = self.model.lm_head.weight.detach().to(getattr(torch, self.head_dtype))
         self.evaluations = 0
         self._kept = {}
-        self.use_split(split)
+        if split is not None:  # None: plain tokens come later (`use_tokens`)
+            self.use_split(split)
 
     # -- tokens and parent --------------------------------------------------------------
 
@@ -317,6 +323,13 @@ class Evaluator:
         self.topk = topk[split]
         if self.topk.attrs.get("tokens_sha256") != tokens_digest(self.tokens):
             raise ValueError(f"{topk_zarr} was computed on other tokens than {tokens_zarr}[{split}]")
+        self.n_seq, self.seq_len = self.tokens.shape
+        self._batches, self.parent = [], ParentCache()
+
+    def use_tokens(self, tokens, label: str = "text") -> None:
+        """Score these token sequences [n, T] from now on, with no dense top-k: for
+        `sequence_nll` (a genome's perplexity on text the dense model has not been run on)."""
+        self.split, self.tokens, self.topk = label, np.asarray(tokens), None
         self.n_seq, self.seq_len = self.tokens.shape
         self._batches, self.parent = [], ParentCache()
 
@@ -377,6 +390,20 @@ class Evaluator:
         the per-sequence values a paired comparison of two genomes needs."""
         out = [self._kl_rows(h, batch).view(len(batch.ids), -1).mean(1).double().numpy()
                for batch, h in self._final_states(tuple(int(x) for x in genome), 0)]
+        self.evaluations += 1
+        return np.concatenate(out)
+
+    def sequence_nll(self, genome) -> np.ndarray:
+        """Mean negative log-likelihood of each current sequence's next tokens under `genome`
+        (a full forward; no dense reference needed): exp of the mean is its perplexity."""
+        import torch
+
+        out = []
+        for batch, h in self._final_states(tuple(int(x) for x in genome), 0):
+            h = self.model.model.norm(h[:, :-1])
+            logits = torch.nn.functional.linear(h.to(self._head_weight.dtype), self._head_weight).float()
+            nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.ids[:, 1:].flatten(), reduction="none")
+            out.append(nll.view(len(batch.ids), -1).mean(1).double().numpy())
         self.evaluations += 1
         return np.concatenate(out)
 

@@ -144,7 +144,7 @@ def load_space(supernet_json, spec_json, target_sparsity: float, *, trade_attn_m
         tolerance = {"all": max(granule.values())}
     else:
         groups = positions
-        budget = _split_budget(dense, target_sparsity, attention_kept)
+        budget = split_budget(dense, target_sparsity, attention_kept)
         tolerance = granule
     return SearchSpace(spec, tuple(kinds), tuple(kept), tuple(params), tuple(recon), tuple(dense_params),
                        tuple(centre), groups, budget, tolerance)
@@ -340,12 +340,10 @@ def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, st
             "offspring": n_offspring, "stage_fitness": stage_fitness}
 
 
-def _split_budget(dense: dict, target_sparsity: float, attention_kept: float | None) -> dict:
+def split_budget(dense: dict, target_sparsity: float, attention_kept: float | None) -> dict:
     """Kept parameters per kind. By default each kind keeps (1 − target) of its own; with
     `attention_kept` = a, attention keeps a of its parameters and the MLP the rest of the
-    backbone's (1 − target), so the total is the same. Measured (bench/attention_share.py): on
-    SmolLM2-135M at 50%, keeping every head and pruning the MLP to a third is far better on
-    WikiText-2 and on pydoc than the even split, and worse on self-sampled text."""
+    backbone's (1 − target), so the total is the same (`tyr.share` chooses a by measurement)."""
     if attention_kept is None:
         return {s: round((1 - target_sparsity) * dense[s]) for s in SUBLAYERS}
     total = (1 - target_sparsity) * (dense["attn"] + dense["mlp"])

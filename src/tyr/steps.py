@@ -67,6 +67,23 @@ def dense_topk(input, output, params, wildcards):
     dense_topk(input.model, input.tokens, output.topk, k=params.topk)
 
 
+def attention_share(input, output, params, wildcards):
+    from tyr.share import choose_share
+
+    choose_share(input.supernet, input.model, _spec(input), output.share,
+                 target_sparsity=tyrconf.tag_target(wildcards.target), shares=params.shares, text=params.text,
+                 sequences=params.sequences, seq_len=params.seq_len, seed=params.seed, head_dtype=params.head_dtype)
+
+
+def _attention_kept(s: dict, input):
+    """The search's attention share: a number, None (even split), or auto's measured choice."""
+    if s.get("attention_kept") != "auto":
+        return s.get("attention_kept")
+    from tyr.io import read_json
+
+    return read_json(input.share)["chosen"]
+
+
 def search(input, output, params, wildcards):
     from tyr import distributed
     from tyr.search import run_search
@@ -78,7 +95,7 @@ def search(input, output, params, wildcards):
                   generations=s["generations"], stages=s["stages"], seed=s["seed"] + 1000 * i,
                   max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"], head_dtype=s["head_dtype"],
                   iteration=i, track_sequences=s.get("track_sequences", 0),
-                  fixed_last_stage=s.get("fixed_last_stage", False), attention_kept=s.get("attention_kept"))
+                  fixed_last_stage=s.get("fixed_last_stage", False), attention_kept=_attention_kept(s, input))
     processes = s.get("processes", 1)
     if processes > 1:
         distributed.launch(kwargs, processes, params.threads, os.path.dirname(output.best))
