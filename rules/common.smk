@@ -193,6 +193,13 @@ def search_logs():
                   iter=range(1, ITERATIONS + 1))
 
 
+def share_files():
+    """Týr's attention/MLP split record of every target, for the report."""
+    if "tyr" not in config["methods"] or config["search"].get("attention_kept") != "auto":
+        return []
+    return expand(target_path("share.json"), target=TARGETS)
+
+
 def final_outputs():
     summaries = expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"])
     return summaries + [run_path("report/report.md")]

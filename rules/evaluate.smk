@@ -53,6 +53,7 @@ rule report:
         summaries=expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"]),
         genomes=expand(target_path("{method}/genome.json"), target=TARGETS, method=config["methods"]),
         generations=search_logs(),
+        shares=share_files(),
     output:
         markdown=report(run_path("report/report.md"), category="Report"),
         plots=report(directory(run_path("report/plots")), patterns=["{name}.png"], category="Plots"),

@@ -47,6 +47,8 @@ def test_default_config_is_valid():
         ("data.seq_len", 0, "seq_len"),
         ("search.offspring", "many", "offspring"),
         ("model.dtype", "int3", "dtype"),
+        ("search.attention_kept", "sometimes", "attention_kept"),
+        ("search.attention_shares", [1.5], "attention_shares"),
     ],
 )
 def test_schema_rejects(key, value, message):
@@ -65,6 +67,9 @@ def test_schema_rejects(key, value, message):
         ("search.stages", [[512, 4], [2048, 2]], "must not increase and must end with 1"),
         ("search.stages", [[512, 4], [10**7, 1]], "exceeds the fitness split"),
         ("search.stages", [[16000, 2], [4096, 1]], "set data.fitness_sequences ≥ 79 or search.fixed_last_stage"),
+        ("search.share_text", "self", "search.share_text: self-sampled text cannot choose"),
+        ("search.share_text", "/nonexistent/prose.txt", "search.share_text: local path '/nonexistent/prose.txt'"),
+        ("search.trade_attn_mlp", True, "to trade, set search.attention_kept: null"),
     ],
 )
 def test_semantic_checks_name_key_and_value(key, value, message):

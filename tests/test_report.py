@@ -59,8 +59,15 @@ def test_report_tables_and_plots(tmp_path):
 
     out = tmp_path / "report" / "report.md"
     genomes = [tmp_path / "s50" / m / "genome.json" for m in ("uniform", "tyr")]  # order must not matter
-    report.write_report(runs, out, genomes=genomes, generations=tsvs)
+    share = tmp_path / "s50" / "share.json"
+    write_json(share, {"target_sparsity": 0.5, "text": "pydoc", "sequences": 32, "seq_len": 256, "chosen": 1.0,
+                       "candidates": [{"attention_kept": None, "sparsity": 0.5, "perplexity": 110.0, "nll_se_vs_chosen": 0.07},
+                                      {"attention_kept": 1.0, "sparsity": 0.5, "perplexity": 70.0, "nll_se_vs_chosen": 0.0}]})
+    report.write_report(runs, out, genomes=genomes, generations=tsvs, shares=[share])
     text = out.read_text()
+    # The attention/MLP split: each candidate's perplexity, the log-ratio to the chosen one and its noise.
+    assert "## Attention/MLP split: Týr @ 50%" in text and "32 × 256 tokens of `pydoc`" in text
+    assert "| even split | 50.00% | 110.00 | +0.452 ± 0.07 |" in text and "| 100.0% | 50.00% | 70.00 | chosen |" in text
     # One perplexity column per data set, WikiText-2 first, each data set named and explained below.
     assert ("| tyr @ 50% | 49.98% | 600 / 1,000 | 10.00 → 14.00 | 5.00 → 28.00 | 0.5500 → 0.5000 | 0.909 | 1.40 | 1.20 "
             "| 0.0123 |") in text

@@ -184,6 +184,21 @@ def test_settings_rerun_only_what_they_change(reference, tmp_path):
     assert planned.get("levels") == 1 and planned.get("supernet_layer") == 3  # iteration 2 only
 
 
+def test_attention_share_settings_rerun_the_split_and_the_searches_only(reference, tmp_path):
+    """The share candidates act through share.json: they rerun the attention_share step and what
+    follows it (searches, iteration 2's supernet), never iteration 1's supernet, which the step
+    reads. The even split (attention_kept: null) plans no attention_share job."""
+    workdir = reference["run_dir"].parents[1]
+    (tmp_path / "shares.yaml").write_text("search: {attention_shares: [0.9]}\n")
+    planned = planned_rules(workdir, tmp_path / "shares.yaml")
+    assert planned.get("attention_share") == 1 and planned.get("search") == 2
+    assert planned.get("supernet_layer") == 3 and planned.get("levels") == 1  # iteration 2 only
+    assert not {"calibrate", "dense_topk", "genome_uniform"} & set(planned)
+    (tmp_path / "even.yaml").write_text("search: {attention_kept: null}\n")
+    planned = planned_rules(workdir, tmp_path / "even.yaml")
+    assert "attention_share" not in planned and planned.get("search") == 2
+
+
 def test_new_target_reuses_model_and_calibration(reference, tmp_path):
     workdir = reference["run_dir"].parents[1]
     (tmp_path / "targets.yaml").write_text("target_sparsity: [0.5, 0.25]\n")
@@ -256,8 +271,8 @@ def test_validate_remove_rerun_restores_the_same_result(reference, tmp_path):
 
 def test_compare_counts_exactly_each_methods_own_jobs(reference, tmp_path):
     """`snakemake compare` on the finished run: the rule hands the table the benchmark files of
-    each method's own jobs (rules/common.smk), so Týr's cost is its 2 x 3 supernet layers, 2
-    searches and the selection, and uniform's is iteration 1's layers."""
+    each method's own jobs (rules/common.smk), so Týr's cost is its 2 x 3 supernet layers, the
+    attention/MLP split, 2 searches and the selection, and uniform's is iteration 1's layers."""
     import csv
     import shutil
 
@@ -275,7 +290,7 @@ def test_compare_counts_exactly_each_methods_own_jobs(reference, tmp_path):
         return [bench / f"iter{it}" / f"supernet_layer{layer:03d}.tsv" for layer in range(3)]
 
     want = {"tyr": seconds(layers(1) + layers(2) + [bench / "iter1" / "search.tsv", bench / "iter2" / "search.tsv",
-                                                    bench / "select_tyr.tsv"]),
+                                                    bench / "attention_share.tsv", bench / "select_tyr.tsv"]),
             "uniform": seconds(layers(1))}
     got = {r["method"]: r["seconds"] for r in table["rows"]}
     assert got == pytest.approx(want), (got, want)

@@ -92,14 +92,19 @@ def _check_model(model) -> None:
 def _check_data(data) -> None:
     sources = data["source"] if isinstance(data["source"], list) else [data["source"]]
     for s in sources:
-        if s in HUB_DATASETS:
-            _check_hub(f"data.source: {s!r}")
-        elif s not in BUILTIN_DATA and looks_local(s):
-            path = os.path.expanduser(s)
-            if not os.path.exists(path):
-                raise ConfigError(f"data.source: local path {s!r} does not exist")
-            if os.path.isfile(path) and os.path.getsize(path) == 0:
-                raise ConfigError(f"data.source: {s!r} is an empty file")
+        _check_text_source("data.source", s)
+
+
+def _check_text_source(key: str, s) -> None:
+    """A text source (a built-in name, a hub data set or local files) can be read now."""
+    if s in HUB_DATASETS:
+        _check_hub(f"{key}: {s!r}")
+    elif s not in BUILTIN_DATA and looks_local(s):
+        path = os.path.expanduser(s)
+        if not os.path.exists(path):
+            raise ConfigError(f"{key}: local path {s!r} does not exist")
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise ConfigError(f"{key}: {s!r} is an empty file")
 
 
 def _check_hub(what: str) -> None:
@@ -127,9 +132,11 @@ def describe_calibration(data) -> str:
 def _check_search(search, data) -> None:
     if search.get("trade_attn_mlp") and search.get("attention_kept") is not None:
         raise ConfigError(SPLIT_CONFLICT)
-    if search.get("attention_kept") == "auto" and search.get("share_text") == "self":
-        raise ConfigError("search.share_text: self-sampled text cannot choose the attention/MLP split (its KL prefers "
-                          "the split real text likes least, docs/design.md); use real prose, e.g. pydoc")
+    if search.get("attention_kept") == "auto":
+        if search["share_text"] == "self":
+            raise ConfigError("search.share_text: self-sampled text cannot choose the attention/MLP split (it ranks "
+                              "the splits in the reverse order of real text, tyr.share); use real prose, e.g. pydoc")
+        _check_text_source("search.share_text", search["share_text"])
     stages = search["stages"]
     kept = [k for _, k in stages]
     if kept[0] > search["offspring"]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from tyr.io import atomic_path, atomic_write_text, read_json
 
 
-def write_report(summaries, out_markdown, *, genomes=(), generations=(), plots_dir=None) -> Path:
+def write_report(summaries, out_markdown, *, genomes=(), generations=(), shares=(), plots_dir=None) -> Path:
     """Write `out_markdown` and its plots (default: a `plots/` folder beside it)."""
     out_markdown = Path(out_markdown)
     plots = Path(plots_dir) if plots_dir else out_markdown.parent / "plots"
@@ -37,7 +37,7 @@ def write_report(summaries, out_markdown, *, genomes=(), generations=(), plots_d
             plot_distribution(run["summary"]["distribution"], png, title=run["label"],
                               target=run["summary"].get("target_sparsity"))
             lines += [f"### {run['label']}", "", _img(out_markdown, png), ""]
-    lines += _selection_table(runs)
+    lines += _share_table(shares) + _selection_table(runs)
     if generations:
         plot_fitness(generations, plots / "fitness.png")
         lines += ["## Search: fitness per generation, every iteration in a row", "",
@@ -120,6 +120,26 @@ def _continuations(runs) -> list[str]:
         answers = [(label, c) for label, c in rows if c["prompt"] == prompt]
         lines.append(f"| dense | {_cell(answers[0][1]['dense'])} |")
         lines += [f"| {label} | {_cell(c['pruned'])} |" for label, c in answers]
+        lines.append("")
+    return lines
+
+
+def _share_table(shares) -> list[str]:
+    """Týr's attention/MLP split per target (`share.json` of tyr.share): every candidate's perplexity."""
+    lines = []
+    for path in shares:
+        r = read_json(path)
+        lines += [f"## Attention/MLP split: Týr @ {_pct(r['target_sparsity'], 0)}", "",
+                  f"Near-uniform genomes of iteration 1's supernet, scored by perplexity on {r['sequences']} × "
+                  f"{r['seq_len']} tokens of `{r['text']}` (text the method does not otherwise see); every search "
+                  "holds the chosen split. ± is the paired standard error of the log-perplexity difference.", "",
+                  "| attention kept | backbone sparsity | perplexity | vs chosen |", "|---|---:|---:|---:|"]
+        best = next(c for c in r["candidates"] if c["attention_kept"] == r["chosen"])
+        for c in r["candidates"]:
+            label = "even split" if c["attention_kept"] is None else _pct(c["attention_kept"], 1)
+            diff = "chosen" if c is best else (f"+{math.log(c['perplexity'] / best['perplexity']):.3f} ± "
+                                               f"{c['nll_se_vs_chosen']:.2g}")
+            lines.append(f"| {label} | {_pct(c['sparsity'])} | {c['perplexity']:.2f} | {diff} |")
         lines.append("")
     return lines
 

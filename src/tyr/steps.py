@@ -144,7 +144,7 @@ def report(input, output, params, wildcards):
     from tyr.report import write_report
 
     write_report(list(input.summaries), output.markdown, genomes=list(input.genomes),
-                 generations=list(input.generations), plots_dir=output.plots)
+                 generations=list(input.generations), shares=list(input.shares), plots_dir=output.plots)
 
 
 def baseline(input, output, params, wildcards):
