@@ -53,6 +53,19 @@ def read_split(tokens_zarr, split: str = "fitness") -> np.ndarray:
     return np.asarray(zarr.open_group(str(tokens_zarr), mode="r")[split][:], dtype=np.int32)
 
 
+def read_scored_split(topk_zarr, tokens_zarr, split: str):
+    """A split's tokens and its group of the dense top-k store, checked to belong together."""
+    import zarr
+
+    tokens = read_split(tokens_zarr, split)
+    topk = zarr.open_group(str(topk_zarr), mode="r")
+    if split not in topk:
+        raise ValueError(f"{topk_zarr} holds no dense top-k of the {split!r} split (has {list(topk.group_keys())})")
+    if topk[split].attrs.get("tokens_sha256") != tokens_digest(tokens):
+        raise ValueError(f"{topk_zarr} was computed on other tokens than {tokens_zarr}[{split}]")
+    return tokens, topk[split]
+
+
 def tokens_digest(tokens: np.ndarray) -> str:
     """Fingerprint of a token split: ties `topk.zarr` to the exact tokens it was computed on."""
     return hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int32).tobytes()).hexdigest()
@@ -194,7 +207,12 @@ class ModuleCache:
     weights: the whole supernet need not fit in memory, and a search keeps revisiting the few
     levels around its parent. Sublayer i is layer i // 2's attention (even i) or MLP (odd i)."""
 
-    def __init__(self, index: dict, spec, config, dense: list, max_bytes: int):
+    def __init__(self, supernet_json, spec, config, dense: list, max_bytes: int):
+        from tyr.supernet import read_supernet
+
+        index = read_supernet(supernet_json)
+        if len(index["layers"]) != config.num_hidden_layers:
+            raise ValueError(f"{supernet_json}: {len(index['layers'])} layers, model has {config.num_hidden_layers}")
         self._paths = {(l, s, lvl["kept"]): lvl["path"]
                        for l, layer in enumerate(index["layers"]) for s in SUBLAYERS for lvl in layer[s]}
         self.spec, self.config, self.dense, self.max_bytes = spec, config, dense, max_bytes
@@ -243,6 +261,12 @@ class ParentCache:
         self.states = [dict() for _ in range(n_batches)]
         return set(self.at)
 
+    def begin(self, genome, *plan_args) -> tuple[set, int | None]:
+        """A new parent: the boundaries to store and where its forward starts (None: cached)."""
+        if self.genome is None:
+            return self.plan(*plan_args), 0
+        return set(self.at), self.start(genome)
+
     def start(self, genome) -> int | None:
         """Where a child's forward resumes (None: the parent itself, or no parent cached)."""
         if self.genome is None or genome == self.genome:
@@ -288,18 +312,14 @@ class Evaluator:
         import torch
 
         from tyr.model import load_model, spec_from_config
-        from tyr.supernet import read_supernet
 
         self.model = load_model(model_dir)
         self.config = self.model.config
         self.spec = spec_from_config(self.config)
         self.n_layers = self.config.num_hidden_layers
         self.n_sublayers = 2 * self.n_layers
-        index = read_supernet(supernet_json)
-        if len(index["layers"]) != self.n_layers:
-            raise ValueError(f"{supernet_json}: {len(index['layers'])} layers, model has {self.n_layers}")
         self._dense = [dict(layer.state_dict()) for layer in self.model.model.layers]
-        self.modules = ModuleCache(index, self.spec, self.config, self._dense, module_cache_bytes)
+        self.modules = ModuleCache(supernet_json, self.spec, self.config, self._dense, module_cache_bytes)
         self._stores = (topk_zarr, tokens_zarr)
         self.batch_size, self.chunk, self.cache_bytes = batch_size, chunk, cache_bytes
         self.head_dtype = resolve_head_dtype(head_dtype)
@@ -313,18 +333,9 @@ class Evaluator:
 
     def use_split(self, split: str) -> None:
         """Score sequences of `split` from now on (its dense top-k must be in the top-k store)."""
-        import zarr
-
-        topk_zarr, tokens_zarr = self._stores
-        self.split, self.tokens = split, read_split(tokens_zarr, split)
-        topk = zarr.open_group(str(topk_zarr), mode="r")
-        if split not in topk:
-            raise ValueError(f"{topk_zarr} holds no dense top-k of the {split!r} split (has {list(topk.group_keys())})")
-        self.topk = topk[split]
-        if self.topk.attrs.get("tokens_sha256") != tokens_digest(self.tokens):
-            raise ValueError(f"{topk_zarr} was computed on other tokens than {tokens_zarr}[{split}]")
-        self.n_seq, self.seq_len = self.tokens.shape
-        self._batches, self.parent = [], ParentCache()
+        tokens, topk = read_scored_split(*self._stores, split)
+        self.use_tokens(tokens, split)
+        self.topk = topk
 
     def use_tokens(self, tokens, label: str = "text") -> None:
         """Score these token sequences [n, T] from now on, with no dense top-k: for
@@ -364,12 +375,8 @@ class Evaluator:
         parent is cached on these tokens already, only the sublayers from its first change on
         are recomputed."""
         genome = tuple(int(x) for x in genome)
-        if self.parent.genome is None:
-            at = self.parent.plan(len(self._batches), self.n_sublayers,
-                                  self.n_positions * self.config.hidden_size * 4, self.cache_bytes)
-            start = 0
-        else:
-            at, start = set(self.parent.at), self.parent.start(genome)
+        at, start = self.parent.begin(genome, len(self._batches), self.n_sublayers,
+                                      self.n_positions * self.config.hidden_size * 4, self.cache_bytes)
         if start is not None:
             self.parent.fitness = self._forward(genome, start, store=at)
             self.parent.genome = genome
@@ -388,22 +395,17 @@ class Evaluator:
     def sequence_kl(self, genome) -> np.ndarray:
         """Mean KL of each current sequence under `genome` (a full forward; no parent cache):
         the per-sequence values a paired comparison of two genomes needs."""
-        out = [self._kl_rows(h, batch).view(len(batch.ids), -1).mean(1).double().numpy()
-               for batch, h in self._final_states(tuple(int(x) for x in genome), 0)]
-        self.evaluations += 1
-        return np.concatenate(out)
+        return self._per_sequence(genome, self._kl_rows)
 
     def sequence_nll(self, genome) -> np.ndarray:
         """Mean negative log-likelihood of each current sequence's next tokens under `genome`
-        (a full forward; no dense reference needed): exp of the mean is its perplexity."""
-        import torch
+        (no dense reference needed): exp of the mean is its perplexity on these tokens."""
+        return self._per_sequence(genome, lambda h, batch: head_nll_rows(
+            self.model.model.norm(h[:, :-1]).flatten(0, 1), self._head_weight, batch.ids[:, 1:].flatten()))
 
-        out = []
-        for batch, h in self._final_states(tuple(int(x) for x in genome), 0):
-            h = self.model.model.norm(h[:, :-1])
-            logits = torch.nn.functional.linear(h.to(self._head_weight.dtype), self._head_weight).float()
-            nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.ids[:, 1:].flatten(), reduction="none")
-            out.append(nll.view(len(batch.ids), -1).mean(1).double().numpy())
+    def _per_sequence(self, genome, rows) -> np.ndarray:
+        out = [rows(h, batch).view(len(batch.ids), -1).mean(1).double().numpy()
+               for batch, h in self._final_states(tuple(int(x) for x in genome), 0)]
         self.evaluations += 1
         return np.concatenate(out)
 
@@ -422,7 +424,7 @@ class Evaluator:
         modules = [self.modules.get(i, genome[i]) if i >= start else None for i in range(self.n_sublayers)]
         with torch.inference_mode():
             for b, batch in enumerate(self._batches):
-                h = self._embed(batch) if start == 0 else self.parent.states[b][start]
+                h = self.model.model.embed_tokens(batch.ids) if start == 0 else self.parent.states[b][start]
                 for i in range(start, self.n_sublayers):
                     if i in store:
                         self.parent.states[b][i] = h
@@ -430,9 +432,6 @@ class Evaluator:
                 yield batch, h
 
     # -- pieces -------------------------------------------------------------------------
-
-    def _embed(self, batch):
-        return self.model.model.embed_tokens(batch.ids)
 
     def _sublayer(self, i: int, module, h):
         """Residual branch of sublayer i, exactly as `TyrDecoderLayer.forward` composes it."""
@@ -460,6 +459,14 @@ def head_kl_rows(h, head_weight, batch, chunk: int):
     return torch.cat(rows)
 
 
+def head_nll_rows(h, head_weight, targets):
+    """−log p(target) of every position, from final-normed hidden states `h` [positions, hidden]."""
+    import torch
+
+    logits = torch.nn.functional.linear(h.to(head_weight.dtype), head_weight).float()
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+
+
 def fitness_naive(ev: Evaluator, genome) -> float:
     """Reference path: rebuild every layer from its level files and rerun all of them."""
     import torch
@@ -473,7 +480,7 @@ def fitness_naive(ev: Evaluator, genome) -> float:
     kl = 0.0
     with torch.inference_mode():
         for batch in ev._batches:
-            h = ev._embed(batch)
+            h = ev.model.model.embed_tokens(batch.ids)
             for layer in layers:
                 h = layer(h, ev._pos)
             kl += float(ev._kl_rows(h, batch).sum())

@@ -17,7 +17,6 @@ from the model at temperature 1 leans less on attention than real prose does.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 
@@ -63,7 +62,7 @@ def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsi
     """Score every candidate split's near-uniform genome on `text`; write and return the record."""
     from tyr import search
     from tyr.data import source_label
-    from tyr.fitness import Evaluator
+    from tyr.fitness import Evaluator, tokens_digest
     from tyr.select import flat, paired_se
 
     base = search.load_space(supernet_json, spec_json, target_sparsity)
@@ -84,7 +83,7 @@ def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsi
         r["nll_se_vs_chosen"] = 0.0 if r is best else paired_se(nll[r["attention_kept"]], nll[best["attention_kept"]])
     record = {"target_sparsity": target_sparsity, "supernet": str(supernet_json), "text": source_label(text),
               "sequences": int(ev.n_seq), "seq_len": int(ev.seq_len),
-              "tokens_sha256": hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int32).tobytes()).hexdigest(),
+              "tokens_sha256": tokens_digest(tokens),
               "candidates": rows, "chosen": best["attention_kept"], "chosen_label": best["label"]}
     write_json(out_json, record)
     return record
