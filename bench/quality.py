@@ -86,8 +86,10 @@ def collect(prefix: str, seeds, targets) -> dict:
             for method in ("tyr", "uniform"):
                 s = read_json(base / method / "eval" / "summary.json")
                 genome = read_json(base / method / "genome.json")
+                share = base / "share.json" if method == "tyr" else None  # tyr.share: the attention/MLP split
                 rows.setdefault(method, []).append({
                     "seed": seed, "sparsity": s["sparsity"], "chosen": genome.get("chosen"),
+                    "attention_kept": read_json(share)["chosen"] if share and share.exists() else None,
                     "perplexity": {n: p["pruned"] for n, p in s["perplexity"].items()},
                     "dense": {n: p["dense"] for n, p in s["perplexity"].items()},
                     "selection_kl": {k: v["kl"] for k, v in (genome.get("selection") or {}).get("candidates", {}).items()}})
@@ -102,18 +104,25 @@ def mean_sd(values) -> tuple[float, float]:
 def markdown(result: dict) -> str:
     lines = [f"# Pruned quality over search seeds ({result['date']}, {result['host']})", "", f"`{result['command']}`", "",
              f"Seeds {result['seeds']}; SmolLM2-135M; default configuration; wall time per seed in the JSON.", ""]
+    if result.get("note"):
+        lines += [result["note"], ""]
     for t, rows in result["rows"].items():
         sets = sorted(rows["tyr"][0]["perplexity"], key=lambda n: (n != "wikitext2", n))
         dense = rows["tyr"][0]["dense"]
         lines += [f"## {float(t):.0%}", "", "| method | backbone sparsity | " +
-                  "".join(f"ppl {n} (mean ± sd) | " for n in sets) + "chosen |", "|---|---|" + "---|" * len(sets) + "---|"]
-        lines.append("| dense | 0 | " + "".join(f"{dense[n]:.2f} | " for n in sets) + "– |")
+                  "".join(f"ppl {n} (mean ± sd) | " for n in sets) + "chosen | attention kept |",
+                  "|---|---|" + "---|" * len(sets) + "---|---|"]
+        lines.append("| dense | 0 | " + "".join(f"{dense[n]:.2f} | " for n in sets) + "– | – |")
         for method in ("tyr", "uniform"):
             r = rows[method]
             sp = mean_sd(x["sparsity"] for x in r)
             cells = "".join("{:.2f} ± {:.2f} | ".format(*mean_sd(x["perplexity"][n] for x in r)) for n in sets)
             chosen = ", ".join(str(x["chosen"]) for x in r) if method == "tyr" else "–"
-            lines.append(f"| {method} | {sp[0]:.4f} ± {sp[1]:.4f} | {cells}{chosen} |")
+            kept = ", ".join("even" if x.get("attention_kept") is None else f"{x['attention_kept']:g}" for x in r)
+            lines.append(f"| {method} | {sp[0]:.4f} ± {sp[1]:.4f} | {cells}{chosen} | {kept if method == 'tyr' else 'even'} |")
+        lines.append("\nPer seed (Týr): " + "; ".join(
+            f"seed {x['seed']}: " + ", ".join(f"{n} {x['perplexity'][n]:.2f}" for n in sets) + f" at {100 * x['sparsity']:.2f}%"
+            for x in rows["tyr"]) + ".")
         for n in sets:
             tyr, uni = (mean_sd(x["perplexity"][n] for x in rows[m])[0] for m in ("tyr", "uniform"))
             lines.append(f"\n{n}: Týr / uniform = {tyr / uni:.3f}; Týr / dense = {tyr / dense[n]:.2f}.")
@@ -129,11 +138,13 @@ def main(argv=None):
     ap.add_argument("--prefix", default="quality")
     ap.add_argument("--configfile", action="append", default=[], help="extra config files (ablations)")
     ap.add_argument("--reuse", action="store_true", help="do not run; collect finished runs")
+    ap.add_argument("--note", default="", help="how the runs were made, when not by this script (--reuse)")
     args = ap.parse_args(argv)
     extra = [x for f in args.configfile for x in ("--configfile", f)]
     walls = {} if args.reuse else {s: run_seed(args.prefix, s, args.targets, args.cores, extra) for s in args.seeds}
     date, host = dt.datetime.now().strftime("%Y-%m-%d"), platform.node() or "host"
-    result = {"date": date, "host": host, "command": " ".join(sys.argv), "seeds": args.seeds, "targets": args.targets,
+    result = {"date": date, "host": host, "command": " ".join(sys.argv), "note": args.note, "seeds": args.seeds,
+              "targets": args.targets,
               "wall_seconds": walls, "rows": collect(args.prefix, args.seeds, args.targets)}
     out = ROOT / "bench" / "results" / f"{date}-{host}-{args.prefix}"
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
