@@ -399,6 +399,12 @@ def test_tyr_whole_run_on_slurm_survives_kill_and_ctrl_c(tyr_workdir, cluster):
 
     killed = _start(args, env, tyr_workdir, "killed.log")
     _stop_when(killed, lambda: supernet1.exists() and _alive(tyr_workdir), signal.SIGKILL)
+    # Hold the orphans where they are (suspend a running one, hold a queued one), so they are
+    # still alive when the next run starts: a tiny job (the attention split takes a second) can
+    # otherwise end while that run is still parsing on a loaded machine.
+    for jid in _alive(tyr_workdir):
+        for verb in ("suspend", "hold"):  # each applies to one of the two states; the other fails
+            subprocess.run(["scontrol", verb, jid], capture_output=True, timeout=60)
     orphans = _alive(tyr_workdir)
     if orphans:  # the usual case; a job may have ended between the check and the kill
         refused = _snakemake(args, env, tyr_workdir)
