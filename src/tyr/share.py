@@ -12,9 +12,8 @@ documentation, always offline). The lowest wins; every search of the target hold
 Why not the calibration's own text: on the self-sampled held-out split the shares rank in
 nearly the reverse order of real text's (50%, bench/results/2026-11-28-vm-attention-share-s50.md:
 a = 0.625 best at 173.8, 1.0 worst at 193.8; on WikiText-2 and pydoc 0.625 is the worst of the
-uneven splits and 1.0 or 0.875 the best). KL to the dense model on the self-sampled selection
-split agrees with the held-out split, not with real text. Text sampled from the model at
-temperature 1 leans less on attention than real prose does.
+uneven splits and 1.0 or 0.875 the best): text sampled from the model at temperature 1
+leans less on attention than real prose does.
 """
 
 from __future__ import annotations
