@@ -110,6 +110,10 @@ def test_full_run_produces_models_and_summaries(reference):
         assert abs(summary["sparsity"] - 0.5) < 0.1
         assert (run_dir / "s50" / method / "pruned" / "config.json").exists()
     assert (run_dir / "report" / "report.md").exists()
+    # The attention/MLP split was measured (the default) and the report shows it.
+    share = json.loads((run_dir / "s50" / "share.json").read_text())
+    assert share["candidates"][0]["attention_kept"] is None and share["chosen"] in [c["attention_kept"] for c in share["candidates"]]
+    assert "## Attention/MLP split: Týr @ 50%" in (run_dir / "report" / "report.md").read_text()
     # Two coarse-to-fine iterations in the tiny preset, each with its own levels and search.
     for i in (1, 2):
         assert (run_dir / "s50" / f"iter{i}" / "search" / "best.json").exists()
