@@ -98,6 +98,7 @@ EMBEDDINGS = run_path("calib/embeddings.zarr")
 TOPK = run_path("dense/topk.zarr")
 TARGETS = [tyrconf.target_tag(t) for t in tyrconf.targets(config)]
 ITERATIONS = config["supernet"]["iterations"]
+MEASURED_SPLIT = config["search"].get("attention_kept") == "auto"  # the attention_share step chooses it (tyr.share)
 THREADS = config["threads"]
 try:
     N_LAYERS = tyrconf.num_layers(config["model"]["source"], f"{MODEL}/spec.json")
@@ -155,7 +156,7 @@ def search_settings(wildcards):
 
 def share_input(wildcards):
     """`attention_kept: auto`: every search of a target holds the split its attention_share step chose."""
-    if config["search"].get("attention_kept") == "auto":
+    if MEASURED_SPLIT:
         return {"share": f"{RUN}/s{wildcards.target}/share.json"}
     return {}
 
@@ -173,7 +174,7 @@ def method_benchmarks(target, method):
 
     if method == "tyr":
         iterations = [p for it in range(1, ITERATIONS + 1) for p in layers(it) + [f"{base}/iter{it}/search.tsv"]]
-        share = [f"{base}/attention_share.tsv"] if config["search"].get("attention_kept") == "auto" else []
+        share = [f"{base}/attention_share.tsv"] if MEASURED_SPLIT else []
         return iterations + share + [f"{base}/select_tyr.tsv"]
     if method == "uniform":
         return layers(1)
@@ -195,7 +196,7 @@ def search_logs():
 
 def share_files():
     """Týr's attention/MLP split record of every target, for the report."""
-    if "tyr" not in config["methods"] or config["search"].get("attention_kept") != "auto":
+    if "tyr" not in config["methods"] or not MEASURED_SPLIT:
         return []
     return expand(target_path("share.json"), target=TARGETS)
 

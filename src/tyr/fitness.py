@@ -401,7 +401,7 @@ class Evaluator:
         """Mean negative log-likelihood of each current sequence's next tokens under `genome`
         (no dense reference needed): exp of the mean is its perplexity on these tokens."""
         return self._per_sequence(genome, lambda h, batch: head_nll_rows(
-            self.model.model.norm(h[:, :-1]).flatten(0, 1), self._head_weight, batch.ids[:, 1:].flatten()))
+            self.model.model.norm(h[:, :-1]).flatten(0, 1), self._head_weight, batch.ids[:, 1:].flatten(), self.chunk))
 
     def _per_sequence(self, genome, rows) -> np.ndarray:
         out = [rows(h, batch).view(len(batch.ids), -1).mean(1).double().numpy()
@@ -459,12 +459,17 @@ def head_kl_rows(h, head_weight, batch, chunk: int):
     return torch.cat(rows)
 
 
-def head_nll_rows(h, head_weight, targets):
-    """−log p(target) of every position, from final-normed hidden states `h` [positions, hidden]."""
+def head_nll_rows(h, head_weight, targets, chunk: int):
+    """−log p(target) of every position, from final-normed hidden states `h` [positions, hidden],
+    through the LM head in chunks of `chunk` positions (as `head_kl_rows`: the full-vocabulary
+    logits of a whole batch would not stay small on a larger model)."""
     import torch
 
-    logits = torch.nn.functional.linear(h.to(head_weight.dtype), head_weight).float()
-    return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    rows = []
+    for s in range(0, h.shape[0], chunk):
+        logits = torch.nn.functional.linear(h[s:s + chunk].to(head_weight.dtype), head_weight).float()
+        rows.append(torch.nn.functional.cross_entropy(logits, targets[s:s + chunk], reduction="none"))
+    return torch.cat(rows)
 
 
 def fitness_naive(ev: Evaluator, genome) -> float:
