@@ -56,7 +56,7 @@ def main(argv=None):
                               run / "calib" / "tokens.zarr", model, spec, tmp / "search",
                               target_sparsity=tag_target(args.target), offspring=search["offspring"],
                               generations=g, stages=search["stages"], seed=search["seed"] + 1000 * args.iteration,
-                              max_swaps=search["max_swaps"], head_dtype=search.get("head_dtype", "float32"),
+                              max_swaps=search["max_swaps"], dtype=search.get("dtype", "float32"),
                               iteration=args.iteration, progress=False)
             seconds = time.perf_counter() - t0
             ppl = ppl_of(tmp / "search" / "best.json", tmp / f"g{g}")

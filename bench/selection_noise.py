@@ -43,7 +43,7 @@ def main(argv=None):
     parent = space.from_layers(best["start"]["layers"])
     children = make_offspring(parent, space, np.random.default_rng(args.seed), args.children)
     ev = Evaluator(it / "supernet" / "supernet.json", run / "model", run / "dense" / "topk.zarr",
-                   run / "calib" / "tokens.zarr", head_dtype="bfloat16")
+                   run / "calib" / "tokens.zarr", dtype="bfloat16")
     ev.set_tokens(range(ev.n_seq))
     base = ev.sequence_kl(space.kept_units(parent))
     deltas = [ev.sequence_kl(space.kept_units(c)) - base for c in children]

@@ -27,7 +27,8 @@ rule attention_share:
         sequences=config["search"]["share_sequences"],
         seq_len=config["data"]["seq_len"],
         seed=config["data"]["seed"],
-        head_dtype=config["search"]["head_dtype"],
+        dtype=config["search"]["dtype"],
+        device=config["search"]["device"],
     log:
         run_path("logs/s{target}/attention_share.log"),
     benchmark:
@@ -68,7 +69,8 @@ rule select_tyr:
     output:
         genome=target_path("tyr/genome.json"),
     params:
-        head_dtype=config["search"]["head_dtype"],
+        dtype=config["search"]["dtype"],
+        device=config["search"]["device"],
     log:
         run_path("logs/s{target}/select_tyr.log"),
     benchmark:

@@ -134,18 +134,24 @@ def test_benchmark_reports_both_speeds(run, space):
     assert result["max_abs_diff"] < 1e-6
 
 
-def test_bf16_head_tracks_fp32_and_auto_resolves(run, space):
+def test_bf16_fitness_tracks_fp32_and_auto_resolves(run, space):
     genomes = random_genomes(space, 6, seed=4)
-    values = {}
+    values, evs = {}, {}
     for dtype in ("float32", "bfloat16"):
-        ev = evaluator(run, head_dtype=dtype)
+        ev = evs[dtype] = evaluator(run, dtype=dtype)
         ev.set_tokens(range(ev.n_seq))
         values[dtype] = np.array([ev.fitness(g) for g in genomes])
     assert np.allclose(values["bfloat16"], values["float32"], rtol=0.05, atol=1e-3)
     assert not np.array_equal(values["bfloat16"], values["float32"])  # really another precision
-    assert fitness.resolve_head_dtype("auto") in ("float32", "bfloat16")
-    with pytest.raises(ValueError, match="head_dtype"):
-        fitness.resolve_head_dtype("float16")
+    i, kept = next((i, k) for i, k in enumerate(genomes[0]) if k)
+    linears = [m for m in evs["bfloat16"].modules.get(i, kept).modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    # the reference path stays float32 whatever the evaluator computes in
+    naive = [fitness.fitness_naive(evs["bfloat16"], g) for g in genomes[:2]]
+    assert np.allclose(naive, values["float32"][:2], rtol=0, atol=1e-6)
+    assert fitness.resolve_compute_dtype("auto") in ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="search.dtype"):
+        fitness.resolve_compute_dtype("float16")
 
 
 def test_module_cache_is_bounded_in_bytes(run, space):

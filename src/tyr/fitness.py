@@ -177,16 +177,19 @@ class _Batch:
     logp_rest: object    # [b*T] float32
 
 
-def resolve_head_dtype(name: str) -> str:
+def resolve_compute_dtype(name: str, device_type: str = "any") -> str:
     """`auto`: bfloat16 where the hardware multiplies it natively (`tyr.hardware`), else float32.
-    The lm_head is a third of a pruned model's fitness cost; in bf16 it runs ~3x faster here,
-    and fitness values move by ~1e-3 (bench/head_dtype.py)."""
+
+    The fitness forward multiplies in this dtype: every sublayer branch and the LM head. The
+    residual stream, the norms and the KL stay float32, so the error does not compound over
+    depth. Here bf16 matmuls run 2.2-2.5x fp32 (AVX512-BF16) and the ranking of candidates is
+    kept (Spearman vs fp32 in bench/fitness_dtype.py)."""
     from tyr.hardware import resolve_dtype
 
     try:
-        return resolve_dtype(name)
+        return resolve_dtype(name, device_type)
     except ValueError:
-        raise ValueError(f"head_dtype must be auto, float32 or bfloat16, got {name!r}") from None
+        raise ValueError(f"search.dtype must be auto, float32 or bfloat16, got {name!r}") from None
 
 
 def _nbytes(module) -> int:
@@ -207,7 +210,7 @@ class ModuleCache:
     weights: the whole supernet need not fit in memory, and a search keeps revisiting the few
     levels around its parent. Sublayer i is layer i // 2's attention (even i) or MLP (odd i)."""
 
-    def __init__(self, supernet_json, spec, config, dense: list, max_bytes: int):
+    def __init__(self, supernet_json, spec, config, dense: list, max_bytes: int, dtype=None, device="cpu"):
         from tyr.supernet import read_supernet
 
         index = read_supernet(supernet_json)
@@ -216,6 +219,7 @@ class ModuleCache:
         self._paths = {(l, s, lvl["kept"]): lvl["path"]
                        for l, layer in enumerate(index["layers"]) for s in SUBLAYERS for lvl in layer[s]}
         self.spec, self.config, self.dense, self.max_bytes = spec, config, dense, max_bytes
+        self.dtype, self.device = dtype, device
         self._modules, self._bytes = OrderedDict(), 0
 
     def get(self, i: int, kept: int):
@@ -224,7 +228,7 @@ class ModuleCache:
         if key in self._modules:
             self._modules.move_to_end(key)
             return self._modules[key]
-        module = self.build(i // 2, SUBLAYERS[i % 2], kept) if kept else None
+        module = self.build(i // 2, SUBLAYERS[i % 2], kept).to(self.device) if kept else None
         self._modules[key] = module
         self._bytes += _nbytes(module)
         while self._bytes > self.max_bytes and len(self._modules) > 1:
@@ -235,9 +239,10 @@ class ModuleCache:
         from tyr.supernet import pruned_layer
 
         level = self.level(layer, sublayer, kept)
+        dense, dtype = self.dense[layer], self.dtype
         if sublayer == "attn":
-            return pruned_layer(self.spec, self.config, layer, self.dense[layer], level, _empty_level("mlp")).self_attn
-        return pruned_layer(self.spec, self.config, layer, self.dense[layer], _empty_level("attn"), level).mlp
+            return pruned_layer(self.spec, self.config, layer, dense, level, _empty_level("mlp"), dtype).self_attn
+        return pruned_layer(self.spec, self.config, layer, dense, _empty_level("attn"), level, dtype).mlp
 
     def level(self, layer: int, sublayer: str, kept: int) -> dict:
         from tyr.supernet import load_level
@@ -308,9 +313,10 @@ class Evaluator:
 
     def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = "fitness",
                  batch_size: int = 4, cache_bytes: int = 2 << 30, module_cache_bytes: int = 1 << 30,
-                 chunk: int = 128, head_dtype: str = "float32"):
+                 chunk: int = 128, dtype: str = "float32", device: str = "cpu"):
         import torch
 
+        from tyr.hardware import resolve_device
         from tyr.model import load_model, spec_from_config
 
         self.model = load_model(model_dir)
@@ -319,15 +325,27 @@ class Evaluator:
         self.n_layers = self.config.num_hidden_layers
         self.n_sublayers = 2 * self.n_layers
         self._dense = [dict(layer.state_dict()) for layer in self.model.model.layers]
-        self.modules = ModuleCache(supernet_json, self.spec, self.config, self._dense, module_cache_bytes)
+        self.device = torch.device(resolve_device(device))
+        self.dtype = resolve_compute_dtype(dtype, self.device.type)
+        self._compute = getattr(torch, self.dtype)
+        self.modules = ModuleCache(supernet_json, self.spec, self.config, self._dense, module_cache_bytes,
+                                   self._compute, self.device)
         self._stores = (topk_zarr, tokens_zarr)
         self.batch_size, self.chunk, self.cache_bytes = batch_size, chunk, cache_bytes
-        self.head_dtype = resolve_head_dtype(head_dtype)
-        self._head_weight = self.model.lm_head.weight.detach().to(getattr(torch, self.head_dtype))
+        self._head_weight = self.model.lm_head.weight.detach().to(self.device, self._compute)
+        self._place_shared_modules()
         self.evaluations = 0
         self._kept = {}
         if split is not None:  # None: plain tokens come later (`use_tokens`)
             self.use_split(split)
+
+    def _place_shared_modules(self) -> None:
+        """The modules every candidate shares go to the device: the embedding, the norms and the
+        rotary table (the dense layers stay where they are: sublayers are built from them)."""
+        m = self.model.model
+        norms = [n for layer in m.layers for n in (layer.input_layernorm, layer.post_attention_layernorm)]
+        for module in (m.embed_tokens, m.norm, m.rotary_emb, *norms):
+            module.to(self.device)
 
     # -- tokens and parent --------------------------------------------------------------
 
@@ -358,9 +376,10 @@ class Evaluator:
         if key in self._kept:
             self._batches, self.n_positions, self._pos, self.parent = self._kept[key]
             return
-        self._batches = token_batches(self.tokens, self.topk, seq_ids, self.batch_size)
+        self._batches = [_Batch(*(None if t is None else t.to(self.device) for t in vars(b).values()))
+                         for b in token_batches(self.tokens, self.topk, seq_ids, self.batch_size)]
         self.n_positions = len(seq_ids) * self.seq_len
-        dummy = torch.zeros(1, self.seq_len, 1, dtype=self.model.lm_head.weight.dtype)
+        dummy = torch.zeros(1, self.seq_len, 1, dtype=self._compute, device=self.device)
         self._pos = self.model.model.position_embeddings(dummy)
         self.parent = ParentCache()
         if keep:
@@ -404,7 +423,7 @@ class Evaluator:
             self.model.model.norm(h[:, :-1]).flatten(0, 1), self._head_weight, batch.ids[:, 1:].flatten(), self.chunk))
 
     def _per_sequence(self, genome, rows) -> np.ndarray:
-        out = [rows(h, batch).view(len(batch.ids), -1).mean(1).double().numpy()
+        out = [rows(h, batch).view(len(batch.ids), -1).mean(1).double().cpu().numpy()
                for batch, h in self._final_states(tuple(int(x) for x in genome), 0)]
         self.evaluations += 1
         return np.concatenate(out)
@@ -434,13 +453,14 @@ class Evaluator:
     # -- pieces -------------------------------------------------------------------------
 
     def _sublayer(self, i: int, module, h):
-        """Residual branch of sublayer i, exactly as `TyrDecoderLayer.forward` composes it."""
+        """Residual branch of sublayer i, as `TyrDecoderLayer.forward` composes it; the branch
+        multiplies in the compute dtype, the residual stream stays in h's (float32)."""
         if module is None:  # 0 kept units: the branch is gone
             return h
         layer = self.model.model.layers[i // 2]
         if i % 2 == 0:
-            return h + module(layer.input_layernorm(h), self._pos)
-        return h + module(layer.post_attention_layernorm(h))
+            return h + module(layer.input_layernorm(h).to(self._compute), self._pos).to(h.dtype)
+        return h + module(layer.post_attention_layernorm(h).to(self._compute)).to(h.dtype)
 
     def _kl_rows(self, h, batch):
         return head_kl_rows(self.model.model.norm(h).flatten(0, 1), self._head_weight, batch, self.chunk)
@@ -473,7 +493,9 @@ def head_nll_rows(h, head_weight, targets, chunk: int):
 
 
 def fitness_naive(ev: Evaluator, genome) -> float:
-    """Reference path: rebuild every layer from its level files and rerun all of them."""
+    """Reference path: rebuild every layer from its level files and rerun all of them, in
+    float32 whatever the evaluator's compute dtype (the baseline every speed-up is measured
+    against, and the values a bf16 fitness is checked against)."""
     import torch
 
     from tyr.supernet import pruned_layer
@@ -482,13 +504,16 @@ def fitness_naive(ev: Evaluator, genome) -> float:
     layers = [pruned_layer(ev.spec, ev.config, l, ev._dense[l],
                            *(ev.modules.level(l, s, genome[2 * l + j]) for j, s in enumerate(SUBLAYERS)))
               for l in range(ev.n_layers)]
+    layers = [layer.to(ev.device) for layer in layers]
+    head = ev.model.lm_head.weight.detach().to(ev.device, torch.float32)
     kl = 0.0
     with torch.inference_mode():
         for batch in ev._batches:
             h = ev.model.model.embed_tokens(batch.ids)
+            pos = ev.model.model.position_embeddings(h)
             for layer in layers:
-                h = layer(h, ev._pos)
-            kl += float(ev._kl_rows(h, batch).sum())
+                h = layer(h, pos)
+            kl += float(head_kl_rows(ev.model.model.norm(h).flatten(0, 1), head, batch, ev.chunk).sum())
     ev.evaluations += 1
     return kl / ev.n_positions
 

@@ -1,17 +1,20 @@
-"""What the machine multiplies natively: decides where bfloat16 compute is a free speed-up."""
+"""What the machine multiplies natively, and where a job computes: decides where bfloat16
+compute is a free speed-up and which device a search process uses."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 
 @lru_cache(maxsize=None)
-def bf16_native() -> bool:
-    """CUDA, or a CPU with AVX512-BF16 or AMX: bfloat16 matmuls run natively (here ~2x fp32)."""
+def bf16_native(device_type: str = "any") -> bool:
+    """bfloat16 matmuls run natively on this device type (here ~2x fp32): CUDA, or a CPU with
+    AVX512-BF16 or AMX. `any`: on the device a job would pick (`resolve_device("auto")`)."""
     import torch
 
-    if torch.cuda.is_available():
+    if device_type == "cuda" or (device_type == "any" and torch.cuda.is_available()):
         return True
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -20,10 +23,24 @@ def bf16_native() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_dtype(name: str) -> str:
+def resolve_dtype(name: str, device_type: str = "any") -> str:
     """`auto` -> "bfloat16" where native, else "float32"; explicit names pass through (checked)."""
     if name == "auto":
-        return "bfloat16" if bf16_native() else "float32"
+        return "bfloat16" if bf16_native(device_type) else "float32"
     if name not in ("float32", "bfloat16"):
         raise ValueError(f"dtype must be auto, float32 or bfloat16, got {name!r}")
     return name
+
+
+def resolve_device(name: str) -> str:
+    """`auto` -> this process's GPU when there is one, else "cpu"; `cuda` -> this process's GPU.
+    A process's GPU is cuda:LOCAL_RANK (one GPU per rank under torch.distributed.run)."""
+    import torch
+
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise RuntimeError("search.device: cuda, but torch sees no CUDA device (is this the CPU build of torch?)")
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"

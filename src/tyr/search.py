@@ -363,7 +363,7 @@ def split_budget(dense: dict, target_sparsity: float, attention_kept: float | No
 def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_dir, *, target_sparsity: float,
                offspring: int, generations: int, stages, seed: int = 0, max_swaps: int = 4,
                trade_attn_mlp: bool = False, iteration: int = 1, progress: bool = True, levels_json=None,
-               batch_size: int = 4, cache_bytes: int = 2 << 30, head_dtype: str = "float32",
+               batch_size: int = 4, cache_bytes: int = 2 << 30, dtype: str = "float32", device: str = "cpu",
                track_sequences: int = 0, fixed_last_stage: bool = False, attention_kept: float | None = None) -> dict:
     """Evolutionary search; writes best.json, generations.tsv, fitness.zarr and state.json in out_dir.
 
@@ -375,7 +375,7 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     `fixed_last_stage`: the last selection stage scores on one fixed draw of sequences for the
     whole search instead of a fresh one per generation (`generation`).
     """
-    from tyr.fitness import Evaluator, resolve_head_dtype
+    from tyr.fitness import Evaluator, resolve_compute_dtype
     from tyr.model import threads_from_env
 
     threads_from_env()
@@ -390,12 +390,12 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
                        attention_kept=attention_kept, levels_json=levels_json)
     settings = {"supernet_sha256": _sha256(supernet_json), "target_sparsity": target_sparsity,
                 "offspring": offspring, "stages": stages, "seed": seed, "max_swaps": max_swaps,
-                "trade_attn_mlp": trade_attn_mlp, "head_dtype": resolve_head_dtype(head_dtype),
+                "trade_attn_mlp": trade_attn_mlp, "dtype": resolve_compute_dtype(dtype),
                 "track_sequences": track_sequences, "fixed_last_stage": fixed_last_stage}
     if attention_kept is not None:  # absent by default, so checkpoints of earlier versions still resume
         settings["attention_kept"] = attention_kept
     evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size,
-                          cache_bytes=cache_bytes, head_dtype=head_dtype)
+                          cache_bytes=cache_bytes, dtype=dtype, device=device)
     state, rng = _open_state(out, settings, space, seed)
     if fixed_last_stage and "fixed" not in state:
         state["fixed"] = sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, stages[-1][0]).tolist()
@@ -566,7 +566,7 @@ def uniform_genome(supernet_json, spec_json, out_json, *, target_sparsity: float
 
 def benchmark(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, *, target_sparsity: float,
               candidates: int = 8, tokens: int = 512, seed: int = 0, max_swaps: int = 4, batch_size: int = 4,
-              repeats: int = 1, levels_json=None, head_dtype: str = "float32") -> dict:
+              repeats: int = 1, levels_json=None, dtype: str = "float32") -> dict:
     """Evaluations/s of incremental vs naive fitness on offspring of the start genome (same tokens)."""
     from tyr.fitness import Evaluator, benchmark_evaluator
 
@@ -575,7 +575,7 @@ def benchmark(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, *, ta
     parent = start_genome(space, rng)
     children = make_offspring(parent, space, rng, candidates, max_swaps)
     evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=batch_size,
-                          head_dtype=head_dtype)
+                          dtype=dtype)
     seqs = sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens)
     return benchmark_evaluator(evaluator, space.kept_units(parent), [space.kept_units(c) for c in children], seqs,
                                repeats=repeats)

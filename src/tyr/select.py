@@ -37,7 +37,7 @@ def flat(layers) -> list[int]:
     return [int(x) for layer in layers for x in (layer["attn"], layer["mlp"])]
 
 
-def score(cands, model_dir, topk_zarr, tokens_zarr, *, head_dtype="float32", batch_size=4) -> dict:
+def score(cands, model_dir, topk_zarr, tokens_zarr, *, dtype="float32", device="cpu", batch_size=4) -> dict:
     """Per-sequence KL of every candidate on the whole selection split, {name: array}."""
     from tyr.fitness import Evaluator
 
@@ -45,7 +45,7 @@ def score(cands, model_dir, topk_zarr, tokens_zarr, *, head_dtype="float32", bat
     for c in cands:
         by_supernet.setdefault(c["supernet"], []).append(c)
     for supernet, group in by_supernet.items():
-        ev = Evaluator(supernet, model_dir, topk_zarr, tokens_zarr, split=SPLIT, head_dtype=head_dtype,
+        ev = Evaluator(supernet, model_dir, topk_zarr, tokens_zarr, split=SPLIT, dtype=dtype, device=device,
                        batch_size=batch_size)
         ev.set_tokens(range(ev.n_seq))
         for c in group:
@@ -60,10 +60,10 @@ def paired_se(a: np.ndarray, b: np.ndarray) -> float:
     return float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
-def select_genome(best_jsons, model_dir, topk_zarr, tokens_zarr, out_json, *, head_dtype="float32") -> dict:
+def select_genome(best_jsons, model_dir, topk_zarr, tokens_zarr, out_json, *, dtype="float32", device="cpu") -> dict:
     """Write the chosen genome (in best.json's format) with the record of the choice."""
     cands = candidates(best_jsons)
-    kl = score(cands, model_dir, topk_zarr, tokens_zarr, head_dtype=head_dtype)
+    kl = score(cands, model_dir, topk_zarr, tokens_zarr, dtype=dtype, device=device)
     chosen = min(cands, key=lambda c: (float(kl[c["name"]].mean()), -cands.index(c)))
     record = {c["name"]: {"kl": float(kl[c["name"]].mean()), "se_vs_chosen": paired_se(kl[c["name"]], kl[chosen["name"]]),
                           "sparsity": c.get("sparsity"), "iteration": c["iteration"], "generations": c["generations"]}

@@ -59,7 +59,8 @@ def share_tokens(model_dir, source, n_seq: int, seq_len: int, seed: int = 0) -> 
 
 
 def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsity: float, shares, text="pydoc",
-                 sequences: int = 32, seq_len: int = 256, seed: int = 0, head_dtype: str = "float32") -> dict:
+                 sequences: int = 32, seq_len: int = 256, seed: int = 0, dtype: str = "float32",
+                 device: str = "cpu") -> dict:
     """Score every candidate split's near-uniform genome on `text`; write and return the record."""
     from tyr import search
     from tyr.data import source_label
@@ -68,7 +69,7 @@ def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsi
 
     base = search.load_space(supernet_json, spec_json, target_sparsity)
     tokens = share_tokens(model_dir, text, sequences, seq_len, seed)
-    ev = Evaluator(supernet_json, model_dir, None, None, split=None, head_dtype=head_dtype)
+    ev = Evaluator(supernet_json, model_dir, None, None, split=None, dtype=dtype, device=device)
     ev.use_tokens(tokens, label=source_label(text))
     ev.set_tokens(range(ev.n_seq))
     rows, nll = [], {}

@@ -72,7 +72,8 @@ def attention_share(input, output, params, wildcards):
 
     choose_share(input.supernet, input.model, _spec(input), output.share,
                  target_sparsity=tyrconf.tag_target(wildcards.target), shares=params.shares, text=params.text,
-                 sequences=params.sequences, seq_len=params.seq_len, seed=params.seed, head_dtype=params.head_dtype)
+                 sequences=params.sequences, seq_len=params.seq_len, seed=params.seed, dtype=params.dtype,
+                 device=params.device)
 
 
 def _attention_kept(s: dict, input):
@@ -93,7 +94,7 @@ def search(input, output, params, wildcards):
                   spec_json=_spec(input), out_dir=os.path.dirname(output.best),
                   target_sparsity=tyrconf.tag_target(wildcards.target), offspring=s["offspring"],
                   generations=s["generations"], stages=s["stages"], seed=s["seed"] + 1000 * i,
-                  max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"], head_dtype=s["head_dtype"],
+                  max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"], dtype=s["dtype"], device=s["device"],
                   iteration=i, track_sequences=s.get("track_sequences", 0),
                   fixed_last_stage=s.get("fixed_last_stage", False), attention_kept=_attention_kept(s, input))
     processes = s.get("processes", 1)
@@ -107,7 +108,7 @@ def select_tyr(input, output, params, wildcards):
     from tyr.select import select_genome
 
     select_genome(list(input.bests), input.model, input.topk, input.tokens, output.genome,
-                  head_dtype=params.head_dtype)
+                  dtype=params.dtype, device=params.device)
 
 
 def genome_uniform(input, output, params, wildcards):
