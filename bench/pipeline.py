@@ -9,6 +9,8 @@ Snakemake `benchmark:` files and the run's outputs and writes
   - orchestration overhead = wall time - sum of job compute times;
   - peak RSS per stage (max over its jobs) and of the whole run;
   - supernet disk size;
+  - each stage's compute floor next to its time (`floors.py`: its matmul work at this CPU's
+    measured GEMM speed), and the ratio;
   - search fitness evaluations per second, incremental vs naive on the same tokens;
   - exported-model prefill/decode tokens/s and memory vs dense, with perplexity and zero-shot average.
 """
@@ -85,6 +87,61 @@ def per_stage(rows: list[dict]) -> dict:
     return dict(stages)
 
 
+def run_config(run: str, extra_config: str | None) -> dict:
+    """The run's configuration as Snakemake merged it: config.yaml, the extra file, the overrides."""
+    import yaml
+
+    conf = {}
+    for path in (ROOT / "config" / "config.yaml", extra_config, ROOT / "results" / f"{run}.bench.yaml"):
+        if path and Path(path).exists():
+            _merge(conf, yaml.safe_load(Path(path).read_text()) or {})
+    return conf
+
+
+def _merge(into: dict, update: dict) -> None:
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def floors(run_dir: Path, conf: dict, targets: list[float], cores: int) -> dict:
+    """Floor seconds per stage of the whole run (shared stages once, the others per target)
+    and the GEMM speeds they rest on (`floors.py`)."""
+    from floors import matmul_gflops, stage_floors
+
+    from tyr.config import target_tag
+
+    cfg = json.loads((run_dir / "model" / "config.json").read_text())
+    threads = min(int(conf.get("threads", 1)), cores)
+    gflops = {dt: matmul_gflops(cfg["hidden_size"], cfg["intermediate_size"], dt, threads)
+              for dt in ("float32", "bfloat16")}
+    gflops["auto"] = gflops["bfloat16"] if _bf16_native() else gflops["float32"]
+    ev, data = conf["evaluate"], conf["data"]
+    windows = [(data["heldout_sequences"] * data["seq_len"], data["seq_len"])]
+    if (run_dir / "dense" / "eval.json").exists() and "wikitext2" in (run_dir / "dense" / "eval.json").read_text():
+        windows.append(((ev.get("max_windows") or 0) * ev["seq_len"], ev["seq_len"]))
+    total = defaultdict(float)
+    for i, t in enumerate(targets):
+        tag = target_tag(t)
+        genome = run_dir / f"s{tag}" / "tyr" / "genome.json"
+        share = run_dir / f"s{tag}" / "share.json"
+        per = stage_floors(cfg, conf, json.loads(genome.read_text())["layers"] if genome.exists() else None, gflops,
+                           conf["supernet"]["iterations"],
+                           len(json.loads(share.read_text())["candidates"]) if share.exists() else 0, windows)
+        for stage, seconds in per.items():
+            if i == 0 or stage not in SHARED:
+                total[stage] += seconds
+    return {"threads": threads, "gemm_gflops": gflops, "seconds": dict(total)}
+
+
+def _bf16_native() -> bool:
+    from tyr.hardware import bf16_native
+
+    return bf16_native()
+
+
 def disk_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -100,7 +157,7 @@ def fitness_speed(run_dir: Path, target_tag: str) -> dict | None:
     return benchmark(str(supernet), str(run_dir / "dense" / "topk.zarr"), str(run_dir / "calib" / "tokens.zarr"),
                      str(run_dir / "model"), str(run_dir / "model" / "spec.json"),
                      target_sparsity=tag_target(target_tag), candidates=8, tokens=512, repeats=2,
-                     head_dtype="auto")
+                     dtype="auto")
 
 
 def quality_and_speed(run_dir: Path) -> dict:
@@ -127,9 +184,18 @@ def markdown(result: dict) -> str:
                   "pipeline, a later one reuses the shared stages (" + ", ".join(SHARED) + "), whose job time is "
                   "added to give its stand-alone pipeline time. Peak RSS is the whole Snakemake process, "
                   "which runs the jobs as threads."]
-    lines += ["", "## Stages", "", "| stage | jobs | seconds | peak RSS (MB) |", "|---|---|---|---|"]
+    fl = result.get("floors") or {"seconds": {}}
+    lines += ["", "## Stages", "", "| stage | jobs | seconds | floor (s) | × floor | peak RSS (MB) |",
+              "|---|---|---|---|---|---|"]
     for name, s in sorted(result["stages"].items(), key=lambda kv: -kv[1]["seconds"]):
-        lines.append(f"| {name} | {s['jobs']} | {s['seconds']:.1f} | {s['max_rss_mb']:.0f} |")
+        floor = fl["seconds"].get(name)
+        ratio = f"{s['seconds'] / floor:.1f}" if floor else "–"
+        lines.append(f"| {name} | {s['jobs']} | {s['seconds']:.1f} | {_g(floor)} | {ratio} | {s['max_rss_mb']:.0f} |")
+    if fl.get("gemm_gflops"):
+        speeds = ", ".join(f"{k} {v:.0f}" for k, v in fl["gemm_gflops"].items() if k != "auto")
+        lines += ["", f"Floor: the stage's matmul work at this CPU's GEMM speed on {fl['threads']} thread(s) "
+                  f"({speeds} GFLOP/s; bench/floors.py says what each stage's work is). Evaluation floors count "
+                  "perplexity tokens only (not the zero-shot questions or the speed timing)."]
     if result.get("fitness_speed"):
         f = result["fitness_speed"]
         lines += ["", "## Search fitness evaluation", "", "```", json.dumps(f, indent=2), "```"]
@@ -173,6 +239,7 @@ def main(argv=None):
     supernet_bytes = sum(disk_size(p) for p in run_dir.glob("s*/iter*/supernet"))
     from tyr.config import target_tag
 
+    conf = run_config(run, args.extra_config)
     result = {
         "date": date, "host": host, "command": command, "cores": args.cores, "targets": args.targets,
         "wall_seconds": wall, "wall_seconds_per_invocation": walls,
@@ -181,6 +248,7 @@ def main(argv=None):
         "overhead_fraction": None if wall is None else (wall - compute) / wall,
         "peak_rss_gb": peak_rss_gb, "benchmark_self_max_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
         "supernet_disk_bytes": supernet_bytes, "stages": stages, "jobs": rows,
+        "floors": floors(run_dir, conf, args.targets, args.cores),
         "fitness_speed": fitness_speed(run_dir, target_tag(args.targets[-1])),
         "quality": quality_and_speed(run_dir),
     }

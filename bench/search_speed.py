@@ -1,0 +1,102 @@
+"""Seconds per generation of the default search: compute dtype × how the cores are used.
+
+    .venv/bin/python bench/search_speed.py results/<run> [--target 50] [--generations 2] [--cores 2]
+
+Runs the default search (config/config.yaml's search section) of iteration 1 of a finished
+run for a few generations, once per setting: `search.dtype` float32 / bfloat16, and the
+run's cores as torch threads of one process or as `search.processes` processes of one thread
+(`tyr.distributed`). Every setting starts from the same state, so the generations are the
+same work; the genome of equal-dtype settings must agree (it is the distributed contract).
+Writes bench/results/<date>-<host>-search-speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from common import ROOT, add_run_args, write_result
+
+
+def settings(cores: int) -> list[dict]:
+    out = []
+    for dtype in ("float32", "bfloat16"):
+        out.append({"dtype": dtype, "processes": 1, "threads": cores})
+        if cores > 1:
+            out.append({"dtype": dtype, "processes": cores, "threads": cores})
+    return out
+
+
+def run_once(kwargs: dict, setting: dict, out_dir: Path) -> float:
+    """Wall seconds of one search run under `setting` (its generations' own times are in
+    out_dir/generations.tsv)."""
+    import torch
+
+    from tyr import distributed
+    from tyr.search import run_search
+
+    args = {**kwargs, "dtype": setting["dtype"], "out_dir": str(out_dir)}
+    t0 = time.perf_counter()
+    if setting["processes"] > 1:
+        distributed.launch(args, setting["processes"], setting["threads"], out_dir)
+    else:
+        torch.set_num_threads(setting["threads"])
+        run_search(**args)
+    return time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(ap, perplexity=False)
+    ap.add_argument("--generations", type=int, default=2)
+    ap.add_argument("--cores", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    from tyr.config import tag_target
+
+    run = Path(args.run_dir).resolve()
+    search = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["search"]
+    it = run / f"s{args.target}" / "iter1"
+    share = run / f"s{args.target}" / "share.json"
+    kwargs = dict(supernet_json=str(it / "supernet" / "supernet.json"), topk_zarr=str(run / "dense" / "topk.zarr"),
+                  tokens_zarr=str(run / "calib" / "tokens.zarr"), model_dir=str(run / "model"),
+                  spec_json=str(run / "model" / "spec.json"), target_sparsity=tag_target(args.target),
+                  offspring=search["offspring"], generations=args.generations, stages=search["stages"],
+                  seed=search["seed"] + 1000, max_swaps=search["max_swaps"], progress=False,
+                  levels_json=str(it / "levels.json"), track_sequences=search["track_sequences"],
+                  fixed_last_stage=search["fixed_last_stage"],
+                  attention_kept=json.loads(share.read_text())["chosen"] if share.exists() else None)
+    rows, genomes = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, s in enumerate(settings(args.cores)):
+            out = Path(tmp) / str(i)
+            wall = run_once(kwargs, s, out)
+            best = json.loads((out / "best.json").read_text())
+            gens = [float(line.split("\t")[-1]) for line in (out / "generations.tsv").read_text().splitlines()[1:]]
+            genomes.setdefault(s["dtype"], []).append(best["layers"])
+            rows.append({**s, "seconds_per_generation": sum(gens) / len(gens), "setup": wall - sum(gens),
+                         "fitness": best["fitness"]})
+    agree = {d: all(g == gs[0] for g in gs) for d, gs in genomes.items()}
+    base = rows[0]["seconds_per_generation"]
+    lines = [f"# Search speed: {run.name} s{args.target}, iteration 1", "", f"`{' '.join(sys.argv)}`", "",
+             f"Default search settings, {args.generations} generations from the same start. Seconds per "
+             "generation are the search's own (generations.tsv); setup is the rest of the wall time (start-up, "
+             "model and supernet loads, the start genome's tracked score).", "",
+             "| dtype | processes × threads | s / generation | vs float32 × 1 process | setup (s) | best fitness |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        per = r["threads"] // r["processes"]
+        lines.append(f"| {r['dtype']} | {r['processes']} × {per} | {r['seconds_per_generation']:.1f} | "
+                     f"{base / r['seconds_per_generation']:.2f}× | {r['setup']:.1f} | {r['fitness']:.5f} |")
+    lines += ["", "Same genome across processes at equal dtype: "
+              + ", ".join(f"{d} {'yes' if a else '**no**'}" for d, a in agree.items()) + "."]
+    write_result("search-speed", lines)
+
+
+if __name__ == "__main__":
+    main()
