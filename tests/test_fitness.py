@@ -62,6 +62,10 @@ def test_coarse_kl_is_a_lower_bound_and_exact_at_full_vocab():
         assert 0 < coarse <= full + 1e-5
         assert torch.equal(fitness.coarse_kl_sum(q_logits.clone(), top, idx, rest, overwrite=True), coarse)
     assert abs(fitness.coarse_kl_sum(p_logits, top, idx, rest)) < 1e-5  # identical distributions
+    # a candidate whose tail mass underflows float32 still gets a finite, larger KL
+    peaked = [p_logits.clone().scatter_(-1, idx, p_logits.gather(-1, idx) + gap) for gap in (20.0, 300.0)]
+    kls = [fitness.coarse_kl_rows(q, top, idx, rest) for q in peaked]
+    assert torch.isfinite(kls[1]).all() and (kls[1] > kls[0]).all()
 
 
 def test_kl_zero_for_dense_positive_otherwise(run, space):
