@@ -287,9 +287,14 @@ class ParentCache:
         return max(c for c in self.at if c <= first)
 
 
-def token_batches(tokens, topk, seq_ids, batch_size: int) -> list:
+def token_batches(tokens, topk, seq_ids, batch_size: int, device="cpu") -> list:
     """The sequences `seq_ids` and their dense top-k (none when `topk` is None), in batches of
-    `batch_size` sequences."""
+    `batch_size` sequences, on `device`."""
+    return [_Batch(*(None if t is None else t.to(device) for t in vars(b).values()))
+            for b in _token_batches(tokens, topk, seq_ids, batch_size)]
+
+
+def _token_batches(tokens, topk, seq_ids, batch_size: int) -> list:
     import torch
 
     if topk is None:
@@ -308,15 +313,20 @@ def token_batches(tokens, topk, seq_ids, batch_size: int) -> list:
     return batches
 
 
-class Evaluator:
-    """Fitness of genomes on the current token sample, recomputing only what changed.
+def place_shared_modules(model, device) -> None:
+    """The modules every candidate shares go to `device`: the embedding, the norms and the
+    rotary table (the dense layers stay where they are: sublayers are built from them)."""
+    m = model.model
+    norms = [n for layer in m.layers for n in (layer.input_layernorm, layer.post_attention_layernorm)]
+    for module in (m.embed_tokens, m.norm, m.rotary_emb, *norms):
+        module.to(device)
 
-    Per selection stage: `set_tokens(seq_ids)`, `set_parent(parent)` (caches the parent's
-    residual stream; gives `parent_fitness`), then `fitness(child)` per child. `cache_bytes`
-    bounds that cache: if not all 2L sublayer boundaries fit, evenly spaced ones are kept and a
-    child restarts from the last one before its first change. `use_split`: another split;
-    `use_tokens` with `sequence_nll`: perplexity on any text, without a dense reference.
-    """
+
+class Evaluator:
+    """Fitness of genomes on the current token sample, recomputing only what changed. Per stage:
+    `set_tokens(seq_ids)`, `set_parent(parent)` (caches its residual stream, within `cache_bytes`:
+    evenly spaced sublayer boundaries when not all fit), then `fitness(child)` per child.
+    `use_split`: another split; `use_tokens` + `sequence_nll`: perplexity on any text."""
 
     def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = "fitness",
                  batch_size: int = 4, cache_bytes: int = 2 << 30, module_cache_bytes: int = 1 << 30,
@@ -327,32 +337,23 @@ class Evaluator:
         from tyr.model import load_model, spec_from_config
 
         self.model = load_model(model_dir)
-        self.config = self.model.config
-        self.spec = spec_from_config(self.config)
+        self.config, self.spec = self.model.config, spec_from_config(self.model.config)
         self.n_layers = self.config.num_hidden_layers
         self.n_sublayers = 2 * self.n_layers
         self._dense = [dict(layer.state_dict()) for layer in self.model.model.layers]
         self.device = torch.device(resolve_device(device))
-        self.dtype = resolve_compute_dtype(dtype, self.device.type)
+        self.dtype = resolve_compute_dtype(dtype, self.device.type)  # the branches' and the head's
         self._compute = getattr(torch, self.dtype)
         self.modules = ModuleCache(supernet_json, self.spec, self.config, self._dense, module_cache_bytes,
                                    self._compute, self.device)
         self._stores = (topk_zarr, tokens_zarr)
         self.batch_size, self.chunk, self.cache_bytes = batch_size, chunk, cache_bytes
         self._head_weight = self.model.lm_head.weight.detach().to(self.device, self._compute)
-        self._place_shared_modules()
+        place_shared_modules(self.model, self.device)
         self.evaluations = 0
         self._kept = {}
         if split is not None:  # None: plain tokens come later (`use_tokens`)
             self.use_split(split)
-
-    def _place_shared_modules(self) -> None:
-        """The modules every candidate shares go to the device: the embedding, the norms and the
-        rotary table (the dense layers stay where they are: sublayers are built from them)."""
-        m = self.model.model
-        norms = [n for layer in m.layers for n in (layer.input_layernorm, layer.post_attention_layernorm)]
-        for module in (m.embed_tokens, m.norm, m.rotary_emb, *norms):
-            module.to(self.device)
 
     # -- tokens and parent --------------------------------------------------------------
 
@@ -383,8 +384,7 @@ class Evaluator:
         if key in self._kept:
             self._batches, self.n_positions, self._pos, self.parent = self._kept[key]
             return
-        self._batches = [_Batch(*(None if t is None else t.to(self.device) for t in vars(b).values()))
-                         for b in token_batches(self.tokens, self.topk, seq_ids, self.batch_size)]
+        self._batches = token_batches(self.tokens, self.topk, seq_ids, self.batch_size, self.device)
         self.n_positions = len(seq_ids) * self.seq_len
         dummy = torch.zeros(1, self.seq_len, 1, dtype=self._compute, device=self.device)
         self._pos = self.model.model.position_embeddings(dummy)
