@@ -363,9 +363,13 @@ def _alive(workdir: Path) -> list[str]:
 
 
 def _start(args: list[str], env: dict, workdir: Path, name: str) -> subprocess.Popen:
+    # SIGINT back to its default in the run: a suite started in the background of a
+    # non-interactive shell inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt, so the run would ignore its Ctrl-C.
     with open(workdir / name, "w") as log:
         return subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _stop_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 900) -> None:
