@@ -29,6 +29,24 @@ def genome_perplexity(run: Path, genome, out: Path, texts, args, *, method="tyr"
     return perplexity(model, tokenizer, texts, seq_len=args.seq_len, max_windows=args.windows)["perplexity"]
 
 
+def merged_config(*files) -> dict:
+    """The YAML files merged in order, nested sections key by key, as Snakemake merges --configfile."""
+    import yaml
+
+    out = {}
+    for path in files:
+        _merge(out, yaml.safe_load(Path(path).read_text()) or {})
+    return out
+
+
+def _merge(into: dict, update: dict) -> None:
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
 def write_result(kind: str, lines) -> str:
     """Write bench/results/<date>-<host>-<kind>.md, print it and return its text."""
     text = "\n".join(lines) + "\n"

@@ -42,11 +42,12 @@ def matmul_gflops(d: int, m: int, dtype: str, threads: int, rows: int = 2048) ->
         torch.set_num_threads(before)
 
 
-def layer_flops(cfg: dict, heads: int, channels: int, context: float) -> float:
-    """FLOPs per token of one decoder layer keeping `heads` query heads and `channels` MLP channels."""
+def layer_flops(cfg: dict, heads: float, channels: float, context: float, kv_heads: float | None = None) -> float:
+    """FLOPs per token of one decoder layer keeping `heads` query heads, `channels` MLP channels
+    and `kv_heads` KV heads (None: the fewest that serve `heads` query heads)."""
     d, hd = cfg["hidden_size"], cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     q, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    kv_kept = min(kv, -(-heads * kv // q)) if heads else 0
+    kv_kept = kv_heads if kv_heads is not None else min(kv, -(-heads * kv // q)) if heads else 0
     attn = d * hd * (2 * heads + 2 * kv_kept) + 2 * heads * hd * context
     return 2 * (attn + 3 * d * channels)
 

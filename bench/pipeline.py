@@ -91,21 +91,10 @@ def per_stage(rows: list[dict]) -> dict:
 
 def run_config(run: str, extra_config: str | None) -> dict:
     """The run's configuration as Snakemake merged it: config.yaml, the extra file, the overrides."""
-    import yaml
+    from common import merged_config
 
-    conf = {}
-    for path in (ROOT / "config" / "config.yaml", extra_config, ROOT / "results" / f"{run}.bench.yaml"):
-        if path and Path(path).exists():
-            _merge(conf, yaml.safe_load(Path(path).read_text()) or {})
-    return conf
-
-
-def _merge(into: dict, update: dict) -> None:
-    for k, v in update.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
+    files = (ROOT / "config" / "config.yaml", extra_config, ROOT / "results" / f"{run}.bench.yaml")
+    return merged_config(*(p for p in files if p and Path(p).exists()))
 
 
 def floors(run_dir: Path, conf: dict, targets: list[float], cores: int) -> dict:
@@ -114,15 +103,17 @@ def floors(run_dir: Path, conf: dict, targets: list[float], cores: int) -> dict:
     from floors import matmul_gflops, stage_floors
 
     from tyr.config import target_tag
+    from tyr.hardware import resolve_dtype
 
     cfg = json.loads((run_dir / "model" / "config.json").read_text())
     threads = min(int(conf.get("threads", 1)), cores)
     gflops = {dt: matmul_gflops(cfg["hidden_size"], cfg["intermediate_size"], dt, threads)
               for dt in ("float32", "bfloat16")}
-    gflops["auto"] = gflops["bfloat16"] if _bf16_native() else gflops["float32"]
+    gflops["auto"] = gflops[resolve_dtype("auto", "cpu")]
     ev, data = conf["evaluate"], conf["data"]
     windows = [(data["heldout_sequences"] * data["seq_len"], data["seq_len"])]
-    if (run_dir / "dense" / "eval.json").exists() and "wikitext2" in (run_dir / "dense" / "eval.json").read_text():
+    dense_eval = run_dir / "dense" / "eval.json"
+    if dense_eval.exists() and "wikitext2" in json.loads(dense_eval.read_text()).get("perplexity", {}):
         windows.append(((ev.get("max_windows") or 0) * ev["seq_len"], ev["seq_len"]))
     total = defaultdict(float)
     for i, t in enumerate(targets):
@@ -136,12 +127,6 @@ def floors(run_dir: Path, conf: dict, targets: list[float], cores: int) -> dict:
             if i == 0 or stage not in SHARED:
                 total[stage] += seconds
     return {"threads": threads, "gemm_gflops": gflops, "seconds": dict(total)}
-
-
-def _bf16_native() -> bool:
-    from tyr.hardware import bf16_native
-
-    return bf16_native()
 
 
 def disk_size(path: Path) -> int:

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # floors.py, common.py, also when loaded by path
 GiB = 1 << 30
 
 # Llama-architecture shapes: hidden d, MLP width m, query / KV heads, head_dim, vocab.
@@ -535,24 +536,19 @@ def _topk_flops(s: dict, n_seq: int, seq: int, layers: int = 1) -> float:
 
 def dense_layer_flops(s: dict, seq: int, keep: float = 1.0, kv_keep: float = 1.0) -> float:
     """FLOPs per token of one decoder layer keeping `keep` of its heads and channels (KV heads:
-    `kv_keep`): the projections and causal attention."""
-    d, hd = s["hidden"], s["head_dim"]
-    q = keep * s["heads"] * hd
-    kv = kv_keep * s["kv_heads"] * hd
-    attn = 2 * d * (2 * q + 2 * kv) + 2 * seq * q
-    return attn + 2 * 3 * d * keep * s["intermediate"]
+    `kv_keep`): the projections and causal attention at the mean context seq/2 (`floors.py`)."""
+    from floors import layer_flops
+
+    cfg = {"hidden_size": s["hidden"], "head_dim": s["head_dim"], "num_attention_heads": s["heads"],
+           "num_key_value_heads": s["kv_heads"]}
+    return layer_flops(cfg, keep * s["heads"], keep * s["intermediate"], seq / 2, kv_heads=kv_keep * s["kv_heads"])
 
 
 def preset() -> dict:
     """config/config.yaml with config/presets/paper.yaml merged over it, as Snakemake would."""
-    import yaml
+    from common import merged_config
 
-    def merge(a, b):
-        both = lambda k: isinstance(a.get(k), dict) and isinstance(b.get(k), dict)
-        return {k: merge(a[k], b[k]) if both(k) else b.get(k, a.get(k)) for k in {**a, **b}}
-
-    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    return merge(base, yaml.safe_load((ROOT / "config" / "presets" / "paper.yaml").read_text()))
+    return merged_config(ROOT / "config" / "config.yaml", ROOT / "config" / "presets" / "paper.yaml")
 
 
 def supernet_work(s: dict, cfg: dict, iteration: int, cache_bytes: int = 32 << 20) -> dict:
