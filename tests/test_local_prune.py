@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tyr.local_prune import Hessian, channels, damp, prune_levels, recon_error, saliency
+from tyr.local_prune import Hessian, channels, damp, prune_levels, recon_error, recon_errors, saliency
 
 D_OUT, HEADS, HEAD_DIM, CHANNELS = 24, 4, 8, 40
 
@@ -159,3 +159,27 @@ def test_a_given_target_is_fitted_exactly_at_every_level(sublayer):
     same = prune_levels(W, H, levels, group=group, G=damp(H.double(), 0.01) @ W.double().T)
     for k in levels:
         assert torch.equal(default[k][0], same[k][0]) and torch.allclose(default[k][1], same[k][1], atol=1e-5)
+
+
+def test_recon_errors_of_many_levels_match_each_level_from_x(sublayer):
+    """All levels in one product (and in chunks of one level) give each level's error from X."""
+    d_in, group, step = sublayer
+    X, W, H = problem(d_in)
+    levels = list(range(d_in // group, -1, -1))
+    pruned = prune_levels(W, H, levels, group=group, per_step=step)
+    pairs = [(channels(pruned[k][0], group), pruned[k][1]) for k in levels]
+    want = [error(X, W, *pruned[k], group) for k in levels]
+    assert recon_errors(W, pairs, H) == pytest.approx(want, rel=1e-4, abs=1e-7)
+    assert recon_errors(W, pairs, H, chunk_bytes=1) == pytest.approx(recon_errors(W, pairs, H), rel=1e-6)
+
+
+def test_obs_term_of_a_single_channel_is_its_weight_over_the_inverse_diagonal():
+    """A 1x1 block: ½ Σ_j W_pj² / [H⁻¹]_pp, the scalar form of the block solve."""
+    _, W, H = problem(CHANNELS)
+    Hinv = torch.linalg.inv(damp(H, 0.01)).contiguous()  # (inv returns column-major strides)
+    Wt = W.double().T.contiguous()
+    got = saliency(Wt, Wt, Hinv, 1, taylor=False)
+    assert torch.allclose(got, 0.5 * (Wt ** 2).sum(1) / torch.diagonal(Hinv), rtol=1e-12)
+    Wb = Wt.repeat_interleave(2, 0) / 2 ** 0.5  # each unit as two half-weight channels: a 2x2 block
+    blocks = saliency(Wb, Wb, torch.kron(Hinv, torch.eye(2, dtype=Hinv.dtype)), 2, taylor=False)
+    assert torch.allclose(blocks, got, rtol=1e-10)

@@ -264,7 +264,7 @@ def prune_sublayer(ctx: Layer, sublayer: str, stats, opts: Options):
     """Every level of one sublayer: write their files; return (manifest entries, W, b) of the
     projection that carries the calibration stream on (opts.accumulate)."""
     from tyr import accumulate as acc
-    from tyr.local_prune import channels, prune_levels, recon_error
+    from tyr.local_prune import channels, prune_levels, recon_errors
     from tyr.supernet import write_level
 
     H, C = stats
@@ -282,9 +282,11 @@ def prune_sublayer(ctx: Layer, sublayer: str, stats, opts: Options):
         assert len(unit_idx) == k, (sublayer, k, len(unit_idx))
         entry = write_level(ctx.layer_dir, ctx.spec, ctx.meta["layer"], sublayer, unit_idx, w, bias, ctx.meta)
         entry["weight"] = 0.0 if weights is None else weights[e]  # its share of the carried projection
-        entry["recon_error"] = recon_error(weight, w, channels(unit_idx, group), H)
         entries.append(entry)
         variants.append((unit_idx, w))
+    errors = recon_errors(weight, [(channels(u, group), w) for u, w in variants], H)
+    for entry, error in zip(entries, errors):
+        entry["recon_error"] = error
     if weights is None:
         return entries, weight.float(), None if bias is None else bias.float()
     return entries, acc.expected_projection(variants, weights, weight.shape[1], group), \

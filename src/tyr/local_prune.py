@@ -53,7 +53,9 @@ def saliency(W, G, Hinv, group: int, *, taylor=True, obs=True) -> torch.Tensor:
     score = torch.zeros(n, dtype=W.dtype)
     if taylor:
         score += (Gp * Wp).sum((1, 2))
-    if obs:
+    if obs and group == 1:  # 1x1 blocks: a division (105 batched solves were 0.4 s of an MLP's 1.2 s)
+        score += 0.5 * (Wp * (Wp / torch.diagonal(Hinv)[:, None, None])).sum((1, 2))
+    elif obs:
         idx = torch.arange(n * group).view(n, group)
         blocks = Hinv[idx[:, :, None], idx[:, None, :]]  # [n, group, group] diagonal blocks
         score += 0.5 * (Wp * torch.linalg.solve(blocks, Wp)).sum((1, 2))
@@ -108,13 +110,16 @@ def prune_levels(weight, H, levels, *, group=1, per_step=1, damp_ratio=0.01,
             P = channels(drop, group)
             keep = torch.ones(W.shape[0], dtype=torch.bool)
             keep[P] = False
-            # OBS: the optimal update of the kept rows for zeroing W_P, and H⁻¹ of the kept rows.
-            M = Hinv[:, P] @ torch.linalg.inv(Hinv[P][:, P])
-            W = (W - M @ W[P])[keep]
-            Hinv = (Hinv - M @ Hinv[P])[keep][:, keep]
+            K = keep.nonzero().squeeze(1)
+            # OBS: the optimal update of the kept rows K for zeroing W_P, and H⁻¹ of the kept rows,
+            # computed on K alone (no full-size temporaries: a third of an MLP's pruning time).
+            Hinv_P = Hinv.index_select(0, P)
+            M = Hinv_P.index_select(1, K).T @ torch.linalg.inv(Hinv_P.index_select(1, P))
+            W = W.index_select(0, K).addmm_(M, W.index_select(0, P), alpha=-1)
+            Hinv = Hinv.index_select(0, K).index_select(1, K).addmm_(M, Hinv_P.index_select(1, K), alpha=-1)
             # After an exact OBS step W_K is the least-squares fit on K, so H_KK W_K = (H W_dense)_K:
             # G of the current W is the dense G restricted to the kept rows (no recomputation).
-            G = G[keep]
+            G = G.index_select(0, K)
             unit_keep = torch.ones(len(alive), dtype=torch.bool)
             unit_keep[drop] = False
             alive = alive[unit_keep]
@@ -131,12 +136,26 @@ def _level_weight(alive, W, W_dense, group, compensate):
     return W_dense[channels(alive, group)]
 
 
-def recon_error(weight, pruned, kept_channels, H) -> float:
-    """Relative output error ‖XW − XŴ‖² / ‖XW‖² from H = XᵀX, Ŵ zero outside `kept_channels`.
-    In float32: a diagnostic and a ranking (the search's least-damage start), where 1e-6 relative
-    is plenty, at a sixth of float64's cost (0.2 s per MLP level of SmolLM2 in float64)."""
-    W = weight.detach().float().T
-    D = W.clone()
-    D[kept_channels] -= pruned.detach().float().T
+def recon_errors(weight, levels, H, chunk_bytes: int = 1 << 28) -> list[float]:
+    """Relative output error ‖XW − XŴ‖² / ‖XW‖² from H = XᵀX of each level (kept_channels, Ŵ),
+    Ŵ zero outside its kept channels. In float32: a diagnostic and a ranking (the search's
+    least-damage start), where 1e-6 relative is plenty, at a sixth of float64's cost. Levels
+    side by side in one product with H (≤ `chunk_bytes` of them), ‖XW‖² once: one product per
+    level and two each were 0.4 s of a SmolLM2 MLP layer."""
+    W = weight.detach().float().T  # [d_in, d_out]
     H = H.float()
-    return float((D * (H @ D)).sum() / (W * (H @ W)).sum().clamp_min(1e-30))
+    total = (W * (H @ W)).sum().clamp_min(1e-30)
+    per_chunk = max(1, chunk_bytes // (W.numel() * 4))
+    errors = []
+    for first in range(0, len(levels), per_chunk):
+        chunk = levels[first:first + per_chunk]
+        D = W.repeat(1, len(chunk))  # each level's W − Ŵ, side by side
+        for i, (kept_channels, pruned) in enumerate(chunk):
+            D[kept_channels, i * W.shape[1]:(i + 1) * W.shape[1]] -= pruned.detach().float().T
+        errors += ((D * (H @ D)).view(W.shape[0], len(chunk), W.shape[1]).sum((0, 2)) / total).tolist()
+    return errors
+
+
+def recon_error(weight, pruned, kept_channels, H) -> float:
+    """`recon_errors` of one level."""
+    return recon_errors(weight, [(kept_channels, pruned)], H)[0]
