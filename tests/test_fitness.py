@@ -169,3 +169,26 @@ def test_module_cache_is_bounded_in_bytes(run, space):
     cache = roomy.modules
     assert len(cache._modules) > 1
     assert cache._bytes == sum(fitness._nbytes(m) for m in cache._modules.values()) > 0
+
+
+def test_a_child_builds_only_the_sublayers_it_changes(run, space):
+    """The parent's modules are pinned outside the LRU budget: with room for one module only,
+    a child one mutation away builds what it changed, not every sublayer again."""
+    ev = evaluator(run, module_cache_bytes=1)
+    roomy = evaluator(run)
+    for e in (ev, roomy):
+        e.set_tokens([0, 1, 2])
+    rng = np.random.default_rng(3)
+    parent = start_genome(space, rng)
+    ev.set_parent(space.kept_units(parent))
+    roomy.set_parent(space.kept_units(parent))
+    for child in make_offspring(parent, space, rng, 4):
+        genome = space.kept_units(child)
+        changed = sum(a != b for a, b in zip(genome, space.kept_units(parent)))
+        before = ev.modules.builds
+        assert ev.fitness(genome) == pytest.approx(roomy.fitness(genome), rel=1e-6)
+        assert ev.modules.builds - before <= changed  # a 1-byte LRU alone would rebuild from the change on
+    new_parent = space.kept_units(make_offspring(parent, space, rng, 1)[0])
+    ev.set_parent(new_parent)  # the old parent's modules leave the pin for the (1-module) LRU
+    assert set(ev.modules._pinned) == {(i, k) for i, k in enumerate(new_parent)}
+    assert len(ev.modules._modules) <= 1

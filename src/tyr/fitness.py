@@ -215,7 +215,8 @@ def _empty_level(sublayer: str) -> dict:
 class ModuleCache:
     """Sublayer modules built from the supernet's level files, LRU-cached up to `max_bytes` of
     weights: the whole supernet need not fit in memory, and a search keeps revisiting the few
-    levels around its parent. Sublayer i is layer i // 2's attention (even i) or MLP (odd i)."""
+    levels around its parent. The parent's own modules are pinned outside that budget (`pin`).
+    Sublayer i is layer i // 2's attention (even i) or MLP (odd i)."""
 
     def __init__(self, supernet_json, spec, config, dense: list, max_bytes: int, dtype=None, device="cpu"):
         from tyr.supernet import read_supernet
@@ -228,19 +229,48 @@ class ModuleCache:
         self.spec, self.config, self.dense, self.max_bytes = spec, config, dense, max_bytes
         self.dtype, self.device = dtype, device
         self._modules, self._bytes = OrderedDict(), 0
+        self._pinned = {}
+        self.builds = 0
 
     def get(self, i: int, kept: int):
         """The module of sublayer i at the level with `kept` units (None: 0 units, no branch)."""
         key = (i, kept)
+        if key in self._pinned:
+            return self._pinned[key]
         if key in self._modules:
             self._modules.move_to_end(key)
             return self._modules[key]
-        module = self.build(i // 2, SUBLAYERS[i % 2], kept).to(self.device) if kept else None
+        module = self._build(key)
+        self._insert(key, module)
+        return module
+
+    def pin(self, genome) -> None:
+        """Hold the modules of `genome` (kept units per sublayer: the search's parent) outside
+        the LRU budget; the previous parent's go back to the LRU. A child shares all but a few
+        sublayers with its parent, so it builds only those even when one pruned model exceeds
+        `max_bytes` (Llama-3.1-8B in bf16: ~8 GB against 1 GiB, where rebuilding nearly every
+        sublayer was 73 of the 81 s of an 8-GPU generation in docs/cost-model.md)."""
+        keys = {(i, int(kept)) for i, kept in enumerate(genome)}
+        for key in [k for k in self._pinned if k not in keys]:
+            self._insert(key, self._pinned.pop(key))
+        for key in keys - self._pinned.keys():
+            if key in self._modules:
+                module = self._modules.pop(key)
+                self._bytes -= _nbytes(module)
+            else:
+                module = self._build(key)
+            self._pinned[key] = module
+
+    def _build(self, key):
+        i, kept = key
+        self.builds += 1
+        return self.build(i // 2, SUBLAYERS[i % 2], kept).to(self.device) if kept else None
+
+    def _insert(self, key, module) -> None:
         self._modules[key] = module
         self._bytes += _nbytes(module)
         while self._bytes > self.max_bytes and len(self._modules) > 1:
             self._bytes -= _nbytes(self._modules.popitem(last=False)[1])
-        return module
 
     def build(self, layer: int, sublayer: str, kept: int):
         from tyr.supernet import pruned_layer
@@ -401,6 +431,7 @@ class Evaluator:
         parent is cached on these tokens already, only the sublayers from its first change on
         are recomputed."""
         genome = tuple(int(x) for x in genome)
+        self.modules.pin(genome)
         at, start = self.parent.begin(genome, len(self._batches), self.n_sublayers,
                                       self.n_positions * self.config.hidden_size * 4, self.cache_bytes)
         if start is not None:
