@@ -91,6 +91,7 @@ def _run(name, input, output, params, wildcards, threads, log):
     import torch
 
     from tyr import steps
+    from tyr.memory import release_memory
 
     fn = getattr(steps, name)
     with _lock:
@@ -105,20 +106,8 @@ def _run(name, input, output, params, wildcards, threads, log):
             logger.exception("%s failed", name)
             raise
         finally:
-            _release_memory()
+            release_memory()
         logger.info("%s done in %.1f s", name, time.perf_counter() - t0)
         return result
 
 
-def _release_memory():
-    """Hand a finished job's memory back to the OS. Jobs run as threads of one long-lived
-    Snakemake process, where freed tensors otherwise stay in glibc's heaps and the process's
-    resident size ratchets up to the sum of its largest jobs."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
