@@ -30,7 +30,7 @@ def continuation_logprobs(model, context: list[int], continuations: list[list[in
     cache = None
     if len(context) > 1:
         prefix = torch.tensor([context[:-1]], device=device)
-        cache = _prefix_cache(model, prefix)
+        cache = model(prefix, use_cache=True, logits_to_keep=1).past_key_values
         cache.batch_repeat_interleave(len(continuations))
     width = max(len(c) for c in continuations)
     inputs = torch.zeros(len(continuations), width, dtype=torch.long)
@@ -44,15 +44,6 @@ def continuation_logprobs(model, context: list[int], continuations: list[list[in
         lp = logprobs[i, :len(c)]
         out.append((float(lp.gather(1, target[:, None]).sum()), bool((lp.argmax(-1) == target).all())))
     return out
-
-
-def _prefix_cache(model, prefix):
-    """The KV cache of `prefix`; the LM head runs on its last position only where the model
-    takes `logits_to_keep` (transformers' causal LMs since 4.45), else on all of them."""
-    try:
-        return model(prefix, use_cache=True, logits_to_keep=1).past_key_values
-    except TypeError:
-        return model(prefix, use_cache=True).past_key_values
 
 
 def score_requests(model, requests, max_length: int) -> list[tuple[float, bool]]:
