@@ -136,27 +136,26 @@ def read_texts(source) -> list[str]:
 
 
 def zeroshot(model, tasks, *, data_dir=None, limit=None, batch_size=8, tokenizer=None, device="cpu") -> dict:
-    """acc / acc_norm per task through lm-eval's `simple_evaluate`, each distinct context run once
-(`tyr.choices`).
+    """acc / acc_norm per task through lm-eval's `simple_evaluate`.
 
-    `model` is a model folder (loaded by lm-eval with trust_remote_code) or a loaded model
+    `model` is a model folder (loaded by HFLM with trust_remote_code) or a loaded model
     (then `tokenizer` is required). With `data_dir`, the tasks tyr has local versions of are scored
     offline from the AI2 jsonl files there (`tyr.tasks.LOCAL`); other names (and all names when `data_dir` is
     None) are lm-eval registry tasks that need the hub.
     """
     import lm_eval
+    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     from tyr import tasks as local_tasks
-    from tyr.choices import SharedContextLM
 
     specs, names = _task_specs(tasks, data_dir)
     if isinstance(model, (str, Path)):
-        lm = SharedContextLM(pretrained=str(model), trust_remote_code=True, batch_size=batch_size, device=device, dtype="auto")
+        lm = HFLM(pretrained=str(model), trust_remote_code=True, batch_size=batch_size, device=device, dtype="auto")
     else:
         if tokenizer is None:
             raise ValueError("zeroshot: a loaded model needs its tokenizer")
-        lm = SharedContextLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     # Indexing lm-eval's thousands of built-in YAMLs takes seconds: only when a hub task needs it.
     needs_registry = any(isinstance(s, str) for s in specs)
     manager = TaskManager(include_path=str(local_tasks.FOLDER), include_defaults=needs_registry)
