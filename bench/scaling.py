@@ -190,8 +190,8 @@ def worker_supernet(job: dict) -> dict:
     meter.wrap(local_prune, "prune_levels", lambda a, k, o: (
         ("path", a[0].shape[1]), {}, {"width": a[0].shape[1], "d_out": a[0].shape[0], "group": k.get("group", 1),
                                       "per_step": k.get("per_step", 1), "levels": [int(x) for x in a[2]]}))
-    meter.wrap(local_prune, "recon_error", lambda a, k, o: (("recon", a[0].shape[1]),
-                                                            {"flops": 2 * a[0].shape[1] ** 2 * a[0].shape[0]}, None))
+    meter.wrap(local_prune, "recon_errors", lambda a, k, o: (("recon", a[0].shape[1]), {
+        "flops": 2 * a[0].shape[1] ** 2 * a[0].shape[0] * len(a[1])}, None))  # H·D per level (+ ‖XW‖² once)
     meter.wrap(accumulate, "attention_input", lambda a, k, o: (("forward", "attention_input"), {
         "tokens": tokens_of(a[1]), "flops": tokens_of(a[1]) * _attention_flops(a[0].self_attn, a[1].shape[1])}, None))
     meter.wrap(accumulate, "mlp_input", lambda a, k, o: (("forward", "mlp_input"), {
