@@ -9,17 +9,26 @@ small for the next step, so its resident size grows with the number of steps.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, loaded once (the sampling loop calls it every 16 steps); None elsewhere."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
 
 
 def trim_heap() -> None:
     """Return glibc's free heap pages to the OS (a no-op elsewhere). Self-sampling 128 × 256
     tokens of SmolLM2 peaked at 4.43 GB resident without it and at 1.43 GB trimmed every 16
     steps, with the same tokens and no loss of speed."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def release_memory() -> None:
