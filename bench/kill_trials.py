@@ -182,7 +182,7 @@ def main(argv=None):
                     help="share of the kills aimed inside a search (at a random generation)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_models import save_tiny_model
+    from tyr.testing import save_tiny_model
 
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:

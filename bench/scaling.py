@@ -155,7 +155,7 @@ def worker_setup(job: dict) -> dict:
     layer 0's calibration input, a factory supernet for the fitness: nothing here is timed."""
     import zarr
     from supernet_factory import build_supernet
-    from tiny_models import tiny_hf_model
+    from tyr.testing import tiny_hf_model
 
     from tyr.construct import embed
     from tyr.levels import write_levels

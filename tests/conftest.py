@@ -7,15 +7,13 @@ import os
 import pytest
 import torch
 
-from tiny_models import save_tiny_model, tiny_hf_model, tiny_tokenizer  # noqa: F401  (re-exported for the tests)
+from helpers.baseline_factory import N_SEQ, SEQ_LEN
+from helpers.supernet_factory import write_spec, write_tokens
+from tyr.testing import save_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
-
-# Offline evaluation data for the tests: $TYR_DATA_DIR (CI sets it), else the development
-# machines' ../shared/data. Product code only ever reads $TYR_DATA_DIR (tyr.evalplan).
-SHARED_DATA = os.environ.get("TYR_DATA_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 
 @pytest.fixture(params=["llama", "qwen2", "qwen3", "phi3"])
@@ -29,6 +27,29 @@ def tiny_model_dir(tmp_path):
 
     def make(model_type="llama", **overrides):
         return save_tiny_model(tmp_path / f"tiny-{model_type}", model_type, **overrides)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny tensors gain nothing from threads, and on a shared CPU OpenMP sync makes them crawl.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("single_thread")`."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def prepared(tiny_model_dir, tmp_path):
+    """Factory: (model_dir with spec.json, tokens.zarr) of a tiny random model (the baselines' input)."""
+
+    def make(model_type="llama", **overrides):
+        model_dir = tiny_model_dir(model_type, **overrides)
+        write_spec(model_dir)
+        tokens = write_tokens(tmp_path / "tokens.zarr", vocab_size=128, n_seq=N_SEQ, seq_len=SEQ_LEN)
+        return model_dir, tokens
 
     return make
 

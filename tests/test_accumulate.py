@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from test_construct import hidden, levels_of, prepare, rope
+from helpers.supernet_layer import hidden, levels_of, prepare, rope
 from tyr import model as adapter
 from tyr import supernet
 from tyr.accumulate import expected_projection, level_weights, mlp_input

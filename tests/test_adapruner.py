@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from baseline_factory import dense_pass, prepared, pruned_loss, single_thread, spec_of, split_tokens  # noqa: F401
 
+from helpers.baseline_factory import dense_pass, pruned_loss, spec_of, split_tokens
 from tyr import model as adapter
 from tyr.baselines import adapruner
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_metrics_follow_their_definitions(prepared):

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from baseline_factory import (chosen_levels, dense_pass, flat, layer_pieces, prepared, prune_tokens,  # noqa: F401
-                              rebuild, single_thread, top)
 
+from helpers.baseline_factory import chosen_levels, dense_pass, flat, layer_pieces, prune_tokens, rebuild, top
 from tyr import baselines, sparsity
 from tyr import model as adapter
 from tyr.baselines import budget, flap, llm_pruner, wanda_sp
 from tyr.model import ModelSpec
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 METHODS = sorted(baselines.METHODS)
 # Small search budgets for the searching methods: these tests check format and budget, not search quality.

@@ -32,8 +32,8 @@ def _pytest(folder: Path, strict: bool) -> subprocess.CompletedProcess:
 
 
 def test_unlisted_skips_fail_only_in_strict_mode(tmp_path):
-    for name in ("conftest.py", "tiny_models.py"):
-        shutil.copy(HERE / name, tmp_path / name)
+    shutil.copy(HERE / "conftest.py", tmp_path / "conftest.py")
+    shutil.copytree(HERE / "helpers", tmp_path / "helpers")
     (tmp_path / "allowed_skips.txt").write_text("# none\n")
     (tmp_path / "test_sample.py").write_text(SAMPLE)
 

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.data import SHARED_DATA
 from tyr import evaluate as ev
 from tyr.data import write_tokens
-
-from conftest import SHARED_DATA
 
 WIKITEXT = Path(SHARED_DATA) / "wikitext-2" / "test.txt"
 ZEROSHOT = Path(SHARED_DATA) / "zeroshot"

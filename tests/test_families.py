@@ -13,11 +13,11 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from supernet_factory import single_thread, write_tokens  # noqa: F401 (autouse fixture)
-from test_export import build_supernet, genome, masked_dense_logits, run_clean
-from test_prepare import _no_weight_loading
-from test_unstructured_workflow import check_export, prune_in_process
 
+from helpers.data import no_weight_loading
+from helpers.export_factory import build_supernet, genome, masked_dense_logits, run_clean
+from helpers.supernet_factory import write_tokens
+from helpers.unstructured import check_export, prune_in_process
 from tyr import families, prepare
 from tyr import model as adapter
 from tyr.export import export
@@ -25,6 +25,8 @@ from tyr.io import write_json
 from tyr.unstructured.export import export as unstructured_export
 from tyr.unstructured.layer import MASK_PREFIX
 from tyr.unstructured.patterns import Pattern
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 # Tiny Phi-3 (conftest): 3 layers, 4 query heads over 2 KV heads, head_dim 16, 96 channels.
 HEADS = [[0, 3], [], [1, 2, 3]]  # one head per KV group; no attention; KV0 keeps 1, KV1 keeps 2
@@ -138,7 +140,7 @@ def test_phi3_variants_tyr_cannot_compute_are_refused_by_name(tiny_model_dir, tm
     src = tiny_model_dir("phi3")
     config = json.loads((src / "config.json").read_text())
     (src / "config.json").write_text(json.dumps({**config, key: value}))
-    _no_weight_loading(monkeypatch)  # refused from config.json, before any weight is read
+    no_weight_loading(monkeypatch)  # refused from config.json, before any weight is read
     with pytest.raises(adapter.UnsupportedArchitecture, match=f"phi3.*{key}"):
         prepare.prepare_model(str(src), tmp_path / "out")
     assert not (tmp_path / "out").exists()

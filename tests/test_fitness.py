@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from supernet_factory import make_run, single_thread  # noqa: F401 (autouse fixture)
 
+from helpers.supernet_factory import make_run
 from tyr import fitness
 from tyr.model import load_model
 from tyr.search import load_space, make_offspring, start_genome
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +122,7 @@ def test_fresh_tokens_drop_the_parent_cache(run, space):
 
 
 def test_topk_of_other_tokens_is_refused(run, tmp_path):
-    from supernet_factory import write_tokens
+    from helpers.supernet_factory import write_tokens
 
     other = write_tokens(tmp_path / "other.zarr", vocab_size=128, seed=5)
     with pytest.raises(ValueError, match="other tokens"):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from baseline_factory import chosen_levels, dense_pass, layer_pieces, prepared, prune_tokens, single_thread  # noqa: F401
-from baseline_factory import spec_of, top
 
+from helpers.baseline_factory import chosen_levels, dense_pass, layer_pieces, prune_tokens, spec_of, top
 from tyr.baselines import llm_bip
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def removal_effects(layer, x, pos, head_dim):

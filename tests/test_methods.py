@@ -15,9 +15,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from tyr import baselines
+from tyr import baselines, methods
 from tyr import config as tyrconf
-from tyr import methods
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from baseline_factory import chosen_levels, prepared, rebuild, single_thread, spec_of, split_tokens  # noqa: F401
 
+from helpers.baseline_factory import chosen_levels, rebuild, spec_of, split_tokens
 from tyr import model as adapter
 from tyr import sparsity
 from tyr.baselines import nirvana
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def independent_saliency(model_dir, tokens, spec):

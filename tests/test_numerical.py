@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from baseline_factory import chosen_levels, dense_pass, flat, layer_pieces, prepared, prune_tokens, rebuild  # noqa: F401
-from baseline_factory import single_thread, spec_of  # noqa: F401
 
+from helpers.baseline_factory import chosen_levels, dense_pass, flat, layer_pieces, prune_tokens, rebuild, spec_of
 from tyr import model as adapter
 from tyr.baselines import numerical
 from tyr.local_prune import channels
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def paper_objective(z, weight, X, ratio, lam, damping):

@@ -5,19 +5,10 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from helpers.data import no_weight_loading
 from tyr import model as adapter
 from tyr import prepare
 from tyr.model import UnsupportedArchitecture
-
-
-def _no_weight_loading(monkeypatch):
-    """Make any weight load an error, to prove a refusal happens before it."""
-    from transformers import AutoModelForCausalLM
-
-    def boom(*a, **k):
-        raise AssertionError("weights were loaded before the source was validated")
-
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", boom)
 
 
 def _leftovers(parent):
@@ -57,7 +48,7 @@ def test_unsupported_architecture_stops_before_weights(tmp_path, monkeypatch):
     src = tmp_path / "gpt2"
     AutoConfig.for_model("gpt2", n_layer=2, n_embd=32, n_head=2, architectures=["GPT2LMHeadModel"]).save_pretrained(src)
     (src / "model.safetensors").write_bytes(b"not a checkpoint")  # would fail differently if read
-    _no_weight_loading(monkeypatch)
+    no_weight_loading(monkeypatch)
     with pytest.raises(UnsupportedArchitecture, match="GPT2LMHeadModel.*gpt2"):
         prepare.prepare_model(str(src), tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -68,7 +59,7 @@ def test_pickled_only_checkpoint_is_refused(tiny_model_dir, tmp_path, monkeypatc
     state = adapter.load_state(src)
     (src / "model.safetensors").unlink()
     torch.save(state, src / "pytorch_model.bin")
-    _no_weight_loading(monkeypatch)
+    no_weight_loading(monkeypatch)
     with pytest.raises(ValueError, match="only pickled weights.*pytorch_model.bin.*safetensors"):
         prepare.prepare_model(str(src), tmp_path / "out")
     assert not (tmp_path / "out").exists()

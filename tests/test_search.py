@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from supernet_factory import make_run, single_thread  # noqa: F401 (autouse fixture)
 
+from helpers.supernet_factory import make_run
 from tyr import fitness, search
 from tyr.io import read_json
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 STAGES = [[64, 4], [256, 1]]  # the last stage covers the whole fitness split (8 x 32 tokens)
 
@@ -258,10 +260,10 @@ def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):
 
 def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
     """End to end on `tyr.construct.build_all`'s output (compensated levels, qk-norm model)."""
-    from supernet_factory import write_spec, write_tokens
+    from helpers.supernet_factory import write_spec, write_tokens
 
-    from tyr.levels import write_levels
     from tyr.construct import build_all
+    from tyr.levels import write_levels
 
     model_dir = tiny_model_dir("qwen3", num_hidden_layers=3)
     spec_json = write_spec(model_dir)

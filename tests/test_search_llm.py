@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from baseline_factory import chosen_levels, dense_pass, prepared, pruned_loss, rebuild, single_thread  # noqa: F401
-from baseline_factory import split_tokens
 
+from helpers.baseline_factory import chosen_levels, dense_pass, pruned_loss, rebuild, split_tokens
 from tyr.baselines import reformation, search_llm
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 FAST = {"population": 4, "parents": 2, "mutations": 2, "crossovers": 1, "epochs": 2, "eval_sequences": 2}
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from supernet_factory import make_run, single_thread  # noqa: F401 (autouse fixture)
 
+from helpers.supernet_factory import make_run
 from tyr import fitness, search, select
 from tyr.io import read_json, write_json
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

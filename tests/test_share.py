@@ -7,11 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from supernet_factory import make_run, single_thread  # noqa: F401 (autouse fixture)
 
+from helpers.supernet_factory import make_run
 from tyr import fitness, search, share
 from tyr.io import read_json, write_json
 from tyr.select import flat
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,9 @@ from tyr import unstructured
 from tyr.unstructured import apt, patterns, refit, sparsegpt, wanda
 from tyr.unstructured.hessian import layer_error
 from tyr.unstructured.patterns import Pattern
-from supernet_factory import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 METHODS = sorted(unstructured.METHODS)
 PATTERNS = [Pattern.parse(p) for p in (0.5, 0.7, "2:4", "4:8")]

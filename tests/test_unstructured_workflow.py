@@ -8,59 +8,28 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import torch
 import zarr
 from safetensors.torch import load_file
-from supernet_factory import write_spec, write_tokens
-from test_workflow import RUN, digest, incomplete, prepare, run, snakemake_cmd
 
+from helpers.runs import RUN, digest, incomplete, prepare, run, snakemake_cmd
+from helpers.supernet_factory import write_spec, write_tokens
+from helpers.unstructured import check_export, prune_in_process
 from tyr import baselines
+from tyr.construct import HIDDEN
 from tyr.evaluate import evaluate_model
 from tyr.export import export as structural_export
-from tyr.construct import HIDDEN, embed
-from tyr.unstructured.export import MASKS, RECORD, export
-from tyr.unstructured.layer import prune_layer
+from tyr.unstructured.export import RECORD, export
 from tyr.unstructured.patterns import Pattern, unpack
 from tyr.unstructured.summary import summarize
-from supernet_factory import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 N_SEQ, SEQ_LEN = 8, 32
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def prune_in_process(model_dir, tokens, out_dir, method, pattern, **options) -> list[Path]:
-    """What the DAG's jobs do, in order: embed, then every layer on the previous pruned layer's output."""
-    out_dir = Path(out_dir)
-    n_layers = json.loads((Path(model_dir) / "config.json").read_text())["num_hidden_layers"]
-    acts = out_dir / "acts" / "embeddings.zarr"
-    embed(model_dir, tokens, acts)
-    files = []
-    for layer in range(n_layers):
-        nxt = out_dir / "acts" / f"out{layer:03d}.zarr"
-        files.append(out_dir / "layers" / f"layer{layer:03d}.safetensors")
-        prune_layer(model_dir, acts, layer, files[-1], nxt, method=method, pattern=pattern, blocksize=16, **options)
-        acts = nxt
-    return files
-
-
-def check_export(folder, pattern, *, trust_remote_code=False):
-    """Load with from_pretrained; every removed weight is zero, N:M groups exact; return the model."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trust_remote_code, dtype=torch.float32)
-    masks = load_file(str(Path(folder) / MASKS))
-    state = model.state_dict()
-    assert masks and set(masks) <= set(state)
-    for name, bits in masks.items():
-        weight = state[name]
-        mask = unpack(bits, weight.shape[1])
-        assert bool((weight[mask] == 0).all()) and bool((weight[~mask] != 0).all()), name
-        if pattern.m:
-            assert bool(((weight != 0).reshape(weight.shape[0], -1, pattern.m).sum(-1) == pattern.n).all()), name
-    return model, masks
 
 
 @pytest.fixture

@@ -5,92 +5,21 @@ These run the real Snakefile with the `tiny` preset in a temporary working direc
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN = "tiny"
-
-
-def snakemake_cmd(workdir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-            "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2",
-            "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"), *extra]
-
-
-def prepare(workdir: Path, model_dir: Path, **overrides) -> Path:
-    workdir.mkdir(parents=True, exist_ok=True)
-    # No WikiText-2, zero-shot or speed: the held-out perplexity and continuations still run.
-    cfg = {"run": RUN, "model": {"source": str(model_dir)}, "data": {"source": "pydoc"},
-           "evaluate": {"wikitext": "none", "zeroshot_tasks": [], "zeroshot_dir": "none", "speed": False}}
-    cfg.update(overrides)
-    (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
-    return workdir / "results" / RUN
-
-
-def run(workdir: Path, *extra: str, check=True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    out = subprocess.run(snakemake_cmd(workdir, *extra), capture_output=True, text=True, env=env, timeout=900)
-    if check and out.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
-    return out
-
-
-def digest(path: Path) -> str:
-    """Content hash of a file or a folder (sorted relative paths + bytes)."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        h.update(str(f.relative_to(path.parent)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def incomplete(workdir: Path) -> set[Path]:
-    """Outputs of jobs Snakemake had started but not recorded as finished when it was killed
-    (its `.snakemake/incomplete` markers: url-safe base64 of the path, split into '@' folders)."""
-    root = workdir / ".snakemake" / "incomplete"
-    marked = set()
-    for f in root.rglob("*") if root.exists() else ():
-        if f.is_file() and f.name != "migration_underway":
-            encoded = "".join(part.lstrip("@") for part in f.relative_to(root).parts)
-            marked.add((workdir / base64.urlsafe_b64decode(encoded).decode()).resolve())
-    return marked
-
-
-def artifacts(run_dir: Path, unfinished: set[Path] = frozenset()) -> dict[str, float]:
-    """mtime of every finished artifact: manifests, levels, search results, genomes, models.
-
-    An artifact is finished once Snakemake recorded its job as done: a job killed after
-    writing its output but before that record is rightly redone (`unfinished`; for a folder
-    output such as `pruned/`, every file in it). A supernet layer's weight files belong to its
-    job, whose output is the manifest written last.
-    """
-    keep = ("manifest.json", "levels.json", "supernet.json", "best.json", "genome.json", ".safetensors", "spec.json")
-
-    def finished(p: Path) -> bool:
-        layer = next((d for d in p.parents if d.name.startswith("layer") and d.parent.name == "supernet"), None)
-        owner = p if layer is None else layer / "manifest.json"
-        return owner.exists() and not {owner.resolve(), *(d.resolve() for d in p.parents)} & unfinished
-
-    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
-            for p in run_dir.rglob("*") if p.is_file() and p.name.endswith(keep) and finished(p)}
+from helpers.runs import ROOT, RUN, artifacts, digest, incomplete, planned_rules, prepare, run, snakemake_cmd
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted tiny run, shared by the tests below."""
-    from conftest import tiny_hf_model, tiny_tokenizer
+    from tyr.testing import tiny_hf_model, tiny_tokenizer
 
     base = tmp_path_factory.mktemp("workflow")
     model_dir = base / "tiny-llama"
@@ -160,15 +89,6 @@ def test_kill_and_resume_is_bit_identical(reference, tmp_path, marker):
         ours = sorted((run_dir / "s50" / method / "pruned").glob("*.safetensors"))
         theirs = sorted((ref / "s50" / method / "pruned").glob("*.safetensors"))
         assert [digest(p) for p in ours] == [digest(p) for p in theirs]
-
-
-def planned_rules(workdir, *configfiles) -> dict:
-    """{rule: job count} that `snakemake -n` plans with these extra config files."""
-    out = run(workdir, "-n", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
-              *map(str, configfiles), "--quiet", "rules")
-    text = out.stdout + out.stderr
-    return {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
-            if len(line.split()) == 2 and line.split()[0].isidentifier() and line.split()[1].isdigit()}
 
 
 def test_settings_rerun_only_what_they_change(reference, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from tyr import sparsity
@@ -123,9 +122,8 @@ def write_tokens(path, *, vocab_size: int, n_seq: int = 8, seq_len: int = 32, se
 def make_run(root, *, n_layers: int = 4, n_seq: int = 8, seq_len: int = 32, k: int = 16, seed: int = 0,
              target_sparsity: float = 0.5, **model_overrides) -> dict:
     """A tiny model, its supernet, a token file and the dense top-k: everything a search reads."""
-    from conftest import tiny_hf_model
-
     from tyr.fitness import dense_topk
+    from tyr.testing import tiny_hf_model
 
     root = Path(root)
     model = tiny_hf_model("llama", seed=seed, num_hidden_layers=n_layers, initializer_range=0.1, **model_overrides)
@@ -137,12 +135,3 @@ def make_run(root, *, n_layers: int = 4, n_seq: int = 8, seq_len: int = 32, k: i
     paths["topk"] = root / "topk.zarr"
     dense_topk(paths["model"], paths["tokens"], paths["topk"], k=k)
     return paths
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors gain nothing from threads, and on a shared CPU OpenMP sync makes them crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -6,28 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
-from supernet_factory import single_thread, write_spec, write_tokens  # noqa: F401 (autouse fixture)
 
 from tyr import model as adapter
 from tyr.model import ModelSpec
 from tyr.supernet import layer_shape, layer_state, load_level, pruned_config, read_supernet
 
 N_SEQ, SEQ_LEN = 8, 32
-
-
-@pytest.fixture
-def prepared(tiny_model_dir, tmp_path):
-    """Factory: (model_dir with spec.json, tokens.zarr) of a tiny random model."""
-
-    def make(model_type="llama", **overrides):
-        model_dir = tiny_model_dir(model_type, **overrides)
-        write_spec(model_dir)
-        tokens = write_tokens(tmp_path / "tokens.zarr", vocab_size=128, n_seq=N_SEQ, seq_len=SEQ_LEN)
-        return model_dir, tokens
-
-    return make
 
 
 def spec_of(model_dir) -> ModelSpec:

@@ -1,6 +1,7 @@
 """Tiny random Llama-shaped models and a character tokenizer: no download, built in seconds.
 
-Used by the tests (through conftest) and by CI's fresh-clone run (.ci/tiny_model.py).
+Installed with tyr, so the tests, the benchmarks and CI's fresh-clone run (.ci/tiny_model.py) build the
+same models without importing each other.
 """
 
 from __future__ import annotations

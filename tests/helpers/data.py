@@ -1,0 +1,20 @@
+"""Where the tests find offline evaluation data, and a guard that no weights are read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Offline evaluation data for the tests: $TYR_DATA_DIR (CI sets it), else the development
+# machines' ../shared/data. Product code only ever reads $TYR_DATA_DIR (tyr.evalplan).
+SHARED_DATA = Path(os.environ.get("TYR_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data")
+
+
+def no_weight_loading(monkeypatch):
+    """Make any weight load an error, to prove a refusal happens before it."""
+    from transformers import AutoModelForCausalLM
+
+    def boom(*a, **k):
+        raise AssertionError("weights were loaded before the source was validated")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", boom)
