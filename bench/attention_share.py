@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def genome_at(run: Path, target: str, share: float | None, out: Path) -> Path:
     """The near-uniform genome file of iteration 1's supernet with attention keeping `share`."""
-    from tyr import search
-    from tyr.io import write_json
+    from tyr.search import evolve as search
+    from tyr.core.io import write_json
 
     supernet = run / f"s{target}" / "iter1" / "supernet" / "supernet.json"
     space = search.load_space(supernet, run / "model" / "spec.json", int(target) / 100, attention_kept=share)
@@ -44,9 +44,9 @@ def genome_at(run: Path, target: str, share: float | None, out: Path) -> Path:
 
 
 def score(run: Path, genome_json: Path, out: Path, wikitext: list[str], args) -> dict:
-    from tyr.data import read_texts
-    from tyr.evaluate import heldout_perplexity, load, perplexity
-    from tyr.export import export
+    from tyr.calib.sources import read_texts
+    from tyr.evaluate.measure import heldout_perplexity, load, perplexity
+    from tyr.export.hf import export
 
     t0 = time.perf_counter()
     summary = export(run / "model", run / "model" / "spec.json", genome_json, out / "pruned", method="attention_share")
@@ -69,7 +69,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import torch
 
-    from tyr.data import read_texts
+    from tyr.calib.sources import read_texts
 
     torch.set_num_threads(1)
     run = Path(args.run_dir)

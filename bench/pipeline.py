@@ -102,8 +102,8 @@ def floors(run_dir: Path, conf: dict, targets: list[float], cores: int) -> dict:
     and the GEMM speeds they rest on (`floors.py`)."""
     from floors import matmul_gflops, stage_floors
 
-    from tyr.config import target_tag
-    from tyr.hardware import resolve_dtype
+    from tyr.workflow.config import target_tag
+    from tyr.core.device import resolve_dtype
 
     cfg = json.loads((run_dir / "model" / "config.json").read_text())
     threads = min(int(conf.get("threads", 1)), cores)
@@ -134,9 +134,9 @@ def disk_size(path: Path) -> int:
 
 
 def fitness_speed(run_dir: Path, target_tag: str) -> dict | None:
-    """Incremental vs naive candidate evaluations per second on the same tokens (tyr.search.benchmark)."""
-    from tyr.config import tag_target
-    from tyr.search import benchmark
+    """Incremental vs naive candidate evaluations per second on the same tokens (tyr.search.evolve.benchmark)."""
+    from tyr.workflow.config import tag_target
+    from tyr.search.evolve import benchmark
 
     supernet = run_dir / f"s{target_tag}" / "iter1" / "supernet" / "supernet.json"
     if not supernet.exists():
@@ -242,7 +242,7 @@ def main(argv=None):
     compute = sum(r["seconds"] for r in rows)
     peak_rss_gb = max((r["max_rss_mb"] or 0) for r in rows) / 1024 if rows else None
     supernet_bytes = sum(disk_size(p) for p in run_dir.glob("s*/iter*/supernet"))
-    from tyr.config import target_tag
+    from tyr.workflow.config import target_tag
 
     conf = run_config(run, args.extra_config)
     result = {

@@ -57,7 +57,7 @@ def run_seed(prefix: str, seed: int, targets, cores: int, extra) -> float:
 
 def seed_from(src: Path, dst: Path, targets) -> None:
     """Copy seed 0's seed-independent artifacts, timestamps kept, so Snakemake reuses them."""
-    from tyr.config import target_tag
+    from tyr.workflow.config import target_tag
 
     for name in SHARED:
         _copy(src / name, dst / name)
@@ -75,8 +75,8 @@ def _copy(a: Path, b: Path) -> None:
 
 def collect(prefix: str, seeds, targets) -> dict:
     """Per target and method: the summary figures of every seed."""
-    from tyr.config import target_tag
-    from tyr.io import read_json
+    from tyr.workflow.config import target_tag
+    from tyr.core.io import read_json
 
     out = {}
     for t in targets:
@@ -86,7 +86,7 @@ def collect(prefix: str, seeds, targets) -> dict:
             for method in ("tyr", "uniform"):
                 s = read_json(base / method / "eval" / "summary.json")
                 genome = read_json(base / method / "genome.json")
-                share = base / "share.json" if method == "tyr" else None  # tyr.share: the attention/MLP split
+                share = base / "share.json" if method == "tyr" else None  # tyr.search.split: the attention/MLP split
                 rows.setdefault(method, []).append({
                     "seed": seed, "sparsity": s["sparsity"], "chosen": genome.get("chosen"),
                     "attention_kept": read_json(share)["chosen"] if share and share.exists() else None,

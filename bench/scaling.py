@@ -7,15 +7,15 @@ Builds random-initialised Llama-architecture models with ONE decoder layer (ever
 is linear in depth) in a temporary folder with the tests' model factory, SmolLM2-135M-, SmolLM2-
 360M- and Llama-3.2-1B-shaped, and times on one thread, each in a fresh process:
 
-  supernet  `tyr.construct.build_layer` (the `supernet_layer` rule) at the paper's levels (9,
+  supernet  `tyr.supernet.build.build_layer` (the `supernet_layer` rule) at the paper's levels (9,
             Δ 12.5 %, 1 head / 16 channels per step) on 2 × 2048 calibration tokens, split into
             Hessian accumulation, pruning path (`prune_levels`), reconstruction error, forwards
             and level writes. Not for the 1B shape unless --full: it takes ~9 CPU-min here (an
             hour of wall clock on a busy machine), its MLP pruning path most of it.
-  path      `tyr.local_prune.prune_levels` alone at wider widths (Llama-3.1-8B's attention among
+  path      `tyr.supernet.local_prune.prune_levels` alone at wider widths (Llama-3.1-8B's attention among
             them): the O(width³) part, which does not depend on the token count.
-  topk      `tyr.fitness.dense_topk` (k = 256) over one 2048-token sequence (1B: 1024).
-  fitness   `tyr.fitness.Evaluator` on a supernet of the tests' factory, every sublayer at 50 %:
+  topk      `tyr.search.fitness.dense_topk` (k = 256) over one 2048-token sequence (1B: 1024).
+  fitness   `tyr.search.fitness.Evaluator` on a supernet of the tests' factory, every sublayer at 50 %:
             the pruned sublayer forwards and the LM head + KL per token, in float32 and
             bfloat16, and the build of sublayer modules from level files.
 
@@ -157,9 +157,9 @@ def worker_setup(job: dict) -> dict:
     from supernet_factory import build_supernet
     from tyr.testing import tiny_hf_model
 
-    from tyr.construct import embed
-    from tyr.levels import write_levels
-    from tyr.model import spec_from_config
+    from tyr.supernet.build import embed
+    from tyr.supernet.levels import write_levels
+    from tyr.model.adapter import spec_from_config
 
     d, s = Path(job["dir"]), SHAPES[job["shape"]]
     model = tiny_hf_model("llama", num_hidden_layers=1, hidden_size=s["hidden"], intermediate_size=s["intermediate"],
@@ -181,8 +181,8 @@ def worker_setup(job: dict) -> dict:
 
 
 def worker_supernet(job: dict) -> dict:
-    """tyr.construct.build_layer of layer 0 with the paper's options, its pieces timed."""
-    from tyr import accumulate, construct, local_prune, supernet
+    """tyr.supernet.build.build_layer of layer 0 with the paper's options, its pieces timed."""
+    from tyr.supernet import accumulate, build as construct, local_prune, format as supernet
 
     meter, d = Meter(), Path(job["dir"])
     meter.wrap(local_prune.Hessian, "add", lambda a, k, o: (("hessian", a[0].H.shape[0]), {"tokens": tokens_of(a[1])},
@@ -218,8 +218,8 @@ def worker_path(job: dict) -> dict:
     """prune_levels alone on a random Hessian at one width, the paper's levels of that sublayer."""
     import torch
 
-    from tyr.levels import sublayer_levels
-    from tyr.local_prune import Hessian, prune_levels
+    from tyr.supernet.levels import sublayer_levels
+    from tyr.supernet.local_prune import Hessian, prune_levels
 
     width, d_out, group, per_step = job["width"], job["d_out"], job["group"], job["per_step"]
     torch.manual_seed(0)
@@ -235,7 +235,7 @@ def worker_path(job: dict) -> dict:
 
 
 def worker_topk(job: dict) -> dict:
-    from tyr.fitness import dense_topk
+    from tyr.search.fitness import dense_topk
 
     d = Path(job["dir"])
     _, total = staged(lambda: dense_topk(d / "model", d / "tokens.zarr", d / "topk.zarr", k=256, splits=("fitness",)))
@@ -246,8 +246,8 @@ def worker_fitness(job: dict) -> dict:
     """Evaluator: a cold full evaluation (module builds) and a warm one (forwards, head)."""
     import inspect
 
-    from tyr import fitness
-    from tyr.io import read_json
+    from tyr.search import fitness
+    from tyr.core.io import read_json
 
     meter, d = Meter(), Path(job["dir"])
     meter.wrap(fitness.Evaluator, "_sublayer", _sublayer_key)
@@ -297,8 +297,10 @@ def worker_main(kind: str, job_json: str) -> None:
     if kind != "setup":  # import what the stage imports lazily, so its memory is its tensors, not libraries
         import zarr  # noqa: F401
 
-        from tyr import construct, fitness, modeling_tyr, supernet  # noqa: F401
-        from tyr.model import load_config
+        from tyr.supernet import build as construct, format as supernet  # noqa: F401
+        from tyr.search import fitness
+        from tyr.model import modeling_tyr
+        from tyr.model.adapter import load_config
 
         if "dir" in job:
             load_config(Path(job["dir"]) / "model")
@@ -553,7 +555,7 @@ def preset() -> dict:
 
 def supernet_work(s: dict, cfg: dict, iteration: int, cache_bytes: int = 32 << 20) -> dict:
     """One supernet_layer job: FLOPs per piece, the path's features, bytes written."""
-    from tyr.levels import sublayer_levels
+    from tyr.supernet.levels import sublayer_levels
 
     seq, T = cfg["data"]["seq_len"], cfg["data"]["prune_sequences"] * cfg["data"]["seq_len"]
     sn = cfg["supernet"]
@@ -577,10 +579,10 @@ def supernet_work(s: dict, cfg: dict, iteration: int, cache_bytes: int = 32 << 2
 
 def recompute_fractions(s: dict, layers: int, cfg: dict, rng_seed: int = 0) -> list:
     """Per selection stage, the mean share of the 2L sublayers a child reruns: from the parent
-    cache's boundary before its first change (tyr.fitness.ParentCache with the search's 2 GiB),
-    changes drawn by tyr.search.mutate around an all-centre parent."""
-    from tyr.fitness import ParentCache
-    from tyr.search import mutate
+    cache's boundary before its first change (tyr.search.fitness.ParentCache with the search's 2 GiB),
+    changes drawn by tyr.search.evolve.mutate around an all-centre parent."""
+    from tyr.search.fitness import ParentCache
+    from tyr.search.evolve import mutate
 
     class Space:  # the part of a SearchSpace that mutate reads: 9 levels, attention/MLP groups
         size = 2 * layers

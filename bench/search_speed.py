@@ -5,7 +5,7 @@
 Runs the default search (config/config.yaml's search section) of iteration 1 of a finished
 run for a few generations, once per setting: `search.dtype` float32 / bfloat16, and the
 run's cores as torch threads of one process or as `search.processes` processes of one thread
-(`tyr.distributed`). Every setting starts from the same state, so the generations are the
+(`tyr.search.distributed`). Every setting starts from the same state, so the generations are the
 same work; the genome of equal-dtype settings must agree (it is the distributed contract).
 Writes bench/results/<date>-<host>-search-speed.md.
 """
@@ -37,8 +37,8 @@ def run_once(kwargs: dict, setting: dict, out_dir: Path) -> float:
     out_dir/generations.tsv)."""
     import torch
 
-    from tyr import distributed
-    from tyr.search import run_search
+    from tyr.search import distributed
+    from tyr.search.evolve import run_search
 
     args = {**kwargs, "dtype": setting["dtype"], "out_dir": str(out_dir)}
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def main(argv=None):
     ap.add_argument("--cores", type=int, default=2)
     args = ap.parse_args(argv)
 
-    from tyr.config import tag_target
+    from tyr.workflow.config import tag_target
 
     run = Path(args.run_dir).resolve()
     search = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["search"]

@@ -113,7 +113,7 @@ def main(argv=None):
     lines += genome_notes(ROOT / "results" / args.run, table["rows"])
     cpu = {}
     if args.cpu_target:
-        from tyr.methods import baselines
+        from tyr.methods.registry import baselines
 
         cpu = {m: cpu_seconds(ROOT / "results" / args.run, m, args.cpu_target) for m in args.methods if m in baselines()}
         lines += ["", f"CPU seconds of each baseline's own job at {args.cpu_target:.0%} (2 threads, a fresh process; "

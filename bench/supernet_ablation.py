@@ -6,9 +6,9 @@
         --variant dense_accumulation:pydoc:accumulate=dense --variant full_self:self
 
 For every variant: build iteration 1's supernet for the target (9 levels, Δ = 12.5%) with
-`tyr.construct.build_all`, take the uniform genome (every sublayer at the target level),
+`tyr.supernet.build.build_all`, take the uniform genome (every sublayer at the target level),
 export it, and measure WikiText-2 test perplexity. Missing token stores are created with
-`tyr.data.calibrate` from the named source (pydoc, self, or a local file).
+`tyr.calib.sources.calibrate` from the named source (pydoc, self, or a local file).
 Writes bench/results/<date>-<host>-supernet-ablation.{json,md}.
 """
 
@@ -35,7 +35,7 @@ def parse_options(text: str) -> dict:
 
 
 def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
-    from tyr.data import calibrate
+    from tyr.calib.sources import calibrate
 
     if not path.exists():
         t0 = time.perf_counter()
@@ -46,11 +46,11 @@ def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
 
 
 def run_variant(name, tokens, options, args, work: Path) -> dict:
-    from tyr.evaluate import load, perplexity, read_texts
-    from tyr.export import export
-    from tyr.levels import write_levels
-    from tyr.search import uniform_genome
-    from tyr.construct import build_all
+    from tyr.evaluate.measure import load, perplexity, read_texts
+    from tyr.export.hf import export
+    from tyr.supernet.levels import write_levels
+    from tyr.search.evolve import uniform_genome
+    from tyr.supernet.build import build_all
 
     model_dir, spec = Path(args.model), Path(args.model) / "spec.json"
     out = work / name

@@ -72,7 +72,7 @@ def results(workdir: Path, run: str, jobs, cores: int, force: bool) -> list[dict
 
 
 def jobs_of(sources, methods, patterns):
-    from tyr.unstructured.patterns import Pattern
+    from tyr.methods.unstructured.patterns import Pattern
 
     return [(s, m, Pattern.parse(p).tag) for s in sources for p in patterns for m in methods]
 
@@ -85,11 +85,11 @@ def ablation(workdir: Path, run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -
     at several greedy step sizes, on the dense model's calibration Hessians (prune split)."""
     import torch
 
-    from tyr.baselines.activations import calibration_tokens, dense_model
-    from tyr.local_prune import Hessian
-    from tyr.unstructured import prune
-    from tyr.unstructured.hessian import layer_error
-    from tyr.unstructured.patterns import Pattern
+    from tyr.methods.baselines.activations import calibration_tokens, dense_model
+    from tyr.supernet.local_prune import Hessian
+    from tyr.methods.unstructured import prune
+    from tyr.methods.unstructured.hessian import layer_error
+    from tyr.methods.unstructured.patterns import Pattern
 
     torch.set_num_threads(1)
     model = dense_model(workdir / f"results/{run}/model")
@@ -127,7 +127,7 @@ def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5) -> dict:
 
     import torch
 
-    from tyr.evaluate import load
+    from tyr.evaluate.measure import load
 
     torch.set_num_threads(1)
     models = {"dense": load(dense_dir)[0], "pruned": load(pruned_dir)[0]}
@@ -149,7 +149,7 @@ def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5) -> dict:
 
 
 def _ppl(summary, dataset="wikitext2"):
-    """The pruned model's perplexity on one data set (summaries key them by name: tyr.evalplan)."""
+    """The pruned model's perplexity on one data set (summaries key them by name: tyr.evaluate.plan)."""
     return summary.get("perplexity", {}).get(dataset, {}).get("pruned")
 
 

@@ -1,7 +1,7 @@
 # Baselines (issue 6): each writes a one-level supernet + genome from the same calibration
 # tokens, then shares export, evaluation and the summary with Týr. The methods are the
-# registry tyr.methods; each job gets only its own `baselines.<method>` options.
-from tyr import methods as tyr_methods
+# registry tyr.methods.registry; each job gets only its own `baselines.<method>` options.
+from tyr.methods import registry as tyr_methods
 
 
 rule baseline:

@@ -5,12 +5,12 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-from tyr import config as tyrconf
-from tyr import evalplan
+from tyr.workflow import config as tyrconf
+from tyr.evaluate import plan as evalplan
 
 try:
     tyrconf.check(config)
-    # Where every evaluation input comes from, decided now, before any job (tyr.evalplan).
+    # Where every evaluation input comes from, decided now, before any job (tyr.evaluate.plan).
     EVAL_PLAN = evalplan.resolve(config["evaluate"], config["data"])
 except (tyrconf.ConfigError, evalplan.PlanError) as e:
     raise WorkflowError(f"invalid configuration: {e}")
@@ -38,8 +38,8 @@ def hold_run_lock():
 
 
 def refuse_slurm_leftovers():
-    """An interrupted cluster run may leave jobs running (tyr.slurm): never resume beside them."""
-    from tyr import slurm
+    """An interrupted cluster run may leave jobs running (tyr.workflow.slurm): never resume beside them."""
+    from tyr.workflow import slurm
 
     ids = slurm.leftovers(".snakemake/log", RUN)
     if ids:
@@ -48,7 +48,7 @@ def refuse_slurm_leftovers():
 
 def cancel_own_slurm_jobs(log):
     """On error or Ctrl-C: cancel what this process submitted and left queued or running."""
-    from tyr import slurm
+    from tyr.workflow import slurm
 
     ids = slurm.cancel_own(log)
     if ids:
@@ -98,7 +98,7 @@ EMBEDDINGS = run_path("calib/embeddings.zarr")
 TOPK = run_path("dense/topk.zarr")
 TARGETS = [tyrconf.target_tag(t) for t in tyrconf.targets(config)]
 ITERATIONS = config["supernet"]["iterations"]
-MEASURED_SPLIT = config["search"].get("attention_kept") == "auto"  # the attention_share step chooses it (tyr.share)
+MEASURED_SPLIT = config["search"].get("attention_kept") == "auto"  # the attention_share step chooses it (tyr.search.split)
 THREADS = config["threads"]
 try:
     N_LAYERS = tyrconf.num_layers(config["model"]["source"], f"{MODEL}/spec.json")
@@ -114,8 +114,8 @@ wildcard_constraints:
 
 
 def step(name, input, output, params, wildcards, threads, log):
-    """Run the rule's entry point in tyr.steps (torch is imported there, inside the job)."""
-    from tyr.workflow import step as run_step
+    """Run the rule's entry point in tyr.workflow.steps (torch is imported there, inside the job)."""
+    from tyr.workflow.runner import step as run_step
 
     return run_step(name, input, output, params, wildcards, threads, log)
 

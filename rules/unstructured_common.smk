@@ -1,6 +1,6 @@
 # Paths, wildcards and input functions of rules/unstructured.smk (issue 14). Light imports only.
-from tyr import unstructured as tyr_unstructured
-from tyr.unstructured.patterns import Pattern
+from tyr.methods import unstructured as tyr_unstructured
+from tyr.methods.unstructured.patterns import Pattern
 
 try:
     tyr_unstructured.check_config(config["unstructured"])

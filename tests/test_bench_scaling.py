@@ -1,5 +1,5 @@
 """bench/scaling.py: its fit recovers known constants, and its count of the pruning path's work
-follows the loop of `tyr.local_prune.prune_levels` step by step."""
+follows the loop of `tyr.supernet.local_prune.prune_levels` step by step."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tyr import local_prune
-from tyr.levels import sublayer_levels
+from tyr.supernet import local_prune
+from tyr.supernet.levels import sublayer_levels
 
 _PATH = Path(__file__).resolve().parents[1] / "bench" / "scaling.py"
 _spec = importlib.util.spec_from_file_location("bench_scaling", _PATH)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real single-node SLURM cluster on this machine, for tests/test_slurm.py and for trying
+# A real single-node SLURM cluster on this machine, for tests/workflow/test_slurm.py and for trying
 # profiles/slurm by hand: Debian's slurm-wlm 22.05 (slurmctld + slurmd), munge, and job
 # accounting through slurmdbd + a local MariaDB, because snakemake-executor-plugin-slurm polls
 # job states with `sacct` and validates `slurm_account` with `sacctmgr`.

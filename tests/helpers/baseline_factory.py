@@ -1,5 +1,5 @@
 """What the baseline tests share: a prepared tiny model, the dense activations computed piece by
-piece (no hooks, no tyr.baselines code), a genome's level tensors and the layers they rebuild."""
+piece (no hooks, no tyr.methods.baselines code), a genome's level tensors and the layers they rebuild."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from tyr import model as adapter
-from tyr.model import ModelSpec
-from tyr.supernet import layer_shape, layer_state, load_level, pruned_config, read_supernet
+from tyr.model import adapter
+from tyr.model.adapter import ModelSpec
+from tyr.supernet.format import layer_shape, layer_state, load_level, pruned_config, read_supernet
 
 N_SEQ, SEQ_LEN = 8, 32
 
@@ -76,7 +76,7 @@ def chosen_levels(genome_json):
 
 
 def rebuild(model_dir, levels):
-    """The pruned decoder layers, rebuilt by tyr.supernet.layer_state into TyrDecoderLayers.
+    """The pruned decoder layers, rebuilt by tyr.supernet.format.layer_state into TyrDecoderLayers.
 
     A compensated bias in a level turns on the config's o_bias / down_bias (what export must do).
     """

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 # Offline evaluation data for the tests: $TYR_DATA_DIR (CI sets it), else the development
-# machines' ../shared/data. Product code only ever reads $TYR_DATA_DIR (tyr.evalplan).
+# machines' ../shared/data. Product code only ever reads $TYR_DATA_DIR (tyr.evaluate.plan).
 SHARED_DATA = Path(os.environ.get("TYR_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data")
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tyr import sparsity
-from tyr.io import save_safetensors, write_json
-from tyr.model import ModelSpec, layer_prefix, load_state, spec_from_config
+from tyr.model import sparsity
+from tyr.core.io import save_safetensors, write_json
+from tyr.model.adapter import ModelSpec, layer_prefix, load_state, spec_from_config
 
 
 def write_spec(model_dir) -> Path:
@@ -122,7 +122,7 @@ def write_tokens(path, *, vocab_size: int, n_seq: int = 8, seq_len: int = 32, se
 def make_run(root, *, n_layers: int = 4, n_seq: int = 8, seq_len: int = 32, k: int = 16, seed: int = 0,
              target_sparsity: float = 0.5, **model_overrides) -> dict:
     """A tiny model, its supernet, a token file and the dense top-k: everything a search reads."""
-    from tyr.fitness import dense_topk
+    from tyr.search.fitness import dense_topk
     from tyr.testing import tiny_hf_model
 
     root = Path(root)

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import zarr
 
-from tyr import construct, supernet
-from tyr import model as adapter
-from tyr.levels import write_levels
+from tyr.supernet import build as construct, format as supernet
+from tyr.model import adapter
+from tyr.supernet.levels import write_levels
 
 
 @dataclass

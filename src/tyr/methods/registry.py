@@ -1,0 +1,68 @@
+"""The one registry of pruning methods: Týr, its no-search baseline, and every related pruner.
+
+Everything that lists methods derives from `METHODS`: the configuration check of
+`methods` (`tyr.workflow.config`), the `method` wildcard of `rules/baselines.smk`, the dispatch of
+`tyr.methods.baselines.run`, and the table of `docs/baselines.md` (`markdown_table`, checked by
+the tests). The Snakefile imports this module at parse time, so it imports nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str          # the value in `methods:` and the results folder s<T>/<name>/
+    module: str | None  # the baseline module with run(...); None: built from Týr's own supernet
+    summary: str       # one line: what the method does, as implemented here
+    reference: str     # the paper it follows
+
+
+METHODS = (
+    Method("tyr", None, "evolutionary search of one level per sublayer in a multi-level supernet",
+           "Li et al., NeurIPS 2025"),
+    Method("uniform", None, "near-uniform: each sublayer at one of the two levels of Týr's supernet bracketing the target (no search)",
+           "Li et al., NeurIPS 2025"),
+    Method("shortgpt", "tyr.methods.baselines.shortgpt", "drop whole layers of lowest Block Influence",
+           "Men et al., 2024"),
+    Method("wanda_sp", "tyr.methods.baselines.wanda_sp", "structured Wanda (abs(W)·‖X‖), uniform, layer by layer on the pruned model",
+           "An et al., AAAI 2024 (Wanda-sp)"),
+    Method("flap", "tyr.methods.baselines.flap", "fluctuation scores, global adaptive structure, bias compensation",
+           "An et al., AAAI 2024"),
+    Method("llm_pruner", "tyr.methods.baselines.llm_pruner", "first-order Taylor group importance, uniform in a layer range, no LoRA",
+           "Ma et al., NeurIPS 2023"),
+    Method("search_llm", "tyr.methods.baselines.search_llm", "evolutionary mask search from OBS importance, ADMM reformation",
+           "Shen et al., NeurIPS 2024"),
+    Method("numerical", "tyr.methods.baselines.numerical", "Newton-method mask scores, global ranking, least-squares compensation",
+           "Shen et al., AAAI 2025"),
+    Method("llm_bip", "tyr.methods.baselines.llm_bip", "block-output influence bounds from one forward pass, uniform in a layer range",
+           "Wu et al., 2024"),
+    Method("nirvana", "tyr.methods.baselines.nirvana", "NTK output saliency, attention/MLP-balanced global allocation, KL-selected calibration",
+           "Ai et al., 2025"),
+    Method("adapruner", "tyr.methods.baselines.adapruner", "Bayesian optimisation of calibration subset × importance metric",
+           "Kong et al., AAAI 2025"),
+)
+
+
+def names() -> list[str]:
+    return [m.name for m in METHODS]
+
+
+def baselines() -> list[str]:
+    """Methods computed by a module of tyr.methods.baselines (one `baseline` job each)."""
+    return [m.name for m in METHODS if m.module is not None]
+
+
+def get(name: str) -> Method:
+    for m in METHODS:
+        if m.name == name:
+            return m
+    raise KeyError(f"unknown method {name!r}; expected one of {names()}")
+
+
+def markdown_table() -> str:
+    """The methods table of docs/baselines.md (the tests check that the page contains it)."""
+    rows = ["| method | what it does here | reference |", "|---|---|---|"]
+    rows += [f"| `{m.name}` | {m.summary} | {m.reference} |" for m in METHODS]
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,146 @@
+"""One job of the unstructured DAG: prune every projection of one decoder layer, in order.
+
+Layer l reads its input from the activation store the already pruned layer l−1 wrote (layer 0:
+the token embeddings), and inside the layer each projection is calibrated on the inputs the
+projections pruned before it produce ("true sequential", as GPTQ/SparseGPT's option):
+
+    q, k, v   on input_layernorm(x)                       (one Hessian, shared)
+    o         on the attention heads with pruned q, k, v
+    gate, up  on post_attention_layernorm(h), h = x + pruned attention
+    down      on the MLP channels with pruned gate, up
+
+It writes the layer's pruned tensors (+ packed masks and statistics) and the pruned layer's
+output, the next layer's input. The source is the dense prepared model or a structural export
+(a `tyr_llama` folder); a sublayer a structural method removed entirely is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+
+import torch
+
+from tyr.methods import unstructured
+from tyr.core.io import read_json, save_safetensors
+from tyr.supernet.local_prune import Hessian
+from tyr.model.adapter import build_layer, layer_prefix, load_state
+from tyr.supernet.build import create_hidden, open_hidden, row_batches
+from tyr.methods.unstructured.hessian import layer_error
+from tyr.methods.unstructured.patterns import Pattern, pack
+
+log = logging.getLogger("tyr.methods.unstructured")
+
+STAGES = (  # projections that share one input, in the order they are pruned
+    ("attn_in", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+    ("attn_out", ("self_attn.o_proj",)),
+    ("mlp_in", ("mlp.gate_proj", "mlp.up_proj")),
+    ("mlp_out", ("mlp.down_proj",)),
+)
+MASK_PREFIX = "mask."  # tensors "mask.<projection>": the packed removal mask (patterns.pack)
+
+
+def source_config(model_dir):
+    """The `TyrConfig` of a dense source or of a structural export (per-layer widths)."""
+    from tyr.model import adapter
+    from tyr.model.modeling_tyr import TyrConfig
+
+    if read_json(f"{model_dir}/config.json").get("model_type") == "tyr_llama":
+        return TyrConfig.from_pretrained(model_dir)
+    return adapter.load_config(model_dir)
+
+
+def stage_input(module, x, pos, stage):
+    """The input of `stage`'s projections at layer input x, through the module as pruned so far."""
+    if stage == "attn_in":
+        return module.input_layernorm(x)
+    if stage == "attn_out":
+        return module.self_attn.heads(module.input_layernorm(x), pos)
+    h = x if module.self_attn is None else x + module.self_attn(module.input_layernorm(x), pos)
+    u = module.post_attention_layernorm(h)
+    return u if stage == "mlp_in" else module.mlp.channels(u)
+
+
+def prune_layer(model_dir, inputs_zarr, layer, out_file, next_inputs_zarr, *, method, pattern,
+                blocksize=128, damp=0.01, batch_size=8) -> dict:
+    """Prune layer `layer` of `model_dir` with `method` at `pattern`; returns its statistics."""
+    start = time.perf_counter()
+    pattern = Pattern.parse(pattern)
+    config = source_config(model_dir)
+    module = build_layer(config, layer, load_state(model_dir, layer_prefix(layer)), torch.float32)
+    x_in = open_hidden(inputs_zarr)
+    from tyr.model.modeling_tyr import TyrRotaryEmbedding
+
+    pos = TyrRotaryEmbedding(config)(torch.zeros(1), torch.arange(x_in.shape[1])[None])
+    options = dict(blocksize=blocksize, damp=damp)
+    stats, masks = {}, {}
+    with torch.no_grad():
+        for stage, names in STAGES:
+            if getattr(module, names[0].split(".")[0]) is None:
+                continue  # removed by a structural method
+            H = Hessian(module.get_submodule(names[0]).in_features)
+            for _, x in row_batches(x_in, batch_size):
+                H.add(stage_input(module, x, pos, stage))
+            H = H.mean()
+            linears = [module.get_submodule(n) for n in names]
+            for name, linear, res in zip(names, linears, prune_together(method, [l.weight for l in linears], H,
+                                                                        pattern, options)):
+                stats[name] = projection_stats(linear.weight, res, H)
+                linear.weight.copy_(res.weight)
+                masks[MASK_PREFIX + name] = pack(res.mask)
+        if next_inputs_zarr is not None:
+            write_outputs(module, x_in, pos, next_inputs_zarr, batch_size)
+    seconds = round(time.perf_counter() - start, 3)
+    meta = {"layer": layer, "method": method, "pattern": pattern.tag, "seconds": seconds, "stats": json.dumps(stats)}
+    save_safetensors(out_file, {**module.state_dict(), **masks}, meta)
+    log.info("layer %d: %s %s in %.1fs; relative error %s", layer, method, pattern.label, seconds,
+             {k.split(".")[-1]: round(v["rel_error"], 4) for k, v in stats.items()})
+    return stats
+
+
+@contextmanager
+def one_thread():
+    """The methods' loops run many small ops (a column, a greedy step), which gain little from a
+    second thread and lose a lot on a shared CPU, where OpenMP's spinning threads wait for each
+    other: SparseGPT on SmolLM2's gate_proj took 0.9 s with 1 thread and 25 s with 2 (load ~8
+    on 2 cores). Hessians and forward passes keep the job's threads."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def prune_together(method, weights, H, pattern, options):
+    """Prune projections that share H; row-wise methods prune them stacked, in one call."""
+    module = unstructured.method(method)
+    with one_thread():
+        if not getattr(module, "ROW_WISE", False) or len(weights) == 1:
+            return [module.prune(w, H, pattern, **options) for w in weights]
+        res = module.prune(torch.cat(weights), H, pattern, **options)
+    sizes = [w.shape[0] for w in weights]
+    parts = zip(res.weight.split(sizes), res.mask.split(sizes),
+                res.loss.split(sizes) if res.loss is not None else [None] * len(sizes))
+    return [type(res)(w, m, l) for w, m, l in parts]
+
+
+def projection_stats(dense, res, H) -> dict:
+    """Removed weights, the measured layer-wise error (relative to ‖XW‖²) and the predicted one."""
+    err = float(layer_error(dense, res.weight, H).sum())
+    scale = float(layer_error(dense, torch.zeros_like(dense), H).sum())
+    return {"removed": int(res.mask.sum()), "weights": res.mask.numel(), "error": err,
+            "rel_error": err / max(scale, 1e-300),
+            "predicted": None if res.loss is None else float(res.loss.sum())}
+
+
+def write_outputs(module, x_in, pos, out_zarr, batch_size) -> None:
+    """The pruned layer's output for every calibration sequence: the next layer's input."""
+    from tyr.core.io import atomic_path
+
+    with atomic_path(out_zarr) as tmp:
+        out = create_hidden(tmp, x_in.shape)
+        for i, x in row_batches(x_in, batch_size):
+            out[i:i + len(x)] = module(x, pos).numpy()

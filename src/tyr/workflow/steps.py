@@ -1,0 +1,192 @@
+"""Entry points of the workflow's rules: map a rule's input/output/params to a tyr call.
+
+One small function per rule, named after it. They hold no algorithm: each only picks
+paths and options and calls the module that implements the stage.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tyr.workflow import config as tyrconf
+
+
+def _spec(input) -> str:
+    return os.path.join(input.model, "spec.json")
+
+
+def prepare_model(input, output, params, wildcards):
+    from tyr.model.prepare import prepare_model
+
+    m = params.model
+    prepare_model(m["source"], output.model, trust_remote_code=m["trust_remote_code"], dtype=m["dtype"])
+
+
+def calibrate(input, output, params, wildcards):
+    from tyr.calib.sources import calibrate
+
+    d = params.data
+    calibrate(input.model, output.tokens, source=d["source"], seq_len=d["seq_len"],
+              n_prune=d["prune_sequences"], n_fitness=d["fitness_sequences"],
+              n_selection=d.get("selection_sequences", 0), n_heldout=d.get("heldout_sequences", 0), seed=d.get("seed", 0),
+              temperature=d.get("temperature", 1.0),
+              text_field=d.get("text_field", "text"))
+
+
+def embed(input, output, params, wildcards):
+    from tyr.supernet.build import embed
+
+    embed(input.model, input.tokens, output.embeddings)
+
+
+def levels(input, output, params, wildcards):
+    from tyr.supernet.levels import write_levels
+
+    write_levels(_spec(input), output.levels, target_sparsity=tyrconf.tag_target(wildcards.target),
+                 delta=params.delta, n_levels=params.levels, iteration=int(wildcards.iter),
+                 previous_genome=input.previous[0] if input.previous else None, mlp_group=params.mlp_group)
+
+
+def supernet_layer(input, output, params, wildcards):
+    from tyr.supernet.build import build_layer
+
+    build_layer(input.model, _spec(input), input.levels, input.acts, int(wildcards.layer),
+                os.path.dirname(output.manifest), output.acts, iteration=int(wildcards.iter),
+                embeddings_zarr=input.embeddings, **params.options)
+
+
+def supernet(input, output, params, wildcards):
+    from tyr.supernet.build import assemble
+
+    assemble(list(input.manifests), output.supernet)
+
+
+def dense_topk(input, output, params, wildcards):
+    from tyr.search.fitness import dense_topk
+
+    dense_topk(input.model, input.tokens, output.topk, k=params.topk)
+
+
+def attention_share(input, output, params, wildcards):
+    from tyr.search.split import choose_share
+
+    choose_share(input.supernet, input.model, _spec(input), output.share,
+                 target_sparsity=tyrconf.tag_target(wildcards.target), shares=params.shares, text=params.text,
+                 sequences=params.sequences, seq_len=params.seq_len, seed=params.seed, dtype=params.dtype,
+                 device=params.device)
+
+
+def _attention_kept(s: dict, input):
+    """The search's attention share: a number, None (even split), or auto's measured choice."""
+    if s.get("attention_kept") != "auto":
+        return s.get("attention_kept")
+    from tyr.core.io import read_json
+
+    return read_json(input.share)["chosen"]
+
+
+def search(input, output, params, wildcards):
+    from tyr.search import distributed
+    from tyr.search.evolve import run_search
+
+    s, i = params.search, int(wildcards.iter)
+    kwargs = dict(supernet_json=input.supernet, topk_zarr=input.topk, tokens_zarr=input.tokens, model_dir=input.model,
+                  spec_json=_spec(input), out_dir=os.path.dirname(output.best),
+                  target_sparsity=tyrconf.tag_target(wildcards.target), offspring=s["offspring"],
+                  generations=s["generations"], stages=s["stages"], seed=s["seed"] + 1000 * i,
+                  max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"], dtype=s["dtype"], device=s["device"],
+                  iteration=i, track_sequences=s.get("track_sequences", 0),
+                  fixed_last_stage=s.get("fixed_last_stage", False), attention_kept=_attention_kept(s, input))
+    processes = s.get("processes", 1)
+    if processes > 1:
+        distributed.launch(kwargs, processes, params.threads, os.path.dirname(output.best))
+    else:
+        run_search(**kwargs)
+
+
+def select_tyr(input, output, params, wildcards):
+    from tyr.search.select import select_genome
+
+    select_genome(list(input.bests), input.model, input.topk, input.tokens, output.genome,
+                  dtype=params.dtype, device=params.device)
+
+
+def genome_uniform(input, output, params, wildcards):
+    from tyr.search.evolve import uniform_genome
+
+    uniform_genome(input.supernet, _spec(input), output.genome,
+                   target_sparsity=tyrconf.tag_target(wildcards.target))
+
+
+def export(input, output, params, wildcards):
+    from tyr.export.hf import export
+
+    export(input.model, _spec(input), input.genome, output.pruned, method=wildcards.method,
+           card={"tokens_zarr": input.tokens, "evaluation_plan": params.plan, "prompts": params.prompts,
+                 "new_tokens": params.new_tokens})
+
+
+def evaluate(input, output, params, wildcards):
+    from tyr.evaluate.measure import evaluate_model
+
+    e = params.evaluate
+    evaluate_model(input.model, output.eval, plan=params.plan, tokens_zarr=input.tokens, seq_len=e["seq_len"],
+                   max_windows=e.get("max_windows"), limit=e["zeroshot_limit"], speed=e["speed"],
+                   prompts=e.get("prompts", ()), new_tokens=e.get("new_tokens", 24))
+
+
+def summarize(input, output, params, wildcards):
+    from tyr.evaluate.summary import summarize
+
+    summarize(input.dense, input.pruned, _spec(input), input.genome, output.summary)
+
+
+def report(input, output, params, wildcards):
+    from tyr.evaluate.report import write_report
+
+    write_report(list(input.summaries), output.markdown, genomes=list(input.genomes),
+                 generations=list(input.generations), shares=list(input.shares), plots_dir=output.plots)
+
+
+def baseline(input, output, params, wildcards):
+    from tyr.methods import baselines
+
+    baselines.run(wildcards.method, input.model, input.tokens, os.path.dirname(output.genome),
+                  target_sparsity=tyrconf.tag_target(wildcards.target), **params.options)
+
+
+def compare(input, output, params, wildcards):
+    from tyr.evaluate.compare import compare_table
+
+    compare_table(list(input.summaries), params.benchmarks, input.dense, output.table, output.json, output.plot)
+
+
+# ---- unstructured and N:M pruning (issue 14): tyr.methods.unstructured ------------------------------
+
+
+def unstructured_layer(input, output, params, wildcards):
+    from tyr.methods.unstructured.layer import prune_layer
+
+    u = params.unstructured
+    prune_layer(input.model, input.acts, int(wildcards.layer), output.layer, output.acts,
+                method=wildcards.umethod, pattern=wildcards.upattern, blocksize=u["blocksize"],
+                damp=u["damp"], batch_size=u["batch_size"])
+
+
+def unstructured_export(input, output, params, wildcards):
+    from tyr.methods.unstructured.export import export
+
+    export(input.model, list(input.layers), output.pruned, method=wildcards.umethod,
+           pattern=wildcards.upattern, source=wildcards.usource)
+
+
+def unstructured_summary(input, output, params, wildcards):
+    from tyr.methods.unstructured.summary import summarize
+
+    summarize(input.dense, input.source, input.pruned, _spec(input), output.summary)
+
+
+def unstructured_table(input, output, params, wildcards):
+    from tyr.methods.unstructured.summary import table
+
+    table(list(input.summaries), output.table, output.json)

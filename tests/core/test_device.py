@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from tyr.core import device as hardware
+
+
+def test_dtype_auto_follows_the_device_and_names_are_checked():
+    assert hardware.resolve_dtype("auto", "cuda") == "bfloat16"  # every CUDA GPU tyr targets multiplies bf16
+    assert hardware.resolve_dtype("auto", "cpu") in ("float32", "bfloat16")
+    assert hardware.resolve_dtype("float32", "cuda") == "float32"
+    with pytest.raises(ValueError, match="float16"):
+        hardware.resolve_dtype("float16")
+
+
+def test_device_auto_is_the_cpu_without_a_gpu_and_cuda_is_refused_there(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert hardware.resolve_device("auto") == "cpu"
+    assert hardware.resolve_device("cpu") == "cpu"
+    with pytest.raises(RuntimeError, match="search.device: cuda"):
+        hardware.resolve_device("cuda")
+    with pytest.raises(ValueError, match="tpu"):
+        hardware.resolve_device("tpu")
+
+
+def test_each_rank_takes_its_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert hardware.resolve_device("auto") == "cuda:2"
+    monkeypatch.setenv("LOCAL_RANK", "5")  # more ranks than GPUs: they share, round robin
+    assert hardware.resolve_device("cuda") == "cuda:1"

@@ -1,0 +1,43 @@
+"""`tyr.workflow.runner.step`: how every rule runs a job inside the Snakemake process."""
+
+import threading
+
+import pytest
+import torch
+
+from tyr.workflow import steps, runner as workflow
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    seen = []
+
+    def record(input, output, params, wildcards):
+        seen.append((threading.get_ident(), torch.get_num_threads()))
+        return "ok"
+
+    def fail(input, output, params, wildcards):
+        raise RuntimeError("bad input")
+
+    monkeypatch.setattr(steps, "probe_ok", record, raising=False)
+    monkeypatch.setattr(steps, "probe_fail", fail, raising=False)
+    return seen
+
+
+def test_each_job_runs_in_a_fresh_thread_with_its_threads(probe, tmp_path):
+    log = tmp_path / "job.log"
+    for threads in (1, 2):
+        assert workflow.step("probe_ok", {}, {}, {}, {}, threads, [str(log)]) == "ok"
+    # A thread of its own per job (so OpenMP teams die with their jobs), never the caller's.
+    idents = [ident for ident, _ in probe]
+    assert threading.get_ident() not in idents
+    assert [n for _, n in probe] == [1, 2]
+    text = log.read_text()
+    assert "start probe_ok" in text and "probe_ok done" in text
+
+
+def test_errors_reach_the_caller_and_the_log(probe, tmp_path):
+    log = tmp_path / "job.log"
+    with pytest.raises(RuntimeError, match="bad input"):
+        workflow.step("probe_fail", {}, {}, {}, {}, 1, [str(log)])
+    assert "probe_fail failed" in log.read_text() and "RuntimeError: bad input" in log.read_text()

@@ -1,0 +1,252 @@
+"""The whole workflow on a tiny random model: it runs, it resumes after kill -9, it reuses work.
+
+These run the real Snakefile with the `tiny` preset in a temporary working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from helpers.runs import ROOT, RUN, artifacts, digest, incomplete, planned_rules, prepare, run, snakemake_cmd
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted tiny run, shared by the tests below."""
+    from tyr.testing import tiny_hf_model, tiny_tokenizer
+
+    base = tmp_path_factory.mktemp("workflow")
+    model_dir = base / "tiny-llama"
+    model = tiny_hf_model("llama")
+    model.save_pretrained(model_dir)
+    tiny_tokenizer(model.config.vocab_size).save_pretrained(model_dir)
+    run_dir = prepare(base / "ref", model_dir)
+    t0 = time.perf_counter()
+    run(base / "ref")
+    return {"model_dir": model_dir, "run_dir": run_dir, "base": base, "seconds": time.perf_counter() - t0}
+
+
+def test_full_run_produces_models_and_summaries(reference):
+    run_dir = reference["run_dir"]
+    for method in ("tyr", "uniform"):
+        summary = json.loads((run_dir / "s50" / method / "eval" / "summary.json").read_text())
+        assert abs(summary["sparsity"] - 0.5) < 0.1
+        assert (run_dir / "s50" / method / "pruned" / "config.json").exists()
+    assert (run_dir / "report" / "report.md").exists()
+    # The attention/MLP split was measured (the default) and the report shows it.
+    share = json.loads((run_dir / "s50" / "share.json").read_text())
+    assert share["candidates"][0]["attention_kept"] is None and share["chosen"] in [c["attention_kept"] for c in share["candidates"]]
+    assert "## Attention/MLP split: Týr @ 50%" in (run_dir / "report" / "report.md").read_text()
+    # Two coarse-to-fine iterations in the tiny preset, each with its own levels and search.
+    for i in (1, 2):
+        assert (run_dir / "s50" / f"iter{i}" / "search" / "best.json").exists()
+    # Týr's genome was chosen on the selection split among the start and both iterations.
+    genome = json.loads((run_dir / "s50" / "tyr" / "genome.json").read_text())
+    assert set(genome["selection"]["candidates"]) == {"start", "iter1", "iter2"} and genome["chosen"] in {"start", "iter1", "iter2"}
+
+
+def test_rerun_does_nothing(reference):
+    before = artifacts(reference["run_dir"])
+    out = run(reference["run_dir"].parents[1], "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    assert artifacts(reference["run_dir"]) == before
+
+
+@pytest.mark.parametrize("marker", ["iter1/supernet/layer001/manifest.json", "iter1/search/state.json",
+                                    "iter2/supernet/layer000/manifest.json"])
+def test_kill_and_resume_is_bit_identical(reference, tmp_path, marker):
+    """kill -9 the whole run when `marker` appears; the same command finishes it without
+    redoing finished artifacts and yields the same genome and model as an uninterrupted run."""
+    workdir = tmp_path / "killed"
+    run_dir = prepare(workdir, reference["model_dir"])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    proc = subprocess.Popen(snakemake_cmd(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "s50" / marker).exists():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before the kill point was reached"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = artifacts(run_dir, incomplete(workdir))
+    run(workdir)
+    after = artifacts(run_dir)
+    for name, mtime in done_before.items():
+        if name in after:
+            assert after[name] == mtime, f"{name} was recomputed"
+    ref = reference["run_dir"]
+    for rel in ("s50/tyr/genome.json", "s50/uniform/genome.json"):
+        assert json.loads((run_dir / rel).read_text())["layers"] == json.loads((ref / rel).read_text())["layers"]
+    for method in ("tyr", "uniform"):
+        ours = sorted((run_dir / "s50" / method / "pruned").glob("*.safetensors"))
+        theirs = sorted((ref / "s50" / method / "pruned").glob("*.safetensors"))
+        assert [digest(p) for p in ours] == [digest(p) for p in theirs]
+
+
+def test_settings_rerun_only_what_they_change(reference, tmp_path):
+    """Each rule gets only the settings that change its output: a third iteration plans only its
+    own jobs and what depends on them; a new generation count reruns the searches, and of the
+    supernet only iteration 2's (its levels are centred on iteration 1's new result), never the
+    dense top-k, the calibration or iteration 1's supernet."""
+    workdir = reference["run_dir"].parents[1]
+    (tmp_path / "iters.yaml").write_text("supernet: {iterations: 3}\n")
+    planned = planned_rules(workdir, tmp_path / "iters.yaml")
+    assert planned.get("supernet_layer") == 3 and planned.get("search") == 1 and planned.get("levels") == 1
+    assert not {"prepare_model", "calibrate", "embed", "dense_topk", "genome_uniform"} & set(planned)
+    assert {"select_tyr", "export", "evaluate_pruned"} <= set(planned)
+    (tmp_path / "gens.yaml").write_text("search: {generations: 4}\n")
+    planned = planned_rules(workdir, tmp_path / "gens.yaml")
+    assert planned.get("search") == 2 and not {"dense_topk", "calibrate", "embed"} & set(planned)
+    assert planned.get("levels") == 1 and planned.get("supernet_layer") == 3  # iteration 2 only
+
+
+def test_attention_share_settings_rerun_the_split_and_the_searches_only(reference, tmp_path):
+    """The share candidates act through share.json: they rerun the attention_share step and what
+    follows it (searches, iteration 2's supernet), never iteration 1's supernet, which the step
+    reads. The even split (attention_kept: null) plans no attention_share job."""
+    workdir = reference["run_dir"].parents[1]
+    (tmp_path / "shares.yaml").write_text("search: {attention_shares: [0.9]}\n")
+    planned = planned_rules(workdir, tmp_path / "shares.yaml")
+    assert planned.get("attention_share") == 1 and planned.get("search") == 2
+    assert planned.get("supernet_layer") == 3 and planned.get("levels") == 1  # iteration 2 only
+    assert not {"calibrate", "dense_topk", "genome_uniform"} & set(planned)
+    (tmp_path / "even.yaml").write_text("search: {attention_kept: null}\n")
+    planned = planned_rules(workdir, tmp_path / "even.yaml")
+    assert "attention_share" not in planned and planned.get("search") == 2
+
+
+def test_new_target_reuses_model_and_calibration(reference, tmp_path):
+    workdir = reference["run_dir"].parents[1]
+    (tmp_path / "targets.yaml").write_text("target_sparsity: [0.5, 0.25]\n")
+    out = run(workdir, "-n", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
+              str(tmp_path / "targets.yaml"), "--quiet", "rules")
+    text = out.stdout + out.stderr
+    planned = {line.split()[0] for line in text.splitlines() if line.strip() and line.split()[0].isidentifier()}
+    assert "prepare_model" not in planned and "calibrate" not in planned and "embed" not in planned
+    assert "supernet_layer" in planned and "search" in planned
+
+
+def test_second_run_in_same_directory_is_refused(reference, tmp_path):
+    """The kernel lock that replaces Snakemake's lock files still keeps two runs apart, while
+    read-only commands (dry run, lint, summary) work during a run, as with Snakemake's own locks."""
+    import fcntl
+
+    workdir = reference["run_dir"].parents[1]
+    with open(workdir / ".snakemake" / f"tyr-{RUN}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        out = run(workdir, "--forcerun", "report", check=False)
+        for read_only in (["-n", "--forcerun", "report"], ["--lint"], ["--summary"]):
+            assert run(workdir, *read_only, check=False).returncode == 0, read_only
+        # Another results folder is another run: it may go on beside this one.
+        (tmp_path / "other.yaml").write_text("run: other\n")
+        other = run(workdir, "results/other/model", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"),
+                    str(workdir / "test.yaml"), str(tmp_path / "other.yaml"), check=False)
+        assert other.returncode == 0 and (workdir / "results" / "other" / "model" / "spec.json").exists()
+    assert out.returncode != 0
+    assert f"another Snakemake run of results/{RUN} is active" in out.stdout + out.stderr
+
+
+def test_validate_remove_rerun_restores_the_same_result(reference, tmp_path):
+    """A flipped byte in a level file and in the exported model: `tyr.workflow.validate --remove` finds
+    both by their content hashes; Snakemake, given the removed artifacts as targets, restores
+    them byte for byte, and the run then ends with the uninterrupted run's genome and weights."""
+    import shutil
+
+    import torch
+
+    from tyr.workflow import validate
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(reference["run_dir"].parents[1], workdir, symlinks=True)
+    run_dir = workdir / "results" / RUN
+    level = sorted((run_dir / "s50" / "iter1" / "supernet" / "layer001" / "mlp").glob("*.safetensors"))[1]
+    weights = run_dir / "s50" / "uniform" / "pruned" / "model.safetensors"
+    for path in (level, weights):
+        data = bytearray(path.read_bytes())
+        data[-5] ^= 0x40
+        path.write_bytes(bytes(data))
+    assert set(validate.problems(run_dir)) == {level, weights.parent}
+    assert validate.main([str(run_dir), "--remove"]) == 0
+    manifest = level.parents[1] / "manifest.json"
+    assert not manifest.exists() and not weights.parent.exists()
+    run(workdir, "--", str(manifest.relative_to(workdir)), str(weights.parent.relative_to(workdir)))
+    assert validate.problems(run_dir) == {}
+    from tyr.supernet.format import load_level
+
+    # Restored exactly (the safetensors header's metadata order varies between processes).
+    (got, meta), (want, ref_meta) = load_level(level), load_level(reference["run_dir"] / level.relative_to(run_dir))
+    assert meta == ref_meta and got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    run(workdir)
+    ref = reference["run_dir"]
+    for method in ("tyr", "uniform"):
+        rel = f"s50/{method}/genome.json"
+        assert json.loads((run_dir / rel).read_text())["layers"] == json.loads((ref / rel).read_text())["layers"]
+        assert digest(run_dir / "s50" / method / "pruned" / "model.safetensors") == \
+            digest(ref / "s50" / method / "pruned" / "model.safetensors")
+
+
+def test_compare_counts_exactly_each_methods_own_jobs(reference, tmp_path):
+    """`snakemake compare` on the finished run: the rule hands the table the benchmark files of
+    each method's own jobs (rules/common.smk), so Týr's cost is its 2 x 3 supernet layers, the
+    attention/MLP split, 2 searches and the selection, and uniform's is iteration 1's layers."""
+    import csv
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(reference["run_dir"].parents[1], workdir, symlinks=True)
+    run(workdir, "--", "compare")
+    table = json.loads((workdir / "results" / "compare" / RUN / "table.json").read_text())
+    bench = workdir / "results" / RUN / "benchmarks" / "s50"
+
+    def seconds(files):
+        assert files and all(f.is_file() for f in files), files
+        return sum(float(next(csv.DictReader(open(f), delimiter="\t"))["s"]) for f in files)
+
+    def layers(it):
+        return [bench / f"iter{it}" / f"supernet_layer{layer:03d}.tsv" for layer in range(3)]
+
+    want = {"tyr": seconds(layers(1) + layers(2) + [bench / "iter1" / "search.tsv", bench / "iter2" / "search.tsv",
+                                                    bench / "attention_share.tsv", bench / "select_tyr.tsv"]),
+            "uniform": seconds(layers(1))}
+    got = {r["method"]: r["seconds"] for r in table["rows"]}
+    assert got == pytest.approx(want), (got, want)
+
+
+def test_read_only_results_folder_is_refused_by_name(reference, tmp_path):
+    """A finished run on a read-only mount: read-only commands work, a run with jobs to do stops
+    before any job with a message naming the folder, and nothing there changes."""
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(reference["run_dir"].parents[1], workdir, symlinks=True)
+    run_dir = workdir / "results" / RUN
+    if subprocess.run(["mount", "--bind", str(run_dir), str(run_dir)], capture_output=True).returncode:
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(run_dir)], capture_output=True).returncode:
+            pytest.skip("remounting read-only needs root")
+        before = artifacts(run_dir)
+        dry = run(workdir, "-n")
+        assert "Nothing to be done" in dry.stdout + dry.stderr
+        # Rewriting a finished output: Snakemake itself refuses, naming the files.
+        out = run(workdir, "--forcerun", "report", check=False)
+        text = out.stdout + out.stderr
+        assert out.returncode != 0 and "Write-protected output files for rule report" in text, text[-3000:]
+        # New outputs (a new target): tyr refuses before any job, naming the folder.
+        (tmp_path / "targets.yaml").write_text("target_sparsity: [0.5, 0.25]\n")
+        out = run(workdir, "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
+                  str(tmp_path / "targets.yaml"), "--", f"results/{RUN}/s25/iter1/levels.json", check=False)
+        text = out.stdout + out.stderr
+        assert out.returncode != 0 and f"results/{RUN} is not writable (Read-only file system)" in text, text[-3000:]
+        assert "Error in rule" not in text  # stopped before any job started
+        assert artifacts(run_dir) == before
+    finally:
+        subprocess.run(["umount", str(run_dir)], check=True)
