@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def genome_at(run: Path, target: str, share: float | None, out: Path) -> Path:
     """The near-uniform genome file of iteration 1's supernet with attention keeping `share`."""
-    from tyr.search import evolve as search
     from tyr.core.io import write_json
+    from tyr.search import evolve as search
 
     supernet = run / f"s{target}" / "iter1" / "supernet" / "supernet.json"
     space = search.load_space(supernet, run / "model" / "spec.json", int(target) / 100, attention_kept=share)

@@ -35,9 +35,9 @@ def main(argv=None):
 
     import torch
 
-    from tyr.workflow.config import tag_target
-    from tyr.search.fitness import Evaluator
     from tyr.search.evolve import load_space, make_offspring, start_genome
+    from tyr.search.fitness import Evaluator
+    from tyr.workflow.config import tag_target
 
     torch.set_num_threads(2)
     run = Path(args.run_dir)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 
+
 def matmul_gflops(d: int, m: int, dtype: str, threads: int, rows: int = 2048) -> float:
     """Sustained GEMM GFLOP/s of [rows, d] x [d, m] in `dtype` on `threads` threads."""
     import torch

@@ -26,9 +26,9 @@ def main(argv=None):
 
     import torch
 
+    from tyr.core.io import read_json
     from tyr.evaluate.measure import read_texts
     from tyr.search.fitness import Evaluator
-    from tyr.core.io import read_json
 
     torch.set_num_threads(2)
     run = Path(args.run_dir)

@@ -102,8 +102,8 @@ def floors(run_dir: Path, conf: dict, targets: list[float], cores: int) -> dict:
     and the GEMM speeds they rest on (`floors.py`)."""
     from floors import matmul_gflops, stage_floors
 
-    from tyr.workflow.config import target_tag
     from tyr.core.device import resolve_dtype
+    from tyr.workflow.config import target_tag
 
     cfg = json.loads((run_dir / "model" / "config.json").read_text())
     threads = min(int(conf.get("threads", 1)), cores)
@@ -135,8 +135,8 @@ def disk_size(path: Path) -> int:
 
 def fitness_speed(run_dir: Path, target_tag: str) -> dict | None:
     """Incremental vs naive candidate evaluations per second on the same tokens (tyr.search.evolve.benchmark)."""
-    from tyr.workflow.config import tag_target
     from tyr.search.evolve import benchmark
+    from tyr.workflow.config import tag_target
 
     supernet = run_dir / f"s{target_tag}" / "iter1" / "supernet" / "supernet.json"
     if not supernet.exists():

@@ -75,8 +75,8 @@ def _copy(a: Path, b: Path) -> None:
 
 def collect(prefix: str, seeds, targets) -> dict:
     """Per target and method: the summary figures of every seed."""
-    from tyr.workflow.config import target_tag
     from tyr.core.io import read_json
+    from tyr.workflow.config import target_tag
 
     out = {}
     for t in targets:

@@ -155,11 +155,11 @@ def worker_setup(job: dict) -> dict:
     layer 0's calibration input, a factory supernet for the fitness: nothing here is timed."""
     import zarr
     from supernet_factory import build_supernet
-    from tyr.testing import tiny_hf_model
 
+    from tyr.model.adapter import spec_from_config
     from tyr.supernet.build import embed
     from tyr.supernet.levels import write_levels
-    from tyr.model.adapter import spec_from_config
+    from tyr.testing import tiny_hf_model
 
     d, s = Path(job["dir"]), SHAPES[job["shape"]]
     model = tiny_hf_model("llama", num_hidden_layers=1, hidden_size=s["hidden"], intermediate_size=s["intermediate"],
@@ -182,7 +182,9 @@ def worker_setup(job: dict) -> dict:
 
 def worker_supernet(job: dict) -> dict:
     """tyr.supernet.build.build_layer of layer 0 with the paper's options, its pieces timed."""
-    from tyr.supernet import accumulate, build as construct, local_prune, format as supernet
+    from tyr.supernet import accumulate, local_prune
+    from tyr.supernet import build as construct
+    from tyr.supernet import format as supernet
 
     meter, d = Meter(), Path(job["dir"])
     meter.wrap(local_prune.Hessian, "add", lambda a, k, o: (("hessian", a[0].H.shape[0]), {"tokens": tokens_of(a[1])},
@@ -246,8 +248,8 @@ def worker_fitness(job: dict) -> dict:
     """Evaluator: a cold full evaluation (module builds) and a warm one (forwards, head)."""
     import inspect
 
-    from tyr.search import fitness
     from tyr.core.io import read_json
+    from tyr.search import fitness
 
     meter, d = Meter(), Path(job["dir"])
     meter.wrap(fitness.Evaluator, "_sublayer", _sublayer_key)
@@ -297,10 +299,8 @@ def worker_main(kind: str, job_json: str) -> None:
     if kind != "setup":  # import what the stage imports lazily, so its memory is its tensors, not libraries
         import zarr  # noqa: F401
 
-        from tyr.supernet import build as construct, format as supernet  # noqa: F401
-        from tyr.search import fitness
-        from tyr.model import modeling_tyr
         from tyr.model.adapter import load_config
+        from tyr.supernet import build as construct  # noqa: F401
 
         if "dir" in job:
             load_config(Path(job["dir"]) / "model")
@@ -581,8 +581,8 @@ def recompute_fractions(s: dict, layers: int, cfg: dict, rng_seed: int = 0) -> l
     """Per selection stage, the mean share of the 2L sublayers a child reruns: from the parent
     cache's boundary before its first change (tyr.search.fitness.ParentCache with the search's 2 GiB),
     changes drawn by tyr.search.evolve.mutate around an all-centre parent."""
-    from tyr.search.fitness import ParentCache
     from tyr.search.evolve import mutate
+    from tyr.search.fitness import ParentCache
 
     class Space:  # the part of a SearchSpace that mutate reads: 9 levels, attention/MLP groups
         size = 2 * layers

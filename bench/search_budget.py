@@ -31,9 +31,9 @@ def main(argv=None):
 
     import torch
 
-    from tyr.workflow.config import tag_target
     from tyr.evaluate.measure import read_texts
     from tyr.search.evolve import run_search
+    from tyr.workflow.config import tag_target
 
     torch.set_num_threads(2)
     run = Path(args.run_dir)

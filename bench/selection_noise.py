@@ -31,9 +31,9 @@ def main(argv=None):
 
     import torch
 
-    from tyr.search.fitness import Evaluator
     from tyr.core.io import read_json
     from tyr.search.evolve import load_space, make_offspring
+    from tyr.search.fitness import Evaluator
 
     torch.set_num_threads(int(__import__("os").environ.get("TYR_THREADS", "2")))
     run = Path(args.run_dir)

@@ -48,9 +48,9 @@ def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
 def run_variant(name, tokens, options, args, work: Path) -> dict:
     from tyr.evaluate.measure import load, perplexity, read_texts
     from tyr.export.hf import export
-    from tyr.supernet.levels import write_levels
     from tyr.search.evolve import uniform_genome
     from tyr.supernet.build import build_all
+    from tyr.supernet.levels import write_levels
 
     model_dir, spec = Path(args.model), Path(args.model) / "spec.json"
     out = work / name

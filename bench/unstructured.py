@@ -86,10 +86,10 @@ def ablation(workdir: Path, run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -
     import torch
 
     from tyr.methods.baselines.activations import calibration_tokens, dense_model
-    from tyr.supernet.local_prune import Hessian
     from tyr.methods.unstructured import prune
     from tyr.methods.unstructured.hessian import layer_error
     from tyr.methods.unstructured.patterns import Pattern
+    from tyr.supernet.local_prune import Hessian
 
     torch.set_num_threads(1)
     model = dense_model(workdir / f"results/{run}/model")

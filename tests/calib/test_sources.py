@@ -86,8 +86,9 @@ def test_local_formats_give_disjoint_chunks_of_the_stream(model_dir, tmp_path, k
 
 def test_same_seed_same_tokens_other_seed_other_order(model_dir, tmp_path):
     source, _ = _write("jsonl", tmp_path / "src")
-    run = lambda name, seed: data.calibrate(model_dir, tmp_path / name, source=str(source), seq_len=SEQ,
-                                            seed=seed, **COUNTS)
+    def run(name, seed):
+        return data.calibrate(model_dir, tmp_path / name, source=str(source), seq_len=SEQ, seed=seed, **COUNTS)
+
     a, b, c = run("a.zarr", 0), run("b.zarr", 0), run("c.zarr", 1)
     for split in data.SPLITS:
         assert np.array_equal(data.read_tokens(a, split), data.read_tokens(b, split))

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from helpers.data import SHARED_DATA
-from tyr.evaluate import measure as ev
 from tyr.calib.sources import write_tokens
+from tyr.evaluate import measure as ev
 
 WIKITEXT = Path(SHARED_DATA) / "wikitext-2" / "test.txt"
 ZEROSHOT = Path(SHARED_DATA) / "zeroshot"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tyr.evaluate import report
 from tyr.core.io import write_json
+from tyr.evaluate import report
 
 
 def _summary(path: Path, *, method, target, sparsity, ppl, acc_norm) -> Path:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tyr.evaluate.measure import average
 from tyr.core.io import write_json
+from tyr.evaluate.measure import average
 from tyr.evaluate.summary import summarize
 
 

@@ -17,10 +17,9 @@ from helpers.export_factory import (
     masked_dense_logits_of,
     run_clean,
 )
-from tyr.export import hf as ex
-from tyr.model import adapter
-from tyr.model import sparsity
 from tyr.core.io import save_safetensors, write_json
+from tyr.export import hf as ex
+from tyr.model import adapter, sparsity
 
 
 # Tiny llama (conftest): 3 layers, 4 query heads over 2 KV heads (group 2), head_dim 16, 96 channels.

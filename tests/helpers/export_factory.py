@@ -12,9 +12,8 @@ from pathlib import Path
 
 import torch
 
-from tyr.model import adapter
-from tyr.model import sparsity
 from tyr.core.io import save_safetensors, write_json
+from tyr.model import adapter, sparsity
 
 # Tiny llama (conftest): 3 layers, 4 query heads over 2 KV heads (group 2), head_dim 16, 96 channels.
 HEADS = [[1, 2, 3], [], [0, 3]]  # uneven GQA (KV0 keeps 1, KV1 keeps 2); no attention; 1 per KV head

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tyr.model import sparsity
 from tyr.core.io import save_safetensors, write_json
+from tyr.model import sparsity
 from tyr.model.adapter import ModelSpec, layer_prefix, load_state, spec_from_config
 
 

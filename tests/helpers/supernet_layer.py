@@ -10,8 +10,9 @@ import numpy as np
 import torch
 import zarr
 
-from tyr.supernet import build as construct, format as supernet
 from tyr.model import adapter
+from tyr.supernet import build as construct
+from tyr.supernet import format as supernet
 from tyr.supernet.levels import write_levels
 
 

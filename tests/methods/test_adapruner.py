@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from helpers.baseline_factory import dense_pass, pruned_loss, spec_of, split_tokens
-from tyr.model import adapter
 from tyr.methods.baselines import adapruner
+from tyr.model import adapter
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

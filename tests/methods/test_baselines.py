@@ -12,9 +12,8 @@ import torch
 
 from helpers.baseline_factory import chosen_levels, dense_pass, flat, layer_pieces, prune_tokens, rebuild, top
 from tyr.methods import baselines
-from tyr.model import sparsity
-from tyr.model import adapter
 from tyr.methods.baselines import budget, flap, llm_pruner, wanda_sp
+from tyr.model import adapter, sparsity
 from tyr.model.adapter import ModelSpec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -168,6 +167,11 @@ def test_flap_structure_is_a_global_threshold_on_standardised_fluctuation(prepar
     assert len(widths) > 1, "the structure adapts across layers"
 
 
+def _mean_output(module, inputs):
+    """A sublayer's output averaged over every calibration token."""
+    return module(*inputs).double().reshape(-1, inputs[0].shape[-1]).mean(0)
+
+
 @pytest.mark.parametrize("over", ["layer", "model"])
 def test_flap_bias_compensation_restores_each_sublayers_output_mean(prepared, tmp_path, over):
     model_dir, tokens_zarr = prepared(num_hidden_layers=4)
@@ -185,8 +189,8 @@ def test_flap_bias_compensation_restores_each_sublayers_output_mean(prepared, tm
         with torch.no_grad():
             for dense_mod, pruned_mod, inp in ((dense.self_attn, pruned.self_attn, (x_attn, pos)),
                                                (dense.mlp, pruned.mlp, (x_mlp,))):
-                mean = lambda m: m(*inp).double().reshape(-1, inp[0].shape[-1]).mean(0)  # noqa: E731
-                stream.append((mean(dense_mod), None if pruned_mod is None else mean(pruned_mod), pruned_mod,
+                stream.append((_mean_output(dense_mod, inp), None if pruned_mod is None else _mean_output(pruned_mod, inp),
+                               pruned_mod,
                                getattr(dense_mod, "o_proj", None) or dense_mod.down_proj))
     vanished = [p is None for _, p, _, _ in stream]
     if over == "model":

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from helpers.baseline_factory import chosen_levels, rebuild, spec_of, split_tokens
-from tyr.model import adapter
-from tyr.model import sparsity
 from tyr.methods.baselines import nirvana
+from tyr.model import adapter, sparsity
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

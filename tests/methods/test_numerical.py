@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from helpers.baseline_factory import chosen_levels, dense_pass, flat, layer_pieces, prune_tokens, rebuild, spec_of
-from tyr.model import adapter
 from tyr.methods.baselines import numerical
+from tyr.model import adapter
 from tyr.supernet.local_prune import channels
 
 pytestmark = pytest.mark.usefixtures("single_thread")

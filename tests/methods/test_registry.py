@@ -15,7 +15,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from tyr.methods import baselines, registry as methods
+from tyr.methods import baselines
+from tyr.methods import registry as methods
 from tyr.workflow import config as tyrconf
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from tyr.model import adapter
-from tyr.model import sparsity
+from tyr.model import adapter, sparsity
 
 
 def test_tyr_forward_matches_transformers(tiny_model_dir, model_type):

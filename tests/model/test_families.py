@@ -18,13 +18,12 @@ from helpers.data import no_weight_loading
 from helpers.export_factory import build_supernet, genome, masked_dense_logits, run_clean
 from helpers.supernet_factory import write_tokens
 from helpers.unstructured import check_export, prune_in_process
-from tyr.model import families, prepare
-from tyr.model import adapter
-from tyr.export.hf import export
 from tyr.core.io import write_json
+from tyr.export.hf import export
 from tyr.methods.unstructured.export import export as unstructured_export
 from tyr.methods.unstructured.layer import MASK_PREFIX
 from tyr.methods.unstructured.patterns import Pattern
+from tyr.model import adapter, families, prepare
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

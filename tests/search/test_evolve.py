@@ -12,8 +12,9 @@ import torch
 import zarr
 
 from helpers.supernet_factory import make_run
-from tyr.search import fitness, evolve as search
 from tyr.core.io import read_json
+from tyr.search import evolve as search
+from tyr.search import fitness
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -208,7 +209,7 @@ def test_tracking_scores_each_parent_on_fixed_selection_sequences(run, space, tm
 def test_same_seed_same_result(run, tmp_path):
     a = do_search(run, tmp_path / "a", generations=3)
     b = do_search(run, tmp_path / "b", generations=3)
-    c = do_search(run, tmp_path / "c", generations=3, seed=1)
+    do_search(run, tmp_path / "c", generations=3, seed=1)  # another seed: compared through its TSV
     assert a == {**b, "supernet": a["supernet"]}
     assert tsv_fitness(tmp_path / "a" / "generations.tsv") == tsv_fitness(tmp_path / "b" / "generations.tsv")
     assert tsv_fitness(tmp_path / "a" / "generations.tsv") != tsv_fitness(tmp_path / "c" / "generations.tsv")
@@ -261,7 +262,6 @@ def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):
 def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
     """End to end on `tyr.supernet.build.build_all`'s output (compensated levels, qk-norm model)."""
     from helpers.supernet_factory import write_spec, write_tokens
-
     from tyr.supernet.build import build_all
     from tyr.supernet.levels import write_levels
 

@@ -4,8 +4,8 @@ import torch
 import zarr
 
 from helpers.supernet_factory import make_run
-from tyr.search import fitness
 from tyr.model.adapter import load_model
+from tyr.search import fitness
 from tyr.search.evolve import load_space, make_offspring, start_genome
 
 pytestmark = pytest.mark.usefixtures("single_thread")

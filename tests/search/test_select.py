@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from helpers.supernet_factory import make_run
-from tyr.search import fitness, evolve as search, select
 from tyr.core.io import read_json, write_json
+from tyr.search import evolve as search
+from tyr.search import fitness, select
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

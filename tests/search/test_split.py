@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from helpers.supernet_factory import make_run
-from tyr.search import fitness, evolve as search, split as share
 from tyr.core.io import read_json, write_json
+from tyr.search import evolve as search
+from tyr.search import fitness
+from tyr.search import split as share
 from tyr.search.select import flat
 
 pytestmark = pytest.mark.usefixtures("single_thread")

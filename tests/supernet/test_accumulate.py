@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from helpers.supernet_layer import hidden, levels_of, prepare, rope
+from tyr.core.io import read_json
 from tyr.model import adapter
 from tyr.supernet import format as supernet
 from tyr.supernet.accumulate import expected_projection, level_weights, mlp_input
-from tyr.core.io import read_json
 from tyr.supernet.local_prune import Hessian, prune_levels
 
 

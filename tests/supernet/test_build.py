@@ -6,11 +6,12 @@ import torch
 import zarr
 
 from helpers.supernet_layer import hidden, levels_of, prepare, rope
-from tyr.supernet import build as construct, format as supernet
 from tyr.model import adapter
+from tyr.model.sparsity import attention_params, mlp_params
+from tyr.supernet import build as construct
+from tyr.supernet import format as supernet
 from tyr.supernet.accumulate import attention_input
 from tyr.supernet.local_prune import channels
-from tyr.model.sparsity import attention_params, mlp_params
 
 
 def test_embed_is_the_embedding_lookup(tmp_path, tiny_model_dir):

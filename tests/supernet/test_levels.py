@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from tyr.supernet.levels import write_levels
 from tyr.model.adapter import ModelSpec
+from tyr.supernet.levels import write_levels
 
 
 def smollm2_like(tmp_path, layers=2):

@@ -148,7 +148,7 @@ def test_a_given_target_is_fitted_exactly_at_every_level(sublayer):
     got = prune_levels(W, H, levels, group=group, G=C.double() @ W.double().T)
     target = Y.double() @ W.double().T
     Hd = damp(H.double(), 0.01)
-    for k, (units, w) in got.items():
+    for units, w in got.values():
         K = channels(units, group)
         lstsq = torch.linalg.solve(Hd[K][:, K], (C.double() @ W.double().T)[K])  # ridge normal equations
         assert torch.allclose(w.double().T, lstsq, atol=1e-4)

@@ -5,7 +5,8 @@ import threading
 import pytest
 import torch
 
-from tyr.workflow import steps, runner as workflow
+from tyr.workflow import runner as workflow
+from tyr.workflow import steps
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tyr.workflow.config import DATA_SUFFIXES
 from tyr.core.io import atomic_path, write_checksums
+from tyr.workflow.config import DATA_SUFFIXES
 
 log = logging.getLogger("tyr.calib.sources")
 

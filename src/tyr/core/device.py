@@ -4,11 +4,11 @@ compute is a free speed-up and which device a search process uses."""
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 
-@lru_cache(maxsize=None)
+@cache
 def bf16_native(device_type: str = "any") -> bool:
     """bfloat16 matmuls run natively on this device type (here ~2x fp32): CUDA, or a CPU with
     AVX512-BF16 or AMX. `any`: on the device a job would pick (`resolve_device("auto")`)."""

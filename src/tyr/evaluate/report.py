@@ -241,7 +241,7 @@ def plot_fitness(tsvs, out_png) -> None:
     plt = _pyplot()
     tsvs = [Path(t) for t in tsvs]
     groups = {}
-    for tsv, label in zip(tsvs, _short_labels(tsvs)):
+    for tsv in tsvs:
         groups.setdefault(tsv.resolve().parents[2], []).append(tsv)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for k, (target_dir, files) in enumerate(groups.items()):

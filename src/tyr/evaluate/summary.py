@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tyr.evaluate.measure import METRICS, average
 from tyr.core.io import read_json, write_json
+from tyr.evaluate.measure import METRICS, average
 
 
 def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, method=None) -> dict:

@@ -16,8 +16,8 @@ import math
 import shutil
 from pathlib import Path
 
-from tyr.model import sparsity
 from tyr.core.io import atomic_path, read_json, write_checksums
+from tyr.model import sparsity
 from tyr.model.adapter import ModelSpec, build_layer, layer_prefix, load_config, load_state
 from tyr.supernet.format import layer_shape, layer_state, load_level, pruned_config, read_supernet
 

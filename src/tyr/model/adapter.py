@@ -63,7 +63,7 @@ class ModelSpec:
         atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def from_json(cls, path) -> "ModelSpec":
+    def from_json(cls, path) -> ModelSpec:
         return cls(**json.loads(Path(path).read_text()))
 
 

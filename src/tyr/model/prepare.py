@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from tyr.model.embedded import embedded_gguf
 from tyr.core.io import atomic_path, write_checksums
 from tyr.model.adapter import UnsupportedArchitecture, check_supported, spec_from_config
+from tyr.model.embedded import embedded_gguf
 
 log = logging.getLogger("tyr.model.prepare")
 

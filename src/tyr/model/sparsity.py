@@ -94,7 +94,7 @@ def kept_params(spec, shapes) -> int:
     kept units, not a genome (level indices; docs/design.md, "Names").
     """
     total = 0
-    for layer, g in enumerate(shapes):
+    for g in shapes:
         q, kv = g["attn"]
         total += attention_params(spec, q, kv) + mlp_params(spec, g["mlp"])
     return total

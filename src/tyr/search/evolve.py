@@ -38,15 +38,16 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from tyr.search import distributed
-from tyr.model import sparsity
-from tyr.workflow.config import SPLIT_CONFLICT
 from tyr.core.io import atomic_path, atomic_write_text, read_json, write_json
+from tyr.model import sparsity
 from tyr.model.adapter import SUBLAYERS
+from tyr.search import distributed
+from tyr.workflow.config import SPLIT_CONFLICT
 
 log = logging.getLogger("tyr.search.evolve")
 STATE_VERSION = 1
@@ -333,12 +334,16 @@ def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, st
         parent_fitness = evaluator.set_parent(space.kept_units(parent))
         if s == len(stages) - 1:
             candidates = [parent] + candidates
-        scores = distributed.score(
-            lambda c: parent_fitness if c == parent else evaluator.fitness(space.kept_units(c)), candidates)
+        scores = distributed.score(partial(_fitness, evaluator, space, parent, parent_fitness), candidates)
         stage_fitness.append([float(x) for x in scores])
         candidates = [candidates[int(i)] for i in np.argsort(scores, kind="stable")[:keep]]
     return {"parent": candidates[0], "best_fitness": float(min(scores)), "parent_fitness": float(parent_fitness),
             "offspring": n_offspring, "stage_fitness": stage_fitness}
+
+
+def _fitness(evaluator, space: SearchSpace, parent, parent_fitness: float, genome) -> float:
+    """A candidate's fitness on the stage's tokens; the parent's is known from its caching."""
+    return parent_fitness if genome == parent else evaluator.fitness(space.kept_units(genome))
 
 
 def split_budget(dense: dict, target_sparsity: float, attention_kept: float | None) -> dict:
@@ -376,8 +381,8 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     `fixed_last_stage`: the last selection stage scores on one fixed draw of sequences for the
     whole search instead of a fresh one per generation (`generation`).
     """
-    from tyr.search.fitness import Evaluator, resolve_compute_dtype
     from tyr.model.adapter import threads_from_env
+    from tyr.search.fitness import Evaluator, resolve_compute_dtype
 
     threads_from_env()
     out = Path(out_dir)

@@ -43,7 +43,6 @@ import numpy as np
 from tyr.core.io import atomic_path, write_checksums
 from tyr.model.adapter import SUBLAYERS
 
-
 # ---- dense reference ---------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ each candidate's difference to the winner says whether the choice is above noise
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from tyr.core.io import read_json, write_json

@@ -62,8 +62,8 @@ def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsi
                  sequences: int = 32, seq_len: int = 256, seed: int = 0, dtype: str = "float32",
                  device: str = "cpu") -> dict:
     """Score every candidate split's near-uniform genome on `text`; write and return the record."""
-    from tyr.search import evolve as search
     from tyr.calib.sources import source_label
+    from tyr.search import evolve as search
     from tyr.search.fitness import Evaluator, tokens_digest
     from tyr.search.select import flat, paired_se
 

@@ -61,8 +61,8 @@ def embed(model_dir, tokens_zarr, out_zarr, *, split="prune", batch_size=8) -> N
     """Layer 0's input: the token embeddings of the calibration split."""
     import zarr
 
-    from tyr.model import adapter
     from tyr.core.io import atomic_path, write_checksums
+    from tyr.model import adapter
 
     weight = adapter.load_state(model_dir, "model.embed_tokens.")["weight"]
     tokens = zarr.open_group(str(tokens_zarr), mode="r")[split]
@@ -148,8 +148,8 @@ def build_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
 def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, iteration) -> Layer:
     import torch
 
-    from tyr.model import adapter
     from tyr.core.io import read_json
+    from tyr.model import adapter
     from tyr.model.adapter import ModelSpec
     from tyr.model.modeling_tyr import TyrRotaryEmbedding
 
@@ -245,8 +245,8 @@ class _Calibration:
 
     def propagate(self, out_zarr, W, b) -> None:
         """Write the layer's output on the stream, the carried MLP projection (W, b) applied."""
-        from tyr.supernet.accumulate import residual
         from tyr.core.io import atomic_path
+        from tyr.supernet.accumulate import residual
 
         with atomic_path(out_zarr) as tmp:
             out = create_hidden(tmp, self.x_in.shape)
@@ -264,8 +264,8 @@ def prune_sublayer(ctx: Layer, sublayer: str, stats, opts: Options):
     """Every level of one sublayer: write their files; return (manifest entries, W, b) of the
     projection that carries the calibration stream on (opts.accumulate)."""
     from tyr.supernet import accumulate as acc
-    from tyr.supernet.local_prune import channels, prune_levels, recon_errors
     from tyr.supernet.format import write_level
+    from tyr.supernet.local_prune import channels, prune_levels, recon_errors
 
     H, C = stats
     name = SUBLAYER[sublayer]

@@ -90,8 +90,8 @@ def step(name, input, output, params, wildcards, threads, log):
 def _run(name, input, output, params, wildcards, threads, log):
     import torch
 
-    from tyr.workflow import steps
     from tyr.core.memory import release_memory
+    from tyr.workflow import steps
 
     fn = getattr(steps, name)
     with _lock:

@@ -17,8 +17,8 @@ import math
 
 import torch
 
-from tyr.model import sparsity
 from tyr.methods.baselines.single_level import Structure, attention_params
+from tyr.model import sparsity
 
 
 def layer_params(spec, layer: int) -> int:

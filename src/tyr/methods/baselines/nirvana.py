@@ -38,12 +38,12 @@ import math
 import numpy as np
 import torch
 
-from tyr.model import sparsity
 from tyr.methods.baselines import candidate
 from tyr.methods.baselines.activations import SPLIT, batches, calibration_tokens, dense_model
 from tyr.methods.baselines.budget import top_k
 from tyr.methods.baselines.llm_pruner import PROJECTIONS
 from tyr.methods.baselines.single_level import Structure, load_spec, resolve_setting, write
+from tyr.model import sparsity
 
 METHOD = "nirvana"
 SETTINGS = {  # sequences × seq_len per candidate; the paper's: 32 × 128 (run.sh), 128 × 64 for the KL

@@ -147,19 +147,25 @@ class Evolution:
         return sorted(candidates, key=lambda s: self.loss[self.key(s)])[:k]
 
 
+def children(evo: Evolution, parents: list[Structure], opt: dict) -> list[Structure]:
+    """One generation's new candidates: mutants and crossovers of the parents, and fresh mutants."""
+    def pick():
+        return parents[int(evo.rng.integers(len(parents)))]
+
+    new = evo.offspring(lambda: evo.mutate(pick(), *FOLLOWING), opt["mutations"])
+    new += evo.offspring(lambda: evo.crossover(pick(), pick()), opt["crossovers"])
+    rest = opt["population"] - opt["mutations"] - opt["crossovers"]
+    return new + evo.offspring(lambda: evo.mutate(pick(), *INITIAL), rest)
+
+
 def search(evo: Evolution, init: Structure, opt: dict) -> tuple[Structure, list[float]]:
     """The generations of Sec. 3.3.3; returns the best candidate and the best loss per generation."""
     evo.loss[evo.key(init)] = evo.evaluate(init)
-    pick = lambda ps: ps[int(evo.rng.integers(len(ps)))]  # noqa: E731
     population = [init] + evo.offspring(lambda: evo.mutate(init, *INITIAL), opt["population"] - 1)
     parents = evo.best(population, opt["parents"])
     history = [evo.loss[evo.key(parents[0])]]
     for _ in range(opt["epochs"]):
-        new = evo.offspring(lambda: evo.mutate(pick(parents), *FOLLOWING), opt["mutations"])
-        new += evo.offspring(lambda: evo.crossover(pick(parents), pick(parents)), opt["crossovers"])
-        rest = opt["population"] - opt["mutations"] - opt["crossovers"]
-        new += evo.offspring(lambda: evo.mutate(pick(parents), *INITIAL), rest)
-        parents = evo.best(parents + new, opt["parents"])
+        parents = evo.best(parents + children(evo, parents, opt), opt["parents"])
         history.append(evo.loss[evo.key(parents[0])])
         log.info("search_llm: generation %d, best loss %.4f (%d evaluated)", len(history) - 1, history[-1], len(evo.loss))
     return parents[0], history

@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tyr.model import sparsity
 from tyr.methods.baselines.activations import SPLIT, calibration_tokens, dense_model, forward_with_hooks
 from tyr.methods.baselines.single_level import Structure, load_spec, write
+from tyr.model import sparsity
 
 METHOD = "shortgpt"
 

@@ -24,8 +24,14 @@ from __future__ import annotations
 import torch
 
 from tyr.methods.baselines import layerwise
-from tyr.methods.baselines.activations import (SPLIT, ChannelStats, calibration_tokens, dense_model, head_sums,
-                                       projection_inputs)
+from tyr.methods.baselines.activations import (
+    SPLIT,
+    ChannelStats,
+    calibration_tokens,
+    dense_model,
+    head_sums,
+    projection_inputs,
+)
 from tyr.methods.baselines.budget import RunningBudget, top_k, uniform_structure
 from tyr.methods.baselines.single_level import Structure, load_spec, write
 

@@ -24,11 +24,11 @@ import json
 import shutil
 from pathlib import Path
 
-from tyr.export.hf import ShardWriter
 from tyr.core.io import atomic_path, load_safetensors, write_checksums
-from tyr.model.adapter import folder_family, layer_prefix, load_state, weight_files
+from tyr.export.hf import ShardWriter
 from tyr.methods.unstructured.layer import MASK_PREFIX
 from tyr.methods.unstructured.patterns import Pattern, unpack
+from tyr.model.adapter import folder_family, layer_prefix, load_state, weight_files
 
 RECORD = "tyr_unstructured.json"
 MASKS = "masks/masks.safetensors"

@@ -23,13 +23,13 @@ from contextlib import contextmanager
 
 import torch
 
-from tyr.methods import unstructured
 from tyr.core.io import read_json, save_safetensors
-from tyr.supernet.local_prune import Hessian
-from tyr.model.adapter import build_layer, layer_prefix, load_state
-from tyr.supernet.build import create_hidden, open_hidden, row_batches
+from tyr.methods import unstructured
 from tyr.methods.unstructured.hessian import layer_error
 from tyr.methods.unstructured.patterns import Pattern, pack
+from tyr.model.adapter import build_layer, layer_prefix, load_state
+from tyr.supernet.build import create_hidden, open_hidden, row_batches
+from tyr.supernet.local_prune import Hessian
 
 log = logging.getLogger("tyr.methods.unstructured")
 

@@ -20,7 +20,7 @@ class Pattern:
     m: int = 0       # N:M: group size
 
     @classmethod
-    def parse(cls, value) -> "Pattern":
+    def parse(cls, value) -> Pattern:
         """A fraction (0.5, "0.5") or a percentage ("50", the tag) -> unstructured; "2:4" / "2of4" -> N:M."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             s = float(value)

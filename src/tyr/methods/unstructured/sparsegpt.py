@@ -24,6 +24,11 @@ from tyr.methods.unstructured.hessian import Pruned, dead_columns, inverse_chole
 from tyr.methods.unstructured.patterns import lowest, nm_mask, quota
 
 
+def saliency(W1, U1, a: int, b: int):
+    """w²/U_ii² of columns a..b of the block, on its current (already updated) weights."""
+    return W1[:, a:b] ** 2 / torch.diagonal(U1)[a:b] ** 2
+
+
 def prune(W, H, pattern, *, blocksize=128, damp=0.01, **_):
     """SparseGPT on W [d_out, d_in] with the calibration Hessian H [d_in, d_in]."""
     dtype = work_dtype(W)
@@ -36,13 +41,12 @@ def prune(W, H, pattern, *, blocksize=128, damp=0.01, **_):
     for i1 in range(0, d_in, blocksize):
         i2 = min(i1 + blocksize, d_in)
         W1, U1, M1 = W[:, i1:i2], U[i1:i2, i1:i2], mask[:, i1:i2]  # views: updates land in W, mask
-        saliency = lambda a, b: W1[:, a:b] ** 2 / torch.diagonal(U1)[a:b] ** 2  # noqa: E731
         if not pattern.m:  # one threshold over the block; the block's exact share of the matrix's removals
-            M1 |= lowest(saliency(0, i2 - i1).reshape(1, -1), quota(pattern, i1, i2, d_out)).reshape(M1.shape)
+            M1 |= lowest(saliency(W1, U1, 0, i2 - i1).reshape(1, -1), quota(pattern, i1, i2, d_out)).reshape(M1.shape)
         Err1 = torch.zeros_like(W1)
         for i in range(i2 - i1):
             if pattern.m and i % pattern.m == 0:
-                M1[:, i:i + pattern.m] |= nm_mask(saliency(i, i + pattern.m), pattern.n, pattern.m)
+                M1[:, i:i + pattern.m] |= nm_mask(saliency(W1, U1, i, i + pattern.m), pattern.n, pattern.m)
             err = torch.where(M1[:, i], W1[:, i], 0) / U1[i, i]
             loss += err ** 2
             W1[:, i:] -= err[:, None] * U1[i, i:][None, :]

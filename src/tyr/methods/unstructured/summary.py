@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tyr.evaluate.summary import _perplexity_pair, _speed_pair, _zeroshot_pair
 from tyr.core.io import atomic_write_text, read_json, write_json
+from tyr.evaluate.summary import _perplexity_pair, _speed_pair, _zeroshot_pair
 from tyr.methods.unstructured.export import RECORD
 
 
