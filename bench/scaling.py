@@ -156,8 +156,8 @@ def worker_setup(job: dict) -> dict:
     import zarr
     from supernet_factory import build_supernet
 
-    from tyr.model.adapter import spec_from_config
-    from tyr.supernet.build import embed
+    from tyr.calib.calibrate import embed
+    from tyr.model.spec import spec_from_config
     from tyr.supernet.levels import write_levels
     from tyr.testing import tiny_hf_model
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/self_sampling.py [--model results/<run>/model] [--threads 2] [--repeats 1]
 
 Samples the default calibration sizes (config/config.yaml: prune + fitness + selection +
-heldout sequences of seq_len tokens) with `tyr.calib.sources.calibrate` into a temporary store and
+heldout sequences of seq_len tokens) with `tyr.calib.calibrate.calibrate` into a temporary store and
 reports tokens per second. Writes bench/results/<date>-<host>-self-sampling.md.
 """
 
@@ -27,7 +27,8 @@ def main(argv=None):
 
     import torch
 
-    from tyr.calib.sources import calibrate, read_attrs
+    from tyr.calib.calibrate import calibrate
+    from tyr.calib.stores import read_attrs
 
     torch.set_num_threads(args.threads)
     data = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["data"]

@@ -8,7 +8,7 @@
 For every variant: build iteration 1's supernet for the target (9 levels, Δ = 12.5%) with
 `tyr.supernet.build.build_all`, take the uniform genome (every sublayer at the target level),
 export it, and measure WikiText-2 test perplexity. Missing token stores are created with
-`tyr.calib.sources.calibrate` from the named source (pydoc, self, or a local file).
+`tyr.calib.calibrate.calibrate` from the named source (pydoc, self, or a local file).
 Writes bench/results/<date>-<host>-supernet-ablation.{json,md}.
 """
 
@@ -35,13 +35,13 @@ def parse_options(text: str) -> dict:
 
 
 def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
-    from tyr.calib.sources import calibrate
+    from tyr.calib.calibrate import calibrate
 
     if not path.exists():
         t0 = time.perf_counter()
         source, _, temperature = source.partition("@")  # self@0.8: sampled at temperature 0.8
         calibrate(model_dir, path, source=source, seq_len=args.seq_len, n_prune=args.prune_sequences,
-                  n_fitness=args.fitness_sequences, n_heldout=0, seed=0, temperature=float(temperature or 1.0))
+                  n_fitness=args.fitness_sequences, n_selection=0, n_heldout=0, seed=0, temperature=float(temperature or 1.0))
         print(f"[ablation] calibration {source}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 

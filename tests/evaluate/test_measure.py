@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from helpers.data import SHARED_DATA
-from tyr.calib.sources import write_tokens
+from tyr.calib.stores import write_tokens
 from tyr.evaluate import measure as ev
 
 WIKITEXT = Path(SHARED_DATA) / "wikitext-2" / "test.txt"

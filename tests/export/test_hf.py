@@ -20,6 +20,7 @@ from helpers.export_factory import (
 from tyr.core.io import save_safetensors, write_json
 from tyr.export import hf as ex
 from tyr.model import adapter, sparsity
+from tyr.model.spec import spec_from_config
 
 
 # Tiny llama (conftest): 3 layers, 4 query heads over 2 KV heads (group 2), head_dim 16, 96 channels.
@@ -31,7 +32,7 @@ def setup(tiny_model_dir, tmp_path):
         from transformers import AutoConfig
 
         model_dir = tiny_model_dir("llama", **overrides)
-        spec = adapter.spec_from_config(AutoConfig.from_pretrained(model_dir))
+        spec = spec_from_config(AutoConfig.from_pretrained(model_dir))
         spec_json = tmp_path / "spec.json"
         spec.to_json(spec_json)
         supernet = build_supernet(model_dir, spec, tmp_path / "supernet", HEADS, CHANNELS)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from tyr.model import adapter
-from tyr.model.adapter import ModelSpec
+from tyr.model.spec import ModelSpec
 from tyr.supernet.format import layer_shape, layer_state, load_level, pruned_config, read_supernet
 
 N_SEQ, SEQ_LEN = 8, 32
@@ -86,7 +86,7 @@ def rebuild(model_dir, levels):
     config.down_bias = config.down_bias or any("down_proj.bias" in m for _, m in levels)
     shapes = [layer_shape(a, m) for a, m in levels]
     cfg = pruned_config(config, shapes)
-    return [adapter.build_layer(cfg, l, layer_state(spec, adapter.load_state(model_dir, adapter.layer_prefix(l)), a, m))
+    return [adapter.decoder_layer(cfg, l, layer_state(spec, adapter.load_state(model_dir, adapter.layer_prefix(l)), a, m))
             for l, (a, m) in enumerate(levels)]
 
 

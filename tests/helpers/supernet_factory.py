@@ -15,7 +15,8 @@ import torch
 
 from tyr.core.io import save_safetensors, write_json
 from tyr.model import sparsity
-from tyr.model.adapter import ModelSpec, layer_prefix, load_state, spec_from_config
+from tyr.model.adapter import layer_prefix, load_state
+from tyr.model.spec import ModelSpec, spec_from_config
 
 
 def write_spec(model_dir) -> Path:

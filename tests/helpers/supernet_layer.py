@@ -10,7 +10,9 @@ import numpy as np
 import torch
 import zarr
 
+from tyr.calib.calibrate import embed
 from tyr.model import adapter
+from tyr.model.spec import ModelSpec, spec_from_config
 from tyr.supernet import build as construct
 from tyr.supernet import format as supernet
 from tyr.supernet.levels import write_levels
@@ -23,7 +25,7 @@ class Setup:
     levels_json: Path
     tokens_zarr: Path
     inputs: Path  # layer 0's input (embeddings)
-    spec: adapter.ModelSpec
+    spec: ModelSpec
 
     def build(self, out, layer=0, inputs=None, **options):
         """build_layer into out/layer, expected output into out/next.zarr; returns the manifest."""
@@ -36,7 +38,7 @@ def prepare(tmp_path, tiny_model_dir, model_type="llama", attn_kept=None, n_seq=
     from transformers import AutoConfig
 
     path = tiny_model_dir(model_type, **overrides)
-    spec = adapter.spec_from_config(AutoConfig.from_pretrained(path))
+    spec = spec_from_config(AutoConfig.from_pretrained(path))
     spec.to_json(path / "spec.json")
     tokens = tmp_path / "tokens.zarr"
     group = zarr.open_group(str(tokens), mode="w")
@@ -48,7 +50,7 @@ def prepare(tmp_path, tiny_model_dir, model_type="llama", attn_kept=None, n_seq=
         for entry in lv["layers"]:
             entry["attn"]["kept"] = attn_kept
         levels.write_text(json.dumps(lv))
-    construct.embed(path, tokens, tmp_path / "embeddings.zarr")
+    embed(path, tokens, tmp_path / "embeddings.zarr")
     return Setup(path, path / "spec.json", levels, tokens, tmp_path / "embeddings.zarr", spec)
 
 

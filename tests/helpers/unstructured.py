@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from tyr.calib.calibrate import embed
 from tyr.methods.unstructured.export import MASKS
 from tyr.methods.unstructured.layer import prune_layer
 from tyr.methods.unstructured.patterns import unpack
-from tyr.supernet.build import embed
 
 
 def prune_in_process(model_dir, tokens, out_dir, method, pattern, **options) -> list[Path]:

@@ -14,7 +14,7 @@ from helpers.baseline_factory import chosen_levels, dense_pass, flat, layer_piec
 from tyr.methods import baselines
 from tyr.methods.baselines import budget, flap, llm_pruner, wanda_sp
 from tyr.model import adapter, sparsity
-from tyr.model.adapter import ModelSpec
+from tyr.model.spec import ModelSpec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

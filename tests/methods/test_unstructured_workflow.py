@@ -17,13 +17,13 @@ from safetensors.torch import load_file
 from helpers.runs import RUN, digest, incomplete, prepare, run, snakemake_cmd
 from helpers.supernet_factory import write_spec, write_tokens
 from helpers.unstructured import check_export, prune_in_process
+from tyr.calib.stores import HIDDEN
 from tyr.evaluate.measure import evaluate_model
 from tyr.export.hf import export as structural_export
 from tyr.methods import baselines
 from tyr.methods.unstructured.export import RECORD, export
 from tyr.methods.unstructured.patterns import Pattern, unpack
 from tyr.methods.unstructured.summary import summarize
-from tyr.supernet.build import HIDDEN
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

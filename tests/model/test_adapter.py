@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from tyr.model import adapter, sparsity
+from tyr.model.families import UnsupportedArchitecture
+from tyr.model.spec import spec_from_config
 
 
 def test_tyr_forward_matches_transformers(tiny_model_dir, model_type):
@@ -24,7 +26,7 @@ def test_spec_param_counts_match_tensors(tiny_model_dir, model_type):
     from transformers import AutoConfig
 
     path = tiny_model_dir(model_type)
-    spec = adapter.spec_from_config(AutoConfig.from_pretrained(path))
+    spec = spec_from_config(AutoConfig.from_pretrained(path))
     state = adapter.load_state(path)
     backbone = sum(v.numel() for k, v in state.items() if k.startswith("model.layers."))
     prunable = sum(v.numel() for k, v in state.items() if k.startswith("model.layers.") and "proj" in k)
@@ -37,8 +39,8 @@ def test_unsupported_architecture_is_named():
     from transformers import AutoConfig
 
     cfg = AutoConfig.for_model("gpt2")
-    with pytest.raises(adapter.UnsupportedArchitecture, match="gpt2"):
-        adapter.spec_from_config(cfg)
+    with pytest.raises(UnsupportedArchitecture, match="gpt2"):
+        spec_from_config(cfg)
 
 
 def test_generate_with_cache_matches_full_forward(tiny_model_dir):

@@ -24,6 +24,8 @@ from tyr.methods.unstructured.export import export as unstructured_export
 from tyr.methods.unstructured.layer import MASK_PREFIX
 from tyr.methods.unstructured.patterns import Pattern
 from tyr.model import adapter, families, prepare
+from tyr.model.families import UnsupportedArchitecture, tyr_config
+from tyr.model.spec import ModelSpec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -77,7 +79,7 @@ def test_phi3_gate_comes_before_up(phi3):
 
 def export_heads(phi3, tmp_path, heads, channels, name):
     """Export the genome keeping `heads` / `channels` (plain slices of the dense tensors)."""
-    spec = adapter.ModelSpec.from_json(phi3 / "spec.json")
+    spec = ModelSpec.from_json(phi3 / "spec.json")
     supernet = build_supernet(phi3, spec, tmp_path / f"supernet-{name}", heads, channels)
     write_json(tmp_path / f"{name}.json", genome(supernet, spec, heads, channels))
     summary = export(phi3, phi3 / "spec.json", tmp_path / f"{name}.json", tmp_path / name)
@@ -140,7 +142,7 @@ def test_phi3_variants_tyr_cannot_compute_are_refused_by_name(tiny_model_dir, tm
     config = json.loads((src / "config.json").read_text())
     (src / "config.json").write_text(json.dumps({**config, key: value}))
     no_weight_loading(monkeypatch)  # refused from config.json, before any weight is read
-    with pytest.raises(adapter.UnsupportedArchitecture, match=f"phi3.*{key}"):
+    with pytest.raises(UnsupportedArchitecture, match=f"phi3.*{key}"):
         prepare.prepare_model(str(src), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -149,5 +151,5 @@ def test_partial_rotary_phi3_config_is_refused():
     from transformers import AutoConfig
 
     config = AutoConfig.for_model("phi3", partial_rotary_factor=0.5, hidden_size=64, num_attention_heads=4)
-    with pytest.raises(adapter.UnsupportedArchitecture, match=r"partial_rotary_factor=0\.5 .*must be 1\.0"):
-        adapter.tyr_config(config)
+    with pytest.raises(UnsupportedArchitecture, match=r"partial_rotary_factor=0\.5 .*must be 1\.0"):
+        tyr_config(config)

@@ -7,7 +7,8 @@ import torch
 
 from helpers.data import no_weight_loading
 from tyr.model import adapter, prepare
-from tyr.model.adapter import UnsupportedArchitecture
+from tyr.model.families import UnsupportedArchitecture
+from tyr.model.spec import ModelSpec, spec_from_config
 
 
 def _leftovers(parent):
@@ -27,7 +28,7 @@ def test_local_dir_round_trip(tiny_model_dir, tmp_path, model_type):
     with torch.no_grad():
         assert torch.equal(got(ids).logits, ref(ids).logits)
     spec = json.loads((out / "spec.json").read_text())
-    assert spec == asdict(adapter.spec_from_config(AutoConfig.from_pretrained(src)))
+    assert spec == asdict(spec_from_config(AutoConfig.from_pretrained(src)))
     assert spec["params"]["total"] == sum(v.numel() for v in adapter.load_state(out).values())
     text = "Hello, tyr!"
     assert AutoTokenizer.from_pretrained(out)(text)["input_ids"] == AutoTokenizer.from_pretrained(src)(text)["input_ids"]
@@ -85,7 +86,7 @@ def test_hub_id_offline_fails_fast_with_hint(monkeypatch, tmp_path):
 def test_hub_id_without_network_fails_fast(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(prepare, "hub_offline", lambda datasets=False: False)
+    monkeypatch.setattr("tyr.core.hub.hub_offline", lambda datasets=False: False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     start = time.perf_counter()
     with pytest.raises(ConnectionError, match="unreachable.*local HF directory"):
@@ -167,7 +168,7 @@ def test_embedded_folder_matches_gguf(smollm2, gguf_reference):
 @pytest.mark.smollm2
 def test_embedded_spec(smollm2):
     _, out = smollm2
-    spec = adapter.ModelSpec.from_json(out / "spec.json")
+    spec = ModelSpec.from_json(out / "spec.json")
     assert (spec.num_layers, spec.num_heads, spec.num_kv_heads, spec.head_dim) == (30, 9, 3, 64)
     assert spec.intermediate_size == [1536] * 30 and spec.tie_word_embeddings
     state = adapter.load_state(out)

@@ -4,6 +4,7 @@ import torch
 import zarr
 
 from helpers.supernet_factory import make_run
+from tyr.calib import stores
 from tyr.model.adapter import load_model
 from tyr.search import fitness
 from tyr.search.evolve import load_space, make_offspring, start_genome
@@ -37,12 +38,12 @@ def random_genomes(space, n, seed):
 def test_dense_topk_matches_the_model(run):
     root = zarr.open_group(str(run["topk"]), mode="r")
     group = root["fitness"]  # one subgroup per scored split present in the tokens
-    tokens = fitness.read_split(run["tokens"])
+    tokens = stores.read_tokens(run["tokens"], stores.FITNESS)
     model = load_model(run["model"])
     with torch.no_grad():
         logp = model(torch.from_numpy(tokens[:2]).long()).logits.log_softmax(-1)
     top, idx = logp.topk(16, dim=-1)
-    assert root.attrs["k"] == 16 and group.attrs["tokens_sha256"] == fitness.tokens_digest(tokens)
+    assert root.attrs["k"] == 16 and group.attrs["tokens_sha256"] == stores.tokens_digest(tokens)
     assert root.attrs["splits"] == ["fitness", "selection"]
     assert np.allclose(group["logp"][:2], top.numpy(), atol=1e-5)
     assert np.array_equal(group["index"][:2], idx.numpy())

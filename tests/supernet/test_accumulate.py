@@ -50,7 +50,7 @@ def test_expected_output_is_the_average_of_real_pruned_layers(tmp_path, tiny_mod
     y = variant_average([(pruned(attn[0], mlp[e["kept"]]), e["weight"]) for e in manifest["mlp"]], h, pos)
     out = hidden(tmp_path / "l1" / "next.zarr")
     assert torch.allclose(out, y, atol=1e-4, rtol=1e-4)
-    dense_layer = adapter.build_layer(config, layer, dense)
+    dense_layer = adapter.decoder_layer(config, layer, dense)
     assert not torch.allclose(out, dense_layer(x, pos), atol=1e-3)  # the expectation is not the dense output
 
     # The MLP was calibrated on the expected attention output h (it sees attention pruning).

@@ -27,7 +27,7 @@ def test_gqa_kv_removal_and_mapping(tmp_path, tiny_model_dir, model_type):
     s.build(tmp_path)
     dense = adapter.load_state(s.model_dir, adapter.layer_prefix(0))
     config = adapter.load_config(s.model_dir)
-    dense_layer = adapter.build_layer(config, 0, dense)
+    dense_layer = adapter.decoder_layer(config, 0, dense)
     x = hidden(s.inputs)[:3]
     pos = rope(s.model_dir, x)
     z = attention_input(dense_layer, x, pos)  # all 4 heads, dense

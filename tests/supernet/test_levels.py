@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tyr.model.adapter import ModelSpec
+from tyr.model.spec import ModelSpec
 from tyr.supernet.levels import write_levels
 
 

@@ -1,6 +1,6 @@
-"""Calibration tokens: `calib/tokens.zarr` with disjoint `prune`, `fitness`, `heldout` splits.
+"""Text sources: where calibration text (`data.source`) and other prose (`search.share_text`) come from.
 
-Sources (`data.source` in the config):
+Sources:
   "self"        text sampled from the dense model itself (tyr.calib.sampling; fixed seed)
   "pydoc"       English prose shipped with every Python (`pydoc_data.topics`), zero download
   "wikitext2", "c4", "fineweb-edu"
@@ -9,33 +9,22 @@ Sources (`data.source` in the config):
                 (column `text_field`), a folder of such files, or a list of any of these;
                 a local source never touches the network
 
-Text is tokenized with the model's own tokenizer, documents are concatenated with EOS
-between them and cut into `seq_len` chunks; chunk order is shuffled with `seed` and each
-chunk goes to at most one split, so no token position is shared between splits.
+The one home of the source names and their checks: the configuration check calls `check_source`
+at parse time (so this module imports nothing heavy), the calibration job again before any work.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from tyr.core.io import atomic_path, write_checksums
-from tyr.workflow.config import DATA_SUFFIXES
-
 log = logging.getLogger("tyr.calib.sources")
 
-SPLITS = ("prune", "fitness", "selection", "heldout")
 BUILTIN = ("self", "pydoc")
-CHUNK_ROWS = 64            # zarr chunk height: a few hundred KB per chunk at seq_len 1-4k
-TOKENIZE_BATCH = 256       # documents per tokenizer call
-# Read at most this many tokens (or 8x the need) from a source: enough to draw chunks from
-# well beyond the first documents, without tokenizing a whole corpus.
-MIN_TOKEN_BUDGET = 1 << 22
+DATA_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")  # the text files a local source may hold
 LOCAL_HINT = "point data.source at local files (.txt, .jsonl/.json, .parquet or a folder of them) or use 'self' / 'pydoc'"
 
 
@@ -93,12 +82,33 @@ def local_files(source) -> list[Path]:
     return files
 
 
-def validate_source(source) -> None:
-    """Cheap check of `data.source` before any heavy work: no model, no network."""
-    if source is None or source == "":
-        raise ValueError(f"data.source is empty; {LOCAL_HINT}")
+def check_source(key: str, source) -> None:
+    """Raise ValueError (FileNotFoundError for a missing path), naming `key`, when `source` cannot
+    be read now: empty, a hub data set while the hub is unreachable, a missing or empty file, a
+    folder without text files. Cheap: no model, and at most one HEAD request to the hub."""
+    if source is None or source == "" or source == []:
+        raise ValueError(f"{key} is empty; {LOCAL_HINT}")
+    if isinstance(source, str) and source in HUB:
+        return _check_hub(key, source)
+    for path in _paths(source) or []:
+        if not path.exists():
+            raise FileNotFoundError(f"{key}: local path {str(path)!r} does not exist, and it is not one of "
+                                    f"{', '.join(BUILTIN + tuple(HUB))}")
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError(f"{key}: {str(path)!r} is an empty file")
     if _paths(source) is not None:
         local_files(source)
+
+
+def _check_hub(key: str, name: str) -> None:
+    """A hub data set must be reachable now, not after hours of work. In declared offline mode
+    (HF_*_OFFLINE) the `datasets` cache may still serve it: the job then answers from the cache
+    or fails within seconds."""
+    from tyr.core.hub import hub_offline, hub_unreachable
+
+    reason = hub_unreachable(datasets=True)
+    if reason and not hub_offline(datasets=True):
+        raise ConnectionError(f"{key}: {name!r} needs the Hugging Face hub ({reason}); {LOCAL_HINT}")
 
 
 def source_label(source) -> str:
@@ -193,7 +203,7 @@ def _parquet_texts(path: Path, text_field: str) -> Iterator[str]:
 
 
 def _hub_texts(name: str, split: str | None) -> Iterator[str]:
-    from tyr.model.prepare import hub_offline, hub_unreachable
+    from tyr.core.hub import hub_offline, hub_unreachable
 
     ds_spec = HUB[name]
     split = split or "train"
@@ -221,130 +231,3 @@ def _load_hub(ds_spec: HubDataset, split: str):
         return datasets.load_dataset(ds_spec.path, data_files={split: ds_spec.splits[split]}, split=split,
                                      streaming=ds_spec.streaming)
     return datasets.load_dataset(ds_spec.path, ds_spec.name, split=ds_spec.splits[split], streaming=ds_spec.streaming)
-
-
-# ---- tokens ------------------------------------------------------------------------------------
-
-
-def _batched(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def token_stream(tokenizer, texts: Iterable[str], budget: int) -> np.ndarray:
-    """Documents tokenized and joined by EOS, read until `budget` tokens (or the end)."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        log.warning("tokenizer has no EOS token: documents are concatenated without a separator")
-    parts, total = [], 0
-    for batch in _batched(texts, TOKENIZE_BATCH):
-        ids = tokenizer(batch, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
-        for doc in ids:
-            if total and eos is not None:
-                parts.append(np.array([eos], dtype=np.int64))
-                total += 1
-            parts.append(np.asarray(doc, dtype=np.int64))
-            total += len(doc)
-        if total >= budget:
-            break
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
-def split_chunks(stream: np.ndarray, counts: dict, seq_len: int, seed: int, label: str) -> dict:
-    """Cut `stream` into seq_len chunks, shuffle them with `seed`, deal disjoint ones to splits."""
-    need = sum(counts.values())
-    if len(stream) < need * seq_len:
-        raise ValueError(
-            f"calibration needs {need:,} sequences × {seq_len:,} tokens = {need * seq_len:,} tokens; "
-            f"source {label} has {len(stream):,}. Use more data or fewer/shorter sequences")
-    chunks = stream[: len(stream) // seq_len * seq_len].reshape(-1, seq_len)
-    order = np.random.default_rng(seed).permutation(len(chunks))[:need]
-    out, start = {}, 0
-    for name, n in counts.items():
-        out[name] = chunks[np.sort(order[start:start + n])]
-        start += n
-    return out
-
-
-def calibrate(model_dir, out_zarr, *, source, seq_len: int, n_prune: int, n_fitness: int, n_heldout: int,
-              n_selection: int = 0, seed: int = 0, text_field: str = "text", hub_split: str | None = None,
-              temperature: float = 1.0) -> Path:
-    """Write the calibration token splits of `source` to the zarr group `out_zarr`.
-
-    prune: the pruning Hessians; fitness: the search's samples; selection: the final choice
-    among the iterations' genomes (never seen by a search); heldout: evaluation only.
-    """
-    from transformers import AutoConfig, AutoTokenizer
-
-    from tyr.calib.sampling import sample_self
-
-    counts = {"prune": n_prune, "fitness": n_fitness, "selection": n_selection, "heldout": n_heldout}
-    if seq_len < 2 or min(counts.values()) < 0 or sum(counts.values()) < 1:
-        raise ValueError(f"calibration sizes: seq_len {seq_len} must be >= 2, split counts {counts} >= 0 and not all 0")
-    validate_source(source)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    vocab = AutoConfig.from_pretrained(model_dir).vocab_size
-    attrs = {"source": source_label(source), "tokenizer": str(getattr(tokenizer, "name_or_path", model_dir)),
-             "tokenizer_class": type(tokenizer).__name__, "seed": seed, "seq_len": seq_len,
-             "eos_token_id": tokenizer.eos_token_id, **{f"n_{k}": v for k, v in counts.items()}}
-    need = sum(counts.values())
-    if source == "self":
-        samples, attrs["sampling"] = sample_self(model_dir, need, seq_len, seed, temperature=temperature)
-        bounds = np.cumsum([0, *counts.values()])
-        splits = {k: samples[bounds[i]:bounds[i + 1]] for i, k in enumerate(counts)}
-    else:
-        split = hub_split or "train"
-        texts = iter_texts(source, text_field=text_field, hub_split=split)
-        stream = token_stream(tokenizer, texts, budget=max(8 * need * seq_len, MIN_TOKEN_BUDGET))
-        splits = split_chunks(stream, counts, seq_len, seed, source_label(source))
-        attrs.update(tokens_read=int(len(stream)), text_field=text_field)
-        if isinstance(source, str) and source in HUB:
-            attrs["hub_split"] = split
-    _check_vocab(splits, vocab, model_dir)
-    write_tokens(out_zarr, splits, attrs)
-    log.info("calibration %s: %s sequences × %d tokens from %s", out_zarr, counts, seq_len, attrs["source"])
-    return Path(out_zarr)
-
-
-def _check_vocab(splits: dict, vocab: int, model_dir) -> None:
-    top = max((int(a.max()) for a in splits.values() if a.size), default=0)
-    if top >= vocab:
-        raise ValueError(f"{model_dir}: tokenizer produced id {top} but the model's vocab_size is {vocab}")
-
-
-def write_tokens(out_zarr, splits: dict, attrs: dict) -> None:
-    """Write int32 [n, seq_len] arrays atomically: the group appears complete or not at all."""
-    import zarr
-
-    with atomic_path(out_zarr) as tmp:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        for name, arr in splits.items():
-            arr = np.ascontiguousarray(arr, dtype=np.int32)
-            group.create_array(name, data=arr, chunks=(max(1, min(len(arr), CHUNK_ROWS)), arr.shape[1]))
-        group.attrs.update(attrs)
-        write_checksums(tmp)
-
-
-def read_tokens(zarr_path, split: str) -> np.ndarray:
-    """One split of a calibration group as an int32 [n, seq_len] array."""
-    import zarr
-
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r}: expected one of {SPLITS}")
-    return np.asarray(zarr.open_group(str(zarr_path), mode="r")[split][:])
-
-
-def read_attrs(zarr_path) -> dict:
-    import zarr
-
-    return dict(zarr.open_group(str(zarr_path), mode="r").attrs)
-
-
-__all__ = ["calibrate", "read_texts", "iter_texts", "validate_source", "read_tokens", "read_attrs",
-           "local_files", "token_stream", "split_chunks", "write_tokens", "SPLITS", "HUB"]

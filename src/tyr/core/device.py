@@ -44,3 +44,12 @@ def resolve_device(name: str) -> str:
     if not torch.cuda.is_available():
         raise RuntimeError("search.device: cuda, but torch sees no CUDA device (is this the CPU build of torch?)")
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+
+
+def threads_from_env() -> None:
+    """Honour the job's CPU allowance (Snakemake `threads`, SLURM cpus) in torch."""
+    import torch
+
+    n = os.environ.get("TYR_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
+    if n:
+        torch.set_num_threads(int(n))

@@ -25,6 +25,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tyr.calib.stores import HELDOUT
 from tyr.core.io import read_json, write_json
 
 log = logging.getLogger("tyr.evaluate.measure")
@@ -38,15 +39,14 @@ METRICS = ("acc", "acc_norm")
 def load(model_dir, *, device="cpu", dtype=None):
     """(model, tokenizer) in eval mode, dense or exported (see the module docstring)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tyr.model import adapter
 
-    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
-    if config.model_type in adapter.SUPPORTED and config.model_type != "tyr_llama":
-        model = adapter.load_model(model_dir, dtype=dtype)
-    else:
+    if adapter.is_export(model_dir):  # through its own copy of modeling_tyr.py, as a user loads it
         model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True, dtype=dtype or "auto")
+    else:
+        model = adapter.load_model(model_dir, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)  # needs no custom code, also for exports
     return model.to(torch.device(device)).eval(), tokenizer
 
@@ -112,24 +112,19 @@ def heldout_perplexity(model, tokens_zarr, *, batch_size=4) -> dict:
     """Perplexity on the calibration `heldout` split: each sequence is one window."""
     import torch
 
-    from tyr.calib.sources import read_tokens
+    from tyr.calib import stores
 
-    windows = torch.from_numpy(read_tokens(tokens_zarr, "heldout")).long()
+    windows = torch.from_numpy(stores.read_tokens(tokens_zarr, stores.HELDOUT)).long()
     if windows.shape[0] == 0:
         raise ValueError(f"{tokens_zarr}: the heldout split is empty (data.heldout_sequences: 0)")
     return window_perplexity(model, windows, batch_size=batch_size)
 
 
 def read_texts(source) -> list[str]:
-    """Texts of a WikiText-style source: tyr.calib.sources when present, else a local .txt verbatim."""
-    try:
-        from tyr.calib.sources import read_texts as data_read_texts
-    except ImportError:  # tyr.calib.sources not installed yet: local text files only
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"{source}: not a local text file (hub sources need tyr.calib.sources)") from None
-        return [path.read_text(encoding="utf-8")]
-    return data_read_texts(source, hub_split="test")
+    """The test split of a WikiText-style source (a local file is one document, read verbatim)."""
+    from tyr.calib.sources import read_texts
+
+    return read_texts(source, hub_split="test")
 
 
 # ---- zero-shot (lm-evaluation-harness) -------------------------------------------------------
@@ -263,7 +258,7 @@ def evaluate_model(model_dir, out_json, *, plan, tokens_zarr=None, seq_len=2048,
     result["perplexity"] = {}
     for name, entry in plan["perplexity"].items():
         with clock(f"perplexity:{name}"):
-            if entry["source"] == "heldout":
+            if entry["source"] == HELDOUT:
                 ppl = heldout_perplexity(model, tokens_zarr)
             else:
                 ppl = perplexity(model, tokenizer, read_texts(entry["source"]), seq_len=seq_len,

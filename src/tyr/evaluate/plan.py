@@ -41,7 +41,7 @@ def data_dir() -> Path | None:
 
 def hub_reason() -> str | None:
     """Why the hub cannot be used (None when it can); a HEAD request of a few seconds at most."""
-    from tyr.model.prepare import hub_unreachable
+    from tyr.core.hub import hub_unreachable
 
     return hub_unreachable(datasets=True)
 

@@ -20,7 +20,7 @@ def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, meth
     `method` defaults to the name of the folder above `eval/` (results/.../{method}/eval/).
     """
     from tyr.model import sparsity
-    from tyr.model.adapter import ModelSpec
+    from tyr.model.spec import ModelSpec
 
     dense, pruned = read_json(dense_json), read_json(pruned_json)
     spec, genome = ModelSpec.from_json(spec_json), read_json(genome_json)

@@ -16,9 +16,11 @@ import math
 import shutil
 from pathlib import Path
 
+from tyr.calib import stores
 from tyr.core.io import atomic_path, read_json, write_checksums
 from tyr.model import sparsity
-from tyr.model.adapter import ModelSpec, build_layer, layer_prefix, load_config, load_state
+from tyr.model.adapter import decoder_layer, layer_prefix, load_config, load_state
+from tyr.model.spec import ModelSpec
 from tyr.supernet.format import layer_shape, layer_state, load_level, pruned_config, read_supernet
 
 MODELING_FILE = Path(__file__).resolve().parents[1] / "model" / "modeling_tyr.py"
@@ -95,7 +97,7 @@ def _pruned_layer_state(model_dir, spec, base, layer, entries):
     # Strict load into a meta-device layer of the promised shape: a wrong slice fails here,
     # with the layer named, not later inside from_pretrained.
     try:
-        build_layer(pruned_config(base, [shape] * spec.num_layers), layer, state)
+        decoder_layer(pruned_config(base, [shape] * spec.num_layers), layer, state)
     except RuntimeError as e:
         raise ExportError(f"layer {layer}: level tensors do not fit shape {shape}: {e}") from e
     return state, shape
@@ -362,7 +364,7 @@ def _calibration(calib) -> dict:
 
     group = zarr.open_group(str(calib), mode="r")
     info = dict(group.attrs)
-    for name in ("prune", "fitness", "heldout"):
+    for name in stores.SPLITS:
         if name in group:
             info[f"{name} sequences x tokens"] = "x".join(map(str, group[name].shape))
     return info

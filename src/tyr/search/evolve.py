@@ -43,9 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tyr.calib import stores
 from tyr.core.io import atomic_path, atomic_write_text, read_json, write_json
 from tyr.model import sparsity
-from tyr.model.adapter import SUBLAYERS
+from tyr.model.spec import SUBLAYERS
 from tyr.search import distributed
 from tyr.workflow.config import SPLIT_CONFLICT
 
@@ -114,7 +115,7 @@ def load_space(supernet_json, spec_json, target_sparsity: float, *, trade_attn_m
     levels.json, in the parent folder of the supernet folder), else they are the levels
     closest to the target unit sparsity.
     """
-    from tyr.model.adapter import ModelSpec
+    from tyr.model.spec import ModelSpec
 
     spec = ModelSpec.from_json(spec_json)
     index = read_json(supernet_json)
@@ -381,7 +382,7 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     `fixed_last_stage`: the last selection stage scores on one fixed draw of sequences for the
     whole search instead of a fresh one per generation (`generation`).
     """
-    from tyr.model.adapter import threads_from_env
+    from tyr.core.device import threads_from_env
     from tyr.search.fitness import Evaluator, resolve_compute_dtype
 
     threads_from_env()
@@ -477,8 +478,6 @@ class Tracker:
     one curve per search that is comparable across generations, unlike each generation's best
     on its own fresh sample. Recomputed only when the parent changes; None when disabled."""
 
-    SPLIT = "selection"
-
     def __init__(self, evaluator, space: SearchSpace, n_sequences: int):
         self.evaluator, self.space, self.n = evaluator, space, n_sequences
         self.last = (None, None)
@@ -488,7 +487,7 @@ class Tracker:
         if self.n <= 0 or genome == self.last[0]:
             return self.last[1]
         ev, home = self.evaluator, self.evaluator.split
-        ev.use_split(self.SPLIT)
+        ev.use_split(stores.SELECTION)
         ev.set_tokens(range(min(self.n, ev.n_seq)))
         value = ev.fitness(self.space.kept_units(genome), incremental=False)
         ev.use_split(home)

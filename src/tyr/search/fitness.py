@@ -33,41 +33,31 @@ its MLP kept channels.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
+from tyr.calib import stores
 from tyr.core.io import atomic_path, write_checksums
-from tyr.model.adapter import SUBLAYERS
+from tyr.model import adapter
+from tyr.model.spec import SUBLAYERS
 
 # ---- dense reference ---------------------------------------------------------------------
-
-
-def read_split(tokens_zarr, split: str = "fitness") -> np.ndarray:
-    import zarr
-
-    return np.asarray(zarr.open_group(str(tokens_zarr), mode="r")[split][:], dtype=np.int32)
 
 
 def read_scored_split(topk_zarr, tokens_zarr, split: str):
     """A split's tokens and its group of the dense top-k store, checked to belong together."""
     import zarr
 
-    tokens = read_split(tokens_zarr, split)
+    tokens = stores.read_tokens(tokens_zarr, split)
     topk = zarr.open_group(str(topk_zarr), mode="r")
     if split not in topk:
         raise ValueError(f"{topk_zarr} holds no dense top-k of the {split!r} split (has {list(topk.group_keys())})")
-    if topk[split].attrs.get("tokens_sha256") != tokens_digest(tokens):
+    if topk[split].attrs.get("tokens_sha256") != stores.tokens_digest(tokens):
         raise ValueError(f"{topk_zarr} was computed on other tokens than {tokens_zarr}[{split}]")
     return tokens, topk[split]
-
-
-def tokens_digest(tokens: np.ndarray) -> str:
-    """Fingerprint of a token split: ties `topk.zarr` to the exact tokens it was computed on."""
-    return hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int32).tobytes()).hexdigest()
 
 
 def topk_logprobs(lm_head, hidden, k: int, chunk: int = 1024):
@@ -85,7 +75,7 @@ def topk_logprobs(lm_head, hidden, k: int, chunk: int = 1024):
     return torch.cat(tops), torch.cat(ids), torch.cat(rests)
 
 
-SCORED_SPLITS = ("fitness", "selection")  # the search's samples, and the final choice among iterations
+SCORED_SPLITS = (stores.FITNESS, stores.SELECTION)  # the search's samples, and the final choice among iterations
 
 
 def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, splits=SCORED_SPLITS, batch_size: int = 4,
@@ -99,7 +89,8 @@ def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, splits=SCORED_S
     """
     import zarr
 
-    from tyr.model.adapter import load_model, threads_from_env
+    from tyr.core.device import threads_from_env
+    from tyr.model.adapter import load_model
 
     threads_from_env()
     model = load_model(model_dir)
@@ -108,7 +99,7 @@ def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, splits=SCORED_S
     with atomic_path(out_zarr) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         for split in (s for s in splits if s in present):
-            tokens = read_split(tokens_zarr, split)
+            tokens = stores.read_tokens(tokens_zarr, split)
             if len(tokens):
                 _write_topk(group.create_group(split), model, tokens, k, batch_size, dtype, chunk)
         group.attrs.update({"k": k, "splits": [s for s in splits if s in group], "model": str(model_dir)})
@@ -131,7 +122,7 @@ def _write_topk(group, model, tokens, k, batch_size, dtype, chunk) -> None:
             logp[s:s + b] = top.view(b, seq_len, k).numpy().astype(dtype)
             index[s:s + b] = idx.view(b, seq_len, k).int().numpy()
             rest[s:s + b] = tail.view(b, seq_len).numpy()
-    group.attrs.update({"tokens_sha256": tokens_digest(tokens)})
+    group.attrs.update({"tokens_sha256": stores.tokens_digest(tokens)})
 
 
 def coarse_kl_sum(logits, logp, index, logp_rest, overwrite: bool = False):
@@ -357,13 +348,14 @@ class Evaluator:
     evenly spaced sublayer boundaries when not all fit), then `fitness(child)` per child.
     `use_split`: another split; `use_tokens` + `sequence_nll`: perplexity on any text."""
 
-    def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = "fitness",
+    def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = stores.FITNESS,
                  batch_size: int = 4, cache_bytes: int = 2 << 30, module_cache_bytes: int = 1 << 30,
                  chunk: int = 128, dtype: str = "float32", device: str = "cpu"):
         import torch
 
         from tyr.core.device import resolve_device
-        from tyr.model.adapter import load_model, spec_from_config
+        from tyr.model.adapter import load_model
+        from tyr.model.spec import spec_from_config
 
         self.model = load_model(model_dir)
         self.config, self.spec = self.model.config, spec_from_config(self.model.config)
@@ -406,7 +398,6 @@ class Evaluator:
         token set scored every generation (the search's fixed last stage) re-caches only what
         a new parent changed. Kept sets are matched by split and sequence ids.
         """
-        import torch
 
         seq_ids = np.sort(np.asarray(seq_ids, dtype=np.int64))
         key = (self.split, tuple(seq_ids.tolist()))
@@ -415,8 +406,7 @@ class Evaluator:
             return
         self._batches = token_batches(self.tokens, self.topk, seq_ids, self.batch_size, self.device)
         self.n_positions = len(seq_ids) * self.seq_len
-        dummy = torch.zeros(1, self.seq_len, 1, dtype=self._compute, device=self.device)
-        self._pos = self.model.model.position_embeddings(dummy)
+        self._pos = adapter.rotary(self.config, self.seq_len, device=self.device, dtype=self._compute)
         self.parent = ParentCache()
         if keep:
             self._kept[key] = (self._batches, self.n_positions, self._pos, self.parent)

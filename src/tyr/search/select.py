@@ -15,9 +15,8 @@ import math
 
 import numpy as np
 
+from tyr.calib import stores
 from tyr.core.io import read_json, write_json
-
-SPLIT = "selection"
 
 
 def candidates(best_jsons) -> list[dict]:
@@ -46,7 +45,7 @@ def score(cands, model_dir, topk_zarr, tokens_zarr, *, dtype="float32", device="
     for c in cands:
         by_supernet.setdefault(c["supernet"], []).append(c)
     for supernet, group in by_supernet.items():
-        ev = Evaluator(supernet, model_dir, topk_zarr, tokens_zarr, split=SPLIT, dtype=dtype, device=device,
+        ev = Evaluator(supernet, model_dir, topk_zarr, tokens_zarr, split=stores.SELECTION, dtype=dtype, device=device,
                        batch_size=batch_size)
         ev.set_tokens(range(ev.n_seq))
         for c in group:
@@ -72,7 +71,7 @@ def select_genome(best_jsons, model_dir, topk_zarr, tokens_zarr, out_json, *, dt
     runner_up = min((r["kl"] - record[chosen["name"]]["kl"], n) for n, r in record.items() if n != chosen["name"])
     best = read_json(chosen["path"])
     genome = {**best, "layers": chosen["layers"], "sparsity": chosen["sparsity"], "chosen": chosen["name"],
-              "selection": {"split": SPLIT, "sequences": int(len(kl[chosen["name"]])), "candidates": record,
+              "selection": {"split": stores.SELECTION, "sequences": int(len(kl[chosen["name"]])), "candidates": record,
                             "margin": runner_up[0], "margin_se": record[runner_up[1]]["se_vs_chosen"]}}
     genome.pop("start", None)
     write_json(out_json, genome)

@@ -51,7 +51,8 @@ def share_tokens(model_dir, source, n_seq: int, seq_len: int, seed: int = 0) -> 
     """n_seq disjoint windows of seq_len tokens of `source`, shuffled with `seed`."""
     from transformers import AutoTokenizer
 
-    from tyr.calib.sources import iter_texts, source_label, split_chunks, token_stream
+    from tyr.calib.calibrate import split_chunks, token_stream
+    from tyr.calib.sources import iter_texts, source_label
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     stream = token_stream(tokenizer, iter_texts(source, hub_split="test"), budget=4 * n_seq * seq_len)
@@ -63,8 +64,9 @@ def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsi
                  device: str = "cpu") -> dict:
     """Score every candidate split's near-uniform genome on `text`; write and return the record."""
     from tyr.calib.sources import source_label
+    from tyr.calib.stores import tokens_digest
     from tyr.search import evolve as search
-    from tyr.search.fitness import Evaluator, tokens_digest
+    from tyr.search.fitness import Evaluator
     from tyr.search.select import flat, paired_se
 
     base = search.load_space(supernet_json, spec_json, target_sparsity)

@@ -25,52 +25,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tyr.calib import calibrate, stores
+
 log = logging.getLogger("tyr.supernet.build")
 
-HIDDEN = "hidden"  # the array of an activation store: float32 [n_seq, seq_len, hidden]
-CHUNK_SEQS = 4
 ACCUMULATE = ("expected", "centre", "dense")
 REFIT = ("local", "corrected")
 
 
 # ---- activation stores ------------------------------------------------------------------------
-
-
-def create_hidden(path, shape):
-    import zarr
-
-    group = zarr.open_group(str(path), mode="w")
-    chunks = (min(CHUNK_SEQS, shape[0]), *shape[1:])
-    return group.create_array(HIDDEN, shape=shape, chunks=chunks, dtype="float32", compressors=None)
-
-
-def open_hidden(path):
-    import zarr
-
-    return zarr.open_group(str(path), mode="r")[HIDDEN]
-
-
-def row_batches(array, batch_size):
-    import torch
-
-    for i in range(0, array.shape[0], batch_size):
-        yield i, torch.from_numpy(array[i:i + batch_size])
-
-
-def embed(model_dir, tokens_zarr, out_zarr, *, split="prune", batch_size=8) -> None:
-    """Layer 0's input: the token embeddings of the calibration split."""
-    import zarr
-
-    from tyr.core.io import atomic_path, write_checksums
-    from tyr.model import adapter
-
-    weight = adapter.load_state(model_dir, "model.embed_tokens.")["weight"]
-    tokens = zarr.open_group(str(tokens_zarr), mode="r")[split]
-    with atomic_path(out_zarr) as tmp:
-        out = create_hidden(tmp, (*tokens.shape, weight.shape[1]))
-        for i, ids in row_batches(tokens, batch_size):
-            out[i:i + len(ids)] = weight[ids.long()].float().numpy()
-        write_checksums(tmp)
 
 
 # ---- one layer --------------------------------------------------------------------------------
@@ -127,7 +90,7 @@ def build_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
     opts = Options(**options)
     start = time.perf_counter()
     ctx = _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, iteration)
-    x_in = open_hidden(inputs_zarr)
+    x_in = stores.open_hidden(inputs_zarr)
     x_dense = _dense_inputs(model_dir, embeddings_zarr, layer) if opts.refit == "corrected" else None
     manifest = {"layer": layer, "iteration": iteration}
     if all("centre" in ctx.levels[s] for s in ("attn", "mlp")):  # lets the search read centres from the index
@@ -150,14 +113,13 @@ def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
 
     from tyr.core.io import read_json
     from tyr.model import adapter
-    from tyr.model.adapter import ModelSpec
-    from tyr.model.modeling_tyr import TyrRotaryEmbedding
+    from tyr.model.spec import ModelSpec
 
     config = adapter.load_config(model_dir)
     dense = adapter.load_state(model_dir, adapter.layer_prefix(layer))
-    seq_len = open_hidden(inputs_zarr).shape[1]
-    pos = TyrRotaryEmbedding(config)(torch.zeros(1), torch.arange(seq_len)[None])
-    return Layer(ModelSpec.from_json(spec_json), adapter.build_layer(config, layer, dense, torch.float32), dense,
+    seq_len = stores.open_hidden(inputs_zarr).shape[1]
+    pos = adapter.rotary(config, seq_len)
+    return Layer(ModelSpec.from_json(spec_json), adapter.decoder_layer(config, layer, dense, torch.float32), dense,
                  read_json(levels_json)["layers"][layer], pos, Path(layer_dir), {"layer": layer, "iteration": iteration})
 
 
@@ -167,16 +129,15 @@ def _dense_inputs(model_dir, embeddings_zarr, layer: int):
     import torch
 
     from tyr.model import adapter
-    from tyr.model.modeling_tyr import TyrRotaryEmbedding
 
     if embeddings_zarr is None:
         raise ValueError("refit='corrected' needs the calibration embeddings (embeddings_zarr)")
-    x = torch.from_numpy(open_hidden(embeddings_zarr)[:])
+    x = torch.from_numpy(stores.open_hidden(embeddings_zarr)[:])
     config = adapter.load_config(model_dir)
-    pos = TyrRotaryEmbedding(config)(torch.zeros(1), torch.arange(x.shape[1])[None])
+    pos = adapter.rotary(config, x.shape[1])
     for l in range(layer):
         module = adapter.load_layer(model_dir, l, config, torch.float32)
-        x = torch.cat([module(b, pos) for b in x.split(CHUNK_SEQS)])
+        x = torch.cat([module(b, pos) for b in x.split(stores.CHUNK_SEQS)])
     return x
 
 
@@ -192,7 +153,7 @@ class _Calibration:
         self._cache, self._free = {}, cache_bytes
 
     def batches(self):
-        return row_batches(self.x_in, self.opts.batch_size)
+        return stores.row_batches(self.x_in, self.opts.batch_size)
 
     def _kept(self, key, compute):
         if key in self._cache:
@@ -249,7 +210,7 @@ class _Calibration:
         from tyr.supernet.accumulate import residual
 
         with atomic_path(out_zarr) as tmp:
-            out = create_hidden(tmp, self.x_in.shape)
+            out = stores.create_hidden(tmp, self.x_in.shape)
             for i, x in self.batches():
                 out[i:i + len(x)] = residual(self.mlp_residual(i, x), self.mlp_input(i, x), W, b).numpy()
 
@@ -339,7 +300,7 @@ def build_all(model_dir, spec_json, levels_json, tokens_zarr, out_dir, **options
     out_dir/acts/layer{l:03d}.zarr (deleted once consumed), out_dir/supernet/layer{l:03d}/,
     out_dir/supernet/supernet.json (returned).
     """
-    from tyr.model.adapter import ModelSpec
+    from tyr.model.spec import ModelSpec
 
     out_dir = Path(out_dir)
     n_layers = ModelSpec.from_json(spec_json).num_layers
@@ -347,7 +308,7 @@ def build_all(model_dir, spec_json, levels_json, tokens_zarr, out_dir, **options
     layer_dirs = [out_dir / "supernet" / f"layer{l:03d}" for l in range(n_layers)]
     embeddings = out_dir / "acts" / "embeddings.zarr"
     start = time.perf_counter()
-    embed(model_dir, tokens_zarr, embeddings, batch_size=options.get("batch_size", 8))
+    calibrate.embed(model_dir, tokens_zarr, embeddings, batch_size=options.get("batch_size", 8))
     shutil.copytree(embeddings, acts[0])
     for l in range(n_layers):
         nxt = acts[l + 1] if l + 1 < n_layers else None  # the last layer's output feeds nothing

@@ -135,10 +135,10 @@ def pruned_config(dense_config, shapes: list[dict]):
 
 def pruned_layer(spec, config, layer: int, dense: dict, attn_level: dict, mlp_level: dict, dtype=None):
     """A `TyrDecoderLayer` for `layer` built from the dense tensors and two level files' tensors."""
-    from tyr.model.adapter import build_layer
+    from tyr.model.adapter import decoder_layer
 
     shapes = [layer_shape(attn_level, mlp_level)] * config.num_hidden_layers
-    return build_layer(pruned_config(config, shapes), layer, layer_state(spec, dense, attn_level, mlp_level), dtype)
+    return decoder_layer(pruned_config(config, shapes), layer, layer_state(spec, dense, attn_level, mlp_level), dtype)
 
 
 def read_supernet(path) -> dict:

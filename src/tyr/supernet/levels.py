@@ -10,8 +10,8 @@ from dense to sparse as kept-unit counts (the format is in docs/design.md).
 from __future__ import annotations
 
 from tyr.core.io import read_json, write_json
-from tyr.model.adapter import SUBLAYERS, ModelSpec
 from tyr.model.sparsity import snap_units
+from tyr.model.spec import SUBLAYERS, ModelSpec
 
 
 def sublayer_levels(units: int, centre_sparsity: float, delta: float, n_levels: int, group: int = 1):

@@ -11,10 +11,9 @@ import math
 import os
 from pathlib import Path
 
-HUB_DATASETS = {"wikitext2", "c4", "fineweb-edu"}
-BUILTIN_DATA = {"self", "pydoc"} | HUB_DATASETS
-DATA_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")  # the text files tyr.calib.sources reads
-LOCAL_SUFFIXES = {*DATA_SUFFIXES, ".gguf"}  # a source with one of these is a path, not a hub id
+from tyr.calib import sources
+
+LOCAL_SUFFIXES = {*sources.DATA_SUFFIXES, ".gguf"}  # a source with one of these is a path, not a hub id
 
 
 # search.attention_kept and search.trade_attn_mlp together (checked at parse time and by tyr.search.evolve)
@@ -90,33 +89,15 @@ def _check_model(model) -> None:
 
 
 def _check_data(data) -> None:
-    sources = data["source"] if isinstance(data["source"], list) else [data["source"]]
-    for s in sources:
-        _check_text_source("data.source", s)
+    _check_text_source("data.source", data["source"])
 
 
-def _check_text_source(key: str, s) -> None:
+def _check_text_source(key: str, source) -> None:
     """A text source (a built-in name, a hub data set or local files) can be read now."""
-    if s in HUB_DATASETS:
-        _check_hub(f"{key}: {s!r}")
-    elif s not in BUILTIN_DATA and looks_local(s):
-        path = os.path.expanduser(s)
-        if not os.path.exists(path):
-            raise ConfigError(f"{key}: local path {s!r} does not exist")
-        if os.path.isfile(path) and os.path.getsize(path) == 0:
-            raise ConfigError(f"{key}: {s!r} is an empty file")
-
-
-def _check_hub(what: str) -> None:
-    """A hub data set named in the config must be reachable now, not after hours of work. In
-    declared offline mode (HF_*_OFFLINE) the `datasets` cache may still serve it: the
-    calibration job then answers from the cache or fails within seconds."""
-    from tyr.model.prepare import hub_offline, hub_unreachable
-
-    reason = hub_unreachable(datasets=True)
-    if reason and not hub_offline(datasets=True):
-        raise ConfigError(f"{what} needs the Hugging Face hub ({reason}); use local files "
-                          "(.txt, .jsonl/.json, .parquet or a folder of them), 'pydoc' or 'self'")
+    try:
+        sources.check_source(key, source)
+    except (OSError, ValueError) as e:  # FileNotFoundError, ConnectionError: the message names the key
+        raise ConfigError(str(e)) from None
 
 
 def describe_calibration(data) -> str:

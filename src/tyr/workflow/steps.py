@@ -23,7 +23,7 @@ def prepare_model(input, output, params, wildcards):
 
 
 def calibrate(input, output, params, wildcards):
-    from tyr.calib.sources import calibrate
+    from tyr.calib.calibrate import calibrate
 
     d = params.data
     calibrate(input.model, output.tokens, source=d["source"], seq_len=d["seq_len"],
@@ -34,7 +34,7 @@ def calibrate(input, output, params, wildcards):
 
 
 def embed(input, output, params, wildcards):
-    from tyr.supernet.build import embed
+    from tyr.calib.calibrate import embed
 
     embed(input.model, input.tokens, output.embeddings)
 

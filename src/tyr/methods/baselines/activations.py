@@ -13,14 +13,12 @@ from pathlib import Path
 
 import torch
 
-SPLIT = "prune"
+from tyr.calib import stores
 
 
-def calibration_tokens(tokens_zarr, split: str = SPLIT, max_seqs: int | None = None) -> torch.Tensor:
+def calibration_tokens(tokens_zarr, split: str = stores.PRUNE, max_seqs: int | None = None) -> torch.Tensor:
     """The calibration sequences [n_seq, seq_len] (int64), the first `max_seqs` when given."""
-    from tyr.calib.sources import read_tokens
-
-    tokens = torch.from_numpy(read_tokens(Path(tokens_zarr), split)).long()
+    tokens = torch.from_numpy(stores.read_tokens(Path(tokens_zarr), split)).long()
     if tokens.ndim != 2 or len(tokens) == 0:
         raise ValueError(f"{tokens_zarr}[{split}]: expected a non-empty [n_seq, seq_len] array, got {tuple(tokens.shape)}")
     return tokens[:max_seqs] if max_seqs else tokens

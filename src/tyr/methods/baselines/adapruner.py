@@ -30,8 +30,9 @@ import logging
 import numpy as np
 import torch
 
+from tyr.calib.stores import FITNESS, PRUNE
 from tyr.methods.baselines import candidate, llm_pruner, wanda_sp
-from tyr.methods.baselines.activations import SPLIT, calibration_tokens, dense_model, head_sums, projection_inputs
+from tyr.methods.baselines.activations import calibration_tokens, dense_model, head_sums, projection_inputs
 from tyr.methods.baselines.budget import layer_range, range_note, uniform_structure
 from tyr.methods.baselines.flap import fluctuation
 from tyr.methods.baselines.single_level import load_spec, resolve_setting, write
@@ -95,7 +96,7 @@ class Objective:
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str = "cpu", layers="scaled",
-        seed: int = 0, split: str = SPLIT, batch_size: int = 4, **overrides):
+        seed: int = 0, split: str = PRUNE, batch_size: int = 4, **overrides):
     """Bayesian optimisation over calibration subsets × metrics; returns the genome path of the best point."""
     import optuna
 
@@ -107,7 +108,7 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str
     subsets = [pool[torch.as_tensor(rng.choice(len(pool), min(opt["sequences"], len(pool)), replace=False))]
                for _ in range(opt["subsets"])]
     pruned = layer_range(spec.num_layers, layers)
-    objective = Objective(model, spec, subsets, calibration_tokens(tokens_zarr, "fitness", opt["eval_sequences"]),
+    objective = Objective(model, spec, subsets, calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"]),
                           target_sparsity, pruned, batch_size)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, opt["trials"] // 3))

@@ -44,7 +44,8 @@ import logging
 
 import torch
 
-from tyr.methods.baselines.activations import SPLIT, calibration_tokens, dense_model, head_sums, projection_inputs
+from tyr.calib.stores import PRUNE
+from tyr.methods.baselines.activations import calibration_tokens, dense_model, head_sums, projection_inputs
 from tyr.methods.baselines.budget import global_structure
 from tyr.methods.baselines.single_level import load_spec, write
 
@@ -111,7 +112,7 @@ def compensated_biases(model, stats, structure, spec):
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, compensate: bool = True,
-        standardise: str = "layer", square_attention: bool = True, split: str = SPLIT,
+        standardise: str = "layer", square_attention: bool = True, split: str = PRUNE,
         max_seqs: int | None = None, batch_size: int = 8):
     """Fluctuation scores, global adaptive structure, bias compensation; returns the genome path."""
     spec = load_spec(model_dir)

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import torch
 
+from tyr.calib.stores import PRUNE
 from tyr.methods.baselines import layerwise
-from tyr.methods.baselines.activations import SPLIT, calibration_tokens, dense_model
+from tyr.methods.baselines.activations import calibration_tokens, dense_model
 from tyr.methods.baselines.budget import layer_range, range_note, uniform_structure
 from tyr.methods.baselines.single_level import load_spec, write
 
@@ -56,7 +57,7 @@ def block_influence(layer, x, pos, head_dim: int, batch_size: int = 8) -> tuple[
     return heads / count, chans / count
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, layers="scaled", split: str = SPLIT,
+def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, layers="scaled", split: str = PRUNE,
         max_seqs: int | None = None, batch_size: int = 8):
     """Block-output influence of every head and channel, uniform pruning in a layer range; returns the genome path."""
     spec = load_spec(model_dir)

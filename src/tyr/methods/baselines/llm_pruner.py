@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import torch
 
-from tyr.methods.baselines.activations import SPLIT, batches, calibration_tokens, dense_model
+from tyr.calib.stores import PRUNE
+from tyr.methods.baselines.activations import batches, calibration_tokens, dense_model
 from tyr.methods.baselines.budget import layer_range, range_note, uniform_structure
 from tyr.methods.baselines.single_level import load_spec, write
 
@@ -89,7 +90,7 @@ def layer_scores(layer, spec, taylor: str = "element", kv: str = "split") -> tup
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, taylor: str = "element", kv: str = "split",
-        layers="scaled", split: str = SPLIT, max_seqs: int | None = 10, batch_size: int = 2):
+        layers="scaled", split: str = PRUNE, max_seqs: int | None = 10, batch_size: int = 2):
     """Taylor group importance from LM-loss gradients, uniform pruning in a layer range; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)

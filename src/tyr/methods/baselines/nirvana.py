@@ -38,8 +38,9 @@ import math
 import numpy as np
 import torch
 
+from tyr.calib.stores import FITNESS, PRUNE
 from tyr.methods.baselines import candidate
-from tyr.methods.baselines.activations import SPLIT, batches, calibration_tokens, dense_model
+from tyr.methods.baselines.activations import batches, calibration_tokens, dense_model
 from tyr.methods.baselines.budget import top_k
 from tyr.methods.baselines.llm_pruner import PROJECTIONS
 from tyr.methods.baselines.single_level import Structure, load_spec, resolve_setting, write
@@ -146,12 +147,12 @@ def candidate_sets(tokens: torch.Tensor, n: int, sequences: int, seq_len: int, s
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str = "cpu", gamma: float = 3.0,
-        multiple: int = 8, seed: int = 0, split: str = SPLIT, batch_size: int = 4, **overrides):
+        multiple: int = 8, seed: int = 0, split: str = PRUNE, batch_size: int = 4, **overrides):
     """Prune with each candidate calibration set, keep the structure of lowest KL; returns the genome path."""
     opt = resolve_setting(METHOD, SETTINGS, setting, overrides)
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
-    evaluation = calibration_tokens(tokens_zarr, "fitness", opt["eval_sequences"])
+    evaluation = calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"])
     dense_logp = candidate.dense_log_probs(model, evaluation, batch_size)
     states = candidate.dense_layer_states(model)
     best, kls = None, []

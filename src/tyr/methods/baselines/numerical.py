@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import torch
 
+from tyr.calib.stores import PRUNE
 from tyr.methods.baselines import layerwise
-from tyr.methods.baselines.activations import SPLIT, calibration_tokens, dense_model
+from tyr.methods.baselines.activations import calibration_tokens, dense_model
 from tyr.methods.baselines.budget import global_structure
 from tyr.methods.baselines.single_level import load_spec, write
 from tyr.supernet.local_prune import Hessian, damp, refit
@@ -87,7 +88,7 @@ def least_squares(W: torch.Tensor, H: torch.Tensor, cols: torch.Tensor, damping:
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, lam: float = 1.0, iterations: int = 50,
-        compensate: bool = True, split: str = SPLIT, max_seqs: int | None = None, batch_size: int = 8):
+        compensate: bool = True, split: str = PRUNE, max_seqs: int | None = None, batch_size: int = 8):
     """Numerical scores on the dense model, global ranking, sequential compensation; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)

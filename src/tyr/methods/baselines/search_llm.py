@@ -39,8 +39,9 @@ from functools import partial
 import numpy as np
 import torch
 
+from tyr.calib.stores import FITNESS, PRUNE
 from tyr.methods.baselines import candidate, layerwise
-from tyr.methods.baselines.activations import SPLIT, calibration_tokens, dense_model
+from tyr.methods.baselines.activations import calibration_tokens, dense_model
 from tyr.methods.baselines.budget import uniform_structure
 from tyr.methods.baselines.reformation import admm
 from tyr.methods.baselines.single_level import TOLERANCE, Structure, load_spec, resolve_setting, write
@@ -172,7 +173,7 @@ def search(evo: Evolution, init: Structure, opt: dict) -> tuple[Structure, list[
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str = "cpu", rho: float = 1.0,
-        admm_iterations: int = 30, reform: bool = True, seed: int = 0, split: str = SPLIT, batch_size: int = 8,
+        admm_iterations: int = 30, reform: bool = True, seed: int = 0, split: str = PRUNE, batch_size: int = 8,
         **overrides):
     """Importance initialisation, evolutionary search, ADMM reformation; returns the genome path."""
     opt = resolve_setting(METHOD, SETTINGS, setting, overrides)
@@ -183,7 +184,7 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str
               for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)]
     init = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores])
     states = candidate.dense_layer_states(model)
-    evaluation = calibration_tokens(tokens_zarr, "fitness", opt["eval_sequences"])
+    evaluation = calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"])
 
     def evaluate(s):
         return candidate.lm_loss(model, candidate.pruned_layers(model, spec, states, s), evaluation)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tyr.methods.baselines.activations import SPLIT, calibration_tokens, dense_model, forward_with_hooks
+from tyr.calib.stores import PRUNE
+from tyr.methods.baselines.activations import calibration_tokens, dense_model, forward_with_hooks
 from tyr.methods.baselines.single_level import Structure, load_spec, write
 from tyr.model import sparsity
 
@@ -55,7 +56,7 @@ def layers_to_remove(spec, bi: torch.Tensor, target_sparsity: float) -> list[int
     return sorted(order[:n])
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, split: str = SPLIT,
+def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, split: str = PRUNE,
         max_seqs: int | None = None, batch_size: int = 8):
     """Score layers by Block Influence, remove the lowest; returns the genome path."""
     spec = load_spec(model_dir)

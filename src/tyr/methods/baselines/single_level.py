@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from tyr.model import sparsity
-from tyr.model.adapter import ModelSpec
+from tyr.model.spec import ModelSpec
 
 log = logging.getLogger("tyr.methods.baselines")
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import torch
 
+from tyr.calib.stores import PRUNE
 from tyr.methods.baselines import layerwise
 from tyr.methods.baselines.activations import (
-    SPLIT,
     ChannelStats,
     calibration_tokens,
     dense_model,
@@ -67,7 +67,7 @@ def sequential_structure(model, spec, tokens, target_sparsity: float, batch_size
 
 
 def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, sequential: bool = True,
-        split: str = SPLIT, max_seqs: int | None = None, batch_size: int = 8):
+        split: str = PRUNE, max_seqs: int | None = None, batch_size: int = 8):
     """Score heads and channels by structured Wanda, prune uniformly; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)

@@ -23,12 +23,13 @@ from contextlib import contextmanager
 
 import torch
 
-from tyr.core.io import read_json, save_safetensors
+from tyr.calib.stores import create_hidden, open_hidden, row_batches
+from tyr.core.io import save_safetensors
 from tyr.methods import unstructured
 from tyr.methods.unstructured.hessian import layer_error
 from tyr.methods.unstructured.patterns import Pattern, pack
-from tyr.model.adapter import build_layer, layer_prefix, load_state
-from tyr.supernet.build import create_hidden, open_hidden, row_batches
+from tyr.model import adapter
+from tyr.model.adapter import decoder_layer, layer_prefix, load_state
 from tyr.supernet.local_prune import Hessian
 
 log = logging.getLogger("tyr.methods.unstructured")
@@ -40,16 +41,6 @@ STAGES = (  # projections that share one input, in the order they are pruned
     ("mlp_out", ("mlp.down_proj",)),
 )
 MASK_PREFIX = "mask."  # tensors "mask.<projection>": the packed removal mask (patterns.pack)
-
-
-def source_config(model_dir):
-    """The `TyrConfig` of a dense source or of a structural export (per-layer widths)."""
-    from tyr.model import adapter
-    from tyr.model.modeling_tyr import TyrConfig
-
-    if read_json(f"{model_dir}/config.json").get("model_type") == "tyr_llama":
-        return TyrConfig.from_pretrained(model_dir)
-    return adapter.load_config(model_dir)
 
 
 def stage_input(module, x, pos, stage):
@@ -68,12 +59,10 @@ def prune_layer(model_dir, inputs_zarr, layer, out_file, next_inputs_zarr, *, me
     """Prune layer `layer` of `model_dir` with `method` at `pattern`; returns its statistics."""
     start = time.perf_counter()
     pattern = Pattern.parse(pattern)
-    config = source_config(model_dir)
-    module = build_layer(config, layer, load_state(model_dir, layer_prefix(layer)), torch.float32)
+    config = adapter.load_config(model_dir)  # a dense source, or a structural export's per-layer widths
+    module = decoder_layer(config, layer, load_state(model_dir, layer_prefix(layer)), torch.float32)
     x_in = open_hidden(inputs_zarr)
-    from tyr.model.modeling_tyr import TyrRotaryEmbedding
-
-    pos = TyrRotaryEmbedding(config)(torch.zeros(1), torch.arange(x_in.shape[1])[None])
+    pos = adapter.rotary(config, x_in.shape[1])
     options = dict(blocksize=blocksize, damp=damp)
     stats, masks = {}, {}
     with torch.no_grad():

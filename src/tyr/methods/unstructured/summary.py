@@ -19,7 +19,7 @@ from tyr.methods.unstructured.export import RECORD
 def summarize(dense_json, source_json, pruned_json, spec_json, out_json) -> dict:
     """`eval/summary.json` of one unstructured result (source = the model it was pruned from)."""
     from tyr.model import sparsity
-    from tyr.model.adapter import ModelSpec
+    from tyr.model.spec import ModelSpec
 
     dense, source, pruned = read_json(dense_json), read_json(source_json), read_json(pruned_json)
     record = read_json(Path(pruned["model"]) / RECORD)
