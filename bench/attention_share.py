@@ -31,11 +31,12 @@ sys.path.insert(0, str(ROOT / "src"))
 def genome_at(run: Path, target: str, share: float | None, out: Path) -> Path:
     """The near-uniform genome file of iteration 1's supernet with attention keeping `share`."""
     from tyr.core.io import write_json
-    from tyr.search import evolve as search
+    from tyr.search import budget
+    from tyr.search.space import load_space
 
     supernet = run / f"s{target}" / "iter1" / "supernet" / "supernet.json"
-    space = search.load_space(supernet, run / "model" / "spec.json", int(target) / 100, attention_kept=share)
-    genome = search.near_uniform(space, search.even_spread)
+    space = load_space(supernet, run / "model" / "spec.json", int(target) / 100, attention_kept=share)
+    genome = budget.near_uniform(space, budget.even_spread)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "genome.json", {"iteration": 1, "supernet": str(supernet), "target_sparsity": int(target) / 100,
                                      "sparsity": space.sparsity(genome), "layers": space.to_layers(genome),

@@ -35,8 +35,10 @@ def main(argv=None):
 
     import torch
 
-    from tyr.search.evolve import load_space, make_offspring, start_genome
+    from tyr.search.budget import start_genome
+    from tyr.search.evolve import make_offspring
     from tyr.search.fitness import Evaluator
+    from tyr.search.space import load_space
     from tyr.workflow.config import tag_target
 
     torch.set_num_threads(2)

@@ -32,8 +32,9 @@ def main(argv=None):
     import torch
 
     from tyr.core.io import read_json
-    from tyr.search.evolve import load_space, make_offspring
+    from tyr.search.evolve import make_offspring
     from tyr.search.fitness import Evaluator
+    from tyr.search.space import load_space
 
     torch.set_num_threads(int(__import__("os").environ.get("TYR_THREADS", "2")))
     run = Path(args.run_dir)

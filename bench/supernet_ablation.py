@@ -6,7 +6,7 @@
         --variant dense_accumulation:pydoc:accumulate=dense --variant full_self:self
 
 For every variant: build iteration 1's supernet for the target (9 levels, Δ = 12.5%) with
-`tyr.supernet.build.build_all`, take the uniform genome (every sublayer at the target level),
+`tyr.testing.build_supernet`, take the uniform genome (every sublayer at the target level),
 export it, and measure WikiText-2 test perplexity. Missing token stores are created with
 `tyr.calib.calibrate.calibrate` from the named source (pydoc, self, or a local file).
 Writes bench/results/<date>-<host>-supernet-ablation.{json,md}.
@@ -49,8 +49,8 @@ def run_variant(name, tokens, options, args, work: Path) -> dict:
     from tyr.evaluate.measure import load, perplexity, read_texts
     from tyr.export.hf import export
     from tyr.search.evolve import uniform_genome
-    from tyr.supernet.build import build_all
     from tyr.supernet.levels import write_levels
+    from tyr.testing import build_supernet as build_all
 
     model_dir, spec = Path(args.model), Path(args.model) / "spec.json"
     out = work / name

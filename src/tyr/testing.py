@@ -1,10 +1,13 @@
-"""Tiny random Llama-shaped models and a character tokenizer: no download, built in seconds.
+"""For tests and benchmarks: tiny random Llama-shaped models and a character tokenizer (no
+download, built in seconds), and the supernet of a model built in one process.
 
 Installed with tyr, so the tests, the benchmarks and CI's fresh-clone run (.ci/tiny_model.py) build the
 same models without importing each other.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -54,3 +57,33 @@ def save_tiny_model(path, model_type: str = "llama", **overrides):
     model.save_pretrained(path)
     tiny_tokenizer(model.config.vocab_size).save_pretrained(path)
     return path
+
+
+def build_supernet(model_dir, spec_json, levels_json, tokens_zarr, out_dir, **options) -> Path:
+    """The workflow's embed + every `supernet_layer` job + `supernet`, in one process and in the
+    workflow's layout: out_dir/acts/ (each layer's input, deleted once consumed),
+    out_dir/supernet/layer{l:03d}/ and out_dir/supernet/supernet.json (returned)."""
+    import shutil
+
+    from tyr.calib.calibrate import embed
+    from tyr.model.spec import ModelSpec
+    from tyr.supernet.build import build_layer
+    from tyr.supernet.format import assemble
+
+    out_dir = Path(out_dir)
+    n_layers = ModelSpec.from_json(spec_json).num_layers
+    acts = [out_dir / "acts" / f"layer{l:03d}.zarr" for l in range(n_layers)]
+    layer_dirs = [out_dir / "supernet" / f"layer{l:03d}" for l in range(n_layers)]
+    embeddings = out_dir / "acts" / "embeddings.zarr"
+    embed(model_dir, tokens_zarr, embeddings, batch_size=options.get("batch_size", 8))
+    shutil.copytree(embeddings, acts[0])
+    for l in range(n_layers):
+        nxt = acts[l + 1] if l + 1 < n_layers else None  # the last layer's output feeds nothing
+        build_layer(model_dir, spec_json, levels_json, acts[l], l, layer_dirs[l], nxt, embeddings_zarr=embeddings,
+                    **options)
+        shutil.rmtree(acts[l])
+    shutil.rmtree(embeddings)
+    out = out_dir / "supernet" / "supernet.json"
+    assemble([d / "manifest.json" for d in layer_dirs], out)
+    return out
+

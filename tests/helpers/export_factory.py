@@ -12,56 +12,40 @@ from pathlib import Path
 
 import torch
 
-from tyr.core.io import save_safetensors, write_json
 from tyr.model import adapter, sparsity
+from tyr.supernet.format import OUTPUT_PROJECTION, assemble, write_level, write_manifest
+from tyr.supernet.local_prune import channels
 
 # Tiny llama (conftest): 3 layers, 4 query heads over 2 KV heads (group 2), head_dim 16, 96 channels.
 HEADS = [[1, 2, 3], [], [0, 3]]  # uneven GQA (KV0 keeps 1, KV1 keeps 2); no attention; 1 per KV head
-
-
 CHANNELS = [list(range(0, 96, 2)), [5, 17, 40, 41, 42, 90, 95], []]  # half; a few; no MLP
 
 
-def write_level(spec, dense, layer_dir, layer, sublayer, kept_units) -> dict:
-    """One level in the documented format, by plain slicing (no compensation)."""
-    kept_units = torch.tensor(sorted(kept_units), dtype=torch.int64)
-    n = len(kept_units)
-    if sublayer == "attn":
-        kv = sorted({spec.kv_of(int(h)) for h in kept_units})
-        cols = (kept_units[:, None] * spec.head_dim + torch.arange(spec.head_dim)).reshape(-1)
-        tensors = {
-            "o_proj.weight": dense["self_attn.o_proj.weight"][:, cols],
-            "kept_heads": kept_units,
-            "kept_kv_heads": torch.tensor(kv, dtype=torch.int64),
-            "q_to_kv": torch.tensor([kv.index(spec.kv_of(int(h))) for h in kept_units], dtype=torch.int64),
-        }
-        params = sparsity.sublayer_params(spec, "attn", layer, n, len(kv))
-        meta = {"kv_kept": len(kv)}
-    else:
-        tensors = {"down_proj.weight": dense["mlp.down_proj.weight"][:, kept_units], "kept_channels": kept_units}
-        params = sparsity.sublayer_params(spec, "mlp", layer, n)
-        meta = {}
-    rel = Path(f"layer{layer:03d}") / sublayer / f"k{n:05d}.safetensors"
-    units = spec.units(sublayer, layer)
-    meta |= {"layer": layer, "sublayer": sublayer, "kept": n, "sparsity": 1 - n / units, "params": params, "iteration": 1}
-    save_safetensors(layer_dir.parent / rel, tensors, meta)
-    return {"kept": n, "params": params, "sparsity": 1 - n / units, "file": str(rel)}
-
-
 def build_supernet(model_dir, spec, root, heads_per_layer, channels_per_layer) -> Path:
-    """A supernet with a full-density level and the given pruned level for every sublayer."""
-    layers = []
+    """A supernet with a full-density level and the given pruned level for every sublayer, by
+    plain slicing of the dense o_proj / down_proj columns (no compensation), through the
+    product's writer."""
+    manifests = []
     for layer in range(spec.num_layers):
         dense = adapter.load_state(model_dir, adapter.layer_prefix(layer))
         layer_dir = Path(root) / f"layer{layer:03d}"
-        entry = {"layer": layer}
+        levels = {}
         for sub, pruned, full in (("attn", heads_per_layer[layer], range(spec.num_heads)),
                                   ("mlp", channels_per_layer[layer], range(spec.intermediate_size[layer]))):
-            entry[sub] = [write_level(spec, dense, layer_dir, layer, sub, units) for units in (list(full), pruned)]
-        layers.append(entry)
+            levels[sub] = [_sliced_level(spec, dense, layer_dir, layer, sub, units) for units in (list(full), pruned)]
+        centre = {"attn": len(heads_per_layer[layer]), "mlp": len(channels_per_layer[layer])}
+        write_manifest(layer_dir, layer=layer, iteration=1, centre=centre, levels=levels)
+        manifests.append(layer_dir / "manifest.json")
     path = Path(root) / "supernet.json"
-    write_json(path, {"iteration": 1, "layers": layers})
+    assemble(manifests, path)
     return path
+
+
+def _sliced_level(spec, dense, layer_dir, layer, sublayer, kept_units) -> dict:
+    units = torch.tensor(sorted(kept_units), dtype=torch.int64)
+    group = spec.head_dim if sublayer == "attn" else 1
+    weight = dense[f"{OUTPUT_PROJECTION[sublayer]}.weight"][:, channels(units, group)]
+    return write_level(layer_dir, spec, layer, sublayer, units, weight, None, {"layer": layer, "iteration": 1})
 
 
 def genome(supernet, spec, heads, channels, **extra) -> dict:

@@ -1,9 +1,10 @@
-"""A small, valid supernet on disk, written in exactly the format of docs/design.md.
+"""A small, valid supernet on disk, written by the product's writer (tyr.supernet.format).
 
 Levels are chosen by plain slicing (no pruning criterion, no compensation): a level of
 `k` units keeps the first `k` units of a seeded per-layer permutation, and its o_proj /
 down_proj are the dense columns of those units. The full level therefore reproduces the
-dense layer exactly, and every sparser level is a genuine structural sub-network.
+dense layer exactly, and every sparser level is a genuine structural sub-network: slicing is
+the independent oracle the tests hold the supernet's consumers to.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tyr.core.io import save_safetensors, write_json
-from tyr.model import sparsity
+from tyr.core.io import write_json
 from tyr.model.adapter import layer_prefix, load_state
-from tyr.model.spec import ModelSpec, spec_from_config
+from tyr.model.spec import SUBLAYERS, ModelSpec, spec_from_config
+from tyr.supernet.format import OUTPUT_PROJECTION, assemble, write_level, write_manifest
+from tyr.supernet.local_prune import channels, recon_errors
 
 
 def write_spec(model_dir) -> Path:
@@ -33,28 +35,32 @@ def even_levels(units: int, n_levels: int) -> list[int]:
     return sorted(set(kept), reverse=True)
 
 
-def attn_level(spec: ModelSpec, dense: dict, order: np.ndarray, kept: int) -> dict:
-    heads = np.sort(order[:kept])
-    kv = sorted({spec.kv_of(int(h)) for h in heads})
-    d = spec.head_dim
-    cols = (heads[:, None] * d + np.arange(d)[None, :]).reshape(-1)
-    tensors = {
-        "o_proj.weight": dense["self_attn.o_proj.weight"][:, torch.as_tensor(cols, dtype=torch.long)].clone(),
-        "kept_heads": torch.as_tensor(heads, dtype=torch.int64),
-        "kept_kv_heads": torch.as_tensor(kv, dtype=torch.int64),
-        "q_to_kv": torch.as_tensor([kv.index(spec.kv_of(int(h))) for h in heads], dtype=torch.int64),
-    }
-    if "self_attn.o_proj.bias" in dense:
-        tensors["o_proj.bias"] = dense["self_attn.o_proj.bias"].clone()
-    return tensors
+def _level(spec, dense, sublayer: str, order: np.ndarray, kept: int):
+    """(kept units, output projection) of the level keeping the first `kept` units of `order`:
+    the dense o_proj / down_proj columns of those units, no compensation."""
+    units = torch.as_tensor(np.sort(order[:kept]), dtype=torch.int64)
+    name = OUTPUT_PROJECTION[sublayer]
+    group = spec.head_dim if sublayer == "attn" else 1
+    return units, dense[f"{name}.weight"][:, channels(units, group)].clone()
 
 
-def mlp_level(dense: dict, order: np.ndarray, kept: int) -> dict:
-    ch = torch.as_tensor(np.sort(order[:kept]), dtype=torch.int64)
-    tensors = {"down_proj.weight": dense["mlp.down_proj.weight"][:, ch].clone(), "kept_channels": ch}
-    if "mlp.down_proj.bias" in dense:
-        tensors["down_proj.bias"] = dense["mlp.down_proj.bias"].clone()
-    return tensors
+def _write_layer(spec, dense, layer_dir, layer: int, levels: dict, rng, iteration: int) -> Path:
+    """Every level of one layer through the product's writer; recon errors from an isotropic
+    input (H = I: the relative Frobenius error of the output projection)."""
+    entries = {}
+    for sub in SUBLAYERS:
+        order = rng.permutation(spec.units(sub, layer))
+        name = OUTPUT_PROJECTION[sub]
+        weight, bias = dense[f"{name}.weight"], dense.get(f"{name}.bias")
+        group = spec.head_dim if sub == "attn" else 1
+        variants = [_level(spec, dense, sub, order, k) for k in levels[sub]["kept"]]
+        errors = recon_errors(weight, [(channels(u, group), w) for u, w in variants], torch.eye(weight.shape[1]))
+        meta = {"layer": layer, "iteration": iteration}
+        entries[sub] = [write_level(layer_dir, spec, layer, sub, u, w, bias, meta, weight=0.0, recon_error=e)
+                        for (u, w), e in zip(variants, errors)]
+    write_manifest(layer_dir, layer=layer, iteration=iteration, centre={s: levels[s]["centre"] for s in SUBLAYERS},
+                   levels=entries)
+    return Path(layer_dir) / "manifest.json"
 
 
 def build_supernet(model_dir, run_dir, *, attn_levels: int = 5, mlp_levels: int = 5,
@@ -69,39 +75,19 @@ def build_supernet(model_dir, run_dir, *, attn_levels: int = 5, mlp_levels: int 
     sn_dir = run_dir / "supernet"
     levels_doc = {"iteration": iteration, "delta": 1.0 / (attn_levels - 1), "target_sparsity": target_sparsity,
                   "layers": []}
-    index = {"iteration": iteration, "model": str(model_dir), "layers": []}
+    manifests = []
     for layer in range(spec.num_layers):
-        dense = load_state(model_dir, layer_prefix(layer))
-        manifest = {"layer": layer}
-        entry = {"layer": layer}
-        levels_layer = {}
+        levels = {}
         for sub, n_levels in (("attn", attn_levels), ("mlp", mlp_levels)):
             units = spec.units(sub, layer)
-            order = rng.permutation(units)
-            kept_list = even_levels(units, n_levels)
-            centre = min(kept_list, key=lambda k: (abs((units - k) - target_sparsity * units), k))
-            levels_layer[sub] = {"kept": kept_list, "centre": centre}
-            manifest[sub], entry[sub] = [], []
-            for kept in kept_list:
-                tensors = attn_level(spec, dense, order, kept) if sub == "attn" else mlp_level(dense, order, kept)
-                kv_kept = len(tensors["kept_kv_heads"]) if sub == "attn" else None
-                params = sparsity.sublayer_params(spec, sub, layer, kept, kv_kept)
-                meta = {"layer": layer, "sublayer": sub, "kept": kept, "sparsity": 1 - kept / units,
-                        "params": params, "iteration": iteration}
-                if sub == "attn":
-                    meta["kv_kept"] = kv_kept
-                rel = f"{sub}/k{kept:05d}.safetensors"
-                save_safetensors(sn_dir / f"layer{layer:03d}" / rel, tensors, meta)
-                level = {"kept": kept, "params": params, "sparsity": 1 - kept / units, "file": rel}
-                if sub == "attn":
-                    level["kv_kept"] = kv_kept
-                manifest[sub].append(level)
-                entry[sub].append({**level, "file": f"layer{layer:03d}/{rel}"})
-        write_json(sn_dir / f"layer{layer:03d}" / "manifest.json", manifest)
-        index["layers"].append(entry)
-        levels_doc["layers"].append(levels_layer)
+            kept = even_levels(units, n_levels)
+            centre = min(kept, key=lambda k: (abs((units - k) - target_sparsity * units), k))
+            levels[sub] = {"kept": kept, "centre": centre}
+        dense = load_state(model_dir, layer_prefix(layer))
+        manifests.append(_write_layer(spec, dense, sn_dir / f"layer{layer:03d}", layer, levels, rng, iteration))
+        levels_doc["layers"].append(levels)
     write_json(run_dir / "levels.json", levels_doc)
-    write_json(sn_dir / "supernet.json", index)
+    assemble(manifests, sn_dir / "supernet.json")
     return {"supernet": sn_dir / "supernet.json", "levels": run_dir / "levels.json",
             "spec": Path(model_dir) / "spec.json"}
 
@@ -123,7 +109,7 @@ def write_tokens(path, *, vocab_size: int, n_seq: int = 8, seq_len: int = 32, se
 def make_run(root, *, n_layers: int = 4, n_seq: int = 8, seq_len: int = 32, k: int = 16, seed: int = 0,
              target_sparsity: float = 0.5, **model_overrides) -> dict:
     """A tiny model, its supernet, a token file and the dense top-k: everything a search reads."""
-    from tyr.search.fitness import dense_topk
+    from tyr.search.reference import dense_topk
     from tyr.testing import tiny_hf_model
 
     root = Path(root)

@@ -13,8 +13,9 @@ import zarr
 
 from helpers.supernet_factory import make_run
 from tyr.core.io import read_json
-from tyr.search import evolve as search
-from tyr.search import fitness
+from tyr.model import sparsity
+from tyr.search import budget, evolve, fitness, reference
+from tyr.search.space import load_space
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -28,17 +29,22 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def space(run):
-    return search.load_space(run["supernet"], run["spec"], 0.5)
+    return load_space(run["supernet"], run["spec"], 0.5)
+
+
+# float32 on the CPU, no tracking, a fresh last-stage draw per generation: what these tests were
+# written for (the defaults are config.yaml's, test_options_default_to_the_configuration).
+EXACT = dict(dtype="float32", device="cpu", track_sequences=0, fixed_last_stage=False)
 
 
 def search_kwargs(run, **kw):
-    args = dict(target_sparsity=0.5, offspring=8, generations=6, stages=STAGES, seed=0, progress=False)
+    args = dict(target_sparsity=0.5, offspring=8, generations=6, stages=STAGES, seed=0, progress=False, **EXACT)
     args.update(kw)
     return args
 
 
 def do_search(run, out, **kw):
-    return search.run_search(run["supernet"], run["topk"], run["tokens"], run["model"], run["spec"], out,
+    return evolve.run_search(run["supernet"], run["topk"], run["tokens"], run["model"], run["spec"], out,
                              **search_kwargs(run, **kw))
 
 
@@ -71,7 +77,7 @@ def test_mutation_keeps_each_kind_budget(space):
     parent = space.centre
     swaps = set()
     for _ in range(300):
-        child = search.mutate(parent, space, rng)
+        child = evolve.mutate(parent, space, rng)
         assert kind_index_sums(space, child) == kind_index_sums(space, parent)  # one level up, one down, per kind
         assert all(0 <= g < len(k) for g, k in zip(child, space.kept))
         swaps.add(sum(abs(a - b) for a, b in zip(child, parent)))
@@ -80,19 +86,19 @@ def test_mutation_keeps_each_kind_budget(space):
 
 def test_offspring_are_distinct_and_feasible(space):
     rng = np.random.default_rng(1)
-    parent = search.start_genome(space, rng)
-    children = search.make_offspring(parent, space, rng, 32)
+    parent = budget.start_genome(space, rng)
+    children = evolve.make_offspring(parent, space, rng, 32)
     assert len(children) == 32 and len(set(children)) == 32 and parent not in children
     for child in children:
         assert space.feasible(child)
-        assert abs(space.sparsity(child) - 0.5) <= sum(space.tolerance.values()) / search.sparsity.backbone_prunable_params(space.spec)
+        assert abs(space.sparsity(child) - 0.5) <= sum(space.tolerance.values()) / sparsity.backbone_prunable_params(space.spec)
 
 
 def test_trading_moves_budget_across_kinds(run):
-    trade = search.load_space(run["supernet"], run["spec"], 0.5, trade_attn_mlp=True)
+    trade = load_space(run["supernet"], run["spec"], 0.5, trade_attn_mlp=True)
     rng = np.random.default_rng(2)
-    parent = search.start_genome(trade, rng)
-    children = search.make_offspring(parent, trade, rng, 64)
+    parent = budget.start_genome(trade, rng)
+    children = evolve.make_offspring(parent, trade, rng, 64)
     assert all(trade.feasible(c) for c in children)
     assert any(kind_index_sums(trade, c) != kind_index_sums(trade, parent) for c in children)
 
@@ -101,31 +107,31 @@ def test_trading_moves_budget_across_kinds(run):
 def test_attention_kept_moves_the_split_and_keeps_the_total(run, space, kept):
     """search.attention_kept: attention keeps that share of its parameters, the MLP the rest of
     the backbone's (1 - target); the start genome and every offspring meet both budgets."""
-    split = search.load_space(run["supernet"], run["spec"], 0.5, attention_kept=kept)
+    split = load_space(run["supernet"], run["spec"], 0.5, attention_kept=kept)
     dense_attn = sum(p[0] for p, k in zip(split.params, split.kinds) if k == "attn")
     assert split.budget["attn"] == round(kept * dense_attn)
     assert sum(split.budget.values()) == pytest.approx(sum(space.budget.values()), abs=1)
     rng = np.random.default_rng(3)
-    start = search.start_genome(split, rng)
+    start = budget.start_genome(split, rng)
     assert split.feasible(start) and split.group_params(start, "attn") > space.group_params(space.centre, "attn")
-    assert all(split.feasible(c) for c in search.make_offspring(start, split, rng, 16))
-    granules = sum(split.tolerance.values()) / search.sparsity.backbone_prunable_params(split.spec)
+    assert all(split.feasible(c) for c in evolve.make_offspring(start, split, rng, 16))
+    granules = sum(split.tolerance.values()) / sparsity.backbone_prunable_params(split.spec)
     assert abs(split.sparsity(start) - 0.5) <= granules  # the target, within one granule of each kind
 
 
 def test_attention_kept_out_of_reach_names_the_range(run):
     with pytest.raises(ValueError, match=r"attention_kept 0.05 cannot meet target sparsity 0.1.*choose attention_kept in \["):
-        search.load_space(run["supernet"], run["spec"], 0.1, attention_kept=0.05)
+        load_space(run["supernet"], run["spec"], 0.1, attention_kept=0.05)
 
 
 def test_infeasible_centres_start_near_uniform_where_it_costs_least(run):
     # centres were chosen for 50%: at 40% the all-centre genome misses both budgets
-    space = search.load_space(run["supernet"], run["spec"], 0.4)
+    space = load_space(run["supernet"], run["spec"], 0.4)
     assert not space.feasible(space.centre)
-    start = search.start_genome(space, np.random.default_rng(0))
+    start = budget.start_genome(space, np.random.default_rng(0))
     assert space.feasible(start)
-    brackets = [search.bracket(space, i) for i in range(space.size)]
-    near = search.near_uniform(space, search.least_damage(space))
+    brackets = [budget.bracket(space, i) for i in range(space.size)]
+    near = budget.near_uniform(space, budget.least_damage(space))
     # Never concentrated: every sublayer at one of the two levels around its share of the budget...
     assert all(g in (d, s) for g, (d, s) in zip(near, brackets))
     # ...and, for as many sparser sublayers, the least added reconstruction error of any choice.
@@ -136,32 +142,29 @@ def test_infeasible_centres_start_near_uniform_where_it_costs_least(run):
         assert sum(damage[i] for i in moved) == pytest.approx(sum(sorted(damage.values())[:len(moved)]))
 
 
-def test_closest_level_rounds_removal_half_up():
-    kept = (9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
-    assert kept[search.closest_level(kept, 9, 0.5)] == 4  # as snap_units: 4.5 heads removed -> 5
-    mlp = (96, 72, 48, 24, 0)
-    assert mlp[search.closest_level(mlp, 96, 0.4)] == 48
-    assert kept[search.closest_level(kept, 9, 0.0)] == 9 and kept[search.closest_level(kept, 9, 1.0)] == 0
+def _closest_level(kept, units: int, target: float) -> int:
+    """The level whose unit sparsity is closest to the target (ties: the sparser one)."""
+    return min(range(len(kept)), key=lambda j: (abs((units - kept[j]) - target * units), -j))
 
 
 def test_uniform_genome(run, space, tmp_path):
-    doc = search.uniform_genome(run["supernet"], run["spec"], tmp_path / "u.json", target_sparsity=0.5)
+    doc = budget.uniform_genome(run["supernet"], run["spec"], tmp_path / "u.json", target_sparsity=0.5)
     assert read_json(tmp_path / "u.json") == doc
     genome = space.from_layers(doc["layers"])
-    brackets = [search.bracket(space, i) for i in range(space.size)]
+    brackets = [budget.bracket(space, i) for i in range(space.size)]
     assert all(g in (d, s) for g, (d, s) in zip(genome, brackets))  # near-uniform
     assert doc["sparsity"] == pytest.approx(space.sparsity(genome)) and doc["iteration"] == 1
     # Matched: at least as close to the target as every sublayer at its closest level.
-    closest = tuple(search.closest_level(space.kept[i], space.spec.units(space.kinds[i], i // 2), 0.5)
+    closest = tuple(_closest_level(space.kept[i], space.spec.units(space.kinds[i], i // 2), 0.5)
                     for i in range(space.size))
     assert abs(doc["sparsity"] - 0.5) <= abs(space.sparsity(closest) - 0.5)
     assert all(abs(space.error(genome, g)) <= abs(space.error(closest, g)) for g in space.groups)
 
 
 def test_even_spread_is_even():
-    assert search.even_spread(list(range(30)), 15) == list(range(1, 30, 2))
-    assert search.even_spread(list(range(30)), 0) == []
-    picked = search.even_spread(list(range(30)), 7)
+    assert budget.even_spread(list(range(30)), 15) == list(range(1, 30, 2))
+    assert budget.even_spread(list(range(30)), 0) == []
+    picked = budget.even_spread(list(range(30)), 7)
     assert len(set(picked)) == 7 and max(b - a for a, b in zip(picked, picked[1:])) <= 5
 
 
@@ -236,7 +239,8 @@ def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):
         "from tyr.search.evolve import run_search\n"
         "a = json.loads(sys.argv[1])\n"
         "run_search(a['supernet'], a['topk'], a['tokens'], a['model'], a['spec'], a['out'],"
-        f" target_sparsity=0.5, offspring=8, generations={generations}, stages={STAGES}, seed=0, progress=False)\n"
+        f" target_sparsity=0.5, offspring=8, generations={generations}, stages={STAGES}, seed=0, progress=False,"
+        f" **{EXACT})\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, json.dumps({**args, "out": str(out)})])
     state = out / "state.json"
@@ -260,10 +264,10 @@ def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):
 
 
 def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
-    """End to end on `tyr.supernet.build.build_all`'s output (compensated levels, qk-norm model)."""
+    """End to end on `tyr.testing.build_supernet`'s output (compensated levels, qk-norm model)."""
     from helpers.supernet_factory import write_spec, write_tokens
-    from tyr.supernet.build import build_all
     from tyr.supernet.levels import write_levels
+    from tyr.testing import build_supernet as build_all
 
     model_dir = tiny_model_dir("qwen3", num_hidden_layers=3)
     spec_json = write_spec(model_dir)
@@ -271,24 +275,24 @@ def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
     it = tmp_path / "iter1"
     write_levels(spec_json, it / "levels.json", target_sparsity=0.5, delta=0.25, n_levels=5, iteration=1)
     supernet_json = build_all(model_dir, spec_json, it / "levels.json", tokens, it, batch_size=4)
-    fitness.dense_topk(model_dir, tokens, tmp_path / "topk.zarr", k=8)
+    reference.dense_topk(model_dir, tokens, tmp_path / "topk.zarr", k=8)
 
-    space = search.load_space(supernet_json, spec_json, 0.5)
+    space = load_space(supernet_json, spec_json, 0.5)
     rng = np.random.default_rng(0)
-    parent = search.start_genome(space, rng)
+    parent = budget.start_genome(space, rng)
     ev = fitness.Evaluator(supernet_json, model_dir, tmp_path / "topk.zarr", tokens)
     ev.set_tokens([1, 4])
     ev.set_parent(space.kept_units(parent))
-    for child in search.make_offspring(parent, space, rng, 4):
+    for child in evolve.make_offspring(parent, space, rng, 4):
         assert ev.fitness(space.kept_units(child)) == pytest.approx(fitness.fitness_naive(ev, space.kept_units(child)), rel=1e-5)
 
-    best = search.run_search(supernet_json, tmp_path / "topk.zarr", tokens, model_dir, spec_json, it / "search",
+    best = evolve.run_search(supernet_json, tmp_path / "topk.zarr", tokens, model_dir, spec_json, it / "search",
                              target_sparsity=0.5, offspring=6, generations=3, stages=[[24, 3], [144, 1]],
-                             progress=False)
+                             progress=False, **EXACT)
     history = read_json(it / "search" / "state.json")["history"]
     assert space.feasible(space.from_layers(best["layers"]))
     assert best["fitness"] <= history[0]["parent_fitness"]
-    uniform = search.uniform_genome(supernet_json, spec_json, tmp_path / "uniform.json", target_sparsity=0.5)
+    uniform = budget.uniform_genome(supernet_json, spec_json, tmp_path / "uniform.json", target_sparsity=0.5)
     # Near-uniform around levels.json's centres (the closest level of every sublayer).
     assert all(abs(a - b) <= 1 for a, b in zip(space.from_layers(uniform["layers"]), space.centre))
 
@@ -315,15 +319,15 @@ def test_fixed_last_stage_scores_one_draw_and_keeps_its_parent_cache(run, space,
 def test_an_incremental_parent_update_equals_a_fresh_cache(run, space):
     ev = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"], cache_bytes=1 << 30)
     rng = np.random.default_rng(4)
-    a = search.start_genome(space, rng)
-    b = search.make_offspring(a, space, rng, 1)[0]
+    a = budget.start_genome(space, rng)
+    b = evolve.make_offspring(a, space, rng, 1)[0]
     ev.set_tokens([0, 3, 5], keep=True)
     ev.set_parent(space.kept_units(a))
     ev.set_tokens([1, 2])  # another stage in between
     ev.set_tokens([0, 3, 5], keep=True)
-    assert ev.parent.genome == tuple(space.kept_units(a))  # the kept tokens kept their parent
+    assert ev.parent.kept == tuple(space.kept_units(a))  # the kept tokens kept their parent
     incremental = ev.set_parent(space.kept_units(b))
-    child = search.make_offspring(b, space, rng, 1)[0]
+    child = evolve.make_offspring(b, space, rng, 1)[0]
     via_incremental = ev.fitness(space.kept_units(child))
     fresh = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"])
     fresh.set_tokens([0, 3, 5])
@@ -334,13 +338,13 @@ def test_an_incremental_parent_update_equals_a_fresh_cache(run, space):
 def test_two_processes_find_the_single_process_genome(run, tmp_path):
     """torch.distributed (2 CPU processes, gloo): each scores half of a stage's candidates; the
     decisions, logs and genome are the single-process search's."""
-    from tyr.search import distributed
+    from tyr.search import launch
 
     kwargs = dict(supernet_json=str(run["supernet"]), topk_zarr=str(run["topk"]), tokens_zarr=str(run["tokens"]),
                   model_dir=str(run["model"]), spec_json=str(run["spec"]), target_sparsity=0.5, offspring=6,
-                  generations=3, stages=[[64, 3], [96, 1]], seed=5, progress=False, fixed_last_stage=True)
-    single = search.run_search(out_dir=str(tmp_path / "one"), **kwargs)
-    distributed.launch({**kwargs, "out_dir": str(tmp_path / "two")}, processes=2, threads=2, workdir=tmp_path)
+                  generations=3, stages=[[64, 3], [96, 1]], seed=5, progress=False, **{**EXACT, "fixed_last_stage": True})
+    single = evolve.run_search(out_dir=str(tmp_path / "one"), **kwargs)
+    launch.launch({**kwargs, "out_dir": str(tmp_path / "two")}, processes=2, threads=2, workdir=tmp_path)
     assert read_json(tmp_path / "two" / "best.json") == {**single, "supernet": kwargs["supernet_json"]}
     assert (tmp_path / "one" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4] == \
         (tmp_path / "two" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4]
@@ -360,7 +364,7 @@ def _edited_supernet(run, tmp_path, edit) -> Path:
 def test_a_supernet_of_another_depth_is_refused(run, tmp_path):
     path = _edited_supernet(run, tmp_path, lambda index: index["layers"].pop())
     with pytest.raises(ValueError, match=r"edited-.*\.json: 3 layers, the model has 4"):
-        search.load_space(path, run["spec"], 0.5)
+        load_space(path, run["spec"], 0.5)
 
 
 def test_a_target_no_genome_reaches_names_the_reachable_range(run, tmp_path):
@@ -370,7 +374,25 @@ def test_a_target_no_genome_reaches_names_the_reachable_range(run, tmp_path):
                 layer[s] = sorted(layer[s], key=lambda lvl: -lvl["kept"])[:2]
             layer["centre"] = {s: layer[s][0]["kept"] for s in ("attn", "mlp")}
 
-    space = search.load_space(_edited_supernet(run, tmp_path, two_densest_levels), run["spec"], 0.9)
+    space = load_space(_edited_supernet(run, tmp_path, two_densest_levels), run["spec"], 0.9)
     with pytest.raises(ValueError, match=r"no genome of this supernet keeps .* levels span 0.0% to 16.7% "
                                          r"sparsity\. Choose a target in that range"):
-        search.start_genome(space, np.random.default_rng(0))
+        budget.start_genome(space, np.random.default_rng(0))
+
+
+def test_options_default_to_the_configuration():
+    """One home for every default: SearchOptions' are config.yaml's `search:` values."""
+    import dataclasses
+
+    import yaml
+
+    from tyr.search.evolve import SearchOptions
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())["search"]
+    for field in dataclasses.fields(SearchOptions):
+        if field.name in config and field.name != "generations":  # per iteration in the config
+            want = config[field.name]
+            want = None if want == "auto" and field.name == "attention_kept" else want
+            got = field.default
+            got = [list(s) for s in got] if field.name == "stages" else got
+            assert got == want, (field.name, got, want)

@@ -7,8 +7,8 @@ import pytest
 
 from helpers.supernet_factory import make_run
 from tyr.core.io import read_json, write_json
-from tyr.search import evolve as search
-from tyr.search import fitness, select
+from tyr.search import evolve, fitness, select
+from tyr.search.space import kept_of, load_space
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -19,13 +19,14 @@ def run(tmp_path_factory):
 
 
 def test_selection_picks_the_lowest_kl_on_the_selection_split(run, tmp_path):
-    best = search.run_search(run["supernet"], run["topk"], run["tokens"], run["model"], run["spec"], tmp_path / "s1",
+    best = evolve.run_search(run["supernet"], run["topk"], run["tokens"], run["model"], run["spec"], tmp_path / "s1",
                              target_sparsity=0.5, offspring=6, generations=3, stages=[[64, 2], [256, 1]],
-                             progress=False)
-    space = search.load_space(run["supernet"], run["spec"], 0.5)
+                             progress=False, dtype="float32", device="cpu", track_sequences=0,
+                             fixed_last_stage=False)
+    space = load_space(run["supernet"], run["spec"], 0.5)
     # A second "iteration" whose best is a worse (but feasible) genome: never chosen over a better one.
     rng = np.random.default_rng(3)
-    other = search.make_offspring(space.from_layers(best["layers"]), space, rng, 1, max_swaps=4)[0]
+    other = evolve.make_offspring(space.from_layers(best["layers"]), space, rng, 1, max_swaps=4)[0]
     write_json(tmp_path / "best2.json", {**best, "iteration": 2, "layers": space.to_layers(other),
                                          "sparsity": space.sparsity(other), "start": None})
     out = tmp_path / "genome.json"
@@ -35,7 +36,7 @@ def test_selection_picks_the_lowest_kl_on_the_selection_split(run, tmp_path):
 
     ev = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"], split="selection")
     ev.set_tokens(range(ev.n_seq))
-    kl = {name: ev.sequence_kl(select.flat(layers)) for name, layers in
+    kl = {name: ev.sequence_kl(kept_of(layers)) for name, layers in
           (("start", best["start"]["layers"]), ("iter1", best["layers"]), ("iter2", space.to_layers(other)))}
     record = genome["selection"]["candidates"]
     assert set(record) == set(kl)

@@ -10,10 +10,9 @@ import torch
 
 from helpers.supernet_factory import make_run
 from tyr.core.io import read_json, write_json
-from tyr.search import evolve as search
-from tyr.search import fitness
+from tyr.search import budget, fitness
 from tyr.search import split as share
-from tyr.search.select import flat
+from tyr.search.space import kept_of, load_space
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -24,7 +23,7 @@ def run(tmp_path_factory):
 
 
 def test_candidates_are_the_even_split_and_distinct_reachable_shares(run):
-    space = search.load_space(run["supernet"], run["spec"], 0.1)
+    space = load_space(run["supernet"], run["spec"], 0.1)
     # 0.9 is the even split at 10% (listed once, first, as None); 0.05 cannot meet 10%.
     assert share.candidate_shares(space, 0.1, [0.95, 0.9, 0.05, 0.95, 1.0]) == [None, 0.95, 1.0]
 
@@ -35,13 +34,13 @@ def test_sequence_nll_is_the_exported_models_loss(run, tmp_path):
 
     from tyr.export.hf import export
 
-    space = search.load_space(run["supernet"], run["spec"], 0.5, attention_kept=0.75)
-    genome = search.near_uniform(space, search.even_spread)
+    space = load_space(run["supernet"], run["spec"], 0.5, attention_kept=0.75)
+    genome = budget.near_uniform(space, budget.even_spread)
     tokens = np.random.default_rng(0).integers(0, 64, size=(3, 16))
     ev = fitness.Evaluator(run["supernet"], run["model"], None, None, split=None)
     ev.use_tokens(tokens)
     ev.set_tokens(range(3))
-    nll = ev.sequence_nll(flat(space.to_layers(genome)))
+    nll = ev.sequence_nll(kept_of(space.to_layers(genome)))
 
     write_json(tmp_path / "genome.json", {"iteration": 1, "supernet": str(run["supernet"]), "target_sparsity": 0.5,
                                           "layers": space.to_layers(genome)})
@@ -67,9 +66,9 @@ def test_choice_is_the_lowest_perplexity_and_is_recorded(run, tmp_path, monkeypa
     ev.use_tokens(tokens)
     ev.set_tokens(range(4))
     for row in record["candidates"]:
-        space = search.load_space(run["supernet"], run["spec"], 0.5, attention_kept=row["attention_kept"])
-        genome = search.near_uniform(space, search.even_spread)
-        assert row["perplexity"] == pytest.approx(math.exp(ev.sequence_nll(flat(space.to_layers(genome))).mean()))
+        space = load_space(run["supernet"], run["spec"], 0.5, attention_kept=row["attention_kept"])
+        genome = budget.near_uniform(space, budget.even_spread)
+        assert row["perplexity"] == pytest.approx(math.exp(ev.sequence_nll(kept_of(space.to_layers(genome))).mean()))
         assert abs(row["sparsity"] - 0.5) < 0.06  # near-uniform at the target (tiny layers: coarse granules)
 
 

@@ -5,7 +5,7 @@ from helpers.supernet_layer import hidden, levels_of, prepare, rope
 from tyr.core.io import read_json
 from tyr.model import adapter
 from tyr.supernet import format as supernet
-from tyr.supernet.accumulate import expected_projection, level_weights, mlp_input
+from tyr.supernet.accumulate import expected_projection, level_weights
 from tyr.supernet.local_prune import Hessian, prune_levels
 
 
@@ -55,7 +55,7 @@ def test_expected_output_is_the_average_of_real_pruned_layers(tmp_path, tiny_mod
 
     # The MLP was calibrated on the expected attention output h (it sees attention pruning).
     H = Hessian(s.spec.intermediate_size[layer])
-    H.add(mlp_input(dense_layer, h))
+    H.add(adapter.down_proj_input(dense_layer, h))
     kept = [e["kept"] for e in manifest["mlp"]]
     ref = prune_levels(dense["mlp.down_proj.weight"], H.mean(), kept, per_step=16)
     for k in kept:

@@ -10,8 +10,8 @@ from tyr.model import adapter
 from tyr.model.sparsity import attention_params, mlp_params
 from tyr.supernet import build as construct
 from tyr.supernet import format as supernet
-from tyr.supernet.accumulate import attention_input
 from tyr.supernet.local_prune import channels
+from tyr.testing import build_supernet
 
 
 def test_embed_is_the_embedding_lookup(tmp_path, tiny_model_dir):
@@ -30,7 +30,7 @@ def test_gqa_kv_removal_and_mapping(tmp_path, tiny_model_dir, model_type):
     dense_layer = adapter.decoder_layer(config, 0, dense)
     x = hidden(s.inputs)[:3]
     pos = rope(s.model_dir, x)
-    z = attention_input(dense_layer, x, pos)  # all 4 heads, dense
+    z = adapter.o_proj_input(dense_layer, x, pos)  # all 4 heads, dense
     no_mlp = {"kept_channels": torch.zeros(0, dtype=torch.int64)}
     d = s.spec.head_dim
     rng = torch.Generator().manual_seed(0)
@@ -122,7 +122,7 @@ def test_build_is_deterministic(tmp_path, tiny_model_dir):
 
 def test_build_all_assembles_a_readable_supernet(tmp_path, tiny_model_dir):
     s = prepare(tmp_path, tiny_model_dir, "qwen3")
-    out = construct.build_all(s.model_dir, s.spec_json, s.levels_json, s.tokens_zarr, tmp_path / "run", batch_size=4)
+    out = build_supernet(s.model_dir, s.spec_json, s.levels_json, s.tokens_zarr, tmp_path / "run", batch_size=4)
     index = supernet.read_supernet(out)
     assert len(index["layers"]) == s.spec.num_layers and index["iteration"] == 1
     for layer in index["layers"]:
@@ -136,7 +136,6 @@ def test_build_all_assembles_a_readable_supernet(tmp_path, tiny_model_dir):
 def test_corrected_refit_fits_the_dense_models_output(tmp_path, tiny_model_dir):
     """refit='corrected': layer 1's MLP levels are the least-squares fit, on the pruned stream's
     down_proj input, of the dense model's own down_proj output (computed here independently)."""
-    from tyr.supernet.accumulate import mlp_input
     from tyr.supernet.local_prune import Hessian, damp
 
     s = prepare(tmp_path, tiny_model_dir)
@@ -152,7 +151,7 @@ def test_corrected_refit_fits_the_dense_models_output(tmp_path, tiny_model_dir):
         block = model.model.layers[1]
         h = x + block.self_attn(block.input_layernorm(x), pos)    # ... and of its MLP
         h_hat = x_hat + block.self_attn(block.input_layernorm(x_hat), pos)  # accumulate="dense" carries dense attn
-        Z, Z_hat = mlp_input(block, h), mlp_input(block, h_hat)
+        Z, Z_hat = adapter.down_proj_input(block, h), adapter.down_proj_input(block, h_hat)
     H, C = Hessian(Z.shape[-1]), Hessian(Z.shape[-1])
     H.add(Z_hat)
     C.add(Z_hat, Z)

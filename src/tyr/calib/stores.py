@@ -86,3 +86,11 @@ def row_batches(array, batch_size):
 
     for i in range(0, array.shape[0], batch_size):
         yield i, torch.from_numpy(array[i:i + batch_size])
+
+
+def write_hidden(path, shape, batches) -> None:
+    """An activation store of `shape` written atomically from (first row, float tensor) batches."""
+    with atomic_path(path) as tmp:
+        out = create_hidden(tmp, shape)
+        for i, x in batches:
+            out[i:i + len(x)] = x.numpy()

@@ -138,3 +138,13 @@ def rotary(config, seq_len: int, *, device="cpu", dtype=None):
 
     like = torch.zeros(1, dtype=dtype or torch.float32, device=device)
     return TyrRotaryEmbedding(config).to(device)(like, torch.arange(seq_len, device=device)[None])
+
+
+def o_proj_input(layer, x, pos):
+    """The o_proj input (the per-head attention outputs) of a decoder layer at layer input x."""
+    return layer.self_attn.heads(layer.input_layernorm(x), pos)
+
+
+def down_proj_input(layer, h):
+    """The down_proj input (the MLP channels) of a decoder layer at the MLP's residual input h."""
+    return layer.mlp.channels(layer.post_attention_layernorm(h))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from tyr.model.spec import SUBLAYERS
+
 
 def attention_params(spec, q_heads: int, kv_heads: int) -> int:
     """Parameters of one attention sublayer that keeps `q_heads` query and `kv_heads` KV heads."""
@@ -32,7 +34,7 @@ def mlp_params(spec, channels: int) -> int:
     return n
 
 
-def sublayer_params(spec, sublayer: str, layer: int, kept: int, kv_kept: int | None = None) -> int:
+def sublayer_params(spec, sublayer: str, kept: int, kv_kept: int | None = None) -> int:
     if sublayer == "attn":
         return attention_params(spec, kept, spec.num_kv_heads if kv_kept is None else kv_kept)
     return mlp_params(spec, kept)
@@ -45,7 +47,7 @@ def dense_sublayer_params(spec, sublayer: str, layer: int) -> int:
 
 
 def backbone_prunable_params(spec) -> int:
-    return sum(dense_sublayer_params(spec, s, i) for i in range(spec.num_layers) for s in ("attn", "mlp"))
+    return sum(dense_sublayer_params(spec, s, i) for i in range(spec.num_layers) for s in SUBLAYERS)
 
 
 def backbone_sparsity(spec, kept_params: int) -> float:

@@ -9,20 +9,12 @@ a candidate's score does not depend on which process computed it (same code, dat
 count per process: tested with 2 CPU processes on the gloo backend). Rank 0 alone writes
 the checkpoint and the outputs.
 
-A search job with `search.processes: N` (N > 1) runs
-    python -m torch.distributed.run --nproc_per_node N -m tyr.search.distributed <arguments.json>
-with the rule's threads divided among the processes. The ranks talk over gloo (the gathered
-scores are a few floats); the fitness itself runs where `tyr.search.fitness.Evaluator` runs (the CPU).
+`tyr.search.launch` starts the ranks. They talk over gloo (the gathered scores are a few
+floats); each computes its fitness on its own device (`search.device`: cuda:LOCAL_RANK when
+torch sees GPUs, else the CPU).
 """
 
 from __future__ import annotations
-
-import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -51,44 +43,3 @@ def is_writer() -> bool:
     """Only rank 0 writes files (checkpoints, logs, results)."""
     return rank_and_world()[0] == 0
 
-
-def launch(kwargs: dict, processes: int, threads: int, workdir) -> None:
-    """Run `tyr.search.evolve.run_search(**kwargs)` in `processes` ranks on this machine; raises if one fails."""
-    args = Path(workdir) / "distributed_args.json"
-    args.parent.mkdir(parents=True, exist_ok=True)
-    args.write_text(json.dumps(kwargs, default=str))
-    env = dict(os.environ, TYR_THREADS=str(max(1, threads // processes)), OMP_NUM_THREADS=str(max(1, threads // processes)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "tyr.search.distributed", str(args)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"distributed search failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
-    sys.stderr.write(done.stderr[-6000:])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def main(argv=None) -> None:
-    """A rank's entry point: join the process group and run the search."""
-    import torch
-    import torch.distributed as dist
-
-    from tyr.search.evolve import run_search
-
-    argv = sys.argv[1:] if argv is None else argv
-    kwargs = json.loads(Path(argv[0]).read_text())
-    torch.set_num_threads(int(os.environ.get("TYR_THREADS", "1")))
-    dist.init_process_group("gloo")
-    try:
-        run_search(**kwargs)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    main()

@@ -17,6 +17,7 @@ import numpy as np
 
 from tyr.calib import stores
 from tyr.core.io import read_json, write_json
+from tyr.search.space import kept_of
 
 
 def candidates(best_jsons) -> list[dict]:
@@ -33,10 +34,6 @@ def candidates(best_jsons) -> list[dict]:
     return out
 
 
-def flat(layers) -> list[int]:
-    return [int(x) for layer in layers for x in (layer["attn"], layer["mlp"])]
-
-
 def score(cands, model_dir, topk_zarr, tokens_zarr, *, dtype="float32", device="cpu", batch_size=4) -> dict:
     """Per-sequence KL of every candidate on the whole selection split, {name: array}."""
     from tyr.search.fitness import Evaluator
@@ -49,7 +46,7 @@ def score(cands, model_dir, topk_zarr, tokens_zarr, *, dtype="float32", device="
                        batch_size=batch_size)
         ev.set_tokens(range(ev.n_seq))
         for c in group:
-            out[c["name"]] = ev.sequence_kl(flat(c["layers"]))
+            out[c["name"]] = ev.sequence_kl(kept_of(c["layers"]))
         del ev
     return out
 

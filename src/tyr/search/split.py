@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def candidate_shares(space, target_sparsity: float, shares) -> list:
     """The even split (None) and every distinct share reachable at the target, in the given order."""
-    from tyr.search.evolve import split_budget
+    from tyr.search.budget import split_budget
 
     dense = {s: sum(p for p, k in zip(space.dense, space.kinds) if k == s) for s in ("attn", "mlp")}
     out, seen = [None], {round(1 - target_sparsity, 6)}
@@ -65,20 +65,21 @@ def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsi
     """Score every candidate split's near-uniform genome on `text`; write and return the record."""
     from tyr.calib.sources import source_label
     from tyr.calib.stores import tokens_digest
-    from tyr.search import evolve as search
+    from tyr.search import budget
     from tyr.search.fitness import Evaluator
-    from tyr.search.select import flat, paired_se
+    from tyr.search.select import paired_se
+    from tyr.search.space import kept_of, load_space
 
-    base = search.load_space(supernet_json, spec_json, target_sparsity)
+    base = load_space(supernet_json, spec_json, target_sparsity)
     tokens = share_tokens(model_dir, text, sequences, seq_len, seed)
     ev = Evaluator(supernet_json, model_dir, None, None, split=None, dtype=dtype, device=device)
     ev.use_tokens(tokens, label=source_label(text))
     ev.set_tokens(range(ev.n_seq))
     rows, nll = [], {}
     for a in candidate_shares(base, target_sparsity, shares):
-        space = search.load_space(supernet_json, spec_json, target_sparsity, attention_kept=a)
-        genome = search.near_uniform(space, search.even_spread)
-        nll[a] = ev.sequence_nll(flat(space.to_layers(genome)))
+        space = load_space(supernet_json, spec_json, target_sparsity, attention_kept=a)
+        genome = budget.near_uniform(space, budget.even_spread)
+        nll[a] = ev.sequence_nll(kept_of(space.to_layers(genome)))
         rows.append({"attention_kept": a, "label": "even" if a is None else f"{a:g}",
                      "sparsity": space.sparsity(genome), "perplexity": math.exp(float(nll[a].mean()))})
         log.info("attention kept %s: perplexity %.2f on %s", rows[-1]["label"], rows[-1]["perplexity"], text)

@@ -45,16 +45,6 @@ def expected_bias(bias, levels, weights):
     return bias.float() * sum(we for (units, _), we in zip(levels, weights) if len(units) > 0)
 
 
-def attention_input(layer, x, pos):
-    """The o_proj input (per-head outputs) of the dense attention at layer input x."""
-    return layer.self_attn.heads(layer.input_layernorm(x), pos)
-
-
-def mlp_input(layer, h):
-    """The down_proj input of the dense MLP at the MLP's residual input h."""
-    return layer.mlp.channels(layer.post_attention_layernorm(h))
-
-
 def residual(h, z, W, b):
     """h + z Wᵀ (+ b): one sublayer's expected output added to the residual stream."""
     out = h + z @ W.T

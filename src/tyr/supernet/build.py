@@ -5,7 +5,7 @@ for each sublayer in order (attention, then the MLP on the attention's expected 
   1. statistics of the output projection's input over the calibration tokens: H = XᵀX, and
      for the corrected refit also C = XᵀX_dense (X_dense: the dense model's own input);
   2. `tyr.supernet.local_prune.prune_levels`: every level of the sublayer in one progressive pass;
-  3. the level files (`tyr.supernet.format` format) and their manifest entries;
+  3. the level files (`tyr.supernet.format`) with their reconstruction errors;
   4. the projection that carries the calibration stream on: the density-weighted average of
      the levels (`expected`, the paper), the centre level (`centre`), or the dense one (`dense`).
 Finally the layer's output on that stream is written for layer l+1, and the manifest last.
@@ -19,13 +19,12 @@ so a sublayer also undoes the error upstream layers left in its input.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tyr.calib import calibrate, stores
+from tyr.calib import stores
+from tyr.supernet import format
 
 log = logging.getLogger("tyr.supernet.build")
 
@@ -33,14 +32,10 @@ ACCUMULATE = ("expected", "centre", "dense")
 REFIT = ("local", "corrected")
 
 
-# ---- activation stores ------------------------------------------------------------------------
-
-
-# ---- one layer --------------------------------------------------------------------------------
-
-
 @dataclass
 class Options:
+    """The settings of `supernet.*` that change a layer's files (rules/common.smk passes exactly these)."""
+
     damp: float = 0.01
     heads_per_step: int = 1
     channels_per_step: int = 16
@@ -85,26 +80,22 @@ def build_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
     """
     import torch
 
-    from tyr.core.io import write_json
-
     opts = Options(**options)
     start = time.perf_counter()
     ctx = _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, iteration)
-    x_in = stores.open_hidden(inputs_zarr)
     x_dense = _dense_inputs(model_dir, embeddings_zarr, layer) if opts.refit == "corrected" else None
-    manifest = {"layer": layer, "iteration": iteration}
-    if all("centre" in ctx.levels[s] for s in ("attn", "mlp")):  # lets the search read centres from the index
-        manifest["centre"] = {s: ctx.levels[s]["centre"] for s in ("attn", "mlp")}
     with torch.no_grad():
-        calib = _Calibration(ctx, x_in, x_dense, opts)
-        manifest["attn"], *calib.carried_attn = prune_sublayer(ctx, "attn", calib.statistics("attn"), opts)
-        manifest["mlp"], W_mlp, b_mlp = prune_sublayer(ctx, "mlp", calib.statistics("mlp"), opts)
+        stream = _Stream(ctx, stores.open_hidden(inputs_zarr), x_dense, opts)
+        attn, W_attn, b_attn = prune_sublayer(ctx, "attn", stream.statistics("attn"), opts)
+        stream.carry_attention(W_attn, b_attn)
+        mlp, W_mlp, b_mlp = prune_sublayer(ctx, "mlp", stream.statistics("mlp"), opts)
         if next_inputs_zarr is not None:
-            calib.propagate(next_inputs_zarr, W_mlp, b_mlp)
-    manifest["seconds"] = round(time.perf_counter() - start, 3)
-    write_json(Path(layer_dir) / "manifest.json", manifest)
-    log.info("layer %d: %d attn + %d mlp levels in %.1fs", layer, len(manifest["attn"]), len(manifest["mlp"]),
-             manifest["seconds"])
+            stream.propagate(next_inputs_zarr, W_mlp, b_mlp)
+    seconds = round(time.perf_counter() - start, 3)
+    centre = {s: ctx.levels[s]["centre"] for s in ("attn", "mlp")}
+    manifest = format.write_manifest(layer_dir, layer=layer, iteration=iteration, centre=centre,
+                                     levels={"attn": attn, "mlp": mlp}, seconds=seconds)
+    log.info("layer %d: %d attn + %d mlp levels in %.1fs", layer, len(attn), len(mlp), seconds)
     return manifest
 
 
@@ -117,8 +108,7 @@ def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
 
     config = adapter.load_config(model_dir)
     dense = adapter.load_state(model_dir, adapter.layer_prefix(layer))
-    seq_len = stores.open_hidden(inputs_zarr).shape[1]
-    pos = adapter.rotary(config, seq_len)
+    pos = adapter.rotary(config, stores.open_hidden(inputs_zarr).shape[1])
     return Layer(ModelSpec.from_json(spec_json), adapter.decoder_layer(config, layer, dense, torch.float32), dense,
                  read_json(levels_json)["layers"][layer], pos, Path(layer_dir), {"layer": layer, "iteration": iteration})
 
@@ -141,7 +131,7 @@ def _dense_inputs(model_dir, embeddings_zarr, layer: int):
     return x
 
 
-class _Calibration:
+class _Stream:
     """The calibration batches through one layer on the carried stream: each sublayer's
     projection input and the MLP's residual input, computed once per batch and kept in memory
     while they fit in `cache_bytes` (recomputed beyond it: an 8B model's MLP inputs are GBs).
@@ -151,6 +141,10 @@ class _Calibration:
         self.ctx, self.x_in, self.x_dense, self.opts = ctx, x_in, x_dense, opts
         self.carried_attn = None  # (W, b) of the attention projection carried on, once pruned
         self._cache, self._free = {}, cache_bytes
+
+    def carry_attention(self, W, b) -> None:
+        """The MLP's input is computed through this attention projection (the carried one)."""
+        self.carried_attn = (W, b)
 
     def batches(self):
         return stores.row_batches(self.x_in, self.opts.batch_size)
@@ -165,9 +159,9 @@ class _Calibration:
         return value
 
     def attn_input(self, i, x):
-        from tyr.supernet.accumulate import attention_input
+        from tyr.model.adapter import o_proj_input
 
-        return self._kept(("attn", i), lambda: attention_input(self.ctx.module, x, self.ctx.pos))
+        return self._kept(("attn", i), lambda: o_proj_input(self.ctx.module, x, self.ctx.pos))
 
     def mlp_residual(self, i, x):
         from tyr.supernet.accumulate import residual
@@ -175,9 +169,9 @@ class _Calibration:
         return self._kept(("h", i), lambda: residual(x, self.attn_input(i, x), *self.carried_attn))
 
     def mlp_input(self, i, x):
-        from tyr.supernet.accumulate import mlp_input
+        from tyr.model.adapter import down_proj_input
 
-        return self._kept(("mlp", i), lambda: mlp_input(self.ctx.module, self.mlp_residual(i, x)))
+        return self._kept(("mlp", i), lambda: down_proj_input(self.ctx.module, self.mlp_residual(i, x)))
 
     def statistics(self, sublayer: str):
         """(H, C): the projection input's Gram matrix on the stream, and its cross moment with
@@ -197,61 +191,46 @@ class _Calibration:
 
     def _dense_input(self, sublayer: str, x):
         """The dense model's o_proj / down_proj input at dense layer input x."""
-        from tyr.supernet.accumulate import attention_input, mlp_input
+        from tyr.model.adapter import down_proj_input, o_proj_input
 
-        z = attention_input(self.ctx.module, x, self.ctx.pos)
+        z = o_proj_input(self.ctx.module, x, self.ctx.pos)
         if sublayer == "attn":
             return z
-        return mlp_input(self.ctx.module, x + self.ctx.module.self_attn.o_proj(z))
+        return down_proj_input(self.ctx.module, x + self.ctx.module.self_attn.o_proj(z))
 
     def propagate(self, out_zarr, W, b) -> None:
         """Write the layer's output on the stream, the carried MLP projection (W, b) applied."""
-        from tyr.core.io import atomic_path
         from tyr.supernet.accumulate import residual
 
-        with atomic_path(out_zarr) as tmp:
-            out = stores.create_hidden(tmp, self.x_in.shape)
-            for i, x in self.batches():
-                out[i:i + len(x)] = residual(self.mlp_residual(i, x), self.mlp_input(i, x), W, b).numpy()
-
-
-SUBLAYER = {  # sublayer -> its output projection, the one local pruning compensates
-    "attn": "self_attn.o_proj",
-    "mlp": "mlp.down_proj",
-}
+        stores.write_hidden(out_zarr, self.x_in.shape, (
+            (i, residual(self.mlp_residual(i, x), self.mlp_input(i, x), W, b)) for i, x in self.batches()))
 
 
 def prune_sublayer(ctx: Layer, sublayer: str, stats, opts: Options):
     """Every level of one sublayer: write their files; return (manifest entries, W, b) of the
     projection that carries the calibration stream on (opts.accumulate)."""
     from tyr.supernet import accumulate as acc
-    from tyr.supernet.format import write_level
     from tyr.supernet.local_prune import channels, prune_levels, recon_errors
 
     H, C = stats
-    name = SUBLAYER[sublayer]
+    name = format.OUTPUT_PROJECTION[sublayer]
     weight, bias = ctx.dense[f"{name}.weight"], ctx.dense.get(f"{name}.bias")
     group = ctx.spec.head_dim if sublayer == "attn" else 1
     per_step = opts.heads_per_step if sublayer == "attn" else opts.channels_per_step
     kept = ctx.levels[sublayer]["kept"]
     G = None if C is None else C.double() @ weight.detach().double().T
     pruned = prune_levels(weight, H, kept, group=group, per_step=per_step, G=G, **opts.prune_kwargs())
+    variants = [pruned[k] for k in kept]
+    assert all(len(u) == k for (u, _), k in zip(variants, kept)), (sublayer, kept)
     weights = _carry_weights(ctx, sublayer, kept, weight.shape[1] // group, opts.accumulate)
-    entries, variants = [], []
-    for e, k in enumerate(kept):
-        unit_idx, w = pruned[k]
-        assert len(unit_idx) == k, (sublayer, k, len(unit_idx))
-        entry = write_level(ctx.layer_dir, ctx.spec, ctx.meta["layer"], sublayer, unit_idx, w, bias, ctx.meta)
-        entry["weight"] = 0.0 if weights is None else weights[e]  # its share of the carried projection
-        entries.append(entry)
-        variants.append((unit_idx, w))
     errors = recon_errors(weight, [(channels(u, group), w) for u, w in variants], H)
-    for entry, error in zip(entries, errors):
-        entry["recon_error"] = error
+    entries = [format.write_level(ctx.layer_dir, ctx.spec, ctx.meta["layer"], sublayer, u, w, bias, ctx.meta,
+                                  weight=0.0 if weights is None else weights[e], recon_error=errors[e])
+               for e, (u, w) in enumerate(variants)]
     if weights is None:
         return entries, weight.float(), None if bias is None else bias.float()
-    return entries, acc.expected_projection(variants, weights, weight.shape[1], group), \
-        acc.expected_bias(bias, variants, weights)
+    return (entries, acc.expected_projection(variants, weights, weight.shape[1], group),
+            acc.expected_bias(bias, variants, weights))
 
 
 def _carry_weights(ctx: Layer, sublayer: str, kept, units: int, accumulate: str):
@@ -262,61 +241,5 @@ def _carry_weights(ctx: Layer, sublayer: str, kept, units: int, accumulate: str)
     if accumulate == "dense":
         return None
     if accumulate == "centre":
-        centre = ctx.levels[sublayer].get("centre", kept[len(kept) // 2])
-        return [1.0 if k == centre else 0.0 for k in kept]
+        return [1.0 if k == ctx.levels[sublayer]["centre"] else 0.0 for k in kept]
     return acc.level_weights(kept, units)
-
-
-# ---- the index, and every layer in process ----------------------------------------------------
-
-
-def assemble(manifests, out_json) -> dict:
-    """The supernet index: every layer's manifest, level files relative to `out_json`."""
-    from tyr.core.io import read_json, write_json
-
-    root = Path(out_json).parent.resolve()
-    layers = []
-    for path in manifests:
-        m = read_json(path)
-        base = Path(path).parent.resolve()
-        for sublayer in ("attn", "mlp"):
-            for level in m[sublayer]:
-                level["file"] = Path(os.path.relpath(base / level["file"], root)).as_posix()
-        layers.append(m)
-    layers.sort(key=lambda m: m["layer"])
-    if [m["layer"] for m in layers] != list(range(len(layers))):
-        raise ValueError(f"manifests do not cover layers 0..{len(layers) - 1}: {[m['layer'] for m in layers]}")
-    iterations = {m["iteration"] for m in layers}
-    if len(iterations) != 1:
-        raise ValueError(f"manifests mix iterations {sorted(iterations)}")
-    index = {"iteration": iterations.pop(), "layers": layers}
-    write_json(out_json, index)
-    return index
-
-
-def build_all(model_dir, spec_json, levels_json, tokens_zarr, out_dir, **options) -> Path:
-    """embed + every `build_layer` + `assemble`, in process, in the workflow's layout.
-
-    out_dir/acts/layer{l:03d}.zarr (deleted once consumed), out_dir/supernet/layer{l:03d}/,
-    out_dir/supernet/supernet.json (returned).
-    """
-    from tyr.model.spec import ModelSpec
-
-    out_dir = Path(out_dir)
-    n_layers = ModelSpec.from_json(spec_json).num_layers
-    acts = [out_dir / "acts" / f"layer{l:03d}.zarr" for l in range(n_layers)]
-    layer_dirs = [out_dir / "supernet" / f"layer{l:03d}" for l in range(n_layers)]
-    embeddings = out_dir / "acts" / "embeddings.zarr"
-    start = time.perf_counter()
-    calibrate.embed(model_dir, tokens_zarr, embeddings, batch_size=options.get("batch_size", 8))
-    shutil.copytree(embeddings, acts[0])
-    for l in range(n_layers):
-        nxt = acts[l + 1] if l + 1 < n_layers else None  # the last layer's output feeds nothing
-        build_layer(model_dir, spec_json, levels_json, acts[l], l, layer_dirs[l], nxt, embeddings_zarr=embeddings,
-                    **options)
-        shutil.rmtree(acts[l])
-    shutil.rmtree(embeddings)
-    out = out_dir / "supernet" / "supernet.json"
-    assemble([d / "manifest.json" for d in layer_dirs], out)
-    log.info("supernet of %d layers in %.1fs -> %s", n_layers, time.perf_counter() - start, out)
-    return out

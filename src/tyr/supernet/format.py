@@ -1,30 +1,37 @@
 """The supernet on disk: every level of every sublayer, and how to rebuild a pruned layer.
-(`tyr.supernet.build` builds it; this module is its format.)
+(`tyr.supernet.build` builds Týr's supernet; this module is the format, and its one writer.)
 
-A level file stores only what pruning chose or changed (kept indices and the
-compensated output projection); the input projections are a pure slice of the dense
-weights, rebuilt here so that no consumer slices by hand. See docs/design.md.
+A level file stores only what pruning chose or changed (kept indices and the compensated
+output projection); the input projections are a pure slice of the dense weights, rebuilt here
+so that no consumer slices by hand. A layer's manifest lists its levels (written last, after
+them); the index (`supernet.json`) all manifests. Every supernet is written by `write_level`,
+`write_manifest` and `assemble`: Týr's, the baselines' one-level ones and the tests'. See
+docs/design.md.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from tyr.core.io import load_safetensors, read_json
+from tyr.core.io import load_safetensors, read_json, write_json
+from tyr.model.spec import SUBLAYERS
 
-ATTN_PREFIX = "self_attn."
-MLP_PREFIX = "mlp."
+OUTPUT_PROJECTION = {  # sublayer -> its output projection, the one local pruning compensates
+    "attn": "self_attn.o_proj",
+    "mlp": "mlp.down_proj",
+}
 
 
 def level_path(layer_dir, sublayer: str, kept: int) -> Path:
     return Path(layer_dir) / sublayer / f"k{kept:05d}.safetensors"
 
 
-def write_level(layer_dir, spec, layer: int, sublayer: str, unit_idx, w, bias, meta: dict) -> dict:
+def write_level(layer_dir, spec, layer: int, sublayer: str, unit_idx, w, bias, meta: dict, **entry_extra) -> dict:
     """Write one level file (kept units `unit_idx`, compensated output projection `w`, `bias`)
-    and return its manifest entry: kept units, parameters, sparsity, file and sha256. The one
-    writer of the format: the supernet's levels (`tyr.supernet.build`) and the baselines' single
-    levels (`tyr.methods.baselines.single_level`)."""
+    and return its manifest entry: kept units, parameters, sparsity, file and sha256, then
+    `entry_extra` (Týr's supernet: the level's `weight` in the carried projection and its
+    `recon_error`)."""
     from tyr.core.io import save_safetensors, sha256_file
     from tyr.model.sparsity import sublayer_params
 
@@ -34,11 +41,45 @@ def write_level(layer_dir, spec, layer: int, sublayer: str, unit_idx, w, bias, m
     else:
         tensors = mlp_level(unit_idx, w, bias)
         entry = {"kept": len(unit_idx)}
-    entry["params"] = sublayer_params(spec, sublayer, layer, entry["kept"], entry.get("kv_kept"))
+    entry["params"] = sublayer_params(spec, sublayer, entry["kept"], entry.get("kv_kept"))
     entry["sparsity"] = 1 - entry["kept"] / spec.units(sublayer, layer)
     path = level_path(layer_dir, sublayer, entry["kept"])
     save_safetensors(path, tensors, {**meta, "sublayer": sublayer, **entry})
-    return {**entry, "file": path.relative_to(layer_dir).as_posix(), "sha256": sha256_file(path)}
+    return {**entry, "file": path.relative_to(layer_dir).as_posix(), "sha256": sha256_file(path), **entry_extra}
+
+
+def write_manifest(layer_dir, *, layer: int, iteration: int, centre: dict, levels: dict, **extra) -> dict:
+    """A layer's manifest (`layer_dir/manifest.json`), written after its level files: the
+    entries of `write_level` per sublayer (`levels`), the centre level of each (`centre`: the
+    search's start), and `extra` (e.g. the method of a baseline, the job's seconds); returns it."""
+    manifest = {"layer": layer, "iteration": iteration}
+    manifest["centre"] = {s: int(centre[s]) for s in SUBLAYERS}
+    manifest.update({s: levels[s] for s in SUBLAYERS})
+    manifest.update(extra)
+    write_json(Path(layer_dir) / "manifest.json", manifest)
+    return manifest
+
+
+def assemble(manifests, out_json) -> dict:
+    """The supernet index: every layer's manifest, level files relative to `out_json`."""
+    root = Path(out_json).parent.resolve()
+    layers = []
+    for path in manifests:
+        m = read_json(path)
+        base = Path(path).parent.resolve()
+        for sublayer in SUBLAYERS:
+            for level in m[sublayer]:
+                level["file"] = Path(os.path.relpath(base / level["file"], root)).as_posix()
+        layers.append(m)
+    layers.sort(key=lambda m: m["layer"])
+    if [m["layer"] for m in layers] != list(range(len(layers))):
+        raise ValueError(f"manifests do not cover layers 0..{len(layers) - 1}: {[m['layer'] for m in layers]}")
+    iterations = {m["iteration"] for m in layers}
+    if len(iterations) != 1:
+        raise ValueError(f"manifests mix iterations {sorted(iterations)}")
+    index = {"iteration": iterations.pop(), "layers": layers}
+    write_json(out_json, index)
+    return index
 
 
 def load_level(path) -> tuple[dict, dict]:
@@ -146,7 +187,7 @@ def read_supernet(path) -> dict:
     index = read_json(path)
     root = Path(path).parent
     for layer in index["layers"]:
-        for sublayer in ("attn", "mlp"):
+        for sublayer in SUBLAYERS:
             for level in layer[sublayer]:
                 level["path"] = str(root / level["file"])
     return index

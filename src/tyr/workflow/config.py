@@ -12,13 +12,10 @@ import os
 from pathlib import Path
 
 from tyr.calib import sources
+from tyr.search.budget import SPLIT_CONFLICT
 
 LOCAL_SUFFIXES = {*sources.DATA_SUFFIXES, ".gguf"}  # a source with one of these is a path, not a hub id
 
-
-# search.attention_kept and search.trade_attn_mlp together (checked at parse time and by tyr.search.evolve)
-SPLIT_CONFLICT = ("search.attention_kept fixes (a fraction) or chooses (auto) the attention/MLP split and "
-                  "search.trade_attn_mlp lets the search move it: to trade, set search.attention_kept: null")
 
 
 class ConfigError(ValueError):

@@ -62,7 +62,7 @@ def supernet(input, output, params, wildcards):
 
 
 def dense_topk(input, output, params, wildcards):
-    from tyr.search.fitness import dense_topk
+    from tyr.search.reference import dense_topk
 
     dense_topk(input.model, input.tokens, output.topk, k=params.topk)
 
@@ -86,20 +86,19 @@ def _attention_kept(s: dict, input):
 
 
 def search(input, output, params, wildcards):
-    from tyr.search import distributed
+    from tyr.search import launch
     from tyr.search.evolve import run_search
 
     s, i = params.search, int(wildcards.iter)
     kwargs = dict(supernet_json=input.supernet, topk_zarr=input.topk, tokens_zarr=input.tokens, model_dir=input.model,
                   spec_json=_spec(input), out_dir=os.path.dirname(output.best),
-                  target_sparsity=tyrconf.tag_target(wildcards.target), offspring=s["offspring"],
+                  target_sparsity=tyrconf.tag_target(wildcards.target), iteration=i, offspring=s["offspring"],
                   generations=s["generations"], stages=s["stages"], seed=s["seed"] + 1000 * i,
                   max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"], dtype=s["dtype"], device=s["device"],
-                  iteration=i, track_sequences=s.get("track_sequences", 0),
-                  fixed_last_stage=s.get("fixed_last_stage", False), attention_kept=_attention_kept(s, input))
-    processes = s.get("processes", 1)
-    if processes > 1:
-        distributed.launch(kwargs, processes, params.threads, os.path.dirname(output.best))
+                  track_sequences=s["track_sequences"], fixed_last_stage=s["fixed_last_stage"],
+                  attention_kept=_attention_kept(s, input))
+    if s["processes"] > 1:
+        launch.launch(kwargs, s["processes"], params.threads, os.path.dirname(output.best))
     else:
         run_search(**kwargs)
 

@@ -79,7 +79,7 @@ def write(model_dir, out_dir, structure: Structure, *, method: str, target_spars
     genome is written last, so its existence means the method finished.
     """
     from tyr.core.io import atomic_path, write_json
-    from tyr.supernet.build import assemble
+    from tyr.supernet.format import assemble
 
     spec = load_spec(model_dir)
     out_dir = Path(out_dir)
@@ -107,9 +107,8 @@ def write(model_dir, out_dir, structure: Structure, *, method: str, target_spars
 
 
 def _write_layer(model_dir, spec, layer_dir: Path, layer: int, structure: Structure, method: str) -> Path:
-    from tyr.core.io import write_json
     from tyr.model.adapter import layer_prefix, load_state
-    from tyr.supernet.format import write_level
+    from tyr.supernet.format import write_level, write_manifest
 
     dense = load_state(model_dir, layer_prefix(layer))
     heads, chans = structure.heads[layer], structure.channels[layer]
@@ -123,11 +122,11 @@ def _write_layer(model_dir, spec, layer_dir: Path, layer: int, structure: Struct
     down_kept = (structure.down_weight[layer] if structure.down_weight is not None
                  else down_weight[:, torch.tensor(chans, dtype=torch.long)])
     meta = {"layer": layer, "iteration": ITERATION, "method": method}
-    manifest = dict(meta)
-    for sublayer, units, w, b, like in (("attn", heads, o_kept, o_bias, o_weight),
-                                        ("mlp", chans, down_kept, down_bias, down_weight)):
-        manifest[sublayer] = [write_level(layer_dir, spec, layer, sublayer, units, _like(w, like), _like(b, like), meta)]
-    write_json(layer_dir / "manifest.json", manifest)
+    levels = {sublayer: [write_level(layer_dir, spec, layer, sublayer, units, _like(w, like), _like(b, like), meta)]
+              for sublayer, units, w, b, like in (("attn", heads, o_kept, o_bias, o_weight),
+                                                  ("mlp", chans, down_kept, down_bias, down_weight))}
+    write_manifest(layer_dir, layer=layer, iteration=ITERATION, centre={"attn": len(heads), "mlp": len(chans)},
+                   levels=levels, method=method)
     return layer_dir / "manifest.json"
 
 

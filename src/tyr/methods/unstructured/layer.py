@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 import torch
 
-from tyr.calib.stores import create_hidden, open_hidden, row_batches
+from tyr.calib.stores import open_hidden, row_batches, write_hidden
 from tyr.core.io import save_safetensors
 from tyr.methods import unstructured
 from tyr.methods.unstructured.hessian import layer_error
@@ -48,7 +48,7 @@ def stage_input(module, x, pos, stage):
     if stage == "attn_in":
         return module.input_layernorm(x)
     if stage == "attn_out":
-        return module.self_attn.heads(module.input_layernorm(x), pos)
+        return adapter.o_proj_input(module, x, pos)
     h = x if module.self_attn is None else x + module.self_attn(module.input_layernorm(x), pos)
     u = module.post_attention_layernorm(h)
     return u if stage == "mlp_in" else module.mlp.channels(u)
@@ -80,7 +80,8 @@ def prune_layer(model_dir, inputs_zarr, layer, out_file, next_inputs_zarr, *, me
                 linear.weight.copy_(res.weight)
                 masks[MASK_PREFIX + name] = pack(res.mask)
         if next_inputs_zarr is not None:
-            write_outputs(module, x_in, pos, next_inputs_zarr, batch_size)
+            # the pruned layer's output on every calibration sequence: the next layer's input
+            write_hidden(next_inputs_zarr, x_in.shape, ((i, module(x, pos)) for i, x in row_batches(x_in, batch_size)))
     seconds = round(time.perf_counter() - start, 3)
     meta = {"layer": layer, "method": method, "pattern": pattern.tag, "seconds": seconds, "stats": json.dumps(stats)}
     save_safetensors(out_file, {**module.state_dict(), **masks}, meta)
@@ -123,13 +124,3 @@ def projection_stats(dense, res, H) -> dict:
     return {"removed": int(res.mask.sum()), "weights": res.mask.numel(), "error": err,
             "rel_error": err / max(scale, 1e-300),
             "predicted": None if res.loss is None else float(res.loss.sum())}
-
-
-def write_outputs(module, x_in, pos, out_zarr, batch_size) -> None:
-    """The pruned layer's output for every calibration sequence: the next layer's input."""
-    from tyr.core.io import atomic_path
-
-    with atomic_path(out_zarr) as tmp:
-        out = create_hidden(tmp, x_in.shape)
-        for i, x in row_batches(x_in, batch_size):
-            out[i:i + len(x)] = module(x, pos).numpy()
