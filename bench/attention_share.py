@@ -46,7 +46,8 @@ def genome_at(run: Path, target: str, share: float | None, out: Path) -> Path:
 
 def score(run: Path, genome_json: Path, out: Path, wikitext: list[str], args) -> dict:
     from tyr.calib.sources import read_texts
-    from tyr.evaluate.measure import heldout_perplexity, load, perplexity
+    from tyr.evaluate.measure import load
+    from tyr.evaluate.perplexity import heldout_perplexity, perplexity
     from tyr.export.hf import export
 
     t0 = time.perf_counter()

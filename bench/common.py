@@ -21,7 +21,8 @@ def add_run_args(ap, perplexity: bool = True) -> None:
 
 def genome_perplexity(run: Path, genome, out: Path, texts, args, *, method="tyr", supernet_json=None) -> float:
     """Export `genome` of `run` to `out` and return its perplexity on the chosen windows."""
-    from tyr.evaluate.measure import load, perplexity
+    from tyr.evaluate.measure import load
+    from tyr.evaluate.perplexity import perplexity
     from tyr.export.hf import export
 
     export(run / "model", run / "model" / "spec.json", genome, out, method=method, supernet_json=supernet_json)

@@ -27,7 +27,7 @@ def main(argv=None):
     import torch
 
     from tyr.core.io import read_json
-    from tyr.evaluate.measure import read_texts
+    from tyr.evaluate.perplexity import read_texts
     from tyr.search.fitness import Evaluator
 
     torch.set_num_threads(2)

@@ -31,7 +31,7 @@ def main(argv=None):
 
     import torch
 
-    from tyr.evaluate.measure import read_texts
+    from tyr.evaluate.perplexity import read_texts
     from tyr.search.evolve import run_search
     from tyr.workflow.config import tag_target
 

@@ -46,7 +46,8 @@ def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
 
 
 def run_variant(name, tokens, options, args, work: Path) -> dict:
-    from tyr.evaluate.measure import load, perplexity, read_texts
+    from tyr.evaluate.measure import load
+    from tyr.evaluate.perplexity import perplexity, read_texts
     from tyr.export.hf import export
     from tyr.search.evolve import uniform_genome
     from tyr.supernet.levels import write_levels

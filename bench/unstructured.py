@@ -85,7 +85,7 @@ def ablation(workdir: Path, run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -
     at several greedy step sizes, on the dense model's calibration Hessians (prune split)."""
     import torch
 
-    from tyr.methods.baselines.activations import calibration_tokens, dense_model
+    from tyr.methods.baselines.common.activations import calibration_tokens, dense_model
     from tyr.methods.unstructured import prune
     from tyr.methods.unstructured.hessian import layer_error
     from tyr.methods.unstructured.patterns import Pattern

@@ -13,6 +13,8 @@ import torch
 from helpers.data import SHARED_DATA
 from tyr.calib.stores import write_tokens
 from tyr.evaluate import measure as ev
+from tyr.evaluate import perplexity as ppl
+from tyr.evaluate import zeroshot as zs
 
 WIKITEXT = Path(SHARED_DATA) / "wikitext-2" / "test.txt"
 ZEROSHOT = Path(SHARED_DATA) / "zeroshot"
@@ -26,7 +28,7 @@ def test_perplexity_matches_transformers_loss(tiny_model_dir):
     path = tiny_model_dir("llama")
     model, tok = ev.load(path)
     text = WIKITEXT.read_text()[:1600]
-    got = ev.perplexity(model, tok, [text], seq_len=64, batch_size=3)
+    got = ppl.perplexity(model, tok, [text], seq_len=64, batch_size=3)
 
     # Direct computation: HF's own model and loss, window by window.
     ref = AutoModelForCausalLM.from_pretrained(path).eval()
@@ -38,10 +40,10 @@ def test_perplexity_matches_transformers_loss(tiny_model_dir):
     assert math.isclose(got["perplexity"], math.exp(torch.stack(losses).mean().item()), rel_tol=1e-5)
 
     # seq_len is capped at the context length; max_windows takes the first windows only.
-    capped = ev.perplexity(model, tok, [text], seq_len=4096, max_windows=2)
+    capped = ppl.perplexity(model, tok, [text], seq_len=4096, max_windows=2)
     assert capped["seq_len"] == 256 and capped["windows"] == 2
     # Documents are joined with a blank line, the GPTQ/SparseGPT convention.
-    two = ev.perplexity(model, tok, [text[:800], text[800:]], seq_len=64)
+    two = ppl.perplexity(model, tok, [text[:800], text[800:]], seq_len=64)
     assert two["total_tokens"] == tok(text[:800] + "\n\n" + text[800:], return_tensors="pt").input_ids.numel()
 
 
@@ -64,7 +66,7 @@ def test_local_zeroshot_tasks_score_the_standard_prompts(tiny_model_dir):
     path = tiny_model_dir("llama", max_position_embeddings=1024)  # no left truncation of long prompts
     model, tok = ev.load(path)
     limit = 6
-    result = ev.zeroshot(model, ["arc_easy", "openbookqa"], data_dir=ZEROSHOT, limit=limit, tokenizer=tok)
+    result = zs.zeroshot(model, ["arc_easy", "openbookqa"], data_dir=ZEROSHOT, limit=limit, tokenizer=tok)
     prompts = {"arc_easy": ("arc_easy_dev.jsonl", "Question: {}\nAnswer:"), "openbookqa": ("openbookqa_test.jsonl", "{}")}
     for task, (file, template) in prompts.items():
         docs = [json.loads(line) for line in (ZEROSHOT / file).read_text().splitlines()[:limit]]
@@ -123,7 +125,7 @@ def test_heldout_perplexity_matches_transformers_loss(tiny_model_dir, tmp_path):
     ids = np.random.default_rng(0).integers(3, 100, size=(4, 32))
     write_tokens(tmp_path / "t.zarr", {"heldout": ids}, {})
     model, _ = ev.load(path)
-    got = ev.heldout_perplexity(model, tmp_path / "t.zarr")
+    got = ppl.heldout_perplexity(model, tmp_path / "t.zarr")
     ref = AutoModelForCausalLM.from_pretrained(path).eval()
     with torch.no_grad():
         losses = [ref(torch.tensor(w)[None], labels=torch.tensor(w)[None]).loss for w in ids]

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tyr.core.io import write_json
-from tyr.evaluate.measure import average
 from tyr.evaluate.summary import summarize
+from tyr.evaluate.zeroshot import average
 
 
 def _eval_json(path, *, prunable, total, ppl, accs, prefill, decode, memory):

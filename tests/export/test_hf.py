@@ -151,13 +151,17 @@ def test_model_card_records_pruning_and_calibration(setup, tmp_path):
 
     s = setup()
     calib = zarr.open_group(str(tmp_path / "tokens.zarr"), mode="w")
-    calib.create_array("prune", shape=(4, 32), dtype="int32")
+    for split, n in (("prune", 4), ("fitness", 3), ("selection", 2), ("heldout", 1)):
+        calib.create_array(split, shape=(n, 32), dtype="int32")
     calib.attrs.update({"source": "wikitext-2/valid.txt", "seed": 0, "seq_len": 32})
     card = {"base_model": "tiny-llama", "tokens_zarr": tmp_path / "tokens.zarr",
             "evaluation": {"pruned": {"perplexity": 12.5}}}
     out, summary = export_genome(s, tmp_path, HEADS, CHANNELS, card=card)
     text = (out / "README.md").read_text()
-    assert "base_model: tiny-llama" in text and "wikitext-2/valid.txt" in text and "4x32" in text
+    assert "base_model: tiny-llama" in text and "wikitext-2/valid.txt" in text
+    # every split's shape, the selection split included (it was left out once)
+    for split, n in (("prune", 4), ("fitness", 3), ("selection", 2), ("heldout", 1)):
+        assert f"| {split} sequences x tokens | {n}x32 |" in text
     assert f"{100 * summary['sparsity']:.2f}%" in text and "pruned.perplexity | 12.5" in text
     assert "| 1 | 0/4 | 0/2 | 100.00% | 7/96 |" in text
 

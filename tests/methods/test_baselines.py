@@ -12,7 +12,8 @@ import torch
 
 from helpers.baseline_factory import chosen_levels, dense_pass, flat, layer_pieces, prune_tokens, rebuild, top
 from tyr.methods import baselines
-from tyr.methods.baselines import budget, flap, llm_pruner, wanda_sp
+from tyr.methods.baselines import flap, llm_pruner, wanda_sp
+from tyr.methods.baselines.common import budget
 from tyr.model import adapter, sparsity
 from tyr.model.spec import ModelSpec
 

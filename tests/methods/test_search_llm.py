@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from helpers.baseline_factory import chosen_levels, dense_pass, pruned_loss, rebuild, split_tokens
-from tyr.methods.baselines import reformation, search_llm
+from tyr.methods.baselines import search_llm
+from tyr.methods.baselines.common import reformation
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -60,7 +60,8 @@ def test_schema_rejects(key, value, message):
     "key, value, message",
     [
         ("data.source", "/nonexistent/corpus.txt", "data.source: local path '/nonexistent/corpus.txt'"),
-        ("data.source", ["pydoc", "./missing-folder"], "data.source: local path './missing-folder'"),
+        ("data.source", ["./missing-folder"], "data.source: local path 'missing-folder'"),
+        ("data.source", ["pydoc", "./missing-folder"], "data.source: a list holds local files or folders only; 'pydoc'"),
         ("model.source", "/nonexistent/model.gguf", "model.source: local path '/nonexistent/model.gguf'"),
         ("evaluate.wikitext", "/nonexistent/test.txt", "evaluate.wikitext"),
         ("search.stages", [[512, 32], [2048, 1]], "search.stages: the first stage keeps 32"),

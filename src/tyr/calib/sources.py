@@ -90,6 +90,9 @@ def check_source(key: str, source) -> None:
         raise ValueError(f"{key} is empty; {LOCAL_HINT}")
     if isinstance(source, str) and source in HUB:
         return _check_hub(key, source)
+    named = [s for s in source if str(s) in BUILTIN or str(s) in HUB] if isinstance(source, (list, tuple)) else []
+    if named:
+        raise ValueError(f"{key}: a list holds local files or folders only; {named[0]!r} is a built-in source name")
     for path in _paths(source) or []:
         if not path.exists():
             raise FileNotFoundError(f"{key}: local path {str(path)!r} does not exist, and it is not one of "

@@ -46,7 +46,16 @@ def read_tokens(zarr_path, split: str) -> np.ndarray:
     return np.asarray(zarr.open_group(str(zarr_path), mode="r")[split][:], dtype=np.int32)
 
 
+def split_shapes(zarr_path) -> dict:
+    """{split: (n_seq, seq_len)} of the splits a calibration group holds, in SPLITS order."""
+    import zarr
+
+    group = zarr.open_group(str(zarr_path), mode="r")
+    return {name: tuple(group[name].shape) for name in SPLITS if name in group}
+
+
 def read_attrs(zarr_path) -> dict:
+    """The calibration's provenance (source, tokenizer, seed, counts, sampling) as its group recorded it."""
     import zarr
 
     return dict(zarr.open_group(str(zarr_path), mode="r").attrs)

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from tyr.core.io import atomic_path, atomic_write_text, read_json
+from tyr.core.markdown import cell, pct
 
 
 def write_report(summaries, out_markdown, *, genomes=(), generations=(), shares=(), plots_dir=None) -> Path:
@@ -56,7 +57,7 @@ def write_report(summaries, out_markdown, *, genomes=(), generations=(), shares=
 def _run(summary_path: Path, genome: dict | None) -> dict:
     s = read_json(summary_path)
     method, target = s.get("method") or summary_path.parent.parent.name, s.get("target_sparsity")
-    label = f"{method} @ {_pct(target, 0)}" if target is not None else method
+    label = f"{method} @ {pct(target, 0)}" if target is not None else method
     slug = f"{method}_s{round(100 * target)}" if target is not None else method
     return {"summary": s, "genome": genome or {}, "label": label, "slug": slug, "path": summary_path}
 
@@ -88,7 +89,7 @@ def _results_table(runs) -> list[str]:
         avg, speed = s.get("average"), s.get("speed", {})
         ppl = "".join(f"{_arrow(s['perplexity'][n], 'dense', 'pruned', '.2f')} | " for n in sets)
         lines.append(
-            f"| {r['label']} | {_pct(s['sparsity'])} | {s['params']['pruned']['total']:,} / {s['params']['dense']['total']:,} "
+            f"| {r['label']} | {pct(s['sparsity'])} | {s['params']['pruned']['total']:,} / {s['params']['dense']['total']:,} "
             f"| {ppl}{_arrow(avg and {k: v['acc_norm'] for k, v in avg.items()}, 'dense', 'pruned', '.4f')} "
             f"| {fmt((s.get('retention') or {}).get('acc_norm'), '.3f')} "
             f"| {fmt(speed.get('prefill_speedup'), '.2f')} | {fmt(speed.get('decode_speedup'), '.2f')} "
@@ -118,8 +119,8 @@ def _continuations(runs) -> list[str]:
     for prompt in dict.fromkeys(c["prompt"] for _, c in rows):
         lines += [f"**{prompt}**", "", "| model | continuation |", "|---|---|"]
         answers = [(label, c) for label, c in rows if c["prompt"] == prompt]
-        lines.append(f"| dense | {_cell(answers[0][1]['dense'])} |")
-        lines += [f"| {label} | {_cell(c['pruned'])} |" for label, c in answers]
+        lines.append(f"| dense | {cell(answers[0][1]['dense'])} |")
+        lines += [f"| {label} | {cell(c['pruned'])} |" for label, c in answers]
         lines.append("")
     return lines
 
@@ -129,17 +130,17 @@ def _share_table(shares) -> list[str]:
     lines = []
     for path in shares:
         r = read_json(path)
-        lines += [f"## Attention/MLP split: Týr @ {_pct(r['target_sparsity'], 0)}", "",
+        lines += [f"## Attention/MLP split: Týr @ {pct(r['target_sparsity'], 0)}", "",
                   f"Near-uniform genomes of iteration 1's supernet, scored by perplexity on {r['sequences']} × "
                   f"{r['seq_len']} tokens of `{r['text']}` (text the method does not otherwise see); every search "
                   "holds the chosen split. ± is the paired standard error of the log-perplexity difference.", "",
                   "| attention kept | backbone sparsity | perplexity | vs chosen |", "|---|---:|---:|---:|"]
         best = next(c for c in r["candidates"] if c["attention_kept"] == r["chosen"])
         for c in r["candidates"]:
-            label = "even split" if c["attention_kept"] is None else _pct(c["attention_kept"], 1)
+            label = "even split" if c["attention_kept"] is None else pct(c["attention_kept"], 1)
             diff = "chosen" if c is best else (f"+{math.log(c['perplexity'] / best['perplexity']):.3f} ± "
                                                f"{c['nll_se_vs_chosen']:.2g}")
-            lines.append(f"| {label} | {_pct(c['sparsity'])} | {c['perplexity']:.2f} | {diff} |")
+            lines.append(f"| {label} | {pct(c['sparsity'])} | {c['perplexity']:.2f} | {diff} |")
         lines.append("")
     return lines
 
@@ -158,13 +159,9 @@ def _selection_table(runs) -> list[str]:
                   "| candidate | generations | backbone sparsity | KL | vs chosen |", "|---|---:|---:|---:|---:|"]
         for name, c in sel["candidates"].items():
             diff = "chosen" if name == chosen else f"+{c['kl'] - sel['candidates'][chosen]['kl']:.4g} ± {c['se_vs_chosen']:.2g}"
-            lines.append(f"| {name} | {c.get('generations')} | {_pct(c.get('sparsity'))} | {c['kl']:.4g} | {diff} |")
+            lines.append(f"| {name} | {c.get('generations')} | {pct(c.get('sparsity'))} | {c['kl']:.4g} | {diff} |")
         lines.append("")
     return lines
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|") or "(nothing)"
 
 
 def _task_table(runs) -> list[str]:
@@ -209,7 +206,7 @@ def plot_distribution(rows, out_png, *, title="", target=None) -> None:
     ax.bar([x - w / 2 for x in layers], [r["attn_sparsity"] for r in rows], w, label="attention (heads)")
     ax.bar([x + w / 2 for x in layers], [r["mlp_sparsity"] for r in rows], w, label="MLP (channels)")
     if target is not None:
-        ax.axhline(target, color="k", ls="--", lw=1, label=f"target backbone sparsity {_pct(target, 0)}")
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target backbone sparsity {pct(target, 0)}")
     ax.set(xlabel="layer", ylabel="units removed", ylim=(0, 1.05), title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
@@ -317,7 +314,3 @@ def _arrow(pair, a, b, spec) -> str:
 def fmt(x, spec, missing="n/a") -> str:
     """A table cell: `x` formatted by `spec`, or `missing` for None / NaN."""
     return missing if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:{spec}}"
-
-
-def _pct(x, digits=2) -> str:
-    return "n/a" if x is None else f"{100 * x:.{digits}f}%"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tyr.core.io import read_json, write_json
-from tyr.evaluate.measure import METRICS, average
+from tyr.evaluate.zeroshot import METRICS, average
 
 
 def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, method=None) -> dict:
@@ -36,14 +36,14 @@ def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, meth
                    "total_ratio": pruned["params"]["total"] / dense["params"]["total"]},
     }
     summary["distribution"] = distribution(spec, genome)
-    summary["perplexity"] = {name: _perplexity_pair(dense["perplexity"][name], p)
+    summary["perplexity"] = {name: perplexity_pair(dense["perplexity"][name], p)
                              for name, p in pruned.get("perplexity", {}).items() if name in dense.get("perplexity", {})}
     if "zeroshot" in dense and "zeroshot" in pruned:
-        summary.update(_zeroshot_pair(dense["zeroshot"], pruned["zeroshot"]))
+        summary.update(zeroshot_pair(dense["zeroshot"], pruned["zeroshot"]))
     if "speed" in dense and "speed" in pruned:
-        summary["speed"] = _speed_pair(dense["speed"], pruned["speed"])
+        summary["speed"] = speed_pair(dense["speed"], pruned["speed"])
     if "continuations" in dense and "continuations" in pruned:
-        summary["continuations"] = _continuation_pairs(dense["continuations"], pruned["continuations"])
+        summary["continuations"] = continuation_pairs(dense["continuations"], pruned["continuations"])
     summary["skipped"] = {**dense.get("skipped", {}), **pruned.get("skipped", {})}
     if "selection" in genome:  # Týr: the held-out choice among the iterations' genomes
         summary["selection"] = genome["selection"]
@@ -78,14 +78,14 @@ def distribution(spec, genome) -> list[dict]:
     return rows
 
 
-def _perplexity_pair(d, p) -> dict:
+def perplexity_pair(d, p) -> dict:
     if (d["seq_len"], d["windows"]) != (p["seq_len"], p["windows"]):
         raise ValueError(f"perplexities were measured differently: {d['seq_len']}x{d['windows']} vs {p['seq_len']}x{p['windows']}")
     return {"dense": d["perplexity"], "pruned": p["perplexity"], "ratio": p["perplexity"] / d["perplexity"],
             "seq_len": d["seq_len"], "windows": d["windows"], "source": d.get("source"), "label": d.get("label")}
 
 
-def _zeroshot_pair(d, p) -> dict:
+def zeroshot_pair(d, p) -> dict:
     if set(d) != set(p) or any((d[t]["n"], d[t]["limit"]) != (p[t]["n"], p[t]["limit"]) for t in d):
         raise ValueError("dense and pruned zero-shot results cover different tasks or sample counts")
     tasks = {t: {"dense": {m: d[t][m] for m in METRICS}, "pruned": {m: p[t][m] for m in METRICS}, "n": d[t]["n"]}
@@ -95,7 +95,7 @@ def _zeroshot_pair(d, p) -> dict:
     return {"zeroshot": tasks, "average": {"dense": avg_d, "pruned": avg_p}, "retention": retention}
 
 
-def _speed_pair(d, p) -> dict:
+def speed_pair(d, p) -> dict:
     keys = ("prompt_tokens", "new_tokens", "batch_size", "device", "threads")
     if any(d.get(k) != p.get(k) for k in keys):
         raise ValueError(f"speeds were measured under different settings: {[(k, d.get(k), p.get(k)) for k in keys]}")
@@ -108,7 +108,7 @@ def _speed_pair(d, p) -> dict:
     return out
 
 
-def _continuation_pairs(d, p) -> list[dict]:
+def continuation_pairs(d, p) -> list[dict]:
     if [x["prompt"] for x in d] != [x["prompt"] for x in p]:
         raise ValueError("dense and pruned continuations answer different prompts")
     return [{"prompt": a["prompt"], "dense": a["continuation"], "pruned": b["continuation"]} for a, b in zip(d, p)]

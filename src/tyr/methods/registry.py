@@ -1,9 +1,11 @@
-"""The one registry of pruning methods: Týr, its no-search baseline, and every related pruner.
+"""The one registry of pruning methods: Týr, its no-search baseline, every related structural
+pruner, and the unstructured / N:M methods.
 
-Everything that lists methods derives from `METHODS`: the configuration check of
-`methods` (`tyr.workflow.config`), the `method` wildcard of `rules/baselines.smk`, the dispatch of
-`tyr.methods.baselines.run`, and the table of `docs/baselines.md` (`markdown_table`, checked by
-the tests). The Snakefile imports this module at parse time, so it imports nothing.
+Everything that lists methods derives from `METHODS`: the configuration check of `methods`
+(`tyr.workflow.config`) and of `unstructured.methods`, the `method` and `umethod` wildcards of
+`rules/baselines.smk` and `rules/unstructured.smk`, the dispatch of `tyr.methods.baselines.run`
+and `tyr.methods.unstructured.method`, and the table of `docs/baselines.md` (`markdown_table`,
+checked by the tests). The Snakefile imports this module at parse time, so it imports nothing.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Method:
-    name: str          # the value in `methods:` and the results folder s<T>/<name>/
-    module: str | None  # the baseline module with run(...); None: built from Týr's own supernet
+    name: str          # the value in `methods:` (`unstructured.methods:`) and its results folder
+    module: str | None  # its module: run(...) of a baseline, prune(...) of an unstructured method;
+    #                     None: built from Týr's own supernet
     summary: str       # one line: what the method does, as implemented here
     reference: str     # the paper it follows
+    kind: str = "structural"  # structural (whole heads and channels) | unstructured (single weights, N:M)
 
 
 METHODS = (
@@ -42,16 +46,32 @@ METHODS = (
            "Ai et al., 2025"),
     Method("adapruner", "tyr.methods.baselines.adapruner", "Bayesian optimisation of calibration subset × importance metric",
            "Kong et al., AAAI 2025"),
+    Method("apt", "tyr.methods.unstructured.apt", "the optimal update for removing several weights of a row at once, "
+           "per block", "Zhao et al., EMNLP Findings 2024", "unstructured"),
+    Method("sparsegpt", "tyr.methods.unstructured.sparsegpt", "single-weight OBS, column by column, lazy block updates",
+           "Frantar & Alistarh, ICML 2023", "unstructured"),
+    Method("wanda", "tyr.methods.unstructured.wanda", "abs(W)·‖X‖ per output row, no update", "Sun et al., ICLR 2024",
+           "unstructured"),
+    Method("magnitude", "tyr.methods.unstructured.magnitude", "abs(W), one threshold per matrix, no update",
+           "the classic baseline", "unstructured"),
+    Method("refit", "tyr.methods.unstructured.refit", "APT's mask, then the exact least-squares fit of every row "
+           "(the bound of any method that keeps that mask)", "this project", "unstructured"),
 )
 
 
 def names() -> list[str]:
-    return [m.name for m in METHODS]
+    """The structural methods: what `methods:` may name."""
+    return [m.name for m in METHODS if m.kind == "structural"]
 
 
 def baselines() -> list[str]:
-    """Methods computed by a module of tyr.methods.baselines (one `baseline` job each)."""
-    return [m.name for m in METHODS if m.module is not None]
+    """Structural methods computed by a module of tyr.methods.baselines (one `baseline` job each)."""
+    return [m.name for m in METHODS if m.kind == "structural" and m.module is not None]
+
+
+def unstructured() -> list[str]:
+    """What `unstructured.methods:` may name (tyr.methods.unstructured)."""
+    return [m.name for m in METHODS if m.kind == "unstructured"]
 
 
 def get(name: str) -> Method:
@@ -64,5 +84,5 @@ def get(name: str) -> Method:
 def markdown_table() -> str:
     """The methods table of docs/baselines.md (the tests check that the page contains it)."""
     rows = ["| method | what it does here | reference |", "|---|---|---|"]
-    rows += [f"| `{m.name}` | {m.summary} | {m.reference} |" for m in METHODS]
+    rows += [f"| `{m.name}` | {m.summary} | {m.reference} |" for m in METHODS if m.kind == "structural"]
     return "\n".join(rows) + "\n"

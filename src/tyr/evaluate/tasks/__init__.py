@@ -1,6 +1,6 @@
 """lm-evaluation-harness task configs that score standard benchmarks from local files.
 
-`tyr_*.yaml` are read by `tyr.evaluate.measure.zeroshot`, which points their `data_files` at the
+`tyr_*.yaml` are read by `tyr.evaluate.zeroshot.zeroshot`, which points their `data_files` at the
 data folder it is given; `ai2.py` converts AI2 jsonl rows to the hub datasets' layout.
 `LOCAL` maps each standard task name to its local task; `task_files` names the files it reads.
 """

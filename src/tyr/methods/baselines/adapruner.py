@@ -31,11 +31,12 @@ import numpy as np
 import torch
 
 from tyr.calib.stores import FITNESS, PRUNE
-from tyr.methods.baselines import candidate, llm_pruner, wanda_sp
-from tyr.methods.baselines.activations import calibration_tokens, dense_model, head_sums, projection_inputs
-from tyr.methods.baselines.budget import layer_range, range_note, uniform_structure
+from tyr.methods.baselines import llm_pruner, wanda_sp
+from tyr.methods.baselines.common import candidate
+from tyr.methods.baselines.common.activations import calibration_tokens, dense_model, head_sums, projection_inputs
+from tyr.methods.baselines.common.budget import layer_range, range_note, uniform_structure
+from tyr.methods.baselines.common.single_level import load_spec, resolve_setting, write
 from tyr.methods.baselines.flap import fluctuation
-from tyr.methods.baselines.single_level import load_spec, resolve_setting, write
 
 METHOD = "adapruner"
 METRICS = ("taylor", "wanda_sp", "flap", "magnitude")

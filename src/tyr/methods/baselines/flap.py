@@ -45,9 +45,9 @@ import logging
 import torch
 
 from tyr.calib.stores import PRUNE
-from tyr.methods.baselines.activations import calibration_tokens, dense_model, head_sums, projection_inputs
-from tyr.methods.baselines.budget import global_structure
-from tyr.methods.baselines.single_level import load_spec, write
+from tyr.methods.baselines.common.activations import calibration_tokens, dense_model, head_sums, projection_inputs
+from tyr.methods.baselines.common.budget import global_structure
+from tyr.methods.baselines.common.single_level import load_spec, write
 
 METHOD = "flap"
 log = logging.getLogger("tyr.methods.baselines")

@@ -30,10 +30,10 @@ from __future__ import annotations
 import torch
 
 from tyr.calib.stores import PRUNE
-from tyr.methods.baselines import layerwise
-from tyr.methods.baselines.activations import calibration_tokens, dense_model
-from tyr.methods.baselines.budget import layer_range, range_note, uniform_structure
-from tyr.methods.baselines.single_level import load_spec, write
+from tyr.methods.baselines.common import layerwise
+from tyr.methods.baselines.common.activations import calibration_tokens, dense_model
+from tyr.methods.baselines.common.budget import layer_range, range_note, uniform_structure
+from tyr.methods.baselines.common.single_level import load_spec, write
 
 METHOD = "llm_bip"
 

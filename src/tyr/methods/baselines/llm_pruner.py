@@ -38,9 +38,9 @@ from __future__ import annotations
 import torch
 
 from tyr.calib.stores import PRUNE
-from tyr.methods.baselines.activations import batches, calibration_tokens, dense_model
-from tyr.methods.baselines.budget import layer_range, range_note, uniform_structure
-from tyr.methods.baselines.single_level import load_spec, write
+from tyr.methods.baselines.common.activations import batches, calibration_tokens, dense_model
+from tyr.methods.baselines.common.budget import layer_range, range_note, uniform_structure
+from tyr.methods.baselines.common.single_level import load_spec, write
 
 METHOD = "llm_pruner"
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",

@@ -39,11 +39,11 @@ import numpy as np
 import torch
 
 from tyr.calib.stores import FITNESS, PRUNE
-from tyr.methods.baselines import candidate
-from tyr.methods.baselines.activations import batches, calibration_tokens, dense_model
-from tyr.methods.baselines.budget import top_k
+from tyr.methods.baselines.common import candidate
+from tyr.methods.baselines.common.activations import batches, calibration_tokens, dense_model
+from tyr.methods.baselines.common.budget import top_k
+from tyr.methods.baselines.common.single_level import Structure, load_spec, resolve_setting, write
 from tyr.methods.baselines.llm_pruner import PROJECTIONS
-from tyr.methods.baselines.single_level import Structure, load_spec, resolve_setting, write
 from tyr.model import sparsity
 
 METHOD = "nirvana"

@@ -40,11 +40,11 @@ import numpy as np
 import torch
 
 from tyr.calib.stores import FITNESS, PRUNE
-from tyr.methods.baselines import candidate, layerwise
-from tyr.methods.baselines.activations import calibration_tokens, dense_model
-from tyr.methods.baselines.budget import uniform_structure
-from tyr.methods.baselines.reformation import admm
-from tyr.methods.baselines.single_level import TOLERANCE, Structure, load_spec, resolve_setting, write
+from tyr.methods.baselines.common import candidate, layerwise
+from tyr.methods.baselines.common.activations import calibration_tokens, dense_model
+from tyr.methods.baselines.common.budget import uniform_structure
+from tyr.methods.baselines.common.reformation import admm
+from tyr.methods.baselines.common.single_level import TOLERANCE, Structure, load_spec, resolve_setting, write
 from tyr.supernet.local_prune import Hessian, damp
 
 METHOD = "search_llm"

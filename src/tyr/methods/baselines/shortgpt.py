@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from tyr.calib.stores import PRUNE
-from tyr.methods.baselines.activations import calibration_tokens, dense_model, forward_with_hooks
-from tyr.methods.baselines.single_level import Structure, load_spec, write
+from tyr.methods.baselines.common.activations import calibration_tokens, dense_model, forward_with_hooks
+from tyr.methods.baselines.common.single_level import Structure, load_spec, write
 from tyr.model import sparsity
 
 METHOD = "shortgpt"

@@ -24,16 +24,16 @@ from __future__ import annotations
 import torch
 
 from tyr.calib.stores import PRUNE
-from tyr.methods.baselines import layerwise
-from tyr.methods.baselines.activations import (
+from tyr.methods.baselines.common import layerwise
+from tyr.methods.baselines.common.activations import (
     ChannelStats,
     calibration_tokens,
     dense_model,
     head_sums,
     projection_inputs,
 )
-from tyr.methods.baselines.budget import RunningBudget, top_k, uniform_structure
-from tyr.methods.baselines.single_level import Structure, load_spec, write
+from tyr.methods.baselines.common.budget import RunningBudget, top_k, uniform_structure
+from tyr.methods.baselines.common.single_level import Structure, load_spec, write
 
 METHOD = "wanda_sp"
 

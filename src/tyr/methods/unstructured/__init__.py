@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import importlib
 
-METHODS = {
-    "magnitude": "tyr.methods.unstructured.magnitude",  # |W|, one threshold per matrix, no update
-    "wanda": "tyr.methods.unstructured.wanda",          # Sun et al. 2024: |W|·‖X‖ per output row, no update
-    "sparsegpt": "tyr.methods.unstructured.sparsegpt",  # Frantar & Alistarh 2023: single-weight OBS, column by column
-    "apt": "tyr.methods.unstructured.apt",              # Zhao et al. 2024: the optimal multi-weight update per block
-    "refit": "tyr.methods.unstructured.refit",          # APT's mask, then the exact least-squares fit of every row
-}
+from tyr.methods import registry
+
+METHODS = {name: registry.get(name).module for name in registry.unstructured()}  # the one registry
 
 
 class UnstructuredConfigError(ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tyr.core.io import atomic_write_text, read_json, write_json
-from tyr.evaluate.summary import _perplexity_pair, _speed_pair, _zeroshot_pair
+from tyr.evaluate.summary import perplexity_pair, speed_pair, zeroshot_pair
 from tyr.methods.unstructured.export import RECORD
 
 
@@ -36,13 +36,13 @@ def summarize(dense_json, source_json, pruned_json, spec_json, out_json) -> dict
         "layer_error": _mean_rel_error(record),
     }
     summary["perplexity"] = {  # per data set (tyr.evaluate.plan), beside the source model's figure
-        name: {**_perplexity_pair(dense["perplexity"][name], p),
+        name: {**perplexity_pair(dense["perplexity"][name], p),
                "source_model": source.get("perplexity", {}).get(name, {}).get("perplexity")}
         for name, p in pruned.get("perplexity", {}).items() if name in dense.get("perplexity", {})}
     if "zeroshot" in dense and "zeroshot" in pruned:
-        summary.update(_zeroshot_pair(dense["zeroshot"], pruned["zeroshot"]))
+        summary.update(zeroshot_pair(dense["zeroshot"], pruned["zeroshot"]))
     if "speed" in dense and "speed" in pruned:
-        summary["speed"] = _speed_pair(dense["speed"], pruned["speed"])
+        summary["speed"] = speed_pair(dense["speed"], pruned["speed"])
     summary["skipped"] = {**dense.get("skipped", {}), **pruned.get("skipped", {})}
     write_json(out_json, summary)
     return summary

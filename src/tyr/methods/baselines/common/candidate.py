@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tyr.methods.baselines.activations import batches
+from tyr.methods.baselines.common.activations import batches
 
 
 def dense_layer_states(model) -> list[dict]:

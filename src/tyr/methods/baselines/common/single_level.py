@@ -7,7 +7,7 @@ sublayer, in the format of docs/design.md, plus a genome naming those levels, so
 `tyr.export.hf.export` builds every method's pruned model the same way. Nothing here slices
 the input projections: `tyr.supernet.format.layer_state` does that from the kept indices; the
 level files hold the kept indices and the sliced (or compensated) o_proj / down_proj.
-How the kept units are chosen within a parameter budget is `tyr.methods.baselines.budget`.
+How the kept units are chosen within a parameter budget is `tyr.methods.baselines.common.budget`.
 """
 
 from __future__ import annotations

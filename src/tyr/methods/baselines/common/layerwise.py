@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from tyr.methods.baselines.activations import batches
+from tyr.methods.baselines.common.activations import batches
 
 
 def layers(model, tokens: torch.Tensor, batch_size: int = 8):

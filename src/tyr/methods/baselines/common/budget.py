@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from tyr.methods.baselines.single_level import Structure, attention_params
+from tyr.methods.baselines.common.single_level import Structure, attention_params
 from tyr.model import sparsity
 
 
