@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 SNAKEMAKE_ARGS ?=
 
-.PHONY: install run test lint dry-run bench clean
+.PHONY: install run test lint dry-run clean
 
 $(VENV)/.installed: Makefile pyproject.toml envs/requirements.txt
 	python3 -m venv $(VENV)

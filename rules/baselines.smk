@@ -11,7 +11,7 @@ rule baseline:
     output:
         genome=target_path("{method}/genome.json"),
     params:
-        options=lambda wildcards: config.get("baselines", {}).get(wildcards.method, {}),
+        options=lambda wildcards: config["baselines"][wildcards.method],
     wildcard_constraints:
         method="|".join(tyr_methods.baselines()),
     log:
@@ -20,7 +20,7 @@ rule baseline:
         run_path("benchmarks/s{target}/{method}/baseline.tsv")
     threads: THREADS
     run:
-        step("baseline", input, output, params, wildcards, threads, log)
+        step(steps.baseline, input, output, params, wildcards, threads, log)
 
 
 rule compare:
@@ -36,4 +36,4 @@ rule compare:
     log:
         run_path("logs/compare.log"),
     run:
-        step("compare", input, output, params, wildcards, 1, log)
+        step(steps.compare, input, output, params, wildcards, 1, log)

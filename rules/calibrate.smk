@@ -11,7 +11,7 @@ rule calibrate:
         run_path("benchmarks/calibrate.tsv")
     threads: THREADS
     run:
-        step("calibrate", input, output, params, wildcards, threads, log)
+        step(steps.calibrate, input, output, params, wildcards, threads, log)
 
 
 rule embed:
@@ -26,4 +26,4 @@ rule embed:
         run_path("benchmarks/embed.tsv")
     threads: THREADS
     run:
-        step("embed", input, output, params, wildcards, threads, log)
+        step(steps.embed, input, output, params, wildcards, threads, log)

@@ -1,11 +1,10 @@
 # Paths, wildcards and input functions shared by all rules. Light imports only.
-import fcntl
-import os
 import sys
 
 from snakemake.exceptions import WorkflowError
 
 from tyr.workflow import config as tyrconf
+from tyr.workflow import hooks, steps
 from tyr.evaluate import plan as evalplan
 
 try:
@@ -19,68 +18,20 @@ if workflow.is_main_process:
     print(evalplan.describe(EVAL_PLAN), file=sys.stderr)
 
 
-RUN_LOCK = []
+RUN = f"results/{config['run']}"
 
 
-def hold_run_lock():
-    """One run at a time per results folder (results/<run>), with a lock the kernel drops when
-    the process dies. Snakemake's own lock files survive a kill -9 and would make the same
-    command fail, so the profiles turn them off (`nolock`) and this lock takes their place.
-    Runs of other results folders (their outputs are disjoint) may go on side by side."""
-    os.makedirs(".snakemake", exist_ok=True)
-    path = f".snakemake/tyr-{config['run']}.lock"
-    handle = open(path, "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise WorkflowError(f"another Snakemake run of results/{config['run']} is active in this directory ({path})")
-    RUN_LOCK.append(handle)  # held until the process ends
-
-
-def refuse_slurm_leftovers():
-    """An interrupted cluster run may leave jobs running (tyr.workflow.slurm): never resume beside them."""
-    from tyr.workflow import slurm
-
-    ids = slurm.leftovers(".snakemake/log", RUN)
-    if ids:
-        raise WorkflowError(slurm.leftover_message(ids, RUN))
-
-
-def cancel_own_slurm_jobs(log):
-    """On error or Ctrl-C: cancel what this process submitted and left queued or running."""
-    from tyr.workflow import slurm
-
-    ids = slurm.cancel_own(log)
-    if ids:
-        print(f"cancelled the SLURM jobs this run left running: {' '.join(ids)}", file=sys.stderr)
-
-
-def require_writable_results():
-    """Refuse at the start, naming the folder, rather than fail inside the first job: a results
-    folder on a read-only mount (an archive, a snapshot) can be read (-n, --summary), not extended."""
-    import tempfile
-
-    try:
-        os.makedirs(RUN, exist_ok=True)
-        tempfile.TemporaryFile(dir=RUN).close()
-    except OSError as e:
-        raise WorkflowError(f"{RUN} is not writable ({e.strerror}): this run has jobs to do. Run it where it can "
-                            f"write (snakemake -d DIR, or copy {RUN} there), or make the folder writable.")
-
-
-# Taken when jobs are about to run, never by read-only commands (-n, --lint, --summary, --dag):
-# Snakemake calls onstart only in the main process of a run that executes something.
+# tyr.workflow.hooks: the run lock, a writable results folder, no SLURM jobs left from an
+# interrupted run; on error or Ctrl-C the jobs this run submitted are cancelled.
 onstart:
-    hold_run_lock()
-    require_writable_results()
-    refuse_slurm_leftovers()
+    try:
+        hooks.on_start(config["run"], RUN)
+    except hooks.HookError as e:
+        raise WorkflowError(str(e))
 
 
 onerror:
-    cancel_own_slurm_jobs(log)
-
-
-RUN = f"results/{config['run']}"
+    hooks.on_error(log)
 
 
 def run_path(path):
@@ -98,7 +49,7 @@ EMBEDDINGS = run_path("calib/embeddings.zarr")
 TOPK = run_path("dense/topk.zarr")
 TARGETS = [tyrconf.target_tag(t) for t in tyrconf.targets(config)]
 ITERATIONS = config["supernet"]["iterations"]
-MEASURED_SPLIT = config["search"].get("attention_kept") == "auto"  # the attention_share step chooses it (tyr.search.split)
+MEASURED_SPLIT = config["search"]["attention_kept"] == "auto"  # the attention_share step chooses it (tyr.search.split)
 THREADS = config["threads"]
 try:
     N_LAYERS = tyrconf.num_layers(config["model"]["source"], f"{MODEL}/spec.json")
@@ -113,11 +64,11 @@ wildcard_constraints:
     method=r"[a-z][a-z0-9_]*",
 
 
-def step(name, input, output, params, wildcards, threads, log):
-    """Run the rule's entry point in tyr.workflow.steps (torch is imported there, inside the job)."""
+def step(entry, input, output, params, wildcards, threads, log):
+    """Run the rule's entry point (a function of tyr.workflow.steps: torch is imported there, inside the job)."""
     from tyr.workflow.runner import step as run_step
 
-    return run_step(name, input, output, params, wildcards, threads, log)
+    return run_step(entry, input, output, params, wildcards, threads, log)
 
 
 def layer_input(wildcards):
@@ -147,8 +98,6 @@ def search_settings(wildcards):
     longer iteration 3 leaves iterations 1 and 2 finished."""
     settings = dict(config["search"])
     settings["generations"] = tyrconf.generations(config["search"], int(wildcards.iter))
-    if settings.get("attention_kept") is None:  # unset: finished searches of earlier versions stay valid
-        settings.pop("attention_kept", None)
     for key in ("attention_shares", "share_text", "share_sequences"):  # they act through share.json
         settings.pop(key, None)
     return settings

@@ -13,7 +13,7 @@ rule evaluate_dense:
         run_path("benchmarks/evaluate_dense.tsv")
     threads: THREADS
     run:
-        step("evaluate", input, output, params, wildcards, threads, log)
+        step(steps.evaluate, input, output, params, wildcards, threads, log)
 
 
 rule evaluate_pruned:
@@ -31,7 +31,7 @@ rule evaluate_pruned:
         run_path("benchmarks/s{target}/{method}/evaluate.tsv")
     threads: THREADS
     run:
-        step("evaluate", input, output, params, wildcards, threads, log)
+        step(steps.evaluate, input, output, params, wildcards, threads, log)
 
 
 rule summarize:
@@ -45,7 +45,7 @@ rule summarize:
     log:
         run_path("logs/s{target}/{method}/summarize.log"),
     run:
-        step("summarize", input, output, params, wildcards, 1, log)
+        step(steps.summarize, input, output, params, wildcards, 1, log)
 
 
 rule report:
@@ -60,4 +60,4 @@ rule report:
     log:
         run_path("logs/report.log"),
     run:
-        step("report", input, output, params, wildcards, 1, log)
+        step(steps.report, input, output, params, wildcards, 1, log)

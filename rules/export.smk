@@ -7,12 +7,12 @@ rule export:
         pruned=directory(target_path("{method}/pruned")),
     params:
         plan=EVAL_PLAN,
-        prompts=config["evaluate"].get("prompts", []),
-        new_tokens=config["evaluate"].get("new_tokens", 24),
+        prompts=config["evaluate"]["prompts"],
+        new_tokens=config["evaluate"]["new_tokens"],
     log:
         run_path("logs/s{target}/{method}/export.log"),
     benchmark:
         run_path("benchmarks/s{target}/{method}/export.tsv")
     threads: THREADS
     run:
-        step("export", input, output, params, wildcards, threads, log)
+        step(steps.export, input, output, params, wildcards, threads, log)

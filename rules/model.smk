@@ -9,4 +9,4 @@ rule prepare_model:
         run_path("benchmarks/prepare_model.tsv")
     threads: THREADS
     run:
-        step("prepare_model", input, output, params, wildcards, threads, log)
+        step(steps.prepare_model, input, output, params, wildcards, threads, log)

@@ -12,7 +12,7 @@ rule dense_topk:
         run_path("benchmarks/dense_topk.tsv")
     threads: THREADS
     run:
-        step("dense_topk", input, output, params, wildcards, threads, log)
+        step(steps.dense_topk, input, output, params, wildcards, threads, log)
 
 
 rule attention_share:
@@ -35,7 +35,7 @@ rule attention_share:
         run_path("benchmarks/s{target}/attention_share.tsv")
     threads: THREADS
     run:
-        step("attention_share", input, output, params, wildcards, threads, log)
+        step(steps.attention_share, input, output, params, wildcards, threads, log)
 
 
 rule search:
@@ -57,7 +57,7 @@ rule search:
         run_path("benchmarks/s{target}/iter{iter}/search.tsv")
     threads: THREADS
     run:
-        step("search", input, output, params, wildcards, threads, log)
+        step(steps.search, input, output, params, wildcards, threads, log)
 
 
 rule select_tyr:
@@ -77,7 +77,7 @@ rule select_tyr:
         run_path("benchmarks/s{target}/select_tyr.tsv")
     threads: THREADS
     run:
-        step("select_tyr", input, output, params, wildcards, threads, log)
+        step(steps.select_tyr, input, output, params, wildcards, threads, log)
 
 
 rule genome_uniform:
@@ -89,4 +89,4 @@ rule genome_uniform:
     log:
         run_path("logs/s{target}/genome_uniform.log"),
     run:
-        step("genome_uniform", input, output, params, wildcards, 1, log)
+        step(steps.genome_uniform, input, output, params, wildcards, 1, log)

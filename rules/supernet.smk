@@ -15,7 +15,7 @@ rule levels:
     log:
         run_path("logs/s{target}/iter{iter}/levels.log"),
     run:
-        step("levels", input, output, params, wildcards, 1, log)
+        step(steps.levels, input, output, params, wildcards, 1, log)
 
 
 rule supernet_layer:
@@ -35,7 +35,7 @@ rule supernet_layer:
         run_path("benchmarks/s{target}/iter{iter}/supernet_layer{layer}.tsv")
     threads: THREADS
     run:
-        step("supernet_layer", input, output, params, wildcards, threads, log)
+        step(steps.supernet_layer, input, output, params, wildcards, threads, log)
 
 
 rule supernet:
@@ -46,4 +46,4 @@ rule supernet:
     log:
         run_path("logs/s{target}/iter{iter}/supernet.log"),
     run:
-        step("supernet", input, output, params, wildcards, 1, log)
+        step(steps.supernet, input, output, params, wildcards, 1, log)

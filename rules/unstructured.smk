@@ -26,7 +26,7 @@ rule unstructured_layer:
         run_path("benchmarks/{usource}+{umethod}{upattern}/layer{layer}.tsv")
     threads: THREADS
     run:
-        step("unstructured_layer", input, output, params, wildcards, threads, log)
+        step(steps.unstructured_layer, input, output, params, wildcards, threads, log)
 
 
 rule unstructured_export:
@@ -41,7 +41,7 @@ rule unstructured_export:
         run_path("benchmarks/{usource}+{umethod}{upattern}/export.tsv")
     threads: THREADS
     run:
-        step("unstructured_export", input, output, params, wildcards, threads, log)
+        step(steps.unstructured_export, input, output, params, wildcards, threads, log)
 
 
 rule unstructured_evaluate:
@@ -59,7 +59,7 @@ rule unstructured_evaluate:
         run_path("benchmarks/{usource}+{umethod}{upattern}/evaluate.tsv")
     threads: THREADS
     run:
-        step("evaluate", input, output, params, wildcards, threads, log)
+        step(steps.evaluate, input, output, params, wildcards, threads, log)
 
 
 rule unstructured_summary:
@@ -73,7 +73,7 @@ rule unstructured_summary:
     log:
         run_path("logs/{usource}+{umethod}{upattern}/summary.log"),
     run:
-        step("unstructured_summary", input, output, params, wildcards, 1, log)
+        step(steps.unstructured_summary, input, output, params, wildcards, 1, log)
 
 
 rule unstructured:
@@ -85,4 +85,4 @@ rule unstructured:
     log:
         run_path("logs/unstructured_table.log"),
     run:
-        step("unstructured_table", input, output, params, wildcards, 1, log)
+        step(steps.unstructured_table, input, output, params, wildcards, 1, log)

@@ -61,7 +61,11 @@ def test_schema_rejects(key, value, message):
     [
         ("data.source", "/nonexistent/corpus.txt", "data.source: local path '/nonexistent/corpus.txt'"),
         ("data.source", ["./missing-folder"], "data.source: local path 'missing-folder'"),
-        ("data.source", ["pydoc", "./missing-folder"], "data.source: a list holds local files or folders only; 'pydoc'"),
+        (
+            "data.source",
+            ["pydoc", "./missing-folder"],
+            "data.source: a list holds local files or folders only; 'pydoc'",
+        ),
         ("model.source", "/nonexistent/model.gguf", "model.source: local path '/nonexistent/model.gguf'"),
         ("evaluate.wikitext", "/nonexistent/test.txt", "evaluate.wikitext"),
         ("search.stages", [[512, 32], [2048, 1]], "search.stages: the first stage keeps 32"),
@@ -92,8 +96,9 @@ def test_num_layers_from_hf_folder(tiny_model_dir):
 
 
 def _snakemake(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_dry_run_lists_the_whole_dag(tmp_path, tiny_model_dir):
@@ -103,9 +108,23 @@ def test_dry_run_lists_the_whole_dag(tmp_path, tiny_model_dir):
     out = _snakemake("-n", "--configfile", str(cfg), "--quiet", "rules")
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
-    for rule in ("prepare_model", "calibrate", "embed", "levels", "supernet_layer", "supernet", "dense_topk",
-                 "search", "select_tyr", "genome_uniform", "export", "evaluate_dense", "evaluate_pruned",
-                 "summarize", "report"):
+    for rule in (
+        "prepare_model",
+        "calibrate",
+        "embed",
+        "levels",
+        "supernet_layer",
+        "supernet",
+        "dense_topk",
+        "search",
+        "select_tyr",
+        "genome_uniform",
+        "export",
+        "evaluate_dense",
+        "evaluate_pruned",
+        "summarize",
+        "report",
+    ):
         assert rule in text
     # 3 layers × 3 iterations of per-layer supernet jobs.
     assert any(line.split()[:2] == ["supernet_layer", "9"] for line in text.splitlines()), text
@@ -145,8 +164,14 @@ def test_generations_per_iteration():
 
 
 def test_the_calibration_line_names_every_split():
-    data = {"source": "self", "seq_len": 256, "prune_sequences": 64, "fitness_sequences": 48,
-            "selection_sequences": 32, "heldout_sequences": 16}
+    data = {
+        "source": "self",
+        "seq_len": 256,
+        "prune_sequences": 64,
+        "fitness_sequences": 48,
+        "selection_sequences": 32,
+        "heldout_sequences": 16,
+    }
     line = tyrconf.describe_calibration(data)
     assert "64 pruning + 48 search + 32 selection + 16 held-out sequences × 256 tokens" in line, line
     assert "sampled from the dense model" in line

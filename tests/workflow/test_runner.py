@@ -6,29 +6,29 @@ import pytest
 import torch
 
 from tyr.workflow import runner as workflow
-from tyr.workflow import steps
+
+SEEN = []
+
+
+def probe_ok(input, output, params, wildcards):
+    SEEN.append((threading.get_ident(), torch.get_num_threads()))
+    return "ok"
+
+
+def probe_fail(input, output, params, wildcards):
+    raise RuntimeError("bad input")
 
 
 @pytest.fixture
-def probe(monkeypatch):
-    seen = []
-
-    def record(input, output, params, wildcards):
-        seen.append((threading.get_ident(), torch.get_num_threads()))
-        return "ok"
-
-    def fail(input, output, params, wildcards):
-        raise RuntimeError("bad input")
-
-    monkeypatch.setattr(steps, "probe_ok", record, raising=False)
-    monkeypatch.setattr(steps, "probe_fail", fail, raising=False)
-    return seen
+def probe():
+    SEEN.clear()
+    return SEEN
 
 
 def test_each_job_runs_in_a_fresh_thread_with_its_threads(probe, tmp_path):
     log = tmp_path / "job.log"
     for threads in (1, 2):
-        assert workflow.step("probe_ok", {}, {}, {}, {}, threads, [str(log)]) == "ok"
+        assert workflow.step(probe_ok, {}, {}, {}, {}, threads, [str(log)]) == "ok"
     # A thread of its own per job (so OpenMP teams die with their jobs), never the caller's.
     idents = [ident for ident, _ in probe]
     assert threading.get_ident() not in idents
@@ -40,5 +40,5 @@ def test_each_job_runs_in_a_fresh_thread_with_its_threads(probe, tmp_path):
 def test_errors_reach_the_caller_and_the_log(probe, tmp_path):
     log = tmp_path / "job.log"
     with pytest.raises(RuntimeError, match="bad input"):
-        workflow.step("probe_fail", {}, {}, {}, {}, 1, [str(log)])
+        workflow.step(probe_fail, {}, {}, {}, {}, 1, [str(log)])
     assert "probe_fail failed" in log.read_text() and "RuntimeError: bad input" in log.read_text()

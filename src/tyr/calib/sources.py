@@ -25,7 +25,9 @@ log = logging.getLogger("tyr.calib.sources")
 
 BUILTIN = ("self", "pydoc")
 DATA_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")  # the text files a local source may hold
-LOCAL_HINT = "point data.source at local files (.txt, .jsonl/.json, .parquet or a folder of them) or use 'self' / 'pydoc'"
+LOCAL_HINT = (
+    "point data.source at local files (.txt, .jsonl/.json, .parquet or a folder of them) or use 'self' / 'pydoc'"
+)
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,22 @@ class HubDataset:
     path: str
     name: str | None = None
     splits: dict = field(default_factory=dict)  # our split name -> datasets split or data file
-    by_data_files: bool = False                  # splits name files of the repo, not configs' splits
-    streaming: bool = False                       # too large to download for a calibration sample
-    one_document: bool = False                    # rows are lines of articles, not documents
+    by_data_files: bool = False  # splits name files of the repo, not configs' splits
+    streaming: bool = False  # too large to download for a calibration sample
+    one_document: bool = False  # rows are lines of articles, not documents
 
 
 HUB = {
-    "wikitext2": HubDataset("wikitext", "wikitext-2-raw-v1",
-                            {s: s for s in ("train", "validation", "test")}, one_document=True),
-    "c4": HubDataset("allenai/c4", None, {"train": "en/c4-train.00000-of-01024.json.gz",
-                                          "validation": "en/c4-validation.00000-of-00008.json.gz"},
-                     by_data_files=True, streaming=True),
+    "wikitext2": HubDataset(
+        "wikitext", "wikitext-2-raw-v1", {s: s for s in ("train", "validation", "test")}, one_document=True
+    ),
+    "c4": HubDataset(
+        "allenai/c4",
+        None,
+        {"train": "en/c4-train.00000-of-01024.json.gz", "validation": "en/c4-validation.00000-of-00008.json.gz"},
+        by_data_files=True,
+        streaming=True,
+    ),
     "fineweb-edu": HubDataset("HuggingFaceFW/fineweb-edu", "sample-10BT", {"train": "train"}, streaming=True),
 }
 
@@ -75,8 +82,8 @@ def local_files(source) -> list[Path]:
             files.append(path)
         else:
             raise FileNotFoundError(
-                f"data source {str(path)!r}: no such file or folder, and not one of "
-                f"{', '.join(BUILTIN + tuple(HUB))}")
+                f"data source {str(path)!r}: no such file or folder, and not one of {', '.join(BUILTIN + tuple(HUB))}"
+            )
     if not files:
         raise ValueError("data source: empty list of paths")
     return files
@@ -95,8 +102,10 @@ def check_source(key: str, source) -> None:
         raise ValueError(f"{key}: a list holds local files or folders only; {named[0]!r} is a built-in source name")
     for path in _paths(source) or []:
         if not path.exists():
-            raise FileNotFoundError(f"{key}: local path {str(path)!r} does not exist, and it is not one of "
-                                    f"{', '.join(BUILTIN + tuple(HUB))}")
+            raise FileNotFoundError(
+                f"{key}: local path {str(path)!r} does not exist, and it is not one of "
+                f"{', '.join(BUILTIN + tuple(HUB))}"
+            )
         if path.is_file() and path.stat().st_size == 0:
             raise ValueError(f"{key}: {str(path)!r} is an empty file")
     if _paths(source) is not None:
@@ -150,8 +159,9 @@ def _file_texts(path: Path, text_field: str) -> Iterator[str]:
     try:
         yield from _decoded_texts(path, text_field)
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); convert it first, e.g. "
-                         f"iconv -f latin1 -t utf-8") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 def _decoded_texts(path: Path, text_field: str) -> Iterator[str]:
@@ -222,7 +232,8 @@ def _hub_texts(name: str, split: str | None) -> Iterator[str]:
     except Exception as e:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ...)
         raise ConnectionError(
             f"data source {name!r}: cannot load {ds_spec.path} from the hub or its cache "
-            f"({reason or type(e).__name__ + ': ' + str(e)[:200]}); {LOCAL_HINT}") from e
+            f"({reason or type(e).__name__ + ': ' + str(e)[:200]}); {LOCAL_HINT}"
+        ) from e
     rows = (row["text"] for row in ds)
     return iter(["".join(rows)]) if ds_spec.one_document else rows
 
@@ -231,6 +242,7 @@ def _load_hub(ds_spec: HubDataset, split: str):
     import datasets
 
     if ds_spec.by_data_files:
-        return datasets.load_dataset(ds_spec.path, data_files={split: ds_spec.splits[split]}, split=split,
-                                     streaming=ds_spec.streaming)
+        return datasets.load_dataset(
+            ds_spec.path, data_files={split: ds_spec.splits[split]}, split=split, streaming=ds_spec.streaming
+        )
     return datasets.load_dataset(ds_spec.path, ds_spec.name, split=ds_spec.splits[split], streaming=ds_spec.streaming)

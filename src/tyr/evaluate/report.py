@@ -2,7 +2,7 @@
 
 Every function takes explicit input paths and writes explicit outputs (atomically), so
 the workflow can wrap them in rules. Inputs:
-  summaries    `eval/summary.json` of `tyr.evaluate.measure.summarize` (carry the per-layer
+  summaries    `eval/summary.json` of `tyr.evaluate.summary.summarize` (carry the per-layer
                distribution, so the report needs no spec)
   genomes      optional `genome.json`s (fitness, iteration), matched to summaries by folder
   generations  optional `iter{i}/search/generations.tsv` files; parsed generically: the first

@@ -10,7 +10,7 @@ Sources (`model.source` in the config):
 The output folder holds the ORIGINAL architecture's `config.json` (e.g. LlamaConfig),
 `model.safetensors`, tokenizer files, the generation config and `spec.json`. It is built in
 a temporary sibling and renamed into place, so a crash never leaves a folder that looks done.
-The config is validated (`tyr.model.adapter.check_supported`) before any weight is read.
+The config is validated (`tyr.model.families.check_supported`) before any weight is read.
 """
 
 from __future__ import annotations

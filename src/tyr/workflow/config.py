@@ -60,7 +60,7 @@ def check(config) -> None:
     _check_methods(config["methods"])
     _check_model(config["model"])
     _check_data(config["data"])
-    if "tyr" in config["methods"] and config["data"].get("selection_sequences", 0) < 1:
+    if "tyr" in config["methods"] and config["data"]["selection_sequences"] < 1:
         raise ConfigError("data.selection_sequences: Týr chooses its final genome on this split; it needs >= 1")
     _check_search(config["search"], config["data"])
     _check_evaluate(config["evaluate"])
@@ -103,17 +103,19 @@ def describe_calibration(data) -> str:
     what = {"pydoc": "pydoc (English prose of the Python documentation, shipped with Python)",
             "self": "self (text sampled from the dense model itself)"}.get(source, str(source))
     return (f"calibration: {what}; {data['prune_sequences']} pruning + {data['fitness_sequences']} search + "
-            f"{data.get('selection_sequences', 0)} selection + {data.get('heldout_sequences', 0)} held-out "
+            f"{data['selection_sequences']} selection + {data['heldout_sequences']} held-out "
             f"sequences × {data['seq_len']} tokens")
 
 
 def _check_search(search, data) -> None:
-    if search.get("trade_attn_mlp") and search.get("attention_kept") is not None:
+    if search["trade_attn_mlp"] and search["attention_kept"] is not None:
         raise ConfigError(SPLIT_CONFLICT)
-    if search.get("attention_kept") == "auto":
+    if search["attention_kept"] == "auto":
         if search["share_text"] == "self":
-            raise ConfigError("search.share_text: self-sampled text cannot choose the attention/MLP split (it ranks "
-                              "the splits in the reverse order of real text, tyr.search.split); use real prose, e.g. pydoc")
+            raise ConfigError(
+                "search.share_text: self-sampled text cannot choose the attention/MLP split (it ranks "
+                "the splits in the reverse order of real text, tyr.search.split); use real prose, e.g. pydoc"
+            )
         _check_text_source("search.share_text", search["share_text"])
     stages = search["stages"]
     kept = [k for _, k in stages]
@@ -126,8 +128,9 @@ def _check_search(search, data) -> None:
         if tokens > available:
             raise ConfigError(
                 f"search.stages: a stage of {tokens} tokens exceeds the fitness split "
-                f"(data.fitness_sequences × data.seq_len = {available})")
-    if search.get("fixed_last_stage") and len(stages) > 1:
+                f"(data.fitness_sequences × data.seq_len = {available})"
+            )
+    if search["fixed_last_stage"] and len(stages) > 1:
         last = math.ceil(stages[-1][0] / data["seq_len"])
         need = max(t for t, _ in stages[:-1])
         if need > available - last * data["seq_len"]:
@@ -135,7 +138,8 @@ def _check_search(search, data) -> None:
                 f"search.stages: with search.fixed_last_stage the last stage keeps {last} of the "
                 f"{data['fitness_sequences']} fitness sequences and the earlier stages draw from the rest, "
                 f"but one asks for {need} tokens: set data.fitness_sequences ≥ "
-                f"{last + math.ceil(need / data['seq_len'])} or search.fixed_last_stage: false")
+                f"{last + math.ceil(need / data['seq_len'])} or search.fixed_last_stage: false"
+            )
 
 
 def _check_evaluate(ev) -> None:
@@ -176,8 +180,10 @@ def num_layers(source: str, spec_json=None) -> int:
             count = fields[f"{arch}.block_count"]
             return int(count.parts[count.data[0]][0])
         except Exception as e:  # numpy, struct and key errors of a truncated or foreign file
-            raise ConfigError(f"model.source: {path} is not a readable GGUF file ({type(e).__name__}: {e}); "
-                              "a truncated or corrupt download? Fetch it again") from None
+            raise ConfigError(
+                f"model.source: {path} is not a readable GGUF file ({type(e).__name__}: {e}); "
+                "a truncated or corrupt download? Fetch it again"
+            ) from None
     if path.is_dir():
         cfg = json.loads((path / "config.json").read_text())
     else:
@@ -186,10 +192,14 @@ def num_layers(source: str, spec_json=None) -> int:
         try:
             cfg = json.loads(Path(hf_hub_download(source, "config.json")).read_text())
         except Exception as e:  # offline, unknown id, gated...
-            raise ConfigError(f"model.source: cannot read config.json of hub model {source!r} ({e}); "
-                              "point model.source at a local HF folder or a .gguf file") from None
+            raise ConfigError(
+                f"model.source: cannot read config.json of hub model {source!r} ({e}); "
+                "point model.source at a local HF folder or a .gguf file"
+            ) from None
     cfg = cfg.get("text_config", cfg)
     if "num_hidden_layers" not in cfg:
-        raise ConfigError(f"model.source: {source!r} config has no num_hidden_layers "
-                          f"(model_type {cfg.get('model_type')!r} is not a supported decoder)")
+        raise ConfigError(
+            f"model.source: {source!r} config has no num_hidden_layers "
+            f"(model_type {cfg.get('model_type')!r} is not a supported decoder)"
+        )
     return int(cfg["num_hidden_layers"])

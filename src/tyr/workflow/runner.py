@@ -1,7 +1,7 @@
 """Running one workflow step: logging to the rule's log file, thread count, timing.
 
-Rules call `step(name, input, output, params, wildcards, threads, log)` from their
-`run:` block; it runs the entry point `tyr.workflow.steps.<name>`. Locally the
+Rules call `step(steps.<rule>, input, output, params, wildcards, threads, log)` from their
+`run:` block; it runs that entry point of `tyr.workflow.steps`. Locally the
 default profile runs these blocks in threads of the Snakemake process (so torch and
 transformers are imported once per run, not once per job); on SLURM each job is its
 own process. Both go through this function.
@@ -61,8 +61,9 @@ def _warm_imports():
     return transformers
 
 
-def step(name, input, output, params, wildcards, threads, log):
-    """Run `tyr.workflow.steps.<name>` for a rule, with the rule's threads, logging to its log file.
+def step(entry, input, output, params, wildcards, threads, log):
+    """Run `entry` (a function of tyr.workflow.steps) for a rule, with the rule's threads, logging
+    to its log file.
 
     The step runs in a thread of its own that ends with it. OpenMP (torch's CPU thread pool)
     keeps one team of worker threads per thread that ever ran a parallel region; with
@@ -75,11 +76,11 @@ def step(name, input, output, params, wildcards, threads, log):
 
     def body():
         try:
-            outcome["value"] = _run(name, input, output, params, wildcards, threads, log)
+            outcome["value"] = _run(entry, input, output, params, wildcards, threads, log)
         except BaseException as e:  # re-raised in the caller's thread, where Snakemake sees it
             outcome["error"] = e
 
-    worker = threading.Thread(target=body, name=f"tyr-{name}")
+    worker = threading.Thread(target=body, name=f"tyr-{entry.__name__}")
     worker.start()
     worker.join()
     if "error" in outcome:
@@ -87,13 +88,12 @@ def step(name, input, output, params, wildcards, threads, log):
     return outcome.get("value")
 
 
-def _run(name, input, output, params, wildcards, threads, log):
+def _run(entry, input, output, params, wildcards, threads, log):
     import torch
 
     from tyr.core.memory import release_memory
-    from tyr.workflow import steps
 
-    fn = getattr(steps, name)
+    name = entry.__name__
     with _lock:
         torch.set_num_threads(max(1, int(threads)))
         _warm_imports()
@@ -101,7 +101,7 @@ def _run(name, input, output, params, wildcards, threads, log):
         logger.info("start %s %s", name, dict(wildcards.items()))
         t0 = time.perf_counter()
         try:
-            result = fn(input, output, params, wildcards)
+            result = entry(input, output, params, wildcards)
         except Exception:
             logger.exception("%s failed", name)
             raise

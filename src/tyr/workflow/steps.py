@@ -28,9 +28,8 @@ def calibrate(input, output, params, wildcards):
     d = params.data
     calibrate(input.model, output.tokens, source=d["source"], seq_len=d["seq_len"],
               n_prune=d["prune_sequences"], n_fitness=d["fitness_sequences"],
-              n_selection=d.get("selection_sequences", 0), n_heldout=d.get("heldout_sequences", 0), seed=d.get("seed", 0),
-              temperature=d.get("temperature", 1.0),
-              text_field=d.get("text_field", "text"))
+              n_selection=d["selection_sequences"], n_heldout=d["heldout_sequences"], seed=d["seed"],
+              temperature=d["temperature"], text_field=d["text_field"])
 
 
 def embed(input, output, params, wildcards):
@@ -56,7 +55,7 @@ def supernet_layer(input, output, params, wildcards):
 
 
 def supernet(input, output, params, wildcards):
-    from tyr.supernet.build import assemble
+    from tyr.supernet.format import assemble
 
     assemble(list(input.manifests), output.supernet)
 
@@ -78,8 +77,8 @@ def attention_share(input, output, params, wildcards):
 
 def _attention_kept(s: dict, input):
     """The search's attention share: a number, None (even split), or auto's measured choice."""
-    if s.get("attention_kept") != "auto":
-        return s.get("attention_kept")
+    if s["attention_kept"] != "auto":
+        return s["attention_kept"]
     from tyr.core.io import read_json
 
     return read_json(input.share)["chosen"]
@@ -111,7 +110,7 @@ def select_tyr(input, output, params, wildcards):
 
 
 def genome_uniform(input, output, params, wildcards):
-    from tyr.search.evolve import uniform_genome
+    from tyr.search.budget import uniform_genome
 
     uniform_genome(input.supernet, _spec(input), output.genome,
                    target_sparsity=tyrconf.tag_target(wildcards.target))
@@ -130,8 +129,8 @@ def evaluate(input, output, params, wildcards):
 
     e = params.evaluate
     evaluate_model(input.model, output.eval, plan=params.plan, tokens_zarr=input.tokens, seq_len=e["seq_len"],
-                   max_windows=e.get("max_windows"), limit=e["zeroshot_limit"], speed=e["speed"],
-                   prompts=e.get("prompts", ()), new_tokens=e.get("new_tokens", 24))
+                   max_windows=e["max_windows"], limit=e["zeroshot_limit"], speed=e["speed"],
+                   prompts=e["prompts"], new_tokens=e["new_tokens"])
 
 
 def summarize(input, output, params, wildcards):
