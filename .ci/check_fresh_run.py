@@ -12,7 +12,9 @@ for method in ("tyr", "uniform"):
     assert {"wikitext2", "zeroshot:arc_easy"} <= set(summary["skipped"]), summary["skipped"]
     assert "zeroshot" not in summary and summary["continuations"], sorted(summary)
     card = (run / "s50" / method / "pruned" / "README.md").read_text()
-    assert "perplexity `heldout`" in card and "wikitext2: skipped" in card and "greedy continuations" in card, card[-800:]
+    assert "perplexity `heldout`" in card and "wikitext2: skipped" in card and "greedy continuations" in card, card[
+        -800:
+    ]
 report = (run / "report" / "report.md").read_text()
 assert "ppl heldout" in report and "**skipped**" in report and "greedy continuations" in report
 print(f"fresh-clone run OK: {run}")

@@ -64,26 +64,26 @@ MOVES = {
 }
 PACKAGE_DOCS = {
     "core": "Shared by every stage: atomic, checksummed files (`io`), where a job computes and in which\n"
-            "dtype (`device`), and handing freed memory back to the OS (`memory`).",
+    "dtype (`device`), and handing freed memory back to the OS (`memory`).",
     "model": "Stage *model* (`rules/model.smk`): the source model as a plain Hugging Face folder (`prepare`),\n"
-             "the canonical Llama layout every stage computes with (`modeling_tyr`, `families`, `adapter`),\n"
-             "and the one home of parameter counting (`sparsity`).",
+    "the canonical Llama layout every stage computes with (`modeling_tyr`, `families`, `adapter`),\n"
+    "and the one home of parameter counting (`sparsity`).",
     "calib": "Stage *calibration* (`rules/calibrate.smk`): the calibration token splits, from text\n"
-             "(`sources`) or sampled from the model itself (`sampling`), and layer 0's input.",
+    "(`sources`) or sampled from the model itself (`sampling`), and layer 0's input.",
     "supernet": "Stage *supernet* (`rules/supernet.smk`): the levels of each sublayer (`levels`), their local\n"
-                "pruning (`local_prune`), one job per layer (`build`, with the expectation propagation of\n"
-                "`accumulate`), and the supernet's files (`format`).",
+    "pruning (`local_prune`), one job per layer (`build`, with the expectation propagation of\n"
+    "`accumulate`), and the supernet's files (`format`).",
     "search": "Stages *attention/MLP split*, *search* and *final choice* (`rules/search.smk`): the dense\n"
-              "reference and the KL fitness (`fitness`), the evolutionary search (`evolve`) on one or several\n"
-              "processes (`distributed`), the split (`split`) and the choice among iterations (`select`).",
+    "reference and the KL fitness (`fitness`), the evolutionary search (`evolve`) on one or several\n"
+    "processes (`distributed`), the split (`split`) and the choice among iterations (`select`).",
     "export": "Stage *export* (`rules/export.smk`): a genome as a smaller model folder (`hf`).",
     "evaluate": "Stage *evaluation* (`rules/evaluate.smk`): what each input is (`plan`), the numbers of one\n"
-                "model (`measure`, `speed`, `tasks`), dense beside pruned (`summary`), the report and the\n"
-                "comparison of methods (`report`, `compare`).",
+    "model (`measure`, `speed`, `tasks`), dense beside pruned (`summary`), the report and the\n"
+    "comparison of methods (`report`, `compare`).",
     "methods": "Every pruning method besides Týr's search: the one registry (`registry`), the structural\n"
-               "`baselines` (`rules/baselines.smk`) and `unstructured` / N:M pruning (`rules/unstructured.smk`).",
+    "`baselines` (`rules/baselines.smk`) and `unstructured` / N:M pruning (`rules/unstructured.smk`).",
     "workflow": "Running the stages: each rule's entry point (`steps`), the job runner (`runner`), parse-time\n"
-                "configuration checks (`config`), SLURM leftovers (`slurm`) and the results checker (`validate`).",
+    "configuration checks (`config`), SLURM leftovers (`slurm`) and the results checker (`validate`).",
 }
 # old test file -> new test file (tests mirror the modules they test)
 TEST_MOVES = {
@@ -127,8 +127,12 @@ TEST_MOVES = {
 }
 # Paths a moved file computes from its own location (one folder deeper now).
 FIXUPS = {
-    "src/tyr/export/hf.py": [('Path(__file__).with_name("modeling_tyr.py")',
-                              'Path(__file__).resolve().parents[1] / "model" / "modeling_tyr.py"')],
+    "src/tyr/export/hf.py": [
+        (
+            'Path(__file__).with_name("modeling_tyr.py")',
+            'Path(__file__).resolve().parents[1] / "model" / "modeling_tyr.py"',
+        )
+    ]
 }
 TEXT_SUFFIXES = {".py", ".smk", ".md", ".yaml", ".yml", ".toml", ".txt", ".sh", ".cfg", ""}
 
@@ -158,8 +162,9 @@ def move_files() -> None:
 
 OLD = sorted(MOVES, key=len, reverse=True)
 NEW = "tyr\x01"  # marks names already rewritten, so the dotted pass leaves them alone
-FROM_TYR = re.compile(r"^(?P<indent>[ \t]*)from tyr import (?P<names>\([^)]*\)|[^\n#]*[^\s#])(?P<comment>[ \t]*#[^\n]*)?$",
-                      re.M)
+FROM_TYR = re.compile(
+    r"^(?P<indent>[ \t]*)from tyr import (?P<names>\([^)]*\)|[^\n#]*[^\s#])(?P<comment>[ \t]*#[^\n]*)?$", re.M
+)
 SRC_PATH = re.compile(r"(?<![\w/])(src/)?tyr/(" + "|".join(OLD) + r")(\.py|/)")
 TEST_PATH = re.compile(r"(?<![\w/])tests/(" + "|".join(re.escape(t) for t in TEST_MOVES) + r")")
 DOTTED = re.compile(r"(?<![\w.])tyr\.(" + "|".join(OLD) + r")(?![\w])")

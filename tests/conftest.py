@@ -76,7 +76,9 @@ def allowed_skips() -> dict[str, str]:
 def pytest_runtest_logreport(report):
     if report.skipped:
         kind = "xfailed" if hasattr(report, "wasxfail") else "skipped"
-        _not_run[report.nodeid] = f"{kind}: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.wasxfail}"
+        _not_run[report.nodeid] = (
+            f"{kind}: {report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.wasxfail}"
+        )
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -88,5 +90,6 @@ def pytest_sessionfinish(session, exitstatus):
         lines = "\n".join(f"  {node}: {why}" for node, why in sorted(hidden.items()))
         session.config.get_terminal_writer().line(
             f"\nTYR_CI_STRICT: {len(hidden)} test(s) did not run and are not in tests/allowed_skips.txt:\n{lines}",
-            red=True)
+            red=True,
+        )
         session.exitstatus = 1

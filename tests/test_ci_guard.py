@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-SAMPLE = '''
+SAMPLE = """
 import pytest
 
 def test_runs():
@@ -22,13 +22,19 @@ def test_skipped():
 @pytest.mark.xfail(reason="an ImportError hidden as xfail")
 def test_xfailed():
     raise ImportError("missing")
-'''
+"""
 
 
 def _pytest(folder: Path, strict: bool) -> subprocess.CompletedProcess:
     env = dict(os.environ, TYR_CI_STRICT="1" if strict else "0")
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_unlisted_skips_fail_only_in_strict_mode(tmp_path):
@@ -43,9 +49,13 @@ def test_unlisted_skips_fail_only_in_strict_mode(tmp_path):
     strict = _pytest(tmp_path, strict=True)
     assert strict.returncode != 0
     assert "2 test(s) did not run" in strict.stdout
-    assert "test_sample.py::test_skipped: skipped" in strict.stdout and "test_sample.py::test_xfailed: xfailed" in strict.stdout
+    assert (
+        "test_sample.py::test_skipped: skipped" in strict.stdout
+        and "test_sample.py::test_xfailed: xfailed" in strict.stdout
+    )
 
     (tmp_path / "allowed_skips.txt").write_text(
-        "test_sample.py::test_skipped  # no cluster here\ntest_sample.py::test_xfailed  # known\n")
+        "test_sample.py::test_skipped  # no cluster here\ntest_sample.py::test_xfailed  # known\n"
+    )
     listed = _pytest(tmp_path, strict=True)
     assert listed.returncode == 0, listed.stdout[-2000:]

@@ -16,11 +16,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = [*ROOT.glob("src/tyr/**/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/**/*.py"),
-        *ROOT.glob(".ci/*.py")]
+CODE = [*ROOT.glob("src/tyr/**/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/**/*.py"), *ROOT.glob(".ci/*.py")]
 RULES = [ROOT / "Snakefile", *ROOT.glob("rules/*.smk")]
-PROSE = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *ROOT.glob("docs/*.md"), *ROOT.glob("config/*.yaml"),
-         *ROOT.glob("profiles/*/config.yaml"), *RULES, *(p for p in CODE if p.name != "test_names.py")]
+PROSE = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    *ROOT.glob("docs/*.md"),
+    *ROOT.glob("config/*.yaml"),
+    *ROOT.glob("profiles/*/config.yaml"),
+    *RULES,
+    *(p for p in CODE if p.name != "test_names.py"),
+]
 DOTTED = re.compile(r"(?<![\w./-])tyr(?:\.[A-Za-z_]\w*)+")
 FROM_IMPORT = re.compile(r"^\s*from (tyr[\w.]*) import ([^\n#(]+|\([^)]*\))", re.M)
 
@@ -67,12 +73,25 @@ def test_every_import_of_tyr_resolves():
 
 
 def test_every_tyr_name_in_the_docs_resolves():
-    broken = sorted({f"{path.relative_to(ROOT)}: {name}" for path in PROSE
-                     for name in DOTTED.findall(path.read_text()) if not _resolves(name.rstrip("."))})
+    broken = sorted(
+        {
+            f"{path.relative_to(ROOT)}: {name}"
+            for path in PROSE
+            for name in DOTTED.findall(path.read_text())
+            if not _resolves(name.rstrip("."))
+        }
+    )
     assert not broken, "\n".join(broken)
 
 
-@pytest.mark.parametrize("name, ok", [("tyr.search.evolve.run_search", True), ("tyr.search.run_search", False),
-                                      ("tyr.model.spec.ModelSpec.from_json", True), ("tyr.nowhere", False)])
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("tyr.search.evolve.run_search", True),
+        ("tyr.search.run_search", False),
+        ("tyr.model.spec.ModelSpec.from_json", True),
+        ("tyr.nowhere", False),
+    ],
+)
 def test_the_resolver_itself(name, ok):
     assert _resolves(name) is ok

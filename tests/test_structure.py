@@ -17,8 +17,11 @@ def _units():
 
 
 def test_no_long_functions_or_classes():
-    long = [f"{path}:{node.lineno} {node.name} ({lines} lines)" for path, node, lines in _units()
-            if lines > (MAX_CLASS if isinstance(node, ast.ClassDef) else MAX_FUNCTION)]
+    long = [
+        f"{path}:{node.lineno} {node.name} ({lines} lines)"
+        for path, node, lines in _units()
+        if lines > (MAX_CLASS if isinstance(node, ast.ClassDef) else MAX_FUNCTION)
+    ]
     assert not long, "split these:\n" + "\n".join(long)
 
 

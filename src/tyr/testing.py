@@ -20,9 +20,17 @@ def tiny_hf_model(model_type: str = "llama", seed: int = 0, **overrides):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     kwargs = dict(
-        vocab_size=128, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, intermediate_size=96, max_position_embeddings=256,
-        rms_norm_eps=1e-6, tie_word_embeddings=False, **FAMILY_DEFAULTS.get(model_type, {}),
+        vocab_size=128,
+        hidden_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=96,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        **FAMILY_DEFAULTS.get(model_type, {}),
     )
     kwargs.update(overrides)
     config = AutoConfig.for_model(model_type, **kwargs)
@@ -79,11 +87,11 @@ def build_supernet(model_dir, spec_json, levels_json, tokens_zarr, out_dir, **op
     shutil.copytree(embeddings, acts[0])
     for l in range(n_layers):
         nxt = acts[l + 1] if l + 1 < n_layers else None  # the last layer's output feeds nothing
-        build_layer(model_dir, spec_json, levels_json, acts[l], l, layer_dirs[l], nxt, embeddings_zarr=embeddings,
-                    **options)
+        build_layer(
+            model_dir, spec_json, levels_json, acts[l], l, layer_dirs[l], nxt, embeddings_zarr=embeddings, **options
+        )
         shutil.rmtree(acts[l])
     shutil.rmtree(embeddings)
     out = out_dir / "supernet" / "supernet.json"
     assemble([d / "manifest.json" for d in layer_dirs], out)
     return out
-

@@ -88,6 +88,7 @@ def test_local_formats_give_disjoint_chunks_of_the_stream(model_dir, tmp_path, k
 
 def test_same_seed_same_tokens_other_seed_other_order(model_dir, tmp_path):
     source, _ = _write("jsonl", tmp_path / "src")
+
     def run(name, seed):
         return cal.calibrate(model_dir, tmp_path / name, source=str(source), seq_len=SEQ, seed=seed, **COUNTS)
 
@@ -107,8 +108,17 @@ def test_too_little_data_names_the_numbers_and_writes_nothing(model_dir, tmp_pat
 
 
 def test_pydoc_source(model_dir, tmp_path):
-    out = cal.calibrate(model_dir, tmp_path / "t.zarr", source="pydoc", seq_len=64, n_prune=8, n_fitness=8, n_selection=0,
-                         n_heldout=4, seed=0)
+    out = cal.calibrate(
+        model_dir,
+        tmp_path / "t.zarr",
+        source="pydoc",
+        seq_len=64,
+        n_prune=8,
+        n_fitness=8,
+        n_selection=0,
+        n_heldout=4,
+        seed=0,
+    )
     tok = _tokenizer(model_dir)
     corpus = "</s>".join(sources.read_texts("pydoc"))
     rows = stores.read_tokens(out, "fitness")
@@ -130,10 +140,16 @@ def test_self_source_fills_disjoint_splits(model_dir, tmp_path):
 
 def test_read_tokens_rejects_unknown_split(model_dir, tmp_path):
     source, _ = _write("txt", tmp_path / "src")
-    out = cal.calibrate(model_dir, tmp_path / "t.zarr", source=str(source), seq_len=SEQ, n_prune=2,
-                         n_fitness=1, n_selection=0, n_heldout=0)
+    out = cal.calibrate(
+        model_dir,
+        tmp_path / "t.zarr",
+        source=str(source),
+        seq_len=SEQ,
+        n_prune=2,
+        n_fitness=1,
+        n_selection=0,
+        n_heldout=0,
+    )
     assert stores.read_tokens(out, "heldout").shape == (0, SEQ)
     with pytest.raises(ValueError, match="expected one of"):
         stores.read_tokens(out, "train")
-
-

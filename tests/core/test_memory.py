@@ -14,8 +14,9 @@ def resident_mb() -> float:
     return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
 
 
-@pytest.mark.skipif(ctypes.util.find_library("c") is None or not hasattr(ctypes.CDLL(None), "malloc_trim"),
-                    reason="not glibc")
+@pytest.mark.skipif(
+    ctypes.util.find_library("c") is None or not hasattr(ctypes.CDLL(None), "malloc_trim"), reason="not glibc"
+)
 def test_trim_returns_the_trail_of_a_growing_cache():
     """A KV-cache-like loop (a tensor grown by cat each step, the old one freed) leaves freed
     blocks behind; after trimming, resident memory is back near where it started."""

@@ -6,11 +6,18 @@ from tyr.evaluate.compare import compare_table, verdict
 
 
 def summary(method, target, sparsity, ppl, avg):
-    return {"method": method, "target_sparsity": target, "sparsity": sparsity,
-            "params": {"pruned": {"total": int(100 * (1 - sparsity))}, "dense": {"total": 100}},
-            "perplexity": {"wikitext2": {"pruned": ppl, "dense": 10.0, "label": "WikiText-2 test"},
-                           "heldout": {"pruned": ppl / 2, "dense": 5.0, "label": "held-out split"}},
-            "average": {"pruned": {"acc": avg}, "dense": {"acc": 0.5}}, "retention": {"acc": avg / 0.5}}
+    return {
+        "method": method,
+        "target_sparsity": target,
+        "sparsity": sparsity,
+        "params": {"pruned": {"total": int(100 * (1 - sparsity))}, "dense": {"total": 100}},
+        "perplexity": {
+            "wikitext2": {"pruned": ppl, "dense": 10.0, "label": "WikiText-2 test"},
+            "heldout": {"pruned": ppl / 2, "dense": 5.0, "label": "held-out split"},
+        },
+        "average": {"pruned": {"acc": avg}, "dense": {"acc": 0.5}},
+        "retention": {"acc": avg / 0.5},
+    }
 
 
 def write_run(tmp_path, rows):
@@ -22,22 +29,41 @@ def write_run(tmp_path, rows):
         path.write_text(json.dumps(summary(method, target, *rest)))
         paths.append(path)
         bench = run / "benchmarks" / f"s{round(target * 100)}"
-        jobs = [bench / "iter1" / "supernet_layer0.tsv", bench / "iter2" / "search.tsv"] if method == "tyr" else \
-            [bench / "iter1" / "supernet_layer0.tsv"] if method == "uniform" else [bench / method / "baseline.tsv"]
+        jobs = (
+            [bench / "iter1" / "supernet_layer0.tsv", bench / "iter2" / "search.tsv"]
+            if method == "tyr"
+            else [bench / "iter1" / "supernet_layer0.tsv"]
+            if method == "uniform"
+            else [bench / method / "baseline.tsv"]
+        )
         for j in jobs:
             j.parent.mkdir(parents=True, exist_ok=True)
             j.write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t100\n")
         benchmarks.append(jobs)
     dense = run / "dense" / "eval.json"
     dense.parent.mkdir(parents=True)
-    dense.write_text(json.dumps({"perplexity": {"wikitext2": {"perplexity": 10.0}, "heldout": {"perplexity": 5.0}},
-                                 "average": {"acc": 0.5}, "params": {"total": 100}}))
+    dense.write_text(
+        json.dumps(
+            {
+                "perplexity": {"wikitext2": {"perplexity": 10.0}, "heldout": {"perplexity": 5.0}},
+                "average": {"acc": 0.5},
+                "params": {"total": 100},
+            }
+        )
+    )
     return paths, benchmarks, dense
 
 
 def test_table_rows_times_and_verdicts(tmp_path):
-    paths, benchmarks, dense = write_run(tmp_path, [("tyr", 0.5, 0.50, 30.0, 0.40), ("uniform", 0.5, 0.49, 25.0, 0.38),
-                                                    ("shortgpt", 0.5, 0.50, 900.0, 0.45), ("tyr", 0.25, 0.25, 15.0, 0.45)])
+    paths, benchmarks, dense = write_run(
+        tmp_path,
+        [
+            ("tyr", 0.5, 0.50, 30.0, 0.40),
+            ("uniform", 0.5, 0.49, 25.0, 0.38),
+            ("shortgpt", 0.5, 0.50, 900.0, 0.45),
+            ("tyr", 0.25, 0.25, 15.0, 0.45),
+        ],
+    )
     benchmarks[-1] = benchmarks[-1] + [tmp_path / "run" / "benchmarks" / "s25" / "select_tyr.tsv"]  # never written
     out = tmp_path / "compare"
     rows = compare_table(paths, benchmarks, dense, out / "table.md", out / "table.json", out / "plot.png")
@@ -51,7 +77,8 @@ def test_table_rows_times_and_verdicts(tmp_path):
     assert sorted(table["verdict"]) == [
         "at 50%, shortgpt has a higher zero-shot average than tyr (0.4500 vs 0.4000)",
         "at 50%, uniform has lower heldout perplexity than tyr (12.50 vs 15.00)" + less,
-        "at 50%, uniform has lower wikitext2 perplexity than tyr (25.00 vs 30.00)" + less]
+        "at 50%, uniform has lower wikitext2 perplexity than tyr (25.00 vs 30.00)" + less,
+    ]
     text = (out / "table.md").read_text()
     assert "Where Týr does not win" in text and "| shortgpt | 50% |" in text
     assert "| ppl wikitext2 | ppl heldout |" in text and "ppl heldout: held-out split." in text
@@ -60,8 +87,20 @@ def test_table_rows_times_and_verdicts(tmp_path):
 
 
 def test_no_verdict_when_tyr_wins_everywhere():
-    rows = [{"method": "tyr", "target_sparsity": 0.5, "sparsity": 0.5, "perplexity": {"heldout": 20.0},
-             "zeroshot_average": 0.5},
-            {"method": "flap", "target_sparsity": 0.5, "sparsity": 0.5, "perplexity": {"heldout": 40.0},
-             "zeroshot_average": 0.4}]
+    rows = [
+        {
+            "method": "tyr",
+            "target_sparsity": 0.5,
+            "sparsity": 0.5,
+            "perplexity": {"heldout": 20.0},
+            "zeroshot_average": 0.5,
+        },
+        {
+            "method": "flap",
+            "target_sparsity": 0.5,
+            "sparsity": 0.5,
+            "perplexity": {"heldout": 40.0},
+            "zeroshot_average": 0.4,
+        },
+    ]
     assert verdict(rows) == []

@@ -67,7 +67,10 @@ def test_local_zeroshot_tasks_score_the_standard_prompts(tiny_model_dir):
     model, tok = ev.load(path)
     limit = 6
     result = zs.zeroshot(model, ["arc_easy", "openbookqa"], data_dir=ZEROSHOT, limit=limit, tokenizer=tok)
-    prompts = {"arc_easy": ("arc_easy_dev.jsonl", "Question: {}\nAnswer:"), "openbookqa": ("openbookqa_test.jsonl", "{}")}
+    prompts = {
+        "arc_easy": ("arc_easy_dev.jsonl", "Question: {}\nAnswer:"),
+        "openbookqa": ("openbookqa_test.jsonl", "{}"),
+    }
     for task, (file, template) in prompts.items():
         docs = [json.loads(line) for line in (ZEROSHOT / file).read_text().splitlines()[:limit]]
         acc = acc_norm = 0
@@ -90,8 +93,12 @@ def test_ai2_adapter_rejects_unknown_answer_key():
     with pytest.raises(ValueError, match="answerKey 'B'"):
         ai2.arc_row(doc)
     doc["answerKey"] = "A"
-    assert ai2.openbookqa_row(doc) == {"id": "q", "question_stem": "s", "choices": {"text": ["a"], "label": ["A"]},
-                                       "answerKey": "A"}
+    assert ai2.openbookqa_row(doc) == {
+        "id": "q",
+        "question_stem": "s",
+        "choices": {"text": ["a"], "label": ["A"]},
+        "answerKey": "A",
+    }
 
 
 def test_evaluate_model_writes_one_json(tiny_model_dir, tmp_path):
@@ -101,16 +108,31 @@ def test_evaluate_model_writes_one_json(tiny_model_dir, tmp_path):
     text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
     tokens = tmp_path / "tokens.zarr"
     write_tokens(tokens, {"heldout": np.arange(3 * 20).reshape(3, 20) % 100}, {})
-    plan = {"perplexity": {"wikitext2": {"source": str(text), "label": "a text"},
-                           "heldout": {"source": "heldout", "label": "held-out tokens"}},
-            "zeroshot": {"tasks": [], "dir": None}, "skipped": {"zeroshot:arc_easy": "no data"}}
-    r = ev.evaluate_model(path, out, plan=plan, tokens_zarr=tokens, seq_len=128, prompts=["The fox"], new_tokens=5,
-                          speed={"prompt_tokens": 16, "new_tokens": 4, "repeats": 1})
+    plan = {
+        "perplexity": {
+            "wikitext2": {"source": str(text), "label": "a text"},
+            "heldout": {"source": "heldout", "label": "held-out tokens"},
+        },
+        "zeroshot": {"tasks": [], "dir": None},
+        "skipped": {"zeroshot:arc_easy": "no data"},
+    }
+    r = ev.evaluate_model(
+        path,
+        out,
+        plan=plan,
+        tokens_zarr=tokens,
+        seq_len=128,
+        prompts=["The fox"],
+        new_tokens=5,
+        speed={"prompt_tokens": 16, "new_tokens": 4, "repeats": 1},
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(r))
     assert r["params"]["total"] == sum(p.numel() for p in ev.load(path)[0].parameters())
     # Every figure is stored under its data set's name, with the label that says what it is.
     assert r["perplexity"]["wikitext2"]["windows"] == len(text.read_text()) // 128
-    assert r["perplexity"]["wikitext2"]["label"] == "a text" and r["perplexity"]["heldout"]["label"] == "held-out tokens"
+    assert (
+        r["perplexity"]["wikitext2"]["label"] == "a text" and r["perplexity"]["heldout"]["label"] == "held-out tokens"
+    )
     assert r["perplexity"]["heldout"]["windows"] == 3 and r["perplexity"]["heldout"]["scored_tokens"] == 3 * 19
     assert r["skipped"] == {"zeroshot:arc_easy": "no data"} and "speed" in r and "zeroshot" not in r
     assert r["continuations"][0]["prompt"] == "The fox" and isinstance(r["continuations"][0]["continuation"], str)

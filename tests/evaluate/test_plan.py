@@ -56,21 +56,26 @@ def test_a_missing_task_file_is_skipped_offline_and_taken_from_the_hub_online(mo
     (data_dir / "zeroshot" / "openbookqa_test.jsonl").unlink()
     monkeypatch.setenv("TYR_DATA_DIR", str(data_dir))
     plan = evalplan.resolve(EVALUATE, DATA, hub=offline)
-    assert plan["zeroshot"]["tasks"] == ["arc_easy", "arc_challenge"] and list(plan["skipped"]) == ["zeroshot:openbookqa"]
+    assert plan["zeroshot"]["tasks"] == ["arc_easy", "arc_challenge"] and list(plan["skipped"]) == [
+        "zeroshot:openbookqa"
+    ]
     assert evalplan.resolve(EVALUATE, DATA, hub=online)["zeroshot"]["tasks"] == EVALUATE["zeroshot_tasks"]
 
 
 def test_online_without_copies_uses_the_standard_hub_data(monkeypatch):
     monkeypatch.delenv("TYR_DATA_DIR", raising=False)
     plan = evalplan.resolve(EVALUATE, DATA, hub=online)
-    assert plan["perplexity"]["wikitext2"]["source"] == "wikitext2" and "raw" in plan["perplexity"]["wikitext2"]["label"]
+    assert (
+        plan["perplexity"]["wikitext2"]["source"] == "wikitext2" and "raw" in plan["perplexity"]["wikitext2"]["label"]
+    )
     assert plan["zeroshot"] == {"tasks": EVALUATE["zeroshot_tasks"], "dir": None}  # lm-eval's own tasks
 
 
 def test_explicit_choices_are_kept_and_an_explicit_hub_name_offline_stops_before_any_work(monkeypatch):
     monkeypatch.delenv("TYR_DATA_DIR", raising=False)
-    plan = evalplan.resolve({**EVALUATE, "wikitext": "/data/w.txt", "zeroshot_dir": "none", "heldout": False},
-                            DATA, hub=never)
+    plan = evalplan.resolve(
+        {**EVALUATE, "wikitext": "/data/w.txt", "zeroshot_dir": "none", "heldout": False}, DATA, hub=never
+    )
     assert list(plan["perplexity"]) == ["wikitext2"] and plan["perplexity"]["wikitext2"]["source"] == "/data/w.txt"
     assert plan["zeroshot"]["tasks"] == [] and plan["skipped"] == {}
     with pytest.raises(evalplan.PlanError, match="evaluate.wikitext: 'wikitext2' needs the hub"):

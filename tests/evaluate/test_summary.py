@@ -13,12 +13,30 @@ from tyr.evaluate.zeroshot import average
 
 def _eval_json(path, *, prunable, total, ppl, accs, prefill, decode, memory):
     zs = {t: {"acc": a, "acc_norm": a + 0.1, "n": 100, "limit": 100} for t, a in accs.items()}
-    speed = {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode, "peak_memory_mib": memory,
-             "weights_mib": total / 2**18, "prompt_tokens": 256, "new_tokens": 64, "batch_size": 1,
-             "device": "cpu", "threads": 2}
-    write_json(path, {"model": str(path), "params": {"total": total, "backbone": prunable + 10, "backbone_prunable": prunable},
-                      "perplexity": {"wikitext2": {"perplexity": ppl, "seq_len": 2048, "windows": 140, "source": "w.txt", "label": "W"}}, "zeroshot": zs,
-                      "average": average(zs), "speed": speed})
+    speed = {
+        "prefill_tokens_per_s": prefill,
+        "decode_tokens_per_s": decode,
+        "peak_memory_mib": memory,
+        "weights_mib": total / 2**18,
+        "prompt_tokens": 256,
+        "new_tokens": 64,
+        "batch_size": 1,
+        "device": "cpu",
+        "threads": 2,
+    }
+    write_json(
+        path,
+        {
+            "model": str(path),
+            "params": {"total": total, "backbone": prunable + 10, "backbone_prunable": prunable},
+            "perplexity": {
+                "wikitext2": {"perplexity": ppl, "seq_len": 2048, "windows": 140, "source": "w.txt", "label": "W"}
+            },
+            "zeroshot": zs,
+            "average": average(zs),
+            "speed": speed,
+        },
+    )
     return path
 
 
@@ -32,17 +50,44 @@ def test_summary_retention_and_speedups(tmp_path, tiny_model_dir):
     spec.to_json(tmp_path / "spec.json")
     dense_prunable = sparsity.backbone_prunable_params(spec)
     kept = dense_prunable * 3 // 5
-    dense = _eval_json(tmp_path / "d.json", prunable=dense_prunable, total=100_000, ppl=10.0,
-                       accs={"arc_easy": 0.6, "openbookqa": 0.3}, prefill=100.0, decode=20.0, memory=400.0)
-    pruned = _eval_json(tmp_path / "p.json", prunable=kept, total=80_000, ppl=15.0,
-                        accs={"arc_easy": 0.45, "openbookqa": 0.3}, prefill=150.0, decode=30.0, memory=300.0)
+    dense = _eval_json(
+        tmp_path / "d.json",
+        prunable=dense_prunable,
+        total=100_000,
+        ppl=10.0,
+        accs={"arc_easy": 0.6, "openbookqa": 0.3},
+        prefill=100.0,
+        decode=20.0,
+        memory=400.0,
+    )
+    pruned = _eval_json(
+        tmp_path / "p.json",
+        prunable=kept,
+        total=80_000,
+        ppl=15.0,
+        accs={"arc_easy": 0.45, "openbookqa": 0.3},
+        prefill=150.0,
+        decode=30.0,
+        memory=300.0,
+    )
     layers = [{"attn": 3, "mlp": 96}, {"attn": 0, "mlp": 48}, {"attn": 4, "mlp": 0}]
     write_json(tmp_path / "g.json", {"target_sparsity": 0.4, "sparsity": 0.4, "layers": layers})
-    s = summarize(dense, pruned, tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "tyr" / "eval" / "summary.json")
+    s = summarize(
+        dense, pruned, tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "tyr" / "eval" / "summary.json"
+    )
 
     assert s["sparsity"] == pytest.approx(1 - kept / dense_prunable)
-    assert s["perplexity"] == {"wikitext2": {"dense": 10.0, "pruned": 15.0, "ratio": 1.5, "seq_len": 2048,
-                                             "windows": 140, "source": "w.txt", "label": "W"}}
+    assert s["perplexity"] == {
+        "wikitext2": {
+            "dense": 10.0,
+            "pruned": 15.0,
+            "ratio": 1.5,
+            "seq_len": 2048,
+            "windows": 140,
+            "source": "w.txt",
+            "label": "W",
+        }
+    }
     assert s["average"]["dense"]["acc"] == pytest.approx(0.45) and s["average"]["pruned"]["acc"] == pytest.approx(0.375)
     assert s["retention"]["acc"] == pytest.approx(0.375 / 0.45)
     assert s["retention"]["acc_norm"] == pytest.approx(0.475 / 0.55)
@@ -84,9 +129,26 @@ def test_summary_pairs_only_figures_measured_the_same_way(tmp_path, tiny_model_d
     spec = spec_from_config(AutoConfig.from_pretrained(tiny_model_dir("llama")))
     spec.to_json(tmp_path / "spec.json")
     n = sparsity.backbone_prunable_params(spec)
-    dense = _eval_json(tmp_path / "d.json", prunable=n, total=100, ppl=10.0, accs={"arc_easy": 0.5}, prefill=1.0, decode=1.0, memory=1.0)
-    pruned = _eval_json(tmp_path / "p.json", prunable=n // 2, total=50, ppl=20.0, accs={"arc_easy": 0.4}, prefill=1.0, decode=1.0,
-                        memory=1.0)
+    dense = _eval_json(
+        tmp_path / "d.json",
+        prunable=n,
+        total=100,
+        ppl=10.0,
+        accs={"arc_easy": 0.5},
+        prefill=1.0,
+        decode=1.0,
+        memory=1.0,
+    )
+    pruned = _eval_json(
+        tmp_path / "p.json",
+        prunable=n // 2,
+        total=50,
+        ppl=20.0,
+        accs={"arc_easy": 0.4},
+        prefill=1.0,
+        decode=1.0,
+        memory=1.0,
+    )
     d, p = json.loads(dense.read_text()), json.loads(pruned.read_text())
     d["perplexity"]["heldout"] = {"perplexity": 5.0, "seq_len": 256, "windows": 16, "label": "H"}
     d["continuations"] = [{"prompt": "Hi", "continuation": " there"}]
@@ -94,8 +156,10 @@ def test_summary_pairs_only_figures_measured_the_same_way(tmp_path, tiny_model_d
     p["skipped"] = {"wikitext-raw": "offline"}
     write_json(dense, d)
     write_json(pruned, p)
-    write_json(tmp_path / "g.json", {"target_sparsity": 0.5, "sparsity": 0.5,
-                                     "layers": [{"attn": 4, "mlp": 96}] * spec.num_layers})
+    write_json(
+        tmp_path / "g.json",
+        {"target_sparsity": 0.5, "sparsity": 0.5, "layers": [{"attn": 4, "mlp": 96}] * spec.num_layers},
+    )
     s = summarize(dense, pruned, tmp_path / "spec.json", tmp_path / "g.json", tmp_path / "s.json")
     assert set(s["perplexity"]) == {"wikitext2"}  # the pruned model has no held-out figure: nothing to pair
     assert s["continuations"] == [{"prompt": "Hi", "dense": " there", "pruned": " the the"}]

@@ -67,8 +67,9 @@ def test_export_loads_without_tyr_and_keeps_promise(setup, tmp_path, tied):
     assert (out / "tokenizer.json").exists() and (out / "README.md").exists()
 
     # Parameter count: what tyr.model.sparsity promised for the genome's shapes, tensor for tensor.
-    promised = sparsity.kept_params(spec, [{"attn": (3, 2), "mlp": 48}, {"attn": (0, 0), "mlp": 7},
-                                             {"attn": (2, 2), "mlp": 0}])
+    promised = sparsity.kept_params(
+        spec, [{"attn": (3, 2), "mlp": 48}, {"attn": (0, 0), "mlp": 7}, {"attn": (2, 2), "mlp": 0}]
+    )
     assert summary["params"]["backbone_prunable"] == promised
     assert result["params"] == spec.params["total"] - spec.params["backbone_prunable"] + promised
     assert summary["params"]["total"] == result["params"]
@@ -154,8 +155,11 @@ def test_model_card_records_pruning_and_calibration(setup, tmp_path):
     for split, n in (("prune", 4), ("fitness", 3), ("selection", 2), ("heldout", 1)):
         calib.create_array(split, shape=(n, 32), dtype="int32")
     calib.attrs.update({"source": "wikitext-2/valid.txt", "seed": 0, "seq_len": 32})
-    card = {"base_model": "tiny-llama", "tokens_zarr": tmp_path / "tokens.zarr",
-            "evaluation": {"pruned": {"perplexity": 12.5}}}
+    card = {
+        "base_model": "tiny-llama",
+        "tokens_zarr": tmp_path / "tokens.zarr",
+        "evaluation": {"pruned": {"perplexity": 12.5}},
+    }
     out, summary = export_genome(s, tmp_path, HEADS, CHANNELS, card=card)
     text = (out / "README.md").read_text()
     assert "base_model: tiny-llama" in text and "wikitext-2/valid.txt" in text
@@ -166,10 +170,14 @@ def test_model_card_records_pruning_and_calibration(setup, tmp_path):
     assert "| 1 | 0/4 | 0/2 | 100.00% | 7/96 |" in text
 
     # An evaluation plan and prompts: the data sets to be used, the skips, and greedy continuations.
-    plan = {"perplexity": {"heldout": {"source": "heldout", "label": "held-out split"}},
-            "zeroshot": {"tasks": [], "dir": None}, "skipped": {"wikitext2": "offline"}}
-    out2, _ = export_genome(s, tmp_path / "b", HEADS, CHANNELS,
-                            card={"evaluation_plan": plan, "prompts": ["ab", "cd"], "new_tokens": 4})
+    plan = {
+        "perplexity": {"heldout": {"source": "heldout", "label": "held-out split"}},
+        "zeroshot": {"tasks": [], "dir": None},
+        "skipped": {"wikitext2": "offline"},
+    }
+    out2, _ = export_genome(
+        s, tmp_path / "b", HEADS, CHANNELS, card={"evaluation_plan": plan, "prompts": ["ab", "cd"], "new_tokens": 4}
+    )
     text = (out2 / "README.md").read_text()
     assert "- perplexity `heldout`: held-out split" in text and "- wikitext2: skipped (offline)" in text
     assert "| prompt | dense | pruned |" in text and "| ab |" in text and "| cd |" in text
@@ -227,8 +235,13 @@ def test_export_then_evaluate_and_summarize(setup, tmp_path):
     assert pruned["model_type"] == "llama" and pruned["params"]["total"] == summary["params"]["total"]
     genome_json = tmp_path / "genome.json"
     write_json(genome_json, genome(s[2], s[3], HEADS, CHANNELS))
-    got = summarize(tmp_path / "dense.json", tmp_path / "pruned.json", spec_json, genome_json,
-                       tmp_path / "tyr" / "eval" / "summary.json")
+    got = summarize(
+        tmp_path / "dense.json",
+        tmp_path / "pruned.json",
+        spec_json,
+        genome_json,
+        tmp_path / "tyr" / "eval" / "summary.json",
+    )
     assert got["sparsity"] == pytest.approx(summary["sparsity"]) and got["method"] == "tyr"
     assert got["perplexity"]["wikitext2"]["dense"] == dense["perplexity"]["wikitext2"]["perplexity"]
     assert [r["attn_kept"] for r in got["distribution"]] == [3, 0, 2]

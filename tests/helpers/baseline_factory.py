@@ -86,8 +86,10 @@ def rebuild(model_dir, levels):
     config.down_bias = config.down_bias or any("down_proj.bias" in m for _, m in levels)
     shapes = [layer_shape(a, m) for a, m in levels]
     cfg = pruned_config(config, shapes)
-    return [adapter.decoder_layer(cfg, l, layer_state(spec, adapter.load_state(model_dir, adapter.layer_prefix(l)), a, m))
-            for l, (a, m) in enumerate(levels)]
+    return [
+        adapter.decoder_layer(cfg, l, layer_state(spec, adapter.load_state(model_dir, adapter.layer_prefix(l)), a, m))
+        for l, (a, m) in enumerate(levels)
+    ]
 
 
 def pruned_loss(model_dir, genome_json, tokens) -> float:

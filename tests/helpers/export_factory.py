@@ -30,8 +30,10 @@ def build_supernet(model_dir, spec, root, heads_per_layer, channels_per_layer) -
         dense = adapter.load_state(model_dir, adapter.layer_prefix(layer))
         layer_dir = Path(root) / f"layer{layer:03d}"
         levels = {}
-        for sub, pruned, full in (("attn", heads_per_layer[layer], range(spec.num_heads)),
-                                  ("mlp", channels_per_layer[layer], range(spec.intermediate_size[layer]))):
+        for sub, pruned, full in (
+            ("attn", heads_per_layer[layer], range(spec.num_heads)),
+            ("mlp", channels_per_layer[layer], range(spec.intermediate_size[layer])),
+        ):
             levels[sub] = [_sliced_level(spec, dense, layer_dir, layer, sub, units) for units in (list(full), pruned)]
         centre = {"attn": len(heads_per_layer[layer]), "mlp": len(channels_per_layer[layer])}
         write_manifest(layer_dir, layer=layer, iteration=1, centre=centre, levels=levels)
@@ -50,10 +52,18 @@ def _sliced_level(spec, dense, layer_dir, layer, sublayer, kept_units) -> dict:
 
 def genome(supernet, spec, heads, channels, **extra) -> dict:
     layers = [{"attn": len(h), "mlp": len(c)} for h, c in zip(heads, channels)]
-    kept = sparsity.kept_params(spec, [
-        {"attn": (len(h), len({spec.kv_of(x) for x in h})), "mlp": len(c)} for h, c in zip(heads, channels)])
-    return {"iteration": 1, "supernet": str(supernet), "target_sparsity": 0.5,
-            "sparsity": sparsity.backbone_sparsity(spec, kept), "fitness": 0.0, "layers": layers, **extra}
+    kept = sparsity.kept_params(
+        spec, [{"attn": (len(h), len({spec.kv_of(x) for x in h})), "mlp": len(c)} for h, c in zip(heads, channels)]
+    )
+    return {
+        "iteration": 1,
+        "supernet": str(supernet),
+        "target_sparsity": 0.5,
+        "sparsity": sparsity.backbone_sparsity(spec, kept),
+        "fitness": 0.0,
+        "layers": layers,
+        **extra,
+    }
 
 
 def masked_dense_logits(model_dir, spec, heads, channels, ids):
@@ -113,13 +123,20 @@ CLEAN_ENV_SCRIPT = textwrap.dedent("""
     n = sum(p.numel() for p in model.parameters())
     print(json.dumps({"generated": out.shape[1] - ids.shape[1], "params": n, "roundtrip_equal": same,
                       "tokenizer_prompted": asked, "tokenizer": type(tokenizer).__name__,
-                      "logits": logits[0, -1, :8].tolist(), "tied": model.lm_head.weight is model.model.embed_tokens.weight}))
+                      "logits": logits[0, -1, :8].tolist(),
+                      "tied": model.lm_head.weight is model.model.embed_tokens.weight}))
 """)
 
 
 def run_clean(path, tmp_path) -> dict:
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", PYTHONPATH="")
-    proc = subprocess.run([sys.executable, "-c", CLEAN_ENV_SCRIPT, str(path), str(tmp_path / "roundtrip")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CLEAN_ENV_SCRIPT, str(path), str(tmp_path / "roundtrip")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

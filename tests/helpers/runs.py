@@ -18,16 +18,34 @@ RUN = "tiny"
 
 
 def snakemake_cmd(workdir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-            "--workflow-profile", str(ROOT / "profiles" / "default"), "--cores", "2",
-            "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--workflow-profile",
+        str(ROOT / "profiles" / "default"),
+        "--cores",
+        "2",
+        "--configfile",
+        str(ROOT / "config" / "presets" / "tiny.yaml"),
+        str(workdir / "test.yaml"),
+        *extra,
+    ]
 
 
 def prepare(workdir: Path, model_dir: Path, **overrides) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     # No WikiText-2, zero-shot or speed: the held-out perplexity and continuations still run.
-    cfg = {"run": RUN, "model": {"source": str(model_dir)}, "data": {"source": "pydoc"},
-           "evaluate": {"wikitext": "none", "zeroshot_tasks": [], "zeroshot_dir": "none", "speed": False}}
+    cfg = {
+        "run": RUN,
+        "model": {"source": str(model_dir)},
+        "data": {"source": "pydoc"},
+        "evaluate": {"wikitext": "none", "zeroshot_tasks": [], "zeroshot_dir": "none", "speed": False},
+    }
     cfg.update(overrides)
     (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
     return workdir / "results" / RUN
@@ -78,14 +96,28 @@ def artifacts(run_dir: Path, unfinished: set[Path] = frozenset()) -> dict[str, f
         owner = p if layer is None else layer / "manifest.json"
         return owner.exists() and not {owner.resolve(), *(d.resolve() for d in p.parents)} & unfinished
 
-    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns
-            for p in run_dir.rglob("*") if p.is_file() and p.name.endswith(keep) and finished(p)}
+    return {
+        str(p.relative_to(run_dir)): p.stat().st_mtime_ns
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.name.endswith(keep) and finished(p)
+    }
 
 
 def planned_rules(workdir, *configfiles) -> dict:
     """{rule: job count} that `snakemake -n` plans with these extra config files."""
-    out = run(workdir, "-n", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
-              *map(str, configfiles), "--quiet", "rules")
+    out = run(
+        workdir,
+        "-n",
+        "--configfile",
+        str(ROOT / "config" / "presets" / "tiny.yaml"),
+        str(workdir / "test.yaml"),
+        *map(str, configfiles),
+        "--quiet",
+        "rules",
+    )
     text = out.stdout + out.stderr
-    return {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
-            if len(line.split()) == 2 and line.split()[0].isidentifier() and line.split()[1].isdigit()}
+    return {
+        line.split()[0]: int(line.split()[1])
+        for line in text.splitlines()
+        if len(line.split()) == 2 and line.split()[0].isidentifier() and line.split()[1].isdigit()
+    }

@@ -56,15 +56,26 @@ def _write_layer(spec, dense, layer_dir, layer: int, levels: dict, rng, iteratio
         variants = [_level(spec, dense, sub, order, k) for k in levels[sub]["kept"]]
         errors = recon_errors(weight, [(channels(u, group), w) for u, w in variants], torch.eye(weight.shape[1]))
         meta = {"layer": layer, "iteration": iteration}
-        entries[sub] = [write_level(layer_dir, spec, layer, sub, u, w, bias, meta, weight=0.0, recon_error=e)
-                        for (u, w), e in zip(variants, errors)]
-    write_manifest(layer_dir, layer=layer, iteration=iteration, centre={s: levels[s]["centre"] for s in SUBLAYERS},
-                   levels=entries)
+        entries[sub] = [
+            write_level(layer_dir, spec, layer, sub, u, w, bias, meta, weight=0.0, recon_error=e)
+            for (u, w), e in zip(variants, errors)
+        ]
+    write_manifest(
+        layer_dir, layer=layer, iteration=iteration, centre={s: levels[s]["centre"] for s in SUBLAYERS}, levels=entries
+    )
     return Path(layer_dir) / "manifest.json"
 
 
-def build_supernet(model_dir, run_dir, *, attn_levels: int = 5, mlp_levels: int = 5,
-                   target_sparsity: float = 0.5, iteration: int = 1, seed: int = 0) -> dict:
+def build_supernet(
+    model_dir,
+    run_dir,
+    *,
+    attn_levels: int = 5,
+    mlp_levels: int = 5,
+    target_sparsity: float = 0.5,
+    iteration: int = 1,
+    seed: int = 0,
+) -> dict:
     """Write `levels.json`, per-layer level files + manifests and `supernet/supernet.json`.
 
     Returns the paths: {"supernet", "levels", "spec"}.
@@ -73,8 +84,12 @@ def build_supernet(model_dir, run_dir, *, attn_levels: int = 5, mlp_levels: int 
     spec = ModelSpec.from_json(write_spec(model_dir))
     rng = np.random.default_rng(seed)
     sn_dir = run_dir / "supernet"
-    levels_doc = {"iteration": iteration, "delta": 1.0 / (attn_levels - 1), "target_sparsity": target_sparsity,
-                  "layers": []}
+    levels_doc = {
+        "iteration": iteration,
+        "delta": 1.0 / (attn_levels - 1),
+        "target_sparsity": target_sparsity,
+        "layers": [],
+    }
     manifests = []
     for layer in range(spec.num_layers):
         levels = {}
@@ -88,8 +103,11 @@ def build_supernet(model_dir, run_dir, *, attn_levels: int = 5, mlp_levels: int 
         levels_doc["layers"].append(levels)
     write_json(run_dir / "levels.json", levels_doc)
     assemble(manifests, sn_dir / "supernet.json")
-    return {"supernet": sn_dir / "supernet.json", "levels": run_dir / "levels.json",
-            "spec": Path(model_dir) / "spec.json"}
+    return {
+        "supernet": sn_dir / "supernet.json",
+        "levels": run_dir / "levels.json",
+        "spec": Path(model_dir) / "spec.json",
+    }
 
 
 def write_tokens(path, *, vocab_size: int, n_seq: int = 8, seq_len: int = 32, seed: int = 0) -> Path:
@@ -106,8 +124,17 @@ def write_tokens(path, *, vocab_size: int, n_seq: int = 8, seq_len: int = 32, se
     return Path(path)
 
 
-def make_run(root, *, n_layers: int = 4, n_seq: int = 8, seq_len: int = 32, k: int = 16, seed: int = 0,
-             target_sparsity: float = 0.5, **model_overrides) -> dict:
+def make_run(
+    root,
+    *,
+    n_layers: int = 4,
+    n_seq: int = 8,
+    seq_len: int = 32,
+    k: int = 16,
+    seed: int = 0,
+    target_sparsity: float = 0.5,
+    **model_overrides,
+) -> dict:
     """A tiny model, its supernet, a token file and the dense top-k: everything a search reads."""
     from tyr.search.reference import dense_topk
     from tyr.testing import tiny_hf_model
@@ -117,8 +144,9 @@ def make_run(root, *, n_layers: int = 4, n_seq: int = 8, seq_len: int = 32, k: i
     model.save_pretrained(root / "model")
     paths = build_supernet(root / "model", root / "iter1", target_sparsity=target_sparsity, seed=seed)
     paths["model"] = root / "model"
-    paths["tokens"] = write_tokens(root / "tokens.zarr", vocab_size=model.config.vocab_size, n_seq=n_seq,
-                                   seq_len=seq_len, seed=seed)
+    paths["tokens"] = write_tokens(
+        root / "tokens.zarr", vocab_size=model.config.vocab_size, n_seq=n_seq, seq_len=seq_len, seed=seed
+    )
     paths["topk"] = root / "topk.zarr"
     dense_topk(paths["model"], paths["tokens"], paths["topk"], k=k)
     return paths

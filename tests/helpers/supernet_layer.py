@@ -29,8 +29,16 @@ class Setup:
 
     def build(self, out, layer=0, inputs=None, **options):
         """build_layer into out/layer, expected output into out/next.zarr; returns the manifest."""
-        return construct.build_layer(self.model_dir, self.spec_json, self.levels_json, inputs or self.inputs,
-                                    layer, out / "layer", out / "next.zarr", **options)
+        return construct.build_layer(
+            self.model_dir,
+            self.spec_json,
+            self.levels_json,
+            inputs or self.inputs,
+            layer,
+            out / "layer",
+            out / "next.zarr",
+            **options,
+        )
 
 
 def prepare(tmp_path, tiny_model_dir, model_type="llama", attn_kept=None, n_seq=10, seq_len=24, **overrides):
@@ -42,8 +50,9 @@ def prepare(tmp_path, tiny_model_dir, model_type="llama", attn_kept=None, n_seq=
     spec.to_json(path / "spec.json")
     tokens = tmp_path / "tokens.zarr"
     group = zarr.open_group(str(tokens), mode="w")
-    group.create_array("prune", shape=(n_seq, seq_len), dtype="int32")[:] = \
-        np.random.default_rng(0).integers(3, spec.vocab_size, (n_seq, seq_len))
+    group.create_array("prune", shape=(n_seq, seq_len), dtype="int32")[:] = np.random.default_rng(0).integers(
+        3, spec.vocab_size, (n_seq, seq_len)
+    )
     levels = tmp_path / "levels.json"
     lv = write_levels(path / "spec.json", levels, target_sparsity=0.5, delta=0.25, n_levels=5, iteration=1)
     if attn_kept is not None:

@@ -28,7 +28,7 @@ def test_metrics_follow_their_definitions(prepared):
         per_head = lambda v: v.reshape(spec.num_heads, -1).sum(1)  # noqa: E731
         expected = {
             "wanda_sp": (per_head(o.abs().sum(0) * a["z"].norm(dim=0)), down.abs().sum(0) * a["u"].norm(dim=0)),
-            "flap": (per_head((a["z"].var(0) * (o ** 2).sum(0)) ** 2), a["u"].var(0) * (down ** 2).sum(0)),
+            "flap": (per_head((a["z"].var(0) * (o**2).sum(0)) ** 2), a["u"].var(0) * (down**2).sum(0)),
             "magnitude": (per_head(o.norm(dim=0)), down.norm(dim=0)),
         }
         for metric, (heads, chans) in expected.items():
@@ -38,8 +38,16 @@ def test_metrics_follow_their_definitions(prepared):
 
 def test_the_best_evaluated_point_is_kept(prepared, tmp_path):
     model_dir, tokens_zarr = prepared(num_hidden_layers=3)
-    genome_json = adapruner.run(model_dir, tokens_zarr, tmp_path / "ada", target_sparsity=0.4, subsets=2,
-                                sequences=2, trials=5, eval_sequences=2)
+    genome_json = adapruner.run(
+        model_dir,
+        tokens_zarr,
+        tmp_path / "ada",
+        target_sparsity=0.4,
+        subsets=2,
+        sequences=2,
+        trials=5,
+        eval_sequences=2,
+    )
     info = json.loads(Path(genome_json).read_text())["baseline"]
     losses = {(e["subset"], e["metric"]): e["loss"] for e in info["evaluated"]}
     assert 1 <= len(losses) <= 5 and all(m in adapruner.METRICS for _, m in losses)

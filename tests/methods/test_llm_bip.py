@@ -20,7 +20,7 @@ def removal_effects(layer, x, pos, head_dim):
     o, down = layer.self_attn.o_proj, layer.mlp.down_proj
     for h in range(o.in_features // head_dim):
         z = base["z"].clone()
-        z[..., h * head_dim:(h + 1) * head_dim] = 0
+        z[..., h * head_dim : (h + 1) * head_dim] = 0
         heads.append((o(z) - o(base["z"])).double().norm(dim=-1).mean().item())
     for c in range(down.in_features):
         u = base["u"].clone()
@@ -38,7 +38,7 @@ def test_scores_are_the_block_output_change_of_removing_each_unit(prepared, tmp_
     _, pos, acts = dense_pass(model_dir, tokens)
     ratio = {(c["attn"], c["mlp"]) for c in genome["layers"][1:3]}
     assert len(ratio) == 1, "one ratio inside the range"
-    (q, m), = ratio
+    ((q, m),) = ratio
     for l, (a, (attn, mlp)) in enumerate(zip(acts, levels)):
         with torch.no_grad():
             heads, chans = removal_effects(a["layer"], a["x"], pos, spec.head_dim)

@@ -34,8 +34,14 @@ def independent_saliency(model_dir, tokens, spec):
         groups = []
         for j in range(spec.num_kv_heads):
             q_rows, kv_rows = slice(j * g * d, (j + 1) * g * d), slice(j * d, (j + 1) * d)
-            groups.append((s(at.q_proj)[q_rows].sum() + s(at.k_proj)[kv_rows].sum() + s(at.v_proj)[kv_rows].sum()
-                           + s(at.o_proj)[:, q_rows].sum()).item())
+            groups.append(
+                (
+                    s(at.q_proj)[q_rows].sum()
+                    + s(at.k_proj)[kv_rows].sum()
+                    + s(at.v_proj)[kv_rows].sum()
+                    + s(at.o_proj)[:, q_rows].sum()
+                ).item()
+            )
         out.append((groups, (s(mlp.gate_proj).sum(1) + s(mlp.up_proj).sum(1) + s(mlp.down_proj).sum(0)).tolist()))
     return out
 
@@ -56,8 +62,10 @@ def test_allocation_balances_attention_and_mlp_with_one_threshold_each(prepared)
     model_dir, _ = prepared(num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=4)
     spec = spec_of(model_dir)
     torch.manual_seed(0)
-    scores = [(torch.rand(spec.num_kv_heads).double(), torch.rand(spec.intermediate_size[l]).double())
-              for l in range(spec.num_layers)]
+    scores = [
+        (torch.rand(spec.num_kv_heads).double(), torch.rand(spec.intermediate_size[l]).double())
+        for l in range(spec.num_layers)
+    ]
     structure = nirvana.allocate(spec, 0.4, scores, gamma=3.0, multiple=8)
     s_attn, s_mlp = nirvana.unit_fractions(spec, 0.4, 3.0)
     assert s_attn == pytest.approx(s_mlp / 3.0)
@@ -70,14 +78,24 @@ def test_allocation_balances_attention_and_mlp_with_one_threshold_each(prepared)
         for j, v in enumerate(scores[l][0].tolist()):
             (kept_g if j in kv else gone_g).append((v, len(kv)))
         assert len(structure.channels[l]) % 8 == 0
-    assert max(v for v, _ in gone_g) < min(v for v, n in kept_g if n > 1), "one threshold (the last group of a layer stays)"
+    assert max(v for v, _ in gone_g) < min(v for v, n in kept_g if n > 1), (
+        "one threshold (the last group of a layer stays)"
+    )
     assert abs(structure.sparsity(spec) - 0.4) <= sparsity.mlp_params(spec, 8) / sparsity.backbone_prunable_params(spec)
 
 
 def test_the_calibration_set_of_lowest_kl_is_kept(prepared, tmp_path):
     model_dir, tokens_zarr = prepared(num_hidden_layers=3)
-    genome_json = nirvana.run(model_dir, tokens_zarr, tmp_path / "nv", target_sparsity=0.4, candidates=3,
-                              sequences=2, seq_len=16, eval_sequences=2)
+    genome_json = nirvana.run(
+        model_dir,
+        tokens_zarr,
+        tmp_path / "nv",
+        target_sparsity=0.4,
+        candidates=3,
+        sequences=2,
+        seq_len=16,
+        eval_sequences=2,
+    )
     info = json.loads(Path(genome_json).read_text())["baseline"]
     assert len(info["kl"]) == 3 and info["chosen"] == min(range(3), key=info["kl"].__getitem__)
     tokens = split_tokens(tokens_zarr, 2, split="fitness")

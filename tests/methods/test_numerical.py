@@ -19,10 +19,13 @@ def paper_objective(z, weight, X, ratio, lam, damping):
     """½ Σ_i ‖X W_:,i − X (z ∘ W_:,i)‖² / N + ½ λ (⟨1, z⟩ − r)² (+ the 1% damping, ½ δ m ‖z − 1‖²)."""
     N, D = X.shape
     diff = (X * (1 - z)) @ weight.T.double()
-    H_diag = ((weight.double() ** 2).sum(0) * (X ** 2).sum(0) / N)
+    H_diag = (weight.double() ** 2).sum(0) * (X**2).sum(0) / N
     lam_abs = lam * H_diag.mean()
-    return 0.5 * (diff ** 2).sum() / N + 0.5 * lam_abs * (z.sum() - (1 - ratio) * D) ** 2 \
+    return (
+        0.5 * (diff**2).sum() / N
+        + 0.5 * lam_abs * (z.sum() - (1 - ratio) * D) ** 2
         + 0.5 * damping * H_diag.mean() * ((z - 1) ** 2).sum()
+    )
 
 
 @pytest.mark.parametrize("iterations", [1, 50])
@@ -41,9 +44,9 @@ def test_newton_scores_minimise_the_papers_objective(iterations):
 def ridge(X, W, cols, damping=0.01):
     """argmin_B ‖X_K B − X W‖² / N + δ · mean diag(XᵀX / N) · ‖B − W_K‖², by lstsq on the stacked system."""
     N = len(X)
-    m = (X ** 2).sum(0).mean() / N
-    A = torch.cat([X[:, cols] / N ** 0.5, (damping * m) ** 0.5 * torch.eye(len(cols), dtype=X.dtype)])
-    b = torch.cat([X @ W / N ** 0.5, (damping * m) ** 0.5 * W[cols]])
+    m = (X**2).sum(0).mean() / N
+    A = torch.cat([X[:, cols] / N**0.5, (damping * m) ** 0.5 * torch.eye(len(cols), dtype=X.dtype)])
+    b = torch.cat([X @ W / N**0.5, (damping * m) ** 0.5 * W[cols]])
     return torch.linalg.lstsq(A, b).solution.T
 
 

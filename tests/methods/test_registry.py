@@ -44,18 +44,36 @@ def test_every_baseline_has_a_module_schema_options_and_defaults_equal_to_its_ru
         signature = inspect.signature(run).parameters
         for key, value in DEFAULT["baselines"][name].items():
             assert key in options[name]["properties"], f"baselines.{name}.{key} has no schema entry"
-            assert key in signature and signature[key].default == value, f"baselines.{name}.{key}: config ≠ run() default"
+            assert key in signature and signature[key].default == value, (
+                f"baselines.{name}.{key}: config ≠ run() default"
+            )
 
 
 def test_the_rules_build_one_baseline_job_per_registered_baseline(tmp_path, tiny_model_dir):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {"source": str(tiny_model_dir("llama"))}, "run": "registry-test",
-                                   "target_sparsity": 0.5, "methods": methods.baselines()}))
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(cfg), "--quiet", "rules"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"source": str(tiny_model_dir("llama"))},
+                "run": "registry-test",
+                "target_sparsity": 0.5,
+                "methods": methods.baselines(),
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(cfg), "--quiet", "rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
-    counts = {line.split()[0]: int(line.split()[1]) for line in out.stdout.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in out.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
     assert counts["baseline"] == len(methods.baselines())
 
 

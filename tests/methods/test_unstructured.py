@@ -36,8 +36,16 @@ def measured(X, W, What):
 # ---- patterns --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value, tag, label", [(0.5, "50", "50% unstructured"), ("70", "70", "70% unstructured"), ("0.6", "60", "60% unstructured"),
-                                               ("2:4", "2of4", "2:4"), ("4of8", "4of8", "4:8")])
+@pytest.mark.parametrize(
+    "value, tag, label",
+    [
+        (0.5, "50", "50% unstructured"),
+        ("70", "70", "70% unstructured"),
+        ("0.6", "60", "60% unstructured"),
+        ("2:4", "2of4", "2:4"),
+        ("4of8", "4of8", "4:8"),
+    ],
+)
 def test_pattern_parse_and_tag(value, tag, label):
     p = Pattern.parse(value)
     assert (p.tag, p.label) == (tag, label)
@@ -58,7 +66,9 @@ def test_masks_round_trip_through_packed_bits():
 def test_block_quotas_add_up_to_the_exact_row_count():
     p = Pattern.parse(0.7)
     for d_in, block in ((100, 32), (576, 128), (1536, 128)):
-        assert sum(patterns.quota(p, i, min(i + block, d_in)) for i in range(0, d_in, block)) == patterns.removed(d_in, 0.7)
+        assert sum(patterns.quota(p, i, min(i + block, d_in)) for i in range(0, d_in, block)) == patterns.removed(
+            d_in, 0.7
+        )
 
 
 # ---- every method ----------------------------------------------------------------------------
@@ -204,13 +214,23 @@ def test_schema_lists_exactly_the_registered_methods():
     assert sorted(enum) == METHODS
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("methods", ["apt", "obc"], "unstructured.methods"),
-    ("patterns", ["4:2"], "unstructured.patterns"),
-    ("patterns", ["3:5"], "multiple of 5"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("methods", ["apt", "obc"], "unstructured.methods"),
+        ("patterns", ["4:2"], "unstructured.patterns"),
+        ("patterns", ["3:5"], "multiple of 5"),
+    ],
+)
 def test_bad_unstructured_config_names_the_key(key, value, message):
-    cfg = {"methods": ["apt"], "patterns": [0.5], "sources": ["dense"], "blocksize": 128, "damp": 0.01,
-           "batch_size": 8, key: value}
+    cfg = {
+        "methods": ["apt"],
+        "patterns": [0.5],
+        "sources": ["dense"],
+        "blocksize": 128,
+        "damp": 0.01,
+        "batch_size": 8,
+        key: value,
+    }
     with pytest.raises(unstructured.UnstructuredConfigError, match=message):
         unstructured.check_config(cfg)

@@ -77,10 +77,17 @@ def test_stacked_on_a_structural_export_keeps_its_shapes(prepared, tmp_path, str
     assert (tmp_path / "stacked" / "tyr_pruning.json").exists()  # the structural record travels along
     # Backbone sparsity counts both: structural s, then half of what is left.
     plan = {"perplexity": {}, "zeroshot": {"tasks": [], "dir": None}}
-    evals = {name: evaluate_model(folder, tmp_path / f"{name}.json", plan=plan, speed=False)
-             for name, folder in (("dense", model_dir), ("source", source), ("stacked", tmp_path / "stacked"))}
-    summary = summarize(tmp_path / "dense.json", tmp_path / "source.json", tmp_path / "stacked.json",
-                        model_dir / "spec.json", tmp_path / "summary.json")
+    evals = {
+        name: evaluate_model(folder, tmp_path / f"{name}.json", plan=plan, speed=False)
+        for name, folder in (("dense", model_dir), ("source", source), ("stacked", tmp_path / "stacked"))
+    }
+    summary = summarize(
+        tmp_path / "dense.json",
+        tmp_path / "source.json",
+        tmp_path / "stacked.json",
+        model_dir / "spec.json",
+        tmp_path / "summary.json",
+    )
     structural = 1 - evals["source"]["params"]["backbone_prunable"] / evals["dense"]["params"]["backbone_prunable"]
     assert summary["structural_sparsity"] == pytest.approx(structural)
     assert summary["sparsity"] == pytest.approx(structural + (1 - structural) * 0.5, abs=1e-9)
@@ -93,8 +100,11 @@ def test_export_refuses_a_nonzero_removed_weight(prepared, tmp_path):
     tensors["mlp.down_proj.weight"] += 1.0  # the mask still says "removed"
     from safetensors.torch import save_file
 
-    save_file(tensors, str(files[1]), metadata={"layer": "1", "method": "magnitude", "pattern": "50",
-                                                "seconds": "0", "stats": "{}"})
+    save_file(
+        tensors,
+        str(files[1]),
+        metadata={"layer": "1", "method": "magnitude", "pattern": "50", "seconds": "0", "stats": "{}"},
+    )
     with pytest.raises(ValueError, match="removed weight is not zero"):
         export(model_dir, files, tmp_path / "pruned", method="magnitude", pattern=0.5, source="dense")
 
@@ -114,8 +124,13 @@ def test_dag_resumes_after_kill_and_matches_in_process(tiny_model_dir, tmp_path)
     assert "unstructured_layer" not in out.stdout + out.stderr  # the default target does not include it
     target = f"results/{RUN}/dense+apt2of4/pruned"
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    proc = subprocess.Popen(snakemake_cmd(workdir, "--", target), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        snakemake_cmd(workdir, "--", target),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     marker = run_dir / "dense+apt2of4" / "layers" / "layer001.safetensors"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and not marker.exists():
@@ -132,9 +147,11 @@ def test_dag_resumes_after_kill_and_matches_in_process(tiny_model_dir, tmp_path)
     table = json.loads((run_dir / "unstructured" / "table.json").read_text())
     assert [(r["source"], r["unstructured"], r["pattern"]) for r in table] == [("dense", "apt", "2of4")]
 
-    files = prune_in_process(run_dir / "model", run_dir / "calib" / "tokens.zarr", tmp_path / "ref", "apt", "2:4",
-                             batch_size=8)
+    files = prune_in_process(
+        run_dir / "model", run_dir / "calib" / "tokens.zarr", tmp_path / "ref", "apt", "2:4", batch_size=8
+    )
     export(run_dir / "model", files, tmp_path / "ref-pruned", method="apt", pattern="2:4", source="dense")
-    assert digest(run_dir / "dense+apt2of4" / "pruned" / "model.safetensors") == \
-        digest(tmp_path / "ref-pruned" / "model.safetensors")
+    assert digest(run_dir / "dense+apt2of4" / "pruned" / "model.safetensors") == digest(
+        tmp_path / "ref-pruned" / "model.safetensors"
+    )
     assert json.loads((run_dir / "dense+apt2of4" / "pruned" / RECORD).read_text())["pattern"] == "2of4"

@@ -63,9 +63,19 @@ def test_decoding_on_the_cache_equals_the_full_forward(q_to_kv):
 
     torch.manual_seed(0)
     kv = max(q_to_kv) + 1
-    config = TyrConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=8, intermediate_size=48, layer_q_heads=[len(q_to_kv), 4], layer_kv_heads=[kv, 2],
-                       layer_q_to_kv=[q_to_kv, [0, 0, 1, 1]], layer_intermediate=[48, 48])
+    config = TyrConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=48,
+        layer_q_heads=[len(q_to_kv), 4],
+        layer_kv_heads=[kv, 2],
+        layer_q_to_kv=[q_to_kv, [0, 0, 1, 1]],
+        layer_intermediate=[48, 48],
+    )
     model = TyrForCausalLM(config).eval()
     ids = torch.randint(3, 64, (2, 9))
     with torch.no_grad():
@@ -73,6 +83,6 @@ def test_decoding_on_the_cache_equals_the_full_forward(q_to_kv):
         out = model(ids[:, :5], use_cache=True)
         steps = [out.logits]
         for i in range(5, 9):
-            out = model(ids[:, i:i + 1], past_key_values=out.past_key_values, use_cache=True)
+            out = model(ids[:, i : i + 1], past_key_values=out.past_key_values, use_cache=True)
             steps.append(out.logits)
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)

@@ -62,7 +62,7 @@ def test_phi3_names_split_and_fuse_back_to_the_same_tensors(phi3):
     assert set(back) == set(raw) and all(torch.equal(back[k], raw[k]) for k in raw)
     # A layer read alone gets the same canonical tensors as the whole model read at once.
     layer = adapter.load_state(phi3, adapter.layer_prefix(2))
-    assert layer.keys() == {k[len("model.layers.2."):] for k in canonical if k.startswith("model.layers.2.")}
+    assert layer.keys() == {k[len("model.layers.2.") :] for k in canonical if k.startswith("model.layers.2.")}
     assert all(torch.equal(v, canonical["model.layers.2." + k]) for k, v in layer.items())
 
 
@@ -71,8 +71,9 @@ def test_phi3_gate_comes_before_up(phi3):
     mlp = hf_phi3(phi3).model.layers[1].mlp
     w = adapter.load_state(phi3, adapter.layer_prefix(1))
     x = torch.randn(5, 64)
-    ours = (torch.nn.functional.silu(x @ w["mlp.gate_proj.weight"].T) * (x @ w["mlp.up_proj.weight"].T)) \
-        @ w["mlp.down_proj.weight"].T
+    ours = (torch.nn.functional.silu(x @ w["mlp.gate_proj.weight"].T) * (x @ w["mlp.up_proj.weight"].T)) @ w[
+        "mlp.down_proj.weight"
+    ].T
     with torch.no_grad():
         assert torch.allclose(mlp(x), ours, atol=1e-6)
 
@@ -121,8 +122,9 @@ def test_phi3_unstructured_result_is_a_plain_phi3_folder(phi3, tmp_path):
     unstructured_export(phi3, files, tmp_path / "pruned", method="wanda", pattern="2:4", source="dense")
     model, masks = check_export(tmp_path / "pruned", Pattern.parse("2:4"))  # Phi-3's class, fused masks
     assert type(model).__name__ == "Phi3ForCausalLM"
-    assert set(masks) == {f"model.layers.{l}.{m}.weight" for l in range(3)
-                          for m in (*FUSED, "self_attn.o_proj", "mlp.down_proj")}
+    assert set(masks) == {
+        f"model.layers.{l}.{m}.weight" for l in range(3) for m in (*FUSED, "self_attn.o_proj", "mlp.down_proj")
+    }
     for layer, path in enumerate(files):  # read back: exactly the canonical tensors the layer job wrote
         written = {k: v for k, v in load_file(str(path)).items() if not k.startswith(MASK_PREFIX)}
         read = adapter.load_state(tmp_path / "pruned", adapter.layer_prefix(layer))
@@ -132,11 +134,14 @@ def test_phi3_unstructured_result_is_a_plain_phi3_folder(phi3, tmp_path):
         assert torch.allclose(adapter.load_model(tmp_path / "pruned")(ids).logits, model(ids).logits, atol=1e-5)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("partial_rotary_factor", 0.5),
-    ("rope_scaling", {"type": "longrope", "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}),
-    ("sliding_window", 64),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("partial_rotary_factor", 0.5),
+        ("rope_scaling", {"type": "longrope", "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}),
+        ("sliding_window", 64),
+    ],
+)
 def test_phi3_variants_tyr_cannot_compute_are_refused_by_name(tiny_model_dir, tmp_path, monkeypatch, key, value):
     src = tiny_model_dir("phi3")
     config = json.loads((src / "config.json").read_text())

@@ -31,7 +31,9 @@ def test_local_dir_round_trip(tiny_model_dir, tmp_path, model_type):
     assert spec == asdict(spec_from_config(AutoConfig.from_pretrained(src)))
     assert spec["params"]["total"] == sum(v.numel() for v in adapter.load_state(out).values())
     text = "Hello, tyr!"
-    assert AutoTokenizer.from_pretrained(out)(text)["input_ids"] == AutoTokenizer.from_pretrained(src)(text)["input_ids"]
+    assert (
+        AutoTokenizer.from_pretrained(out)(text)["input_ids"] == AutoTokenizer.from_pretrained(src)(text)["input_ids"]
+    )
     assert _leftovers(out.parent) == []
 
 
@@ -137,9 +139,11 @@ def gguf_reference(smollm2):
     return model, AutoTokenizer.from_pretrained(gguf.parent, **kw)
 
 
-SENTENCES = ["The capital of France is Paris, and the capital of Italy is",
-             "def fibonacci(n):\n    return n if n < 2 else",
-             "Gravity bends light; massive objects curve spacetime around them."]
+SENTENCES = [
+    "The capital of France is Paris, and the capital of Italy is",
+    "def fibonacci(n):\n    return n if n < 2 else",
+    "Gravity bends light; massive objects curve spacetime around them.",
+]
 
 
 def _ids(tokenizer):

@@ -44,15 +44,17 @@ def search_kwargs(run, **kw):
 
 
 def do_search(run, out, **kw):
-    return evolve.run_search(run["supernet"], run["topk"], run["tokens"], run["model"], run["spec"], out,
-                             **search_kwargs(run, **kw))
+    return evolve.run_search(
+        run["supernet"], run["topk"], run["tokens"], run["model"], run["spec"], out, **search_kwargs(run, **kw)
+    )
 
 
 def tsv_fitness(path):
     rows = [line.split("\t") for line in Path(path).read_text().splitlines()]
     cols = rows[0]
-    return [(r[cols.index("generation")], r[cols.index("best_fitness")], r[cols.index("parent_fitness")])
-            for r in rows[1:]]
+    return [
+        (r[cols.index("generation")], r[cols.index("best_fitness")], r[cols.index("parent_fitness")]) for r in rows[1:]
+    ]
 
 
 def kind_index_sums(space, genome):
@@ -91,7 +93,9 @@ def test_offspring_are_distinct_and_feasible(space):
     assert len(children) == 32 and len(set(children)) == 32 and parent not in children
     for child in children:
         assert space.feasible(child)
-        assert abs(space.sparsity(child) - 0.5) <= sum(space.tolerance.values()) / sparsity.backbone_prunable_params(space.spec)
+        assert abs(space.sparsity(child) - 0.5) <= sum(space.tolerance.values()) / sparsity.backbone_prunable_params(
+            space.spec
+        )
 
 
 def test_trading_moves_budget_across_kinds(run):
@@ -120,7 +124,9 @@ def test_attention_kept_moves_the_split_and_keeps_the_total(run, space, kept):
 
 
 def test_attention_kept_out_of_reach_names_the_range(run):
-    with pytest.raises(ValueError, match=r"attention_kept 0.05 cannot meet target sparsity 0.1.*choose attention_kept in \["):
+    with pytest.raises(
+        ValueError, match=r"attention_kept 0.05 cannot meet target sparsity 0.1.*choose attention_kept in \["
+    ):
         load_space(run["supernet"], run["spec"], 0.1, attention_kept=0.05)
 
 
@@ -139,7 +145,7 @@ def test_infeasible_centres_start_near_uniform_where_it_costs_least(run):
         moved = [i for i in positions if near[i] != brackets[i][0]]
         movable = [i for i in positions if brackets[i][1] is not None]
         damage = {i: space.recon[i][brackets[i][1]] - space.recon[i][brackets[i][0]] for i in movable}
-        assert sum(damage[i] for i in moved) == pytest.approx(sum(sorted(damage.values())[:len(moved)]))
+        assert sum(damage[i] for i in moved) == pytest.approx(sum(sorted(damage.values())[: len(moved)]))
 
 
 def _closest_level(kept, units: int, target: float) -> int:
@@ -155,8 +161,9 @@ def test_uniform_genome(run, space, tmp_path):
     assert all(g in (d, s) for g, (d, s) in zip(genome, brackets))  # near-uniform
     assert doc["sparsity"] == pytest.approx(space.sparsity(genome)) and doc["iteration"] == 1
     # Matched: at least as close to the target as every sublayer at its closest level.
-    closest = tuple(_closest_level(space.kept[i], space.spec.units(space.kinds[i], i // 2), 0.5)
-                    for i in range(space.size))
+    closest = tuple(
+        _closest_level(space.kept[i], space.spec.units(space.kinds[i], i // 2), 0.5) for i in range(space.size)
+    )
     assert abs(doc["sparsity"] - 0.5) <= abs(space.sparsity(closest) - 0.5)
     assert all(abs(space.error(genome, g)) <= abs(space.error(closest, g)) for g in space.groups)
 
@@ -201,11 +208,13 @@ def test_tracking_scores_each_parent_on_fixed_selection_sequences(run, space, tm
     assert best["start"]["track_fitness"] == pytest.approx(ev.fitness(space.kept_units(parents[0])), rel=1e-6)
     assert best["layers"] == space.to_layers(space.from_layers(best["layers"]))
     # The last generation's parent is the best genome: its tracked value is its selection KL.
-    assert history[-1]["track_fitness"] == pytest.approx(ev.fitness(space.kept_units(space.from_layers(best["layers"]))),
-                                                         rel=1e-6)
+    assert history[-1]["track_fitness"] == pytest.approx(
+        ev.fitness(space.kept_units(space.from_layers(best["layers"]))), rel=1e-6
+    )
     untracked = do_search(run, tmp_path / "u", generations=4)
-    assert {k: v for k, v in untracked.items() if k not in ("start", "supernet")} == \
-        {k: v for k, v in best.items() if k not in ("start", "supernet")}  # tracking changes no decision
+    assert {k: v for k, v in untracked.items() if k not in ("start", "supernet")} == {
+        k: v for k, v in best.items() if k not in ("start", "supernet")
+    }  # tracking changes no decision
     assert "track_fitness" in (tmp_path / "t" / "generations.tsv").read_text().splitlines()[0]
 
 
@@ -284,11 +293,24 @@ def test_search_on_a_built_supernet(tmp_path, tiny_model_dir):
     ev.set_tokens([1, 4])
     ev.set_parent(space.kept_units(parent))
     for child in evolve.make_offspring(parent, space, rng, 4):
-        assert ev.fitness(space.kept_units(child)) == pytest.approx(fitness.fitness_naive(ev, space.kept_units(child)), rel=1e-5)
+        assert ev.fitness(space.kept_units(child)) == pytest.approx(
+            fitness.fitness_naive(ev, space.kept_units(child)), rel=1e-5
+        )
 
-    best = evolve.run_search(supernet_json, tmp_path / "topk.zarr", tokens, model_dir, spec_json, it / "search",
-                             target_sparsity=0.5, offspring=6, generations=3, stages=[[24, 3], [144, 1]],
-                             progress=False, **EXACT)
+    best = evolve.run_search(
+        supernet_json,
+        tmp_path / "topk.zarr",
+        tokens,
+        model_dir,
+        spec_json,
+        it / "search",
+        target_sparsity=0.5,
+        offspring=6,
+        generations=3,
+        stages=[[24, 3], [144, 1]],
+        progress=False,
+        **EXACT,
+    )
     history = read_json(it / "search" / "state.json")["history"]
     assert space.feasible(space.from_layers(best["layers"]))
     assert best["fitness"] <= history[0]["parent_fitness"]
@@ -308,8 +330,9 @@ def test_fixed_last_stage_scores_one_draw_and_keeps_its_parent_cache(run, space,
     assert all(b <= a + 1e-12 for a, b in zip(parents, parents[1:]))
     ev = fitness.Evaluator(run["supernet"], run["model"], run["topk"], run["tokens"])
     ev.set_tokens(fixed)
-    assert ev.fitness(space.kept_units(space.from_layers(best["layers"])), incremental=False) == \
-        pytest.approx(best["fitness"], rel=1e-6)
+    assert ev.fitness(space.kept_units(space.from_layers(best["layers"])), incremental=False) == pytest.approx(
+        best["fitness"], rel=1e-6
+    )
     # Resumable like any search: the same arguments continue to the same genome.
     again = do_search(run, tmp_path / "f", generations=7, stages=[[64, 3], [96, 1]], fixed_last_stage=True)
     longer = do_search(run, tmp_path / "g", generations=7, stages=[[64, 3], [96, 1]], fixed_last_stage=True)
@@ -340,14 +363,26 @@ def test_two_processes_find_the_single_process_genome(run, tmp_path):
     decisions, logs and genome are the single-process search's."""
     from tyr.search import launch
 
-    kwargs = dict(supernet_json=str(run["supernet"]), topk_zarr=str(run["topk"]), tokens_zarr=str(run["tokens"]),
-                  model_dir=str(run["model"]), spec_json=str(run["spec"]), target_sparsity=0.5, offspring=6,
-                  generations=3, stages=[[64, 3], [96, 1]], seed=5, progress=False, **{**EXACT, "fixed_last_stage": True})
+    kwargs = dict(
+        supernet_json=str(run["supernet"]),
+        topk_zarr=str(run["topk"]),
+        tokens_zarr=str(run["tokens"]),
+        model_dir=str(run["model"]),
+        spec_json=str(run["spec"]),
+        target_sparsity=0.5,
+        offspring=6,
+        generations=3,
+        stages=[[64, 3], [96, 1]],
+        seed=5,
+        progress=False,
+        **{**EXACT, "fixed_last_stage": True},
+    )
     single = evolve.run_search(out_dir=str(tmp_path / "one"), **kwargs)
     launch.launch({**kwargs, "out_dir": str(tmp_path / "two")}, processes=2, threads=2, workdir=tmp_path)
     assert read_json(tmp_path / "two" / "best.json") == {**single, "supernet": kwargs["supernet_json"]}
-    assert (tmp_path / "one" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4] == \
-        (tmp_path / "two" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4]
+    assert (tmp_path / "one" / "generations.tsv").read_text().split("\n")[1].split("\t")[:4] == (
+        tmp_path / "two" / "generations.tsv"
+    ).read_text().split("\n")[1].split("\t")[:4]
 
 
 # ---- bad inputs ---------------------------------------------------------------------------------
@@ -375,8 +410,11 @@ def test_a_target_no_genome_reaches_names_the_reachable_range(run, tmp_path):
             layer["centre"] = {s: layer[s][0]["kept"] for s in ("attn", "mlp")}
 
     space = load_space(_edited_supernet(run, tmp_path, two_densest_levels), run["spec"], 0.9)
-    with pytest.raises(ValueError, match=r"no genome of this supernet keeps .* levels span 0.0% to 16.7% "
-                                         r"sparsity\. Choose a target in that range"):
+    with pytest.raises(
+        ValueError,
+        match=r"no genome of this supernet keeps .* levels span 0.0% to 16.7% "
+        r"sparsity\. Choose a target in that range",
+    ):
         budget.start_genome(space, np.random.default_rng(0))
 
 

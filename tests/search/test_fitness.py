@@ -111,7 +111,9 @@ def test_bf16_fitness_tracks_fp32_and_auto_resolves(run, space):
     naive = [fitness.fitness_naive(evs["bfloat16"], g) for g in genomes[:2]]
     assert np.allclose(naive, values["float32"][:2], rtol=0, atol=1e-6)
     # auto: bf16 exactly where the hardware multiplies it natively (read here from the CPU's flags)
-    native = torch.cuda.is_available() or any(f in Path("/proc/cpuinfo").read_text() for f in ("avx512_bf16", "amx_bf16"))
+    native = torch.cuda.is_available() or any(
+        f in Path("/proc/cpuinfo").read_text() for f in ("avx512_bf16", "amx_bf16")
+    )
     assert fitness.resolve_compute_dtype("auto") == ("bfloat16" if native else "float32")
     with pytest.raises(ValueError, match="search.dtype"):
         fitness.resolve_compute_dtype("float16")

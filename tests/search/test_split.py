@@ -42,8 +42,10 @@ def test_sequence_nll_is_the_exported_models_loss(run, tmp_path):
     ev.set_tokens(range(3))
     nll = ev.sequence_nll(kept_of(space.to_layers(genome)))
 
-    write_json(tmp_path / "genome.json", {"iteration": 1, "supernet": str(run["supernet"]), "target_sparsity": 0.5,
-                                          "layers": space.to_layers(genome)})
+    write_json(
+        tmp_path / "genome.json",
+        {"iteration": 1, "supernet": str(run["supernet"]), "target_sparsity": 0.5, "layers": space.to_layers(genome)},
+    )
     export(run["model"], run["spec"], tmp_path / "genome.json", tmp_path / "pruned", method="tyr")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned", trust_remote_code=True).eval()
     ids = torch.as_tensor(tokens)
@@ -56,8 +58,17 @@ def test_sequence_nll_is_the_exported_models_loss(run, tmp_path):
 def test_choice_is_the_lowest_perplexity_and_is_recorded(run, tmp_path, monkeypatch):
     tokens = np.random.default_rng(1).integers(0, 64, size=(4, 16))
     monkeypatch.setattr(share, "share_tokens", lambda model_dir, source, n, seq_len, seed=0: tokens)
-    record = share.choose_share(run["supernet"], run["model"], run["spec"], tmp_path / "share.json",
-                                target_sparsity=0.5, shares=[0.75, 1.0], text="pydoc", sequences=4, seq_len=16)
+    record = share.choose_share(
+        run["supernet"],
+        run["model"],
+        run["spec"],
+        tmp_path / "share.json",
+        target_sparsity=0.5,
+        shares=[0.75, 1.0],
+        text="pydoc",
+        sequences=4,
+        seq_len=16,
+    )
     assert read_json(tmp_path / "share.json") == record
     assert [r["attention_kept"] for r in record["candidates"]] == [None, 0.75, 1.0]
     best = min(record["candidates"], key=lambda r: r["perplexity"])
@@ -82,6 +93,6 @@ def test_share_tokens_are_disjoint_windows_of_the_text(tmp_path, tiny_model_dir)
     assert tokens.shape == (5, 12)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     stream = tokenizer(text.read_text(), add_special_tokens=False)["input_ids"]
-    starts = {tuple(stream[i:i + 12]): i for i in range(len(stream) - 11)}
+    starts = {tuple(stream[i : i + 12]): i for i in range(len(stream) - 11)}
     offsets = sorted(starts[tuple(row)] for row in tokens.tolist())  # every window is a run of the text
     assert all(b - a >= 12 for a, b in zip(offsets, offsets[1:]))  # and no two overlap

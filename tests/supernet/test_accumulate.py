@@ -29,8 +29,9 @@ def variant_average(variants, x, pos):
     return sum(w * layer(x, pos) for layer, w in variants)
 
 
-@pytest.mark.parametrize("model_type,overrides", [("llama", {"attention_bias": True, "mlp_bias": True}),
-                                                  ("qwen2", {}), ("qwen3", {})])
+@pytest.mark.parametrize(
+    "model_type,overrides", [("llama", {"attention_bias": True, "mlp_bias": True}), ("qwen2", {}), ("qwen3", {})]
+)
 def test_expected_output_is_the_average_of_real_pruned_layers(tmp_path, tiny_model_dir, model_type, overrides):
     s = prepare(tmp_path, tiny_model_dir, model_type, **overrides)
     layer = 1  # a middle layer, fed layer 0's expected output
@@ -79,9 +80,13 @@ def test_centre_accumulation_propagates_the_centre_level(tmp_path, tiny_model_di
     x = hidden(s.inputs)
     levels = read_json(s.levels_json)["layers"][0]
     for sub in ("attn", "mlp"):
-        assert [e["weight"] for e in manifest[sub]] == [float(e["kept"] == levels[sub]["centre"]) for e in manifest[sub]]
+        assert [e["weight"] for e in manifest[sub]] == [
+            float(e["kept"] == levels[sub]["centre"]) for e in manifest[sub]
+        ]
     config = adapter.load_config(s.model_dir)
     dense = adapter.load_state(s.model_dir, adapter.layer_prefix(0))
     attn, mlp = levels_of(tmp_path / "layer", "attn"), levels_of(tmp_path / "layer", "mlp")
-    centre = supernet.pruned_layer(s.spec, config, 0, dense, attn[levels["attn"]["centre"]], mlp[levels["mlp"]["centre"]])
+    centre = supernet.pruned_layer(
+        s.spec, config, 0, dense, attn[levels["attn"]["centre"]], mlp[levels["mlp"]["centre"]]
+    )
     assert torch.allclose(hidden(tmp_path / "next.zarr"), centre(x, rope(s.model_dir, x)), atol=1e-4)

@@ -36,8 +36,10 @@ def test_gqa_kv_removal_and_mapping(tmp_path, tiny_model_dir, model_type):
     rng = torch.Generator().manual_seed(0)
     forced = [[2, 3], [0, 1], [1, 2], [1, 2, 3], [0], [3]]  # whole KV groups gone; irregular maps
     cases = [(lv["kept_heads"].tolist(), lv) for lv in levels_of(tmp_path / "layer", "attn").values()]
-    cases += [(h, supernet.attention_level(s.spec, h, torch.randn(s.spec.hidden_size, len(h) * d, generator=rng)))
-              for h in forced]
+    cases += [
+        (h, supernet.attention_level(s.spec, h, torch.randn(s.spec.hidden_size, len(h) * d, generator=rng)))
+        for h in forced
+    ]
     kv_gone = False
     for heads, lv in cases:
         kv = sorted({h // s.spec.group_size for h in heads})
@@ -59,8 +61,9 @@ def brute_force_params(state):
     return sum(v.numel() for k, v in state.items() if "proj" in k)
 
 
-@pytest.mark.parametrize("model_type,overrides", [
-    ("llama", {"attention_bias": True, "mlp_bias": True}), ("qwen2", {}), ("qwen3", {})])
+@pytest.mark.parametrize(
+    "model_type,overrides", [("llama", {"attention_bias": True, "mlp_bias": True}), ("qwen2", {}), ("qwen3", {})]
+)
 def test_params_match_sliced_tensors(tmp_path, tiny_model_dir, model_type, overrides):
     s = prepare(tmp_path, tiny_model_dir, model_type, attn_kept=[4, 3, 2, 1, 0], **overrides)
     manifest = s.build(tmp_path)
@@ -141,15 +144,24 @@ def test_corrected_refit_fits_the_dense_models_output(tmp_path, tiny_model_dir):
     s = prepare(tmp_path, tiny_model_dir)
     s.build(tmp_path / "l0", 0)
     x_hat = hidden(tmp_path / "l0" / "next.zarr")
-    manifest = construct.build_layer(s.model_dir, s.spec_json, s.levels_json, tmp_path / "l0" / "next.zarr", 1,
-                                     tmp_path / "l1" / "layer", None, refit="corrected", embeddings_zarr=s.inputs,
-                                     accumulate="dense")
+    manifest = construct.build_layer(
+        s.model_dir,
+        s.spec_json,
+        s.levels_json,
+        tmp_path / "l0" / "next.zarr",
+        1,
+        tmp_path / "l1" / "layer",
+        None,
+        refit="corrected",
+        embeddings_zarr=s.inputs,
+        accumulate="dense",
+    )
     model = adapter.load_model(s.model_dir)
     pos = rope(s.model_dir, x_hat)
     with torch.no_grad():
-        x = model.model.layers[0](hidden(s.inputs), pos)          # the dense model's input of layer 1
+        x = model.model.layers[0](hidden(s.inputs), pos)  # the dense model's input of layer 1
         block = model.model.layers[1]
-        h = x + block.self_attn(block.input_layernorm(x), pos)    # ... and of its MLP
+        h = x + block.self_attn(block.input_layernorm(x), pos)  # ... and of its MLP
         h_hat = x_hat + block.self_attn(block.input_layernorm(x_hat), pos)  # accumulate="dense" carries dense attn
         Z, Z_hat = adapter.down_proj_input(block, h), adapter.down_proj_input(block, h_hat)
     H, C = Hessian(Z.shape[-1]), Hessian(Z.shape[-1])
@@ -163,8 +175,9 @@ def test_corrected_refit_fits_the_dense_models_output(tmp_path, tiny_model_dir):
         expected = torch.linalg.solve(Hd[K][:, K], G[K]).T
         assert torch.allclose(mlp[entry["kept"]]["down_proj.weight"].double(), expected, atol=1e-4)
     with pytest.raises(ValueError, match="embeddings"):
-        construct.build_layer(s.model_dir, s.spec_json, s.levels_json, s.inputs, 1, tmp_path / "x", None,
-                              refit="corrected")
+        construct.build_layer(
+            s.model_dir, s.spec_json, s.levels_json, s.inputs, 1, tmp_path / "x", None, refit="corrected"
+        )
 
 
 @pytest.fixture

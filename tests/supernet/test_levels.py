@@ -7,9 +7,18 @@ from tyr.supernet.levels import write_levels
 
 
 def smollm2_like(tmp_path, layers=2):
-    spec = ModelSpec(architecture="LlamaForCausalLM", model_type="llama", num_layers=layers, hidden_size=576,
-                     num_heads=9, num_kv_heads=3, head_dim=64, intermediate_size=[1536, 1024][:layers],
-                     vocab_size=49152, tie_word_embeddings=True)
+    spec = ModelSpec(
+        architecture="LlamaForCausalLM",
+        model_type="llama",
+        num_layers=layers,
+        hidden_size=576,
+        num_heads=9,
+        num_kv_heads=3,
+        head_dim=64,
+        intermediate_size=[1536, 1024][:layers],
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    )
     path = tmp_path / "spec.json"
     spec.to_json(path)
     return spec, path
@@ -47,8 +56,9 @@ def test_second_iteration_recentres_on_the_previous_genome(tmp_path):
     spec, path = smollm2_like(tmp_path)
     genome = tmp_path / "best.json"
     genome.write_text(json.dumps({"layers": [{"attn": 6, "mlp": 1152}, {"attn": 2, "mlp": 320}]}))
-    lv = write_levels(path, tmp_path / "l2.json", target_sparsity=0.5, delta=0.125, n_levels=9, iteration=2,
-                      previous_genome=genome)
+    lv = write_levels(
+        path, tmp_path / "l2.json", target_sparsity=0.5, delta=0.125, n_levels=9, iteration=2, previous_genome=genome
+    )
     assert lv["delta"] == 0.0625
     l0, l1 = lv["layers"]
     # Sparsity 1 - 6/9 ± k/16, snapped to heads: 9 levels collapse to 5.

@@ -30,7 +30,7 @@ def error(X, W, units, What, group):
     Wfull = torch.zeros_like(W, dtype=torch.float64)
     Wfull[:, channels(units, group)] = What.double()
     ref = X.double() @ W.double().T
-    return float(((ref - X.double() @ Wfull.T) ** 2).sum() / (ref ** 2).sum())
+    return float(((ref - X.double() @ Wfull.T) ** 2).sum() / (ref**2).sum())
 
 
 def test_hessian_is_mean_gram_matrix():
@@ -103,7 +103,7 @@ def greedy_reference(W, H, targets, group, per_step, lam, taylor, obs):
             Wk = torch.linalg.solve(Hd[K][:, K], (Hd @ Wd)[K])  # least-squares fit on the kept set
             Gk = Hd[K][:, K] @ Wk  # H W for the current W (zeros outside K)
             score = saliency(Wk, Gk, torch.linalg.inv(Hd[K][:, K]), group, taylor=taylor, obs=obs)
-            drop = set(torch.argsort(score, stable=True)[:min(per_step, len(alive) - n_keep)].tolist())
+            drop = set(torch.argsort(score, stable=True)[: min(per_step, len(alive) - n_keep)].tolist())
             alive = [u for i, u in enumerate(alive) if i not in drop]
         path[n_keep] = alive
     return path
@@ -179,7 +179,7 @@ def test_obs_term_of_a_single_channel_is_its_weight_over_the_inverse_diagonal():
     Hinv = torch.linalg.inv(damp(H, 0.01)).contiguous()  # (inv returns column-major strides)
     Wt = W.double().T.contiguous()
     got = saliency(Wt, Wt, Hinv, 1, taylor=False)
-    assert torch.allclose(got, 0.5 * (Wt ** 2).sum(1) / torch.diagonal(Hinv), rtol=1e-12)
-    Wb = Wt.repeat_interleave(2, 0) / 2 ** 0.5  # each unit as two half-weight channels: a 2x2 block
+    assert torch.allclose(got, 0.5 * (Wt**2).sum(1) / torch.diagonal(Hinv), rtol=1e-12)
+    Wb = Wt.repeat_interleave(2, 0) / 2**0.5  # each unit as two half-weight channels: a 2x2 block
     blocks = saliency(Wb, Wb, torch.kron(Hinv, torch.eye(2, dtype=Hinv.dtype)), 2, taylor=False)
     assert torch.allclose(blocks, got, rtol=1e-10)

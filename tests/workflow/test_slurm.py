@@ -89,8 +89,13 @@ def cluster() -> dict:
 
 
 def _env(cluster: dict, **extra: str) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TYR_SLURM_PARTITION=cluster["partition"],
-               TYR_SLURM_ACCOUNT=cluster["account"])
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TYR_SLURM_PARTITION=cluster["partition"],
+        TYR_SLURM_ACCOUNT=cluster["account"],
+    )
     # The jobs run `python -m snakemake` from this interpreter: keep its bin/ first on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
@@ -111,15 +116,26 @@ def _fail(out: subprocess.CompletedProcess, what: str) -> str:
 
 def _sacct(cluster: dict, *fields: str) -> list[dict]:
     """This machine's jobs since the tests started, one dict per job (no job steps)."""
-    text = _out("sacct", "-X", "-P", "-n", "--allusers", "--starttime", cluster["start"], "--endtime", "now",
-                "--format", ",".join(fields))
+    text = _out(
+        "sacct",
+        "-X",
+        "-P",
+        "-n",
+        "--allusers",
+        "--starttime",
+        cluster["start"],
+        "--endtime",
+        "now",
+        "--format",
+        ",".join(fields),
+    )
     return [dict(zip(fields, line.split("|"))) for line in text.splitlines() if line]
 
 
 # ------------------------------------------------------------------ a self-contained workflow
 
 MINI = textwrap.dedent(
-    r'''
+    r"""
     import os
 
     rule all:
@@ -174,7 +190,7 @@ MINI = textwrap.dedent(
             runtime=5,
         shell:
             "echo partial > {output}; exit 3"
-    '''
+    """
 )
 
 
@@ -183,9 +199,16 @@ def _mini_args(cluster: dict, *extra: str) -> list[str]:
     if cluster["account"]:
         resources.append(f"slurm_account={cluster['account']}")
     return [
-        "--executor", "slurm", "--jobs", "4", "--latency-wait", "10",
-        "--default-resources", *resources,
-        "--slurm-init-seconds-before-status-checks", "1",
+        "--executor",
+        "slurm",
+        "--jobs",
+        "4",
+        "--latency-wait",
+        "10",
+        "--default-resources",
+        *resources,
+        "--slurm-init-seconds-before-status-checks",
+        "1",
         "--slurm-keep-successful-logs",
         *extra,
     ]
@@ -224,8 +247,10 @@ def test_mini_workflow_runs_on_slurm(tmp_path, cluster):
     assert all("cpus=1" in ln for ln in parts) and "cpus=2" in summary, "threads -> --cpus-per-task"
 
     # The accounting database saw every job, completed, with the requested resources.
-    jobs = {j["JobIDRaw"]: j for j in _sacct(cluster, "JobIDRaw", "JobName", "State", "ReqMem", "ReqCPUS",
-                                             "Partition", "Account", "Comment")}
+    jobs = {
+        j["JobIDRaw"]: j
+        for j in _sacct(cluster, "JobIDRaw", "JobName", "State", "ReqMem", "ReqCPUS", "Partition", "Account", "Comment")
+    }
     for jid in part_jobs | chain_jobs | {summary_job}:
         assert jid in jobs, f"SLURM job {jid} missing from sacct"
         job = jobs[jid]
@@ -263,13 +288,22 @@ def test_failed_job_is_reported(tmp_path, cluster):
 
 # ------------------------------------------------------------------ the tyr workflow's first stages
 
+
 def _tyr_args(workdir: Path, *extra: str) -> list[str]:
     return [
-        "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-        "--profile", str(PROFILE),
-        "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
-        "--slurm-init-seconds-before-status-checks", "1",
-        "--latency-wait", "10",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--profile",
+        str(PROFILE),
+        "--configfile",
+        str(ROOT / "config" / "presets" / "tiny.yaml"),
+        str(workdir / "test.yaml"),
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--latency-wait",
+        "10",
         *extra,
     ]
 
@@ -279,9 +313,17 @@ def tyr_workdir(tmp_path, tiny_model_dir):
     model_dir = tiny_model_dir("llama")
     workdir = tmp_path / "work"
     workdir.mkdir()
-    cfg = {"run": "tiny", "model": {"source": str(model_dir)},
-           "data": {"source": "pydoc", "seq_len": 32, "prune_sequences": 4, "fitness_sequences": 8,
-                    "heldout_sequences": 2}}
+    cfg = {
+        "run": "tiny",
+        "model": {"source": str(model_dir)},
+        "data": {
+            "source": "pydoc",
+            "seq_len": 32,
+            "prune_sequences": 4,
+            "fitness_sequences": 8,
+            "heldout_sequences": 2,
+        },
+    }
     (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
     return workdir
 
@@ -294,7 +336,9 @@ def test_tyr_prepare_and_calibrate_on_slurm(tyr_workdir, cluster):
     run = tyr_workdir / "results" / "tiny"
     target = "results/tiny/calib/tokens.zarr"
     t0 = time.perf_counter()
-    out = _snakemake(_tyr_args(tyr_workdir, target, "--slurm-keep-successful-logs"), _env(cluster, **CPU_ONLY), tyr_workdir)
+    out = _snakemake(
+        _tyr_args(tyr_workdir, target, "--slurm-keep-successful-logs"), _env(cluster, **CPU_ONLY), tyr_workdir
+    )
     seconds = time.perf_counter() - t0
     assert out.returncode == 0, _fail(out, "prepare_model + calibrate on SLURM failed")
     print(f"prepare_model + calibrate on SLURM: {seconds:.1f} s")
@@ -323,8 +367,12 @@ def test_profile_requests_gpus_for_heavy_rules(tyr_workdir, cluster):
     out = _snakemake(_tyr_args(tyr_workdir, "results/tiny/model"), env, tyr_workdir)
     assert out.returncode == 0, _fail(out, "prepare_model on SLURM failed")
     env.pop("TYR_SLURM_GPUS")
-    out = _snakemake(_tyr_args(tyr_workdir, "results/tiny/calib/tokens.zarr", "--retries", "0", "--verbose"),
-                     env, tyr_workdir, timeout=300)
+    out = _snakemake(
+        _tyr_args(tyr_workdir, "results/tiny/calib/tokens.zarr", "--retries", "0", "--verbose"),
+        env,
+        tyr_workdir,
+        timeout=300,
+    )
     text = out.stdout + out.stderr
     if out.returncode == 0:  # a cluster with GPUs: the job must have run on one
         assert "--gpus=1" in text, text[-4000:]
@@ -342,8 +390,7 @@ GROUPS = "supernet_layer=layers_s{target}_i{iter}"  # docs/slurm.md, "Grouping":
 def _finished(run: Path) -> dict[Path, int]:
     """mtime of every file under the run except logs and benchmarks (rewritten by design)."""
     skip = {run / "logs", run / "benchmarks"}
-    return {p: p.stat().st_mtime_ns for p in run.rglob("*")
-            if p.is_file() and not any(s in p.parents for s in skip)}
+    return {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and not any(s in p.parents for s in skip)}
 
 
 def _submissions(workdir: Path) -> dict[str, int]:
@@ -367,9 +414,15 @@ def _start(args: list[str], env: dict, workdir: Path, name: str) -> subprocess.P
     # non-interactive shell inherits SIGINT ignored, and Python then never raises
     # KeyboardInterrupt, so the run would ignore its Ctrl-C.
     with open(workdir / name, "w") as log:
-        return subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        return subprocess.Popen(
+            [sys.executable, "-m", "snakemake", *args],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
 
 
 def _stop_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 900) -> None:
@@ -434,8 +487,12 @@ def test_tyr_whole_run_on_slurm_survives_kill_and_ctrl_c(tyr_workdir, cluster):
     # Jobs done before the stops were neither submitted again nor rewritten.
     for name in ("rule_prepare_model", "rule_calibrate", "group_layers_s50_i1_supernet_layer"):
         assert resubmitted[name] == submitted[name] == 1, (name, submitted, resubmitted)
-    done = [p for p in before if p.relative_to(run).parts[0] in ("model", "calib")
-            or p.relative_to(run).parts[:3] == ("s50", "iter1", "supernet")]
+    done = [
+        p
+        for p in before
+        if p.relative_to(run).parts[0] in ("model", "calib")
+        or p.relative_to(run).parts[:3] == ("s50", "iter1", "supernet")
+    ]
     assert done, sorted(before)
     rewritten = [str(p.relative_to(run)) for p in done if after.get(p) != before[p]]
     assert not rewritten, rewritten

@@ -47,8 +47,9 @@ def test_a_flipped_byte_in_a_file_of_the_right_size_is_found(tmp_path):
 
     layer = make_results(tmp_path)
     level = layer / "mlp" / "k00008.safetensors"
-    (layer / "manifest.json").write_text(json.dumps(
-        {"layer": 0, "mlp": [{"kept": 8, "file": "mlp/k00008.safetensors", "sha256": sha256_file(level)}]}))
+    (layer / "manifest.json").write_text(
+        json.dumps({"layer": 0, "mlp": [{"kept": 8, "file": "mlp/k00008.safetensors", "sha256": sha256_file(level)}]})
+    )
     write_checksums(tmp_path / "calib" / "tokens.zarr")
     model = tmp_path / "model"
     model.mkdir()

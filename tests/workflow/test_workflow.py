@@ -41,14 +41,20 @@ def test_full_run_produces_models_and_summaries(reference):
     assert (run_dir / "report" / "report.md").exists()
     # The attention/MLP split was measured (the default) and the report shows it.
     share = json.loads((run_dir / "s50" / "share.json").read_text())
-    assert share["candidates"][0]["attention_kept"] is None and share["chosen"] in [c["attention_kept"] for c in share["candidates"]]
+    assert share["candidates"][0]["attention_kept"] is None and share["chosen"] in [
+        c["attention_kept"] for c in share["candidates"]
+    ]
     assert "## Attention/MLP split: Týr @ 50%" in (run_dir / "report" / "report.md").read_text()
     # Two coarse-to-fine iterations in the tiny preset, each with its own levels and search.
     for i in (1, 2):
         assert (run_dir / "s50" / f"iter{i}" / "search" / "best.json").exists()
     # Týr's genome was chosen on the selection split among the start and both iterations.
     genome = json.loads((run_dir / "s50" / "tyr" / "genome.json").read_text())
-    assert set(genome["selection"]["candidates"]) == {"start", "iter1", "iter2"} and genome["chosen"] in {"start", "iter1", "iter2"}
+    assert set(genome["selection"]["candidates"]) == {"start", "iter1", "iter2"} and genome["chosen"] in {
+        "start",
+        "iter1",
+        "iter2",
+    }
 
 
 def test_rerun_does_nothing(reference):
@@ -58,16 +64,19 @@ def test_rerun_does_nothing(reference):
     assert artifacts(reference["run_dir"]) == before
 
 
-@pytest.mark.parametrize("marker", ["iter1/supernet/layer001/manifest.json", "iter1/search/state.json",
-                                    "iter2/supernet/layer000/manifest.json"])
+@pytest.mark.parametrize(
+    "marker",
+    ["iter1/supernet/layer001/manifest.json", "iter1/search/state.json", "iter2/supernet/layer000/manifest.json"],
+)
 def test_kill_and_resume_is_bit_identical(reference, tmp_path, marker):
     """kill -9 the whole run when `marker` appears; the same command finishes it without
     redoing finished artifacts and yields the same genome and model as an uninterrupted run."""
     workdir = tmp_path / "killed"
     run_dir = prepare(workdir, reference["model_dir"])
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    proc = subprocess.Popen(snakemake_cmd(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        snakemake_cmd(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if (run_dir / "s50" / marker).exists():
@@ -126,8 +135,16 @@ def test_attention_share_settings_rerun_the_split_and_the_searches_only(referenc
 def test_new_target_reuses_model_and_calibration(reference, tmp_path):
     workdir = reference["run_dir"].parents[1]
     (tmp_path / "targets.yaml").write_text("target_sparsity: [0.5, 0.25]\n")
-    out = run(workdir, "-n", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
-              str(tmp_path / "targets.yaml"), "--quiet", "rules")
+    out = run(
+        workdir,
+        "-n",
+        "--configfile",
+        str(ROOT / "config" / "presets" / "tiny.yaml"),
+        str(workdir / "test.yaml"),
+        str(tmp_path / "targets.yaml"),
+        "--quiet",
+        "rules",
+    )
     text = out.stdout + out.stderr
     planned = {line.split()[0] for line in text.splitlines() if line.strip() and line.split()[0].isidentifier()}
     assert "prepare_model" not in planned and "calibrate" not in planned and "embed" not in planned
@@ -147,8 +164,15 @@ def test_second_run_in_same_directory_is_refused(reference, tmp_path):
             assert run(workdir, *read_only, check=False).returncode == 0, read_only
         # Another results folder is another run: it may go on beside this one.
         (tmp_path / "other.yaml").write_text("run: other\n")
-        other = run(workdir, "results/other/model", "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"),
-                    str(workdir / "test.yaml"), str(tmp_path / "other.yaml"), check=False)
+        other = run(
+            workdir,
+            "results/other/model",
+            "--configfile",
+            str(ROOT / "config" / "presets" / "tiny.yaml"),
+            str(workdir / "test.yaml"),
+            str(tmp_path / "other.yaml"),
+            check=False,
+        )
         assert other.returncode == 0 and (workdir / "results" / "other" / "model" / "spec.json").exists()
     assert out.returncode != 0
     assert f"another Snakemake run of results/{RUN} is active" in out.stdout + out.stderr
@@ -189,8 +213,9 @@ def test_validate_remove_rerun_restores_the_same_result(reference, tmp_path):
     for method in ("tyr", "uniform"):
         rel = f"s50/{method}/genome.json"
         assert json.loads((run_dir / rel).read_text())["layers"] == json.loads((ref / rel).read_text())["layers"]
-        assert digest(run_dir / "s50" / method / "pruned" / "model.safetensors") == \
-            digest(ref / "s50" / method / "pruned" / "model.safetensors")
+        assert digest(run_dir / "s50" / method / "pruned" / "model.safetensors") == digest(
+            ref / "s50" / method / "pruned" / "model.safetensors"
+        )
 
 
 def test_compare_counts_exactly_each_methods_own_jobs(reference, tmp_path):
@@ -213,9 +238,19 @@ def test_compare_counts_exactly_each_methods_own_jobs(reference, tmp_path):
     def layers(it):
         return [bench / f"iter{it}" / f"supernet_layer{layer:03d}.tsv" for layer in range(3)]
 
-    want = {"tyr": seconds(layers(1) + layers(2) + [bench / "iter1" / "search.tsv", bench / "iter2" / "search.tsv",
-                                                    bench / "attention_share.tsv", bench / "select_tyr.tsv"]),
-            "uniform": seconds(layers(1))}
+    want = {
+        "tyr": seconds(
+            layers(1)
+            + layers(2)
+            + [
+                bench / "iter1" / "search.tsv",
+                bench / "iter2" / "search.tsv",
+                bench / "attention_share.tsv",
+                bench / "select_tyr.tsv",
+            ]
+        ),
+        "uniform": seconds(layers(1)),
+    }
     got = {r["method"]: r["seconds"] for r in table["rows"]}
     assert got == pytest.approx(want), (got, want)
 
@@ -242,8 +277,16 @@ def test_read_only_results_folder_is_refused_by_name(reference, tmp_path):
         assert out.returncode != 0 and "Write-protected output files for rule report" in text, text[-3000:]
         # New outputs (a new target): tyr refuses before any job, naming the folder.
         (tmp_path / "targets.yaml").write_text("target_sparsity: [0.5, 0.25]\n")
-        out = run(workdir, "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "test.yaml"),
-                  str(tmp_path / "targets.yaml"), "--", f"results/{RUN}/s25/iter1/levels.json", check=False)
+        out = run(
+            workdir,
+            "--configfile",
+            str(ROOT / "config" / "presets" / "tiny.yaml"),
+            str(workdir / "test.yaml"),
+            str(tmp_path / "targets.yaml"),
+            "--",
+            f"results/{RUN}/s25/iter1/levels.json",
+            check=False,
+        )
         text = out.stdout + out.stderr
         assert out.returncode != 0 and f"results/{RUN} is not writable (Read-only file system)" in text, text[-3000:]
         assert "Error in rule" not in text  # stopped before any job started

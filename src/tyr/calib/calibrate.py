@@ -20,7 +20,7 @@ from tyr.core.io import atomic_path, write_checksums
 
 log = logging.getLogger("tyr.calib.calibrate")
 
-TOKENIZE_BATCH = 256       # documents per tokenizer call
+TOKENIZE_BATCH = 256  # documents per tokenizer call
 
 
 # Read at most this many tokens (or 8x the need) from a source: enough to draw chunks from
@@ -64,19 +64,32 @@ def split_chunks(stream: np.ndarray, counts: dict, seq_len: int, seed: int, labe
     if len(stream) < need * seq_len:
         raise ValueError(
             f"calibration needs {need:,} sequences × {seq_len:,} tokens = {need * seq_len:,} tokens; "
-            f"source {label} has {len(stream):,}. Use more data or fewer/shorter sequences")
+            f"source {label} has {len(stream):,}. Use more data or fewer/shorter sequences"
+        )
     chunks = stream[: len(stream) // seq_len * seq_len].reshape(-1, seq_len)
     order = np.random.default_rng(seed).permutation(len(chunks))[:need]
     out, start = {}, 0
     for name, n in counts.items():
-        out[name] = chunks[np.sort(order[start:start + n])]
+        out[name] = chunks[np.sort(order[start : start + n])]
         start += n
     return out
 
 
-def calibrate(model_dir, out_zarr, *, source, seq_len: int, n_prune: int, n_fitness: int, n_selection: int,
-              n_heldout: int, seed: int = 0, text_field: str = "text", hub_split: str | None = None,
-              temperature: float = 1.0) -> Path:
+def calibrate(
+    model_dir,
+    out_zarr,
+    *,
+    source,
+    seq_len: int,
+    n_prune: int,
+    n_fitness: int,
+    n_selection: int,
+    n_heldout: int,
+    seed: int = 0,
+    text_field: str = "text",
+    hub_split: str | None = None,
+    temperature: float = 1.0,
+) -> Path:
     """Write the calibration token splits of `source` to the zarr group `out_zarr`.
 
     prune: the pruning Hessians; fitness: the search's samples; selection: the final choice
@@ -92,14 +105,20 @@ def calibrate(model_dir, out_zarr, *, source, seq_len: int, n_prune: int, n_fitn
     sources.check_source("data.source", source)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     vocab = AutoConfig.from_pretrained(model_dir).vocab_size
-    attrs = {"source": sources.source_label(source), "tokenizer": str(getattr(tokenizer, "name_or_path", model_dir)),
-             "tokenizer_class": type(tokenizer).__name__, "seed": seed, "seq_len": seq_len,
-             "eos_token_id": tokenizer.eos_token_id, **{f"n_{k}": v for k, v in counts.items()}}
+    attrs = {
+        "source": sources.source_label(source),
+        "tokenizer": str(getattr(tokenizer, "name_or_path", model_dir)),
+        "tokenizer_class": type(tokenizer).__name__,
+        "seed": seed,
+        "seq_len": seq_len,
+        "eos_token_id": tokenizer.eos_token_id,
+        **{f"n_{k}": v for k, v in counts.items()},
+    }
     need = sum(counts.values())
     if source == "self":
         samples, attrs["sampling"] = sample_self(model_dir, need, seq_len, seed, temperature=temperature)
         bounds = np.cumsum([0, *counts.values()])
-        splits = {k: samples[bounds[i]:bounds[i + 1]] for i, k in enumerate(counts)}
+        splits = {k: samples[bounds[i] : bounds[i + 1]] for i, k in enumerate(counts)}
     else:
         split = hub_split or "train"
         texts = sources.iter_texts(source, text_field=text_field, hub_split=split)
@@ -129,5 +148,5 @@ def embed(model_dir, tokens_zarr, out_zarr, *, split=stores.PRUNE, batch_size=8)
     with atomic_path(out_zarr) as tmp:
         out = stores.create_hidden(tmp, (*tokens.shape, weight.shape[1]))
         for i, ids in stores.row_batches(tokens, batch_size):
-            out[i:i + len(ids)] = weight[ids.long()].float().numpy()
+            out[i : i + len(ids)] = weight[ids.long()].float().numpy()
         write_checksums(tmp)

@@ -35,12 +35,22 @@ def start_token(tokenizer, config) -> int:
         token_id = token_id[0] if isinstance(token_id, (list, tuple)) else token_id
         if token_id is not None:
             return int(token_id)
-    raise ValueError("the tokenizer has no document separator and the config neither bos_token_id "
-                     "nor eos_token_id to start sampling from")
+    raise ValueError(
+        "the tokenizer has no document separator and the config neither bos_token_id "
+        "nor eos_token_id to start sampling from"
+    )
 
 
-def sample_self(model_dir, n: int, seq_len: int, seed: int, *, dtype: str = "auto", temperature: float = 1.0,
-                batch_size: int = BATCH) -> tuple[np.ndarray, dict]:
+def sample_self(
+    model_dir,
+    n: int,
+    seq_len: int,
+    seed: int,
+    *,
+    dtype: str = "auto",
+    temperature: float = 1.0,
+    batch_size: int = BATCH,
+) -> tuple[np.ndarray, dict]:
     """`n` sequences of `seq_len` tokens sampled from the model; (tokens, how they were made)."""
     import torch
     from transformers import AutoTokenizer
@@ -56,7 +66,7 @@ def sample_self(model_dir, n: int, seq_len: int, seed: int, *, dtype: str = "aut
     with torch.inference_mode():
         for first in range(0, n, batch_size):
             b = min(batch_size, n - first)
-            out[first:first + b] = sample_batch(model, start, b, seq_len, gen, temperature).numpy()
+            out[first : first + b] = sample_batch(model, start, b, seq_len, gen, temperature).numpy()
             log.info("self: sampled %d/%d sequences", first + b, n)
     return out, {"from_token": start, "temperature": temperature, "batch_size": batch_size, "dtype": dtype}
 

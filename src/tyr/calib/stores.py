@@ -21,7 +21,7 @@ SPLITS = ("prune", "fitness", "selection", "heldout")
 PRUNE, FITNESS, SELECTION, HELDOUT = SPLITS
 
 
-CHUNK_ROWS = 64            # zarr chunk height: a few hundred KB per chunk at seq_len 1-4k
+CHUNK_ROWS = 64  # zarr chunk height: a few hundred KB per chunk at seq_len 1-4k
 
 
 def write_tokens(out_zarr, splits: dict, attrs: dict) -> None:
@@ -94,7 +94,7 @@ def row_batches(array, batch_size):
     import torch
 
     for i in range(0, array.shape[0], batch_size):
-        yield i, torch.from_numpy(array[i:i + batch_size])
+        yield i, torch.from_numpy(array[i : i + batch_size])
 
 
 def write_hidden(path, shape, batches) -> None:
@@ -102,4 +102,4 @@ def write_hidden(path, shape, batches) -> None:
     with atomic_path(path) as tmp:
         out = create_hidden(tmp, shape)
         for i, x in batches:
-            out[i:i + len(x)] = x.numpy()
+            out[i : i + len(x)] = x.numpy()

@@ -36,8 +36,9 @@ def hub_unreachable(datasets: bool = False) -> str | None:
     from huggingface_hub import constants
 
     try:
-        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"),
-                               timeout=HUB_PROBE_TIMEOUT_S).close()
+        urllib.request.urlopen(
+            urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=HUB_PROBE_TIMEOUT_S
+        ).close()
     except urllib.error.HTTPError:
         return None  # the server answered: reachable
     except (OSError, ValueError) as e:

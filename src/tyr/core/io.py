@@ -93,8 +93,11 @@ def folder_checksums(folder, skip=(CHECKSUMS, "zarr.json", ".snakemake_timestamp
     """{relative path: sha256} of every file of a folder but the top-level names in `skip`
     (the record itself, a store's root metadata, Snakemake's marker of directory outputs)."""
     folder = Path(folder)
-    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and not (p.parent == folder and p.name in skip)}
+    return {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not (p.parent == folder and p.name in skip)
+    }
 
 
 def write_checksums(folder) -> dict:

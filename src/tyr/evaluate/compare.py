@@ -34,8 +34,11 @@ def row(summary_path: Path, benchmarks) -> dict:
     avg = s.get("average", {})
     ret = s.get("retention") or {}
     return {
-        "method": s["method"], "target_sparsity": s.get("target_sparsity"), "sparsity": s["sparsity"],
-        "params_total": s["params"]["pruned"]["total"], "params_dense": s["params"]["dense"]["total"],
+        "method": s["method"],
+        "target_sparsity": s.get("target_sparsity"),
+        "sparsity": s["sparsity"],
+        "params_total": s["params"]["pruned"]["total"],
+        "params_dense": s["params"]["dense"]["total"],
         "perplexity": {name: p["pruned"] for name, p in (s.get("perplexity") or {}).items()},
         "perplexity_label": {name: p.get("label") for name, p in (s.get("perplexity") or {}).items()},
         "zeroshot_average": (avg.get("pruned") or {}).get("acc"),
@@ -48,13 +51,21 @@ def row(summary_path: Path, benchmarks) -> dict:
 def compare_table(summaries, benchmarks, dense_json, out_md, out_json, out_png) -> list[dict]:
     """`benchmarks[i]`: the benchmark files of the jobs behind `summaries[i]` (shared steps, export
     and evaluation left out: they are the same for every method)."""
-    rows = sorted((row(Path(p), b) for p, b in zip(summaries, benchmarks, strict=True)),
-                  key=lambda r: (r["target_sparsity"], r["method"]))
+    rows = sorted(
+        (row(Path(p), b) for p, b in zip(summaries, benchmarks, strict=True)),
+        key=lambda r: (r["target_sparsity"], r["method"]),
+    )
     dense = read_json(dense_json)
-    table = {"dense": {"perplexity": {n: p["perplexity"] for n, p in (dense.get("perplexity") or {}).items()},
-                       "zeroshot_average": (dense.get("average") or {}).get("acc"),
-                       "params_total": dense["params"]["total"]},
-             "perplexity_sets": _sets(rows), "rows": rows, "verdict": verdict(rows)}
+    table = {
+        "dense": {
+            "perplexity": {n: p["perplexity"] for n, p in (dense.get("perplexity") or {}).items()},
+            "zeroshot_average": (dense.get("average") or {}).get("acc"),
+            "params_total": dense["params"]["total"],
+        },
+        "perplexity_sets": _sets(rows),
+        "rows": rows,
+        "verdict": verdict(rows),
+    }
     write_json(out_json, table)
     atomic_write_text(out_md, markdown(table))
     plot(rows, table["dense"], out_png)
@@ -85,11 +96,15 @@ def verdict(rows) -> list[str]:
             denser = _denser(other, tyr)
             for name in _sets(at):
                 if _num(other["perplexity"][name]) < _num(tyr["perplexity"][name]):
-                    notes.append(f"at {target:.0%}, {other['method']} has lower {name} perplexity than tyr "
-                                 f"({other['perplexity'][name]:.2f} vs {tyr['perplexity'][name]:.2f}){denser}")
+                    notes.append(
+                        f"at {target:.0%}, {other['method']} has lower {name} perplexity than tyr "
+                        f"({other['perplexity'][name]:.2f} vs {tyr['perplexity'][name]:.2f}){denser}"
+                    )
             if _num(other["zeroshot_average"], -1) > _num(tyr["zeroshot_average"], -1):
-                notes.append(f"at {target:.0%}, {other['method']} has a higher zero-shot average than tyr "
-                             f"({other['zeroshot_average']:.4f} vs {tyr['zeroshot_average']:.4f}){denser}")
+                notes.append(
+                    f"at {target:.0%}, {other['method']} has a higher zero-shot average than tyr "
+                    f"({other['zeroshot_average']:.4f} vs {tyr['zeroshot_average']:.4f}){denser}"
+                )
     return notes
 
 
@@ -109,24 +124,34 @@ def _matched(r) -> str:
 
 def markdown(table) -> str:
     d, sets = table["dense"], table["perplexity_sets"]
-    lines = ["| method | target | backbone sparsity | vs target | params | " + "".join(f"ppl {n} | " for n in sets)
-             + "zero-shot avg (acc) | retention | wall time (s) |",
-             "|---|---|---|---|---|" + "---|" * len(sets) + "---|---|---|",
-             f"| dense | – | 0 | – | {d['params_total']:,} | "
-             + "".join(f"{_f(d['perplexity'].get(n), '.2f')} | " for n in sets)
-             + f"{_f(d['zeroshot_average'], '.4f')} | 1 | – |"]
+    lines = [
+        "| method | target | backbone sparsity | vs target | params | "
+        + "".join(f"ppl {n} | " for n in sets)
+        + "zero-shot avg (acc) | retention | wall time (s) |",
+        "|---|---|---|---|---|" + "---|" * len(sets) + "---|---|---|",
+        f"| dense | – | 0 | – | {d['params_total']:,} | "
+        + "".join(f"{_f(d['perplexity'].get(n), '.2f')} | " for n in sets)
+        + f"{_f(d['zeroshot_average'], '.4f')} | 1 | – |",
+    ]
     for r in table["rows"]:
-        lines.append(f"| {r['method']} | {r['target_sparsity']:.0%} | {r['sparsity']:.4f} | {_matched(r)} | "
-                     f"{r['params_total']:,} | " + "".join(f"{_f(r['perplexity'][n], '.2f')} | " for n in sets)
-                     + f"{_f(r['zeroshot_average'], '.4f')} | {_f(r['retention'], '.3f')} | {_f(r['seconds'], '.0f')} |")
+        lines.append(
+            f"| {r['method']} | {r['target_sparsity']:.0%} | {r['sparsity']:.4f} | {_matched(r)} | "
+            f"{r['params_total']:,} | "
+            + "".join(f"{_f(r['perplexity'][n], '.2f')} | " for n in sets)
+            + f"{_f(r['zeroshot_average'], '.4f')} | {_f(r['retention'], '.3f')} | {_f(r['seconds'], '.0f')} |"
+        )
     labels = {n: l for r in table["rows"] for n, l in r["perplexity_label"].items()}
     lines += [""] + [f"ppl {n}: {labels.get(n) or n}." for n in sets]
-    lines += ["", f"vs target: backbone sparsity minus the target; rows more than {MATCH_PP} pp away are marked "
-              "(not matched) and their wins are not counted as wins. Wall time: the method's own jobs (supernet "
-              "and search for tyr; iteration 1's supernet for uniform; the baseline job otherwise); shared "
-              "preparation and evaluation excluded. Zero-shot accuracy over n questions has a standard error of "
-              "about √(p(1−p)/n): ±0.025 for the average of 3 tasks × 100 questions near chance (0.25), so "
-              "smaller differences are noise.", ""]
+    lines += [
+        "",
+        f"vs target: backbone sparsity minus the target; rows more than {MATCH_PP} pp away are marked "
+        "(not matched) and their wins are not counted as wins. Wall time: the method's own jobs (supernet "
+        "and search for tyr; iteration 1's supernet for uniform; the baseline job otherwise); shared "
+        "preparation and evaluation excluded. Zero-shot accuracy over n questions has a standard error of "
+        "about √(p(1−p)/n): ±0.025 for the average of 3 tasks × 100 questions near chance (0.25), so "
+        "smaller differences are noise.",
+        "",
+    ]
     if table["verdict"]:
         lines += ["**Where Týr does not win:**", ""] + [f"- {n}" for n in table["verdict"]]
     else:

@@ -69,8 +69,9 @@ def continuations(model, tokenizer, prompts, *, new_tokens=24) -> list[dict]:
         for prompt in prompts:
             ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
             gen = model.generate(ids, max_new_tokens=new_tokens, do_sample=False, pad_token_id=_pad_id(tokenizer))
-            out.append({"prompt": prompt, "continuation": tokenizer.decode(gen[0, ids.shape[1]:],
-                                                                           skip_special_tokens=True)})
+            out.append(
+                {"prompt": prompt, "continuation": tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True)}
+            )
     return out
 
 
@@ -81,8 +82,22 @@ def _pad_id(tokenizer):
 # ---- one model ---------------------------------------------------------------------------------
 
 
-def evaluate_model(model_dir, out_json, *, plan, tokens_zarr=None, seq_len=2048, max_windows=None, limit=None,
-                   speed=True, prompts=(), new_tokens=24, batch_size=8, device="cpu", dtype=None) -> dict:
+def evaluate_model(
+    model_dir,
+    out_json,
+    *,
+    plan,
+    tokens_zarr=None,
+    seq_len=2048,
+    max_windows=None,
+    limit=None,
+    speed=True,
+    prompts=(),
+    new_tokens=24,
+    batch_size=8,
+    device="cpu",
+    dtype=None,
+) -> dict:
     """All numbers of one model (dense or pruned) in one JSON, on the data of `plan`.
 
     `plan` is a `tyr.evaluate.plan.resolve` result: perplexity data sets by name (the calibration
@@ -110,13 +125,20 @@ def evaluate_model(model_dir, out_json, *, plan, tokens_zarr=None, seq_len=2048,
             if entry["source"] == HELDOUT:
                 ppl = heldout_perplexity(model, tokens_zarr)
             else:
-                ppl = perplexity(model, tokenizer, read_texts(entry["source"]), seq_len=seq_len,
-                                 max_windows=max_windows)
+                ppl = perplexity(
+                    model, tokenizer, read_texts(entry["source"]), seq_len=seq_len, max_windows=max_windows
+                )
         result["perplexity"][name] = {**entry, **ppl}
     if plan["zeroshot"]["tasks"]:
         with clock("zeroshot"):
-            zs = zeroshot(model, plan["zeroshot"]["tasks"], data_dir=plan["zeroshot"]["dir"], limit=limit,
-                          batch_size=batch_size, tokenizer=tokenizer)
+            zs = zeroshot(
+                model,
+                plan["zeroshot"]["tasks"],
+                data_dir=plan["zeroshot"]["dir"],
+                limit=limit,
+                batch_size=batch_size,
+                tokenizer=tokenizer,
+            )
         result["zeroshot"], result["average"] = zs, average(zs)
     if prompts:
         with clock("continuations"):

@@ -30,8 +30,10 @@ def perplexity(model, tokenizer, texts, *, seq_len=2048, batch_size=1, max_windo
         n = min(n, int(max_windows))
     if n < 1:
         raise ValueError(f"{ids.numel()} tokens do not fill one window of {seq_len}")
-    return {**window_perplexity(model, ids[: n * seq_len].view(n, seq_len), batch_size=batch_size),
-            "total_tokens": int(ids.numel())}
+    return {
+        **window_perplexity(model, ids[: n * seq_len].view(n, seq_len), batch_size=batch_size),
+        "total_tokens": int(ids.numel()),
+    }
 
 
 def window_perplexity(model, windows, *, batch_size=1) -> dict:

@@ -63,7 +63,8 @@ def resolve(evaluate: dict, data: dict, *, hub=hub_reason) -> dict:
         plan["perplexity"]["heldout"] = {
             "source": "heldout",
             "label": f"calibration held-out split ({_source_label(data['source'])}, "
-                     f"{data['heldout_sequences']} × {data['seq_len']} tokens never used for pruning or search)"}
+            f"{data['heldout_sequences']} × {data['seq_len']} tokens never used for pruning or search)",
+        }
     wikitext = _wikitext(evaluate["wikitext"], offline)
     if isinstance(wikitext, dict):
         plan["perplexity"]["wikitext2"] = wikitext
@@ -87,10 +88,13 @@ def _wikitext(value: str, offline):
     if reason is None:
         return {"source": HUB_WIKITEXT, "label": "WikiText-2 test (hub: wikitext-2-raw-v1)"}
     if value == HUB_WIKITEXT:  # asked for by name: stop now, before any work, not after it
-        raise PlanError(f"evaluate.wikitext: 'wikitext2' needs the hub ({reason}); set it to a local file, "
-                        f"'auto' or 'none'")
-    return (f"no local copy (${DATA_DIR_ENV}/wikitext-2/test.txt) and the hub is unavailable ({reason}); "
-            f"set evaluate.wikitext to a local file or ${DATA_DIR_ENV}")
+        raise PlanError(
+            f"evaluate.wikitext: 'wikitext2' needs the hub ({reason}); set it to a local file, 'auto' or 'none'"
+        )
+    return (
+        f"no local copy (${DATA_DIR_ENV}/wikitext-2/test.txt) and the hub is unavailable ({reason}); "
+        f"set evaluate.wikitext to a local file or ${DATA_DIR_ENV}"
+    )
 
 
 def _zeroshot(evaluate: dict, offline) -> dict:
@@ -113,8 +117,10 @@ def _zeroshot(evaluate: dict, offline) -> dict:
     reason = offline()
     if reason is None:
         return {**out, "tasks": tasks}
-    out["skipped"] = {f"zeroshot:{t}": f"no local data (${DATA_DIR_ENV}/zeroshot) and the hub is unavailable "
-                                       f"({reason})" for t in tasks}
+    out["skipped"] = {
+        f"zeroshot:{t}": f"no local data (${DATA_DIR_ENV}/zeroshot) and the hub is unavailable ({reason})"
+        for t in tasks
+    }
     return out
 
 

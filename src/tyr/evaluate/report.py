@@ -35,18 +35,23 @@ def write_report(summaries, out_markdown, *, genomes=(), generations=(), shares=
         lines += ["", "## Per-layer sparsity distribution", ""]
         for run in runs:
             png = plots / f"distribution_{run['slug']}.png"
-            plot_distribution(run["summary"]["distribution"], png, title=run["label"],
-                              target=run["summary"].get("target_sparsity"))
+            plot_distribution(
+                run["summary"]["distribution"], png, title=run["label"], target=run["summary"].get("target_sparsity")
+            )
             lines += [f"### {run['label']}", "", _img(out_markdown, png), ""]
     lines += _share_table(shares) + _selection_table(runs)
     if generations:
         plot_fitness(generations, plots / "fitness.png")
-        lines += ["## Search: fitness per generation, every iteration in a row", "",
-                  _img(out_markdown, plots / "fitness.png"), "",
-                  "Fitness: KL(dense ‖ candidate) of next-token distributions; lower is better. Solid: the "
-                  "parent of each generation on the same fixed sequences of the selection split (no search "
-                  "decision uses them), comparable across generations and iterations. Dotted: the best of each "
-                  "generation on its own fresh sample of the fitness split, which is why it jumps."]
+        lines += [
+            "## Search: fitness per generation, every iteration in a row",
+            "",
+            _img(out_markdown, plots / "fitness.png"),
+            "",
+            "Fitness: KL(dense ‖ candidate) of next-token distributions; lower is better. Solid: the "
+            "parent of each generation on the same fixed sequences of the selection split (no search "
+            "decision uses them), comparable across generations and iterations. Dotted: the best of each "
+            "generation on its own fresh sample of the fitness split, which is why it jumps.",
+        ]
     atomic_write_text(out_markdown, "\n".join(lines).rstrip() + "\n")
     return out_markdown
 
@@ -80,20 +85,26 @@ def perplexity_sets(summaries) -> list[str]:
 
 def _results_table(runs) -> list[str]:
     sets = perplexity_sets([r["summary"] for r in runs])
-    lines = ["## Results", "",
-             "| run | backbone sparsity | params | " + "".join(f"ppl {n} (dense → pruned) | " for n in sets)
-             + "avg acc_norm (dense → pruned) | retention | prefill × | decode × | fitness |",
-             "|---|---:|---:|" + "---|" * len(sets) + "---|---:|---:|---:|---:|"]
+    lines = [
+        "## Results",
+        "",
+        "| run | backbone sparsity | params | "
+        + "".join(f"ppl {n} (dense → pruned) | " for n in sets)
+        + "avg acc_norm (dense → pruned) | retention | prefill × | decode × | fitness |",
+        "|---|---:|---:|" + "---|" * len(sets) + "---|---:|---:|---:|---:|",
+    ]
     for r in runs:
         s = r["summary"]
         avg, speed = s.get("average"), s.get("speed", {})
         ppl = "".join(f"{_arrow(s['perplexity'][n], 'dense', 'pruned', '.2f')} | " for n in sets)
         lines.append(
-            f"| {r['label']} | {pct(s['sparsity'])} | {s['params']['pruned']['total']:,} / {s['params']['dense']['total']:,} "
+            f"| {r['label']} | {pct(s['sparsity'])} | "
+            f"{s['params']['pruned']['total']:,} / {s['params']['dense']['total']:,} "
             f"| {ppl}{_arrow(avg and {k: v['acc_norm'] for k, v in avg.items()}, 'dense', 'pruned', '.4f')} "
             f"| {fmt((s.get('retention') or {}).get('acc_norm'), '.3f')} "
             f"| {fmt(speed.get('prefill_speedup'), '.2f')} | {fmt(speed.get('decode_speedup'), '.2f')} "
-            f"| {fmt(r['genome'].get('fitness'), '.4g')} |")
+            f"| {fmt(r['genome'].get('fitness'), '.4g')} |"
+        )
     return lines
 
 
@@ -130,16 +141,24 @@ def _share_table(shares) -> list[str]:
     lines = []
     for path in shares:
         r = read_json(path)
-        lines += [f"## Attention/MLP split: Týr @ {pct(r['target_sparsity'], 0)}", "",
-                  f"Near-uniform genomes of iteration 1's supernet, scored by perplexity on {r['sequences']} × "
-                  f"{r['seq_len']} tokens of `{r['text']}` (text the method does not otherwise see); every search "
-                  "holds the chosen split. ± is the paired standard error of the log-perplexity difference.", "",
-                  "| attention kept | backbone sparsity | perplexity | vs chosen |", "|---|---:|---:|---:|"]
+        lines += [
+            f"## Attention/MLP split: Týr @ {pct(r['target_sparsity'], 0)}",
+            "",
+            f"Near-uniform genomes of iteration 1's supernet, scored by perplexity on {r['sequences']} × "
+            f"{r['seq_len']} tokens of `{r['text']}` (text the method does not otherwise see); every search "
+            "holds the chosen split. ± is the paired standard error of the log-perplexity difference.",
+            "",
+            "| attention kept | backbone sparsity | perplexity | vs chosen |",
+            "|---|---:|---:|---:|",
+        ]
         best = next(c for c in r["candidates"] if c["attention_kept"] == r["chosen"])
         for c in r["candidates"]:
             label = "even split" if c["attention_kept"] is None else pct(c["attention_kept"], 1)
-            diff = "chosen" if c is best else (f"+{math.log(c['perplexity'] / best['perplexity']):.3f} ± "
-                                               f"{c['nll_se_vs_chosen']:.2g}")
+            diff = (
+                "chosen"
+                if c is best
+                else (f"+{math.log(c['perplexity'] / best['perplexity']):.3f} ± {c['nll_se_vs_chosen']:.2g}")
+            )
             lines.append(f"| {label} | {pct(c['sparsity'])} | {c['perplexity']:.2f} | {diff} |")
         lines.append("")
     return lines
@@ -153,12 +172,21 @@ def _selection_table(runs) -> list[str]:
         if not sel:
             continue
         chosen = min(sel["candidates"].items(), key=lambda kv: kv[1]["kl"])[0]
-        lines += [f"## Final choice: {r['label']}", "",
-                  f"KL to the dense model on all {sel['sequences']} sequences of the `{sel['split']}` split "
-                  "(tokens no search saw); ± is the paired standard error of the difference to the chosen genome.", "",
-                  "| candidate | generations | backbone sparsity | KL | vs chosen |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## Final choice: {r['label']}",
+            "",
+            f"KL to the dense model on all {sel['sequences']} sequences of the `{sel['split']}` split "
+            "(tokens no search saw); ± is the paired standard error of the difference to the chosen genome.",
+            "",
+            "| candidate | generations | backbone sparsity | KL | vs chosen |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, c in sel["candidates"].items():
-            diff = "chosen" if name == chosen else f"+{c['kl'] - sel['candidates'][chosen]['kl']:.4g} ± {c['se_vs_chosen']:.2g}"
+            diff = (
+                "chosen"
+                if name == chosen
+                else f"+{c['kl'] - sel['candidates'][chosen]['kl']:.4g} ± {c['se_vs_chosen']:.2g}"
+            )
             lines.append(f"| {name} | {c.get('generations')} | {pct(c.get('sparsity'))} | {c['kl']:.4g} | {diff} |")
         lines.append("")
     return lines
@@ -168,12 +196,17 @@ def _task_table(runs) -> list[str]:
     rows = [(r["label"], t, v) for r in runs for t, v in (r["summary"].get("zeroshot") or {}).items()]
     if not rows:
         return []
-    lines = ["## Zero-shot accuracy per task", "",
-             "| run | task | n | acc dense | acc pruned | acc_norm dense | acc_norm pruned |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Zero-shot accuracy per task",
+        "",
+        "| run | task | n | acc dense | acc pruned | acc_norm dense | acc_norm pruned |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for label, task, v in rows:
-        lines.append(f"| {label} | {task} | {v.get('n')} | {v['dense']['acc']:.4f} | {v['pruned']['acc']:.4f} "
-                     f"| {v['dense']['acc_norm']:.4f} | {v['pruned']['acc_norm']:.4f} |")
+        lines.append(
+            f"| {label} | {task} | {v.get('n')} | {v['dense']['acc']:.4f} | {v['pruned']['acc']:.4f} "
+            f"| {v['dense']['acc_norm']:.4f} | {v['pruned']['acc_norm']:.4f} |"
+        )
     return lines
 
 
@@ -250,7 +283,9 @@ def plot_fitness(tsvs, out_png) -> None:
             ax.plot(x, best, ":", color=color, alpha=0.6, label=f"{name} best of sample" if i == 0 else None)
             track = cols.get("track_fitness")
             if track and not all(math.isnan(t) for t in track):
-                ax.plot(x, track, "-o", ms=3, color=color, label=f"{name} parent on fixed sequences" if i == 0 else None)
+                ax.plot(
+                    x, track, "-o", ms=3, color=color, label=f"{name} parent on fixed sequences" if i == 0 else None
+                )
             ax.axvline(offset + 0.5, color="0.85", lw=0.8)
             offset += len(gens)
     ax.set(xlabel="generation (iterations in a row)", ylabel="KL to dense")
@@ -283,7 +318,9 @@ def plot_tradeoff(runs, out_png) -> None:
             dense_done = True
     ppls = [y for line in ax_ppl.lines for y in line.get_ydata()]
     wide = ppls and max(ppls) / min(ppls) > 10  # perplexity explodes at high sparsity: log only then
-    ax_ppl.set(xlabel="backbone sparsity", ylabel=f"perplexity ({ppl_set or 'none'})", yscale="log" if wide else "linear")
+    ax_ppl.set(
+        xlabel="backbone sparsity", ylabel=f"perplexity ({ppl_set or 'none'})", yscale="log" if wide else "linear"
+    )
     ax_acc.set(xlabel="backbone sparsity", ylabel="zero-shot average acc_norm")
     for ax in (ax_ppl, ax_acc):
         if ax.lines:

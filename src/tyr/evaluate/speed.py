@@ -32,9 +32,14 @@ def measure_speed(model, tokenizer=None, *, prompt_tokens=256, new_tokens=64, ba
     return {
         "prefill_tokens_per_s": batch_size * prompt_tokens / prefill,
         "decode_tokens_per_s": batch_size * (new_tokens - 1) / decode,
-        "prefill_seconds": prefill, "decode_seconds": decode,
-        "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "batch_size": batch_size,
-        "repeats": repeats, "device": str(device), "threads": torch.get_num_threads(),
+        "prefill_seconds": prefill,
+        "decode_seconds": decode,
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
         "weights_mib": sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20,
         **memory.read(),
     }
@@ -94,11 +99,17 @@ class _PeakMemory:
 
         if self.cuda:
             peak = torch.cuda.max_memory_allocated(self.device)
-            return {"peak_memory_mib": peak / 2**20, "peak_increase_mib": (peak - self.base) / 2**20,
-                    "memory_source": "cuda max_memory_allocated"}
+            return {
+                "peak_memory_mib": peak / 2**20,
+                "peak_increase_mib": (peak - self.base) / 2**20,
+                "memory_source": "cuda max_memory_allocated",
+            }
         peak = _proc_status("VmHWM")
-        return {"peak_memory_mib": peak / 2**20, "peak_increase_mib": (peak - self.base) / 2**20,
-                "memory_source": self.source}
+        return {
+            "peak_memory_mib": peak / 2**20,
+            "peak_increase_mib": (peak - self.base) / 2**20,
+            "memory_source": self.source,
+        }
 
 
 def _proc_status(field: str) -> int:

@@ -28,16 +28,23 @@ def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, meth
         raise ValueError(f"{dense_json} does not describe the dense model of {spec_json}")
     summary = {
         "method": method or Path(out_json).resolve().parent.parent.name,
-        "dense": str(dense["model"]), "pruned": str(pruned["model"]),
+        "dense": str(dense["model"]),
+        "pruned": str(pruned["model"]),
         "target_sparsity": genome.get("target_sparsity"),
         "genome_sparsity": genome.get("sparsity"),
         "sparsity": sparsity.backbone_sparsity(spec, _kept_prunable(pruned)),
-        "params": {"dense": dense["params"], "pruned": pruned["params"],
-                   "total_ratio": pruned["params"]["total"] / dense["params"]["total"]},
+        "params": {
+            "dense": dense["params"],
+            "pruned": pruned["params"],
+            "total_ratio": pruned["params"]["total"] / dense["params"]["total"],
+        },
     }
     summary["distribution"] = distribution(spec, genome)
-    summary["perplexity"] = {name: perplexity_pair(dense["perplexity"][name], p)
-                             for name, p in pruned.get("perplexity", {}).items() if name in dense.get("perplexity", {})}
+    summary["perplexity"] = {
+        name: perplexity_pair(dense["perplexity"][name], p)
+        for name, p in pruned.get("perplexity", {}).items()
+        if name in dense.get("perplexity", {})
+    }
     if "zeroshot" in dense and "zeroshot" in pruned:
         summary.update(zeroshot_pair(dense["zeroshot"], pruned["zeroshot"]))
     if "speed" in dense and "speed" in pruned:
@@ -61,8 +68,10 @@ def _kept_prunable(pruned: dict) -> int:
     if record is None:
         return pruned["params"]["backbone_prunable"]
     if record["params"]["total"] != pruned["params"]["total"]:
-        raise ValueError(f"{pruned['model']}: holds {pruned['params']['total']} parameters, its export "
-                         f"record {record['params']['total']}")
+        raise ValueError(
+            f"{pruned['model']}: holds {pruned['params']['total']} parameters, its export "
+            f"record {record['params']['total']}"
+        )
     return record["params"]["backbone_prunable"]
 
 
@@ -80,16 +89,27 @@ def distribution(spec, genome) -> list[dict]:
 
 def perplexity_pair(d, p) -> dict:
     if (d["seq_len"], d["windows"]) != (p["seq_len"], p["windows"]):
-        raise ValueError(f"perplexities were measured differently: {d['seq_len']}x{d['windows']} vs {p['seq_len']}x{p['windows']}")
-    return {"dense": d["perplexity"], "pruned": p["perplexity"], "ratio": p["perplexity"] / d["perplexity"],
-            "seq_len": d["seq_len"], "windows": d["windows"], "source": d.get("source"), "label": d.get("label")}
+        raise ValueError(
+            f"perplexities were measured differently: {d['seq_len']}x{d['windows']} vs {p['seq_len']}x{p['windows']}"
+        )
+    return {
+        "dense": d["perplexity"],
+        "pruned": p["perplexity"],
+        "ratio": p["perplexity"] / d["perplexity"],
+        "seq_len": d["seq_len"],
+        "windows": d["windows"],
+        "source": d.get("source"),
+        "label": d.get("label"),
+    }
 
 
 def zeroshot_pair(d, p) -> dict:
     if set(d) != set(p) or any((d[t]["n"], d[t]["limit"]) != (p[t]["n"], p[t]["limit"]) for t in d):
         raise ValueError("dense and pruned zero-shot results cover different tasks or sample counts")
-    tasks = {t: {"dense": {m: d[t][m] for m in METRICS}, "pruned": {m: p[t][m] for m in METRICS}, "n": d[t]["n"]}
-             for t in sorted(d)}
+    tasks = {
+        t: {"dense": {m: d[t][m] for m in METRICS}, "pruned": {m: p[t][m] for m in METRICS}, "n": d[t]["n"]}
+        for t in sorted(d)
+    }
     avg_d, avg_p = average(d), average(p)
     retention = {m: avg_p[m] / avg_d[m] if avg_d[m] else None for m in METRICS}
     return {"zeroshot": tasks, "average": {"dense": avg_d, "pruned": avg_p}, "retention": retention}

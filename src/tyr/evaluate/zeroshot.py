@@ -33,8 +33,9 @@ def zeroshot(model, tasks, *, data_dir=None, limit=None, batch_size=8, tokenizer
     # Indexing lm-eval's thousands of built-in YAMLs takes seconds: only when a hub task needs it.
     needs_registry = any(isinstance(s, str) for s in specs)
     manager = TaskManager(include_path=str(local_tasks.FOLDER), include_defaults=needs_registry)
-    out = lm_eval.simple_evaluate(model=lm, tasks=specs, limit=limit, task_manager=manager,
-                                  log_samples=False, verbosity="WARNING")
+    out = lm_eval.simple_evaluate(
+        model=lm, tasks=specs, limit=limit, task_manager=manager, log_samples=False, verbosity="WARNING"
+    )
     return {name: _task_result(out, task, limit) for name, task in names.items()}
 
 

@@ -16,40 +16,57 @@ def model_card(summary: dict, spec, card: dict) -> str:
     base = card.get("base_model")
     target = summary["target_sparsity"]
     lines = [
-        "---", "library_name: transformers", "tags: [pruned, structured-pruning, tyr]",
-        *([f"base_model: {base}"] if base else []), "---", "",
-        f"# {'Pruned ' + base if base else 'Pruned model'} (Týr-the-Pruner, {summary['method']})", "",
+        "---",
+        "library_name: transformers",
+        "tags: [pruned, structured-pruning, tyr]",
+        *([f"base_model: {base}"] if base else []),
+        "---",
+        "",
+        f"# {'Pruned ' + base if base else 'Pruned model'} (Týr-the-Pruner, {summary['method']})",
+        "",
         "Structurally pruned: whole attention heads and MLP channels were removed, so every "
         "layer has its own width (see the table). Load with `trust_remote_code=True`; the "
-        "modeling code (`modeling_tyr.py`) is self-contained (torch + transformers).", "",
+        "modeling code (`modeling_tyr.py`) is self-contained (torch + transformers).",
+        "",
         "```python",
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        'model = AutoModelForCausalLM.from_pretrained(PATH, trust_remote_code=True)',
+        "model = AutoModelForCausalLM.from_pretrained(PATH, trust_remote_code=True)",
         "tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)  # it reads config.json too",
-        "```", "",
-        "## Pruning", "",
-        "| | value |", "|---|---|",
+        "```",
+        "",
+        "## Pruning",
+        "",
+        "| | value |",
+        "|---|---|",
         f"| method | {summary['method']} |",
         f"| source architecture | {spec.architecture} ({spec.model_type}) |",
         f"| target backbone sparsity | {pct(target)} |",
         f"| actual backbone sparsity | {pct(summary['sparsity'])} |",
-        f"| prunable backbone params (q/k/v/o, gate/up/down) | {p['backbone_prunable']:,} of {p['dense_backbone_prunable']:,} |",
+        f"| prunable backbone params (q/k/v/o, gate/up/down) | {p['backbone_prunable']:,} of "
+        f"{p['dense_backbone_prunable']:,} |",
         f"| backbone params (incl. norms) | {p['backbone']:,} of {p['dense_backbone']:,} |",
         f"| total params | {p['total']:,} of {p['dense_total']:,} |",
-        *([f"| compensation biases added (outside the sparsity accounting) | {p['added_bias']:,} |"]
-          if p.get("added_bias") else []),
+        *(
+            [f"| compensation biases added (outside the sparsity accounting) | {p['added_bias']:,} |"]
+            if p.get("added_bias")
+            else []
+        ),
         "",
         "Backbone sparsity = removed / all parameters of the prunable projections; embeddings, "
-        "norms and lm_head are never pruned.", "",
-        "## Per-layer distribution", "",
+        "norms and lm_head are never pruned.",
+        "",
+        "## Per-layer distribution",
+        "",
         "| layer | query heads | KV heads | attention sparsity | MLP channels | MLP sparsity |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for i, s in enumerate(summary["layers"]):
         attn = 1 - s["q_heads"] / spec.num_heads
         mlp = 1 - s["intermediate"] / spec.intermediate_size[i]
-        lines.append(f"| {i} | {s['q_heads']}/{spec.num_heads} | {s['kv_heads']}/{spec.num_kv_heads} | "
-                     f"{pct(attn)} | {s['intermediate']}/{spec.intermediate_size[i]} | {pct(mlp)} |")
+        lines.append(
+            f"| {i} | {s['q_heads']}/{spec.num_heads} | {s['kv_heads']}/{spec.num_kv_heads} | "
+            f"{pct(attn)} | {s['intermediate']}/{spec.intermediate_size[i]} | {pct(mlp)} |"
+        )
     lines += ["", "## Calibration data", "", *_kv_table(_calibration(card.get("tokens_zarr", card.get("calibration"))))]
     lines += ["", "## Evaluation", "", *_evaluation(card)]
     if card.get("continuations"):
@@ -67,8 +84,10 @@ def side_by_side(dense_dir, pruned_dir, prompts, new_tokens: int) -> list[dict]:
         model, tokenizer = load(folder)
         out[name] = continuations(model, tokenizer, prompts, new_tokens=new_tokens)
         del model
-    return [{"prompt": d["prompt"], "dense": d["continuation"], "pruned": p["continuation"]}
-            for d, p in zip(out["dense"], out["pruned"])]
+    return [
+        {"prompt": d["prompt"], "dense": d["continuation"], "pruned": p["continuation"]}
+        for d, p in zip(out["dense"], out["pruned"])
+    ]
 
 
 def _evaluation(card: dict) -> list[str]:
@@ -77,12 +96,16 @@ def _evaluation(card: dict) -> list[str]:
     plan = card.get("evaluation_plan")
     if plan is None:
         return _kv_table(_flatten(_load_maybe(card.get("evaluation"))))
-    lines = ["The workflow evaluates this model beside the dense one on the same data "
-             "(`eval/summary.json` and the report of the run hold the numbers):", ""]
+    lines = [
+        "The workflow evaluates this model beside the dense one on the same data "
+        "(`eval/summary.json` and the report of the run hold the numbers):",
+        "",
+    ]
     lines += [f"- perplexity `{name}`: {p['label']}" for name, p in plan["perplexity"].items()]
     if plan["zeroshot"]["tasks"]:
-        lines.append(f"- zero-shot: {', '.join(plan['zeroshot']['tasks'])} "
-                     f"({plan['zeroshot']['dir'] or 'lm-eval hub tasks'})")
+        lines.append(
+            f"- zero-shot: {', '.join(plan['zeroshot']['tasks'])} ({plan['zeroshot']['dir'] or 'lm-eval hub tasks'})"
+        )
     lines += [f"- {name}: skipped ({why})" for name, why in plan.get("skipped", {}).items()]
     return lines
 

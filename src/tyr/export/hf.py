@@ -26,8 +26,16 @@ from tyr.supernet.format import layer_shape, layer_state, load_level, pruned_con
 MODELING_FILE = Path(__file__).resolve().parents[1] / "model" / "modeling_tyr.py"
 AUTO_MAP = {"AutoConfig": "modeling_tyr.TyrConfig", "AutoModelForCausalLM": "modeling_tyr.TyrForCausalLM"}
 # Tokenizer artefacts are copied verbatim: re-saving through a tokenizer class can rewrite them.
-TOKENIZER_GLOBS = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
-                   "chat_template*", "*.tiktoken", "spiece.model")
+TOKENIZER_GLOBS = (
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "chat_template*",
+    "*.tiktoken",
+    "spiece.model",
+)
 MAX_SHARD_BYTES = 4 << 30
 SPARSITY_TOLERANCE = 1e-4  # genomes may store a rounded sparsity; params are compared exactly
 
@@ -50,8 +58,10 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
     record = read_json(genome_json)  # the genome file: its level per layer and sublayer, and provenance
     supernet = read_supernet(supernet_json or _resolve(record["supernet"], genome_json))
     _check_lengths(spec, record, supernet)
-    levels = [{sub: _level_entry(supernet, layer, sub, choice[sub]) for sub in ("attn", "mlp")}
-              for layer, choice in enumerate(record["layers"])]
+    levels = [
+        {sub: _level_entry(supernet, layer, sub, choice[sub]) for sub in ("attn", "mlp")}
+        for layer, choice in enumerate(record["layers"])
+    ]
     base = _with_level_biases(load_config(model_dir), levels)
 
     with atomic_path(out_dir) as tmp:
@@ -105,8 +115,10 @@ def _pruned_layer_state(model_dir, spec, base, layer, entries):
 
 # Bias compensation (e.g. FLAP) stores an o_proj / down_proj bias in levels of models whose
 # dense projections have none; the exported config must then give those projections biases.
-LEVEL_BIASES = {"attn": ("o_proj.bias", "o_bias", "self_attn.o_proj"),
-                "mlp": ("down_proj.bias", "down_bias", "mlp.down_proj")}
+LEVEL_BIASES = {
+    "attn": ("o_proj.bias", "o_bias", "self_attn.o_proj"),
+    "mlp": ("down_proj.bias", "down_bias", "mlp.down_proj"),
+}
 
 
 def _with_level_biases(config, levels):
@@ -154,7 +166,9 @@ def _is_prunable(name: str) -> bool:
 def _write_unpruned(model_dir, spec, writer):
     """Copy embeddings, final norm and (untied) lm_head; return the checkpoint dtype."""
     embed = load_state(model_dir, "model.embed_tokens.")["weight"]
-    writer.add({"model.embed_tokens.weight": embed, "model.norm.weight": load_state(model_dir, "model.norm.")["weight"]})
+    writer.add(
+        {"model.embed_tokens.weight": embed, "model.norm.weight": load_state(model_dir, "model.norm.")["weight"]}
+    )
     if not spec.tie_word_embeddings:
         writer.add({"lm_head.weight": load_state(model_dir, "lm_head.")["weight"]})
     return embed.dtype
@@ -173,7 +187,9 @@ def _summary(spec, record, shapes, method, added_bias=0) -> dict:
     """Parameter accounting of the export. `backbone_prunable` and `sparsity` follow
     tyr.model.sparsity; biases added by compensation are counted in `total`/`backbone` and
     reported as `added_bias`, outside the sparsity accounting."""
-    kept = sparsity.kept_params(spec, [{"attn": (s["q_heads"], s["kv_heads"]), "mlp": s["intermediate"]} for s in shapes])
+    kept = sparsity.kept_params(
+        spec, [{"attn": (s["q_heads"], s["kv_heads"]), "mlp": s["intermediate"]} for s in shapes]
+    )
     dense = spec.params or sparsity.model_params(spec)
     removed = dense["backbone_prunable"] - kept - added_bias
     return {
@@ -183,9 +199,12 @@ def _summary(spec, record, shapes, method, added_bias=0) -> dict:
         "genome_sparsity": record.get("sparsity"),
         "sparsity": sparsity.backbone_sparsity(spec, kept),
         "params": {
-            "dense_total": dense["total"], "total": dense["total"] - removed,
-            "dense_backbone": dense["backbone"], "backbone": dense["backbone"] - removed,
-            "dense_backbone_prunable": dense["backbone_prunable"], "backbone_prunable": kept,
+            "dense_total": dense["total"],
+            "total": dense["total"] - removed,
+            "dense_backbone": dense["backbone"],
+            "backbone": dense["backbone"] - removed,
+            "dense_backbone_prunable": dense["backbone_prunable"],
+            "backbone_prunable": kept,
             "added_bias": added_bias,
         },
         "layers": shapes,
@@ -196,7 +215,9 @@ def _check_promise(summary, promised, written, record):
     """The written tensors, the supernet's level params and tyr.model.sparsity must all agree."""
     kept = summary["params"]["backbone_prunable"]
     if not promised == written == kept:
-        raise ExportError(f"prunable params: supernet levels promise {promised}, tyr.model.sparsity {kept}, written {written}")
+        raise ExportError(
+            f"prunable params: supernet levels promise {promised}, tyr.model.sparsity {kept}, written {written}"
+        )
     claimed = record.get("sparsity")
     if claimed is not None and not math.isclose(summary["sparsity"], claimed, abs_tol=SPARSITY_TOLERANCE):
         raise ExportError(f"genome claims sparsity {claimed}, its levels give {summary['sparsity']:.6f}")

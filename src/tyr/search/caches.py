@@ -39,8 +39,12 @@ class ModuleCache:
         index = read_supernet(supernet_json)
         if len(index["layers"]) != config.num_hidden_layers:
             raise ValueError(f"{supernet_json}: {len(index['layers'])} layers, model has {config.num_hidden_layers}")
-        self._paths = {(l, s, lvl["kept"]): lvl["path"]
-                       for l, layer in enumerate(index["layers"]) for s in SUBLAYERS for lvl in layer[s]}
+        self._paths = {
+            (l, s, lvl["kept"]): lvl["path"]
+            for l, layer in enumerate(index["layers"])
+            for s in SUBLAYERS
+            for lvl in layer[s]
+        }
         self.spec, self.config, self.dense, self.max_bytes = spec, config, dense, max_bytes
         self.dtype, self.device = dtype, device
         self._modules, self._bytes = OrderedDict(), 0

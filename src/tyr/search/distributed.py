@@ -42,4 +42,3 @@ def score(fitness, candidates) -> list[float]:
 def is_writer() -> bool:
     """Only rank 0 writes files (checkpoints, logs, results)."""
     return rank_and_world()[0] == 0
-

@@ -92,8 +92,9 @@ def sample_sequences(rng, n_seq: int, seq_len: int, tokens: int, exclude=()) -> 
 # ---- one generation -----------------------------------------------------------------------------
 
 
-def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, stages, max_swaps: int = 4,
-               fixed=None) -> dict:
+def generation(
+    parent, space: SearchSpace, evaluator, rng, *, offspring: int, stages, max_swaps: int = 4, fixed=None
+) -> dict:
     """One generation of Alg. 2: mutate, then select through the stages; returns its record.
 
     Each stage draws fresh sequences, caches the parent on them (so offspring are scored
@@ -108,16 +109,24 @@ def generation(parent, space: SearchSpace, evaluator, rng, *, offspring: int, st
         if s == len(stages) - 1 and fixed is not None:
             evaluator.set_tokens(fixed, keep=True)
         else:
-            evaluator.set_tokens(sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, tokens,
-                                                  exclude=() if fixed is None else fixed))
+            evaluator.set_tokens(
+                sample_sequences(
+                    rng, evaluator.n_seq, evaluator.seq_len, tokens, exclude=() if fixed is None else fixed
+                )
+            )
         parent_fitness = evaluator.set_parent(space.kept_units(parent))
         if s == len(stages) - 1:
             candidates = [parent] + candidates
         scores = distributed.score(partial(_fitness, evaluator, space, parent, parent_fitness), candidates)
         stage_fitness.append([float(x) for x in scores])
         candidates = [candidates[int(i)] for i in np.argsort(scores, kind="stable")[:keep]]
-    return {"parent": candidates[0], "best_fitness": float(min(scores)), "parent_fitness": float(parent_fitness),
-            "offspring": n_offspring, "stage_fitness": stage_fitness}
+    return {
+        "parent": candidates[0],
+        "best_fitness": float(min(scores)),
+        "parent_fitness": float(parent_fitness),
+        "offspring": n_offspring,
+        "stage_fitness": stage_fitness,
+    }
 
 
 def _fitness(evaluator, space: SearchSpace, parent, parent_fitness: float, genome) -> float:
@@ -135,17 +144,17 @@ class SearchOptions:
 
     offspring: int = 8
     generations: int = 12
-    stages: tuple = ((1024, 2), (4096, 1))   # (tokens, kept) per selection stage
+    stages: tuple = ((1024, 2), (4096, 1))  # (tokens, kept) per selection stage
     seed: int = 0
     max_swaps: int = 4
     trade_attn_mlp: bool = False
-    attention_kept: float | None = None      # None: each kind keeps 1 - target (the paper)
+    attention_kept: float | None = None  # None: each kind keeps 1 - target (the paper)
     dtype: str = "auto"
     device: str = "auto"
     track_sequences: int = 8
     fixed_last_stage: bool = True
-    batch_size: int = 4                      # sequences per fitness forward
-    cache_bytes: int = 2 << 30               # the parent's residual stream, at sublayer boundaries
+    batch_size: int = 4  # sequences per fitness forward
+    cache_bytes: int = 2 << 30  # the parent's residual stream, at sublayer boundaries
 
     def __post_init__(self):
         stages = tuple((int(t), int(k)) for t, k in self.stages)
@@ -158,15 +167,34 @@ class SearchOptions:
     def fingerprint(self, supernet_json, target_sparsity: float, dtype: str) -> dict:
         """What a checkpoint must match to be resumed: everything that changes the search's
         decisions (not `generations`: more of them continue the same stream)."""
-        return {"supernet_sha256": _sha256(supernet_json), "target_sparsity": target_sparsity,
-                "offspring": self.offspring, "stages": [list(s) for s in self.stages], "seed": self.seed,
-                "max_swaps": self.max_swaps, "trade_attn_mlp": self.trade_attn_mlp, "dtype": dtype,
-                "track_sequences": self.track_sequences, "fixed_last_stage": self.fixed_last_stage,
-                "attention_kept": self.attention_kept}
+        return {
+            "supernet_sha256": _sha256(supernet_json),
+            "target_sparsity": target_sparsity,
+            "offspring": self.offspring,
+            "stages": [list(s) for s in self.stages],
+            "seed": self.seed,
+            "max_swaps": self.max_swaps,
+            "trade_attn_mlp": self.trade_attn_mlp,
+            "dtype": dtype,
+            "track_sequences": self.track_sequences,
+            "fixed_last_stage": self.fixed_last_stage,
+            "attention_kept": self.attention_kept,
+        }
 
 
-def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_dir, *, target_sparsity: float,
-               iteration: int = 1, progress: bool = True, **options) -> dict:
+def run_search(
+    supernet_json,
+    topk_zarr,
+    tokens_zarr,
+    model_dir,
+    spec_json,
+    out_dir,
+    *,
+    target_sparsity: float,
+    iteration: int = 1,
+    progress: bool = True,
+    **options,
+) -> dict:
     """Evolutionary search (`options`: the fields of SearchOptions); writes best.json,
     generations.tsv, fitness.zarr and state.json in out_dir.
 
@@ -185,10 +213,23 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
     opts = SearchOptions(**options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    space = load_space(supernet_json, spec_json, target_sparsity, trade_attn_mlp=opts.trade_attn_mlp,
-                       attention_kept=opts.attention_kept)
-    evaluator = Evaluator(supernet_json, model_dir, topk_zarr, tokens_zarr, batch_size=opts.batch_size,
-                          cache_bytes=opts.cache_bytes, dtype=opts.dtype, device=opts.device)
+    space = load_space(
+        supernet_json,
+        spec_json,
+        target_sparsity,
+        trade_attn_mlp=opts.trade_attn_mlp,
+        attention_kept=opts.attention_kept,
+    )
+    evaluator = Evaluator(
+        supernet_json,
+        model_dir,
+        topk_zarr,
+        tokens_zarr,
+        batch_size=opts.batch_size,
+        cache_bytes=opts.cache_bytes,
+        dtype=opts.dtype,
+        device=opts.device,
+    )
     settings = opts.fingerprint(supernet_json, target_sparsity, resolve_compute_dtype(opts.dtype))
     state, rng = _open_state(out, settings, space, opts.seed)
     if opts.fixed_last_stage and "fixed" not in state:
@@ -208,23 +249,42 @@ def run_search(supernet_json, topk_zarr, tokens_zarr, model_dir, spec_json, out_
 def _generation_record(state: dict, space, evaluator, rng, opts: SearchOptions, tracker) -> dict:
     """Run one generation from the state's parent and record it in the state (not yet on disk)."""
     t0, evals0 = time.perf_counter(), evaluator.evaluations
-    record = generation(tuple(state["parent"]), space, evaluator, rng, offspring=opts.offspring, stages=opts.stages,
-                        max_swaps=opts.max_swaps, fixed=state.get("fixed"))
+    record = generation(
+        tuple(state["parent"]),
+        space,
+        evaluator,
+        rng,
+        offspring=opts.offspring,
+        stages=opts.stages,
+        max_swaps=opts.max_swaps,
+        fixed=state.get("fixed"),
+    )
     parent = record.pop("parent")
-    record.update(generation=state["generation"] + 1, evals=evaluator.evaluations - evals0,
-                  sparsity=space.sparsity(parent), track_fitness=tracker(parent), seconds=time.perf_counter() - t0)
+    record.update(
+        generation=state["generation"] + 1,
+        evals=evaluator.evaluations - evals0,
+        sparsity=space.sparsity(parent),
+        track_fitness=tracker(parent),
+        seconds=time.perf_counter() - t0,
+    )
     state["history"].append(record)
-    state.update(generation=record["generation"], parent=list(parent), fitness=record["best_fitness"],
-                 rng=rng.bit_generator.state)
+    state.update(
+        generation=record["generation"],
+        parent=list(parent),
+        fitness=record["best_fitness"],
+        rng=rng.bit_generator.state,
+    )
     return record
 
 
 def _report(record: dict, generations: int, progress: bool) -> None:
     """One line per generation in the job's log (and on stderr with `progress`)."""
     track = "–" if record["track_fitness"] is None else f"{record['track_fitness']:.6f}"
-    line = (f"gen {record['generation']}/{generations} best {record['best_fitness']:.6f} "
-            f"parent {record['parent_fitness']:.6f} track {track} evals {record['evals']} "
-            f"sparsity {record['sparsity']:.4f} {record['seconds']:.1f}s")
+    line = (
+        f"gen {record['generation']}/{generations} best {record['best_fitness']:.6f} "
+        f"parent {record['parent_fitness']:.6f} track {track} evals {record['evals']} "
+        f"sparsity {record['sparsity']:.4f} {record['seconds']:.1f}s"
+    )
     log.info(line)
     if progress:
         print(f"[search] {line}", file=sys.stderr, flush=True)
@@ -235,8 +295,13 @@ def _open_state(out: Path, settings: dict, space: SearchSpace, seed: int):
     state = _resume(out / "state.json", settings)
     if state is None:
         rng = np.random.default_rng(seed)
-        state = {"version": STATE_VERSION, "settings": settings, "generation": 0,
-                 "start": list(start_genome(space, rng)), "history": []}
+        state = {
+            "version": STATE_VERSION,
+            "settings": settings,
+            "generation": 0,
+            "start": list(start_genome(space, rng)),
+            "history": [],
+        }
         state["parent"] = state["start"]
         return state, rng
     rng = np.random.Generator(np.random.PCG64())
@@ -246,15 +311,25 @@ def _open_state(out: Path, settings: dict, space: SearchSpace, seed: int):
     return state, rng
 
 
-def _finish(out: Path, state: dict, space: SearchSpace, supernet_json, iteration, target_sparsity, n_stages,
-            write: bool = True) -> dict:
+def _finish(
+    out: Path, state: dict, space: SearchSpace, supernet_json, iteration, target_sparsity, n_stages, write: bool = True
+) -> dict:
     """Write the logs and, last, best.json (its existence means the search is done)."""
     start = tuple(state["start"])
-    best = {"iteration": iteration, "supernet": str(supernet_json), "target_sparsity": target_sparsity,
-            "sparsity": space.sparsity(state["parent"]), "fitness": state.get("fitness"),
-            "generations": state["generation"], "layers": space.to_layers(state["parent"]),
-            "start": {"layers": space.to_layers(start), "sparsity": space.sparsity(start),
-                      "track_fitness": state.get("track_start")}}
+    best = {
+        "iteration": iteration,
+        "supernet": str(supernet_json),
+        "target_sparsity": target_sparsity,
+        "sparsity": space.sparsity(state["parent"]),
+        "fitness": state.get("fitness"),
+        "generations": state["generation"],
+        "layers": space.to_layers(state["parent"]),
+        "start": {
+            "layers": space.to_layers(start),
+            "sparsity": space.sparsity(start),
+            "track_fitness": state.get("track_start"),
+        },
+    }
     if write:
         _write_tsv(out / "generations.tsv", state["history"])
         _write_fitness_zarr(out / "fitness.zarr", state["history"], n_stages)
@@ -300,8 +375,16 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-TSV_COLUMNS = ("generation", "best_fitness", "parent_fitness", "track_fitness", "offspring", "evals", "sparsity",
-               "seconds")
+TSV_COLUMNS = (
+    "generation",
+    "best_fitness",
+    "parent_fitness",
+    "track_fitness",
+    "offspring",
+    "evals",
+    "sparsity",
+    "seconds",
+)
 
 
 def _write_tsv(path, history) -> None:
@@ -326,9 +409,11 @@ def _write_fitness_zarr(path, history, n_stages: int) -> None:
     stage = np.full((g, n_stages, width), np.nan)
     for t, r in enumerate(history):
         for s, f in enumerate(r["stage_fitness"]):
-            stage[t, s, :len(f)] = f
-    columns = {c: np.asarray([np.nan if r.get(c) is None else r[c] for r in history], dtype=np.float64) for c in
-               ("best_fitness", "parent_fitness", "track_fitness", "sparsity", "seconds")}
+            stage[t, s, : len(f)] = f
+    columns = {
+        c: np.asarray([np.nan if r.get(c) is None else r[c] for r in history], dtype=np.float64)
+        for c in ("best_fitness", "parent_fitness", "track_fitness", "sparsity", "seconds")
+    }
     columns["evals"] = np.asarray([r["evals"] for r in history], dtype=np.int64)
     columns["stage_fitness"] = stage
     with atomic_path(path) as tmp:
@@ -338,5 +423,3 @@ def _write_fitness_zarr(path, history, n_stages: int) -> None:
             if data.size:
                 arr[...] = data
         group.attrs.update({"columns": list(columns), "stage_fitness": "[generation, stage, candidate]"})
-
-

@@ -45,14 +45,18 @@ def resolve_compute_dtype(name: str, device_type: str = "any") -> str:
 class Batch:
     """Sequences of the sample and, when scored against the dense model, their dense top-k."""
 
-    ids: object                # [b, T] long
-    logp: object = None        # [b*T, k] float32, dense top-k log-probs
-    index: object = None       # [b*T, k] long
-    logp_rest: object = None   # [b*T] float32
+    ids: object  # [b, T] long
+    logp: object = None  # [b*T, k] float32, dense top-k log-probs
+    index: object = None  # [b*T, k] long
+    logp_rest: object = None  # [b*T] float32
 
     def to(self, device) -> Batch:
-        return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
-                        for f in fields(self)})
+        return Batch(
+            **{
+                f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                for f in fields(self)
+            }
+        )
 
 
 def token_batches(tokens, topk, seq_ids, batch_size: int, device="cpu") -> list[Batch]:
@@ -61,17 +65,24 @@ def token_batches(tokens, topk, seq_ids, batch_size: int, device="cpu") -> list[
     import torch
 
     if topk is None:
-        return [Batch(torch.from_numpy(tokens[seq_ids[s:s + batch_size]]).long()).to(device)
-                for s in range(0, len(seq_ids), batch_size)]
+        return [
+            Batch(torch.from_numpy(tokens[seq_ids[s : s + batch_size]]).long()).to(device)
+            for s in range(0, len(seq_ids), batch_size)
+        ]
     logp = np.asarray(topk["logp"].oindex[seq_ids], dtype=np.float32)
     index = np.asarray(topk["index"].oindex[seq_ids]).astype(np.int64)
     rest = np.asarray(topk["logp_rest"].oindex[seq_ids], dtype=np.float32)
     batches = []
     for s in range(0, len(seq_ids), batch_size):
         sl = slice(s, s + batch_size)
-        batches.append(Batch(torch.from_numpy(tokens[seq_ids[sl]]).long(), torch.from_numpy(logp[sl]).flatten(0, 1),
-                             torch.from_numpy(index[sl]).flatten(0, 1),
-                             torch.from_numpy(rest[sl]).flatten(0, 1)).to(device))
+        batches.append(
+            Batch(
+                torch.from_numpy(tokens[seq_ids[sl]]).long(),
+                torch.from_numpy(logp[sl]).flatten(0, 1),
+                torch.from_numpy(index[sl]).flatten(0, 1),
+                torch.from_numpy(rest[sl]).flatten(0, 1),
+            ).to(device)
+        )
     return batches
 
 
@@ -121,9 +132,21 @@ class Evaluator:
     `cache_bytes`: evenly spaced sublayer boundaries when not all fit), then `fitness(kept)` per
     child. `use_split`: another split; `use_tokens` + `sequence_nll`: perplexity on any text."""
 
-    def __init__(self, supernet_json, model_dir, topk_zarr, tokens_zarr, *, split: str = stores.FITNESS,
-                 batch_size: int = 4, cache_bytes: int = 2 << 30, module_cache_bytes: int = 1 << 30,
-                 chunk: int = 128, dtype: str = "float32", device: str = "cpu"):
+    def __init__(
+        self,
+        supernet_json,
+        model_dir,
+        topk_zarr,
+        tokens_zarr,
+        *,
+        split: str = stores.FITNESS,
+        batch_size: int = 4,
+        cache_bytes: int = 2 << 30,
+        module_cache_bytes: int = 1 << 30,
+        chunk: int = 128,
+        dtype: str = "float32",
+        device: str = "cpu",
+    ):
         import torch
 
         from tyr.core.device import resolve_device
@@ -137,8 +160,9 @@ class Evaluator:
         self.device = torch.device(resolve_device(device))
         self.dtype = resolve_compute_dtype(dtype, self.device.type)  # the branches' and the head's
         self._compute = getattr(torch, self.dtype)
-        self.modules = ModuleCache(supernet_json, self.spec, self.config, self.dense, module_cache_bytes,
-                                   self._compute, self.device)
+        self.modules = ModuleCache(
+            supernet_json, self.spec, self.config, self.dense, module_cache_bytes, self._compute, self.device
+        )
         self._stores = (topk_zarr, tokens_zarr)
         self.chunk, self.cache_bytes = chunk, cache_bytes
         self._head_weight = self.model.lm_head.weight.detach().to(self.device, self._compute)
@@ -177,8 +201,13 @@ class Evaluator:
         are recomputed."""
         kept = tuple(int(x) for x in kept)
         self.modules.pin(kept)
-        at, start = self.parent.begin(kept, len(self.sample.batches), self.n_sublayers,
-                                      self.n_positions * self.config.hidden_size * 4, self.cache_bytes)
+        at, start = self.parent.begin(
+            kept,
+            len(self.sample.batches),
+            self.n_sublayers,
+            self.n_positions * self.config.hidden_size * 4,
+            self.cache_bytes,
+        )
         if start is not None:
             self.parent.fitness = self._forward(kept, start, store=at)
             self.parent.kept = kept
@@ -202,12 +231,21 @@ class Evaluator:
     def sequence_nll(self, kept) -> np.ndarray:
         """Mean negative log-likelihood of each current sequence's next tokens under `kept`
         (no dense reference needed): exp of the mean is its perplexity on these tokens."""
-        return self._per_sequence(kept, lambda h, batch: head_nll_rows(
-            self.model.model.norm(h[:, :-1]).flatten(0, 1), self._head_weight, batch.ids[:, 1:].flatten(), self.chunk))
+        return self._per_sequence(
+            kept,
+            lambda h, batch: head_nll_rows(
+                self.model.model.norm(h[:, :-1]).flatten(0, 1),
+                self._head_weight,
+                batch.ids[:, 1:].flatten(),
+                self.chunk,
+            ),
+        )
 
     def _per_sequence(self, kept, rows) -> np.ndarray:
-        out = [rows(h, batch).view(len(batch.ids), -1).mean(1).double().cpu().numpy()
-               for batch, h in self._final_states(tuple(int(x) for x in kept), 0)]
+        out = [
+            rows(h, batch).view(len(batch.ids), -1).mean(1).double().cpu().numpy()
+            for batch, h in self._final_states(tuple(int(x) for x in kept), 0)
+        ]
         self.evaluations += 1
         return np.concatenate(out)
 
@@ -230,21 +268,22 @@ class Evaluator:
                 for i in range(start, self.n_sublayers):
                     if i in store:
                         self.parent.states[b][i] = h
-                    h = self._sublayer(i, modules[i], h)
+                    h = sublayer(self.model.model.layers[i // 2], i % 2, modules[i], h, self.sample.pos, self._compute)
                 yield batch, h
-
-    def _sublayer(self, i: int, module, h):
-        """Residual branch of sublayer i, as `TyrDecoderLayer.forward` composes it; the branch
-        multiplies in the compute dtype, the residual stream stays in h's (float32)."""
-        if module is None:  # 0 kept units: the branch is gone
-            return h
-        layer = self.model.model.layers[i // 2]
-        if i % 2 == 0:
-            return h + module(layer.input_layernorm(h).to(self._compute), self.sample.pos).to(h.dtype)
-        return h + module(layer.post_attention_layernorm(h).to(self._compute)).to(h.dtype)
 
     def _kl_rows(self, h, batch):
         return head_kl_rows(self.model.model.norm(h).flatten(0, 1), self._head_weight, batch, self.chunk)
+
+
+def sublayer(layer, mlp: int, module, h, pos, compute):
+    """h plus the residual branch of a layer's attention (mlp=0) or MLP (mlp=1) built as `module`,
+    as `TyrDecoderLayer.forward` composes it: the branch multiplies in the compute dtype, the
+    residual stream stays in h's (float32). A module of None (0 kept units) has no branch."""
+    if module is None:
+        return h
+    if not mlp:
+        return h + module(layer.input_layernorm(h).to(compute), pos).to(h.dtype)
+    return h + module(layer.post_attention_layernorm(h).to(compute)).to(h.dtype)
 
 
 def fitness_naive(ev: Evaluator, kept) -> float:
@@ -256,8 +295,9 @@ def fitness_naive(ev: Evaluator, kept) -> float:
     from tyr.supernet.format import pruned_layer
 
     kept = tuple(int(x) for x in kept)
-    levels = [[ev.modules.level_tensors(l, s, kept[2 * l + j]) for j, s in enumerate(SUBLAYERS)]
-              for l in range(ev.n_layers)]
+    levels = [
+        [ev.modules.level_tensors(l, s, kept[2 * l + j]) for j, s in enumerate(SUBLAYERS)] for l in range(ev.n_layers)
+    ]
     layers = [pruned_layer(ev.spec, ev.config, l, ev.dense[l], *levels[l]).to(ev.device) for l in range(ev.n_layers)]
     head = ev.model.lm_head.weight.detach().to(ev.device, torch.float32)
     kl = 0.0

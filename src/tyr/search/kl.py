@@ -25,9 +25,10 @@ def coarse_kl_rows(logits, logp, index, logp_rest, overwrite: bool = False):
 
     One exponential pass over the vocabulary: e = exp(logits - max) gives the normaliser
     (Σ e) and, with the top-k entries zeroed, the tail mass as a sum of the tail's own terms
-    (no 1 - Σ p cancellation), in one pass where two log-sum-exps would take two. A tail that underflows float32 (every tail logit ~87 below the max) counts as float32's
-    smallest normal mass: its KL term stays finite, and large. `overwrite=True` lets a float32
-    `logits` be used as the scratch buffer.
+    (no 1 - Σ p cancellation), in one pass where two log-sum-exps would take two. A tail that
+    underflows float32 (every tail logit ~87 below the max) counts as float32's smallest normal
+    mass: its KL term stays finite, and large. `overwrite=True` lets a float32 `logits` be used
+    as the scratch buffer.
     """
     import torch
 
@@ -68,6 +69,6 @@ def head_nll_rows(h, head_weight, targets, chunk: int):
 
     rows = []
     for s in range(0, h.shape[0], chunk):
-        logits = torch.nn.functional.linear(h[s:s + chunk].to(head_weight.dtype), head_weight).float()
-        rows.append(torch.nn.functional.cross_entropy(logits, targets[s:s + chunk], reduction="none"))
+        logits = torch.nn.functional.linear(h[s : s + chunk].to(head_weight.dtype), head_weight).float()
+        rows.append(torch.nn.functional.cross_entropy(logits, targets[s : s + chunk], reduction="none"))
     return torch.cat(rows)

@@ -21,12 +21,28 @@ def launch(kwargs: dict, processes: int, threads: int, workdir) -> None:
     args = Path(workdir) / "distributed_args.json"
     args.parent.mkdir(parents=True, exist_ok=True)
     args.write_text(json.dumps(kwargs, default=str))
-    env = dict(os.environ, TYR_THREADS=str(max(1, threads // processes)), OMP_NUM_THREADS=str(max(1, threads // processes)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "tyr.search.launch", str(args)]
+    env = dict(
+        os.environ, TYR_THREADS=str(max(1, threads // processes)), OMP_NUM_THREADS=str(max(1, threads // processes))
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "tyr.search.launch",
+        str(args),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"distributed search failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+        raise RuntimeError(
+            f"distributed search failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+        )
     sys.stderr.write(done.stderr[-6000:])
 
 

@@ -44,8 +44,17 @@ def topk_logprobs(lm_head, hidden, k: int, chunk: int = 1024):
 SCORED_SPLITS = (stores.FITNESS, stores.SELECTION)  # the search's samples, and the final choice among iterations
 
 
-def dense_topk(model_dir, tokens_zarr, out_zarr, *, k: int = 64, splits=SCORED_SPLITS, batch_size: int = 4,
-               dtype: str = "float32", chunk: int = 256) -> None:
+def dense_topk(
+    model_dir,
+    tokens_zarr,
+    out_zarr,
+    *,
+    k: int = 64,
+    splits=SCORED_SPLITS,
+    batch_size: int = 4,
+    dtype: str = "float32",
+    chunk: int = 256,
+) -> None:
     """Run the dense model once on each split and store its top-k next-token log-probs.
 
     `out_zarr` (group, written atomically) holds one subgroup per non-empty split with `logp`
@@ -81,13 +90,13 @@ def _write_topk(group, model, tokens, k, batch_size, dtype, chunk) -> None:
     rest = group.create_array("logp_rest", shape=(n, seq_len), dtype="float32", chunks=(1, seq_len))
     with torch.inference_mode():
         for s in range(0, n, batch_size):
-            ids = torch.from_numpy(tokens[s:s + batch_size]).long()
+            ids = torch.from_numpy(tokens[s : s + batch_size]).long()
             hidden, _ = model.model(ids)  # final-normed hidden states
             top, idx, tail = topk_logprobs(model.lm_head, hidden.flatten(0, 1), k, chunk)
             b = ids.shape[0]
-            logp[s:s + b] = top.view(b, seq_len, k).numpy().astype(dtype)
-            index[s:s + b] = idx.view(b, seq_len, k).int().numpy()
-            rest[s:s + b] = tail.view(b, seq_len).numpy()
+            logp[s : s + b] = top.view(b, seq_len, k).numpy().astype(dtype)
+            index[s : s + b] = idx.view(b, seq_len, k).int().numpy()
+            rest[s : s + b] = tail.view(b, seq_len).numpy()
     group.attrs.update({"tokens_sha256": stores.tokens_digest(tokens)})
 
 

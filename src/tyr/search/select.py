@@ -26,11 +26,27 @@ def candidates(best_jsons) -> list[dict]:
     for path in best_jsons:
         best = read_json(path)
         if best.get("start") and not out:  # the first iteration's start genome
-            out.append({"name": "start", **best["start"], "supernet": best["supernet"],
-                        "iteration": best["iteration"], "generations": 0, "path": str(path)})
-        out.append({"name": f"iter{best['iteration']}", "layers": best["layers"], "supernet": best["supernet"],
-                    "iteration": best["iteration"], "sparsity": best["sparsity"],
-                    "generations": best.get("generations"), "path": str(path)})
+            out.append(
+                {
+                    "name": "start",
+                    **best["start"],
+                    "supernet": best["supernet"],
+                    "iteration": best["iteration"],
+                    "generations": 0,
+                    "path": str(path),
+                }
+            )
+        out.append(
+            {
+                "name": f"iter{best['iteration']}",
+                "layers": best["layers"],
+                "supernet": best["supernet"],
+                "iteration": best["iteration"],
+                "sparsity": best["sparsity"],
+                "generations": best.get("generations"),
+                "path": str(path),
+            }
+        )
     return out
 
 
@@ -42,8 +58,16 @@ def score(cands, model_dir, topk_zarr, tokens_zarr, *, dtype="float32", device="
     for c in cands:
         by_supernet.setdefault(c["supernet"], []).append(c)
     for supernet, group in by_supernet.items():
-        ev = Evaluator(supernet, model_dir, topk_zarr, tokens_zarr, split=stores.SELECTION, dtype=dtype, device=device,
-                       batch_size=batch_size)
+        ev = Evaluator(
+            supernet,
+            model_dir,
+            topk_zarr,
+            tokens_zarr,
+            split=stores.SELECTION,
+            dtype=dtype,
+            device=device,
+            batch_size=batch_size,
+        )
         ev.set_tokens(range(ev.n_seq))
         for c in group:
             out[c["name"]] = ev.sequence_kl(kept_of(c["layers"]))
@@ -62,14 +86,31 @@ def select_genome(best_jsons, model_dir, topk_zarr, tokens_zarr, out_json, *, dt
     cands = candidates(best_jsons)
     kl = score(cands, model_dir, topk_zarr, tokens_zarr, dtype=dtype, device=device)
     chosen = min(cands, key=lambda c: (float(kl[c["name"]].mean()), -cands.index(c)))
-    record = {c["name"]: {"kl": float(kl[c["name"]].mean()), "se_vs_chosen": paired_se(kl[c["name"]], kl[chosen["name"]]),
-                          "sparsity": c.get("sparsity"), "iteration": c["iteration"], "generations": c["generations"]}
-              for c in cands}
+    record = {
+        c["name"]: {
+            "kl": float(kl[c["name"]].mean()),
+            "se_vs_chosen": paired_se(kl[c["name"]], kl[chosen["name"]]),
+            "sparsity": c.get("sparsity"),
+            "iteration": c["iteration"],
+            "generations": c["generations"],
+        }
+        for c in cands
+    }
     runner_up = min((r["kl"] - record[chosen["name"]]["kl"], n) for n, r in record.items() if n != chosen["name"])
     best = read_json(chosen["path"])
-    genome = {**best, "layers": chosen["layers"], "sparsity": chosen["sparsity"], "chosen": chosen["name"],
-              "selection": {"split": stores.SELECTION, "sequences": int(len(kl[chosen["name"]])), "candidates": record,
-                            "margin": runner_up[0], "margin_se": record[runner_up[1]]["se_vs_chosen"]}}
+    genome = {
+        **best,
+        "layers": chosen["layers"],
+        "sparsity": chosen["sparsity"],
+        "chosen": chosen["name"],
+        "selection": {
+            "split": stores.SELECTION,
+            "sequences": int(len(kl[chosen["name"]])),
+            "candidates": record,
+            "margin": runner_up[0],
+            "margin_se": record[runner_up[1]]["se_vs_chosen"],
+        },
+    }
     genome.pop("start", None)
     write_json(out_json, genome)
     return genome

@@ -25,15 +25,15 @@ class SearchSpace:
     """Levels of every sublayer (flat order attn 0, mlp 0, attn 1, ...) and the budget."""
 
     spec: object
-    kinds: tuple          # per position: "attn" | "mlp"
-    kept: tuple           # per position: kept-unit counts, dense → sparse
-    params: tuple         # per position: parameters of each level
-    recon: tuple          # per position: each level's relative reconstruction error
-    dense: tuple          # per position: parameters of the dense sublayer
-    centre: tuple         # per position: index of the centre level
-    groups: dict          # budget group -> positions ("attn", "mlp", or "all" when trading)
-    budget: dict          # budget group -> target kept parameters
-    tolerance: dict       # budget group -> allowed |kept − budget| (one granule)
+    kinds: tuple  # per position: "attn" | "mlp"
+    kept: tuple  # per position: kept-unit counts, dense → sparse
+    params: tuple  # per position: parameters of each level
+    recon: tuple  # per position: each level's relative reconstruction error
+    dense: tuple  # per position: parameters of the dense sublayer
+    centre: tuple  # per position: index of the centre level
+    groups: dict  # budget group -> positions ("attn", "mlp", or "all" when trading)
+    budget: dict  # budget group -> target kept parameters
+    tolerance: dict  # budget group -> allowed |kept − budget| (one granule)
 
     @property
     def size(self) -> int:
@@ -70,8 +70,14 @@ class SearchSpace:
         return tuple(self.kept[i].index(k) for i, k in enumerate(kept_of(layers)))
 
 
-def load_space(supernet_json, spec_json, target_sparsity: float, *, trade_attn_mlp: bool = False,
-               attention_kept: float | None = None) -> SearchSpace:
+def load_space(
+    supernet_json,
+    spec_json,
+    target_sparsity: float,
+    *,
+    trade_attn_mlp: bool = False,
+    attention_kept: float | None = None,
+) -> SearchSpace:
     """The search space of a supernet at a target backbone sparsity (centres and reconstruction
     errors as the layers' manifests recorded them)."""
     from tyr.model.spec import ModelSpec
@@ -104,8 +110,18 @@ def load_space(supernet_json, spec_json, target_sparsity: float, *, trade_attn_m
         groups = positions
         budget = split_budget(dense, target_sparsity, attention_kept)
         tolerance = granule
-    return SearchSpace(spec, tuple(kinds), tuple(kept), tuple(params), tuple(recon), tuple(dense_params),
-                       tuple(centre), groups, budget, tolerance)
+    return SearchSpace(
+        spec,
+        tuple(kinds),
+        tuple(kept),
+        tuple(params),
+        tuple(recon),
+        tuple(dense_params),
+        tuple(centre),
+        groups,
+        budget,
+        tolerance,
+    )
 
 
 def _granule(level_params) -> int:

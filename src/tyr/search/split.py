@@ -59,9 +59,21 @@ def share_tokens(model_dir, source, n_seq: int, seq_len: int, seed: int = 0) -> 
     return split_chunks(stream, {"share": n_seq}, seq_len, seed, source_label(source))["share"]
 
 
-def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsity: float, shares, text="pydoc",
-                 sequences: int = 32, seq_len: int = 256, seed: int = 0, dtype: str = "float32",
-                 device: str = "cpu") -> dict:
+def choose_share(
+    supernet_json,
+    model_dir,
+    spec_json,
+    out_json,
+    *,
+    target_sparsity: float,
+    shares,
+    text="pydoc",
+    sequences: int = 32,
+    seq_len: int = 256,
+    seed: int = 0,
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> dict:
     """Score every candidate split's near-uniform genome on `text`; write and return the record."""
     from tyr.calib.sources import source_label
     from tyr.calib.stores import tokens_digest
@@ -80,15 +92,28 @@ def choose_share(supernet_json, model_dir, spec_json, out_json, *, target_sparsi
         space = load_space(supernet_json, spec_json, target_sparsity, attention_kept=a)
         genome = budget.near_uniform(space, budget.even_spread)
         nll[a] = ev.sequence_nll(kept_of(space.to_layers(genome)))
-        rows.append({"attention_kept": a, "label": "even" if a is None else f"{a:g}",
-                     "sparsity": space.sparsity(genome), "perplexity": math.exp(float(nll[a].mean()))})
+        rows.append(
+            {
+                "attention_kept": a,
+                "label": "even" if a is None else f"{a:g}",
+                "sparsity": space.sparsity(genome),
+                "perplexity": math.exp(float(nll[a].mean())),
+            }
+        )
         log.info("attention kept %s: perplexity %.2f on %s", rows[-1]["label"], rows[-1]["perplexity"], text)
     best = min(rows, key=lambda r: r["perplexity"])
     for r in rows:  # is the choice above noise? paired over the same sequences
         r["nll_se_vs_chosen"] = 0.0 if r is best else paired_se(nll[r["attention_kept"]], nll[best["attention_kept"]])
-    record = {"target_sparsity": target_sparsity, "supernet": str(supernet_json), "text": source_label(text),
-              "sequences": int(ev.n_seq), "seq_len": int(ev.seq_len),
-              "tokens_sha256": tokens_digest(tokens),
-              "candidates": rows, "chosen": best["attention_kept"], "chosen_label": best["label"]}
+    record = {
+        "target_sparsity": target_sparsity,
+        "supernet": str(supernet_json),
+        "text": source_label(text),
+        "sequences": int(ev.n_seq),
+        "seq_len": int(ev.seq_len),
+        "tokens_sha256": tokens_digest(tokens),
+        "candidates": rows,
+        "chosen": best["attention_kept"],
+        "chosen_label": best["label"],
+    }
     write_json(out_json, record)
     return record

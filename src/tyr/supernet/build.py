@@ -61,16 +61,27 @@ class Layer:
     """What every step of one layer's job reads: the dense layer, its levels, where to write."""
 
     spec: object
-    module: object       # the dense TyrDecoderLayer
-    dense: dict          # its tensors, by name relative to the layer
-    levels: dict         # levels.json entry of the layer
-    pos: tuple           # rotary (cos, sin) for the calibration positions
+    module: object  # the dense TyrDecoderLayer
+    dense: dict  # its tensors, by name relative to the layer
+    levels: dict  # levels.json entry of the layer
+    pos: tuple  # rotary (cos, sin) for the calibration positions
     layer_dir: Path
-    meta: dict           # layer and iteration, recorded in every level file
+    meta: dict  # layer and iteration, recorded in every level file
 
 
-def build_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, next_inputs_zarr, *,
-                iteration=1, embeddings_zarr=None, **options) -> dict:
+def build_layer(
+    model_dir,
+    spec_json,
+    levels_json,
+    inputs_zarr,
+    layer,
+    layer_dir,
+    next_inputs_zarr,
+    *,
+    iteration=1,
+    embeddings_zarr=None,
+    **options,
+) -> dict:
     """Prune every level of layer `layer`'s two sublayers and propagate the chosen stream.
 
     Reads the layer's input (`inputs_zarr`), writes the level files and, last,
@@ -93,8 +104,9 @@ def build_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
             stream.propagate(next_inputs_zarr, W_mlp, b_mlp)
     seconds = round(time.perf_counter() - start, 3)
     centre = {s: ctx.levels[s]["centre"] for s in ("attn", "mlp")}
-    manifest = format.write_manifest(layer_dir, layer=layer, iteration=iteration, centre=centre,
-                                     levels={"attn": attn, "mlp": mlp}, seconds=seconds)
+    manifest = format.write_manifest(
+        layer_dir, layer=layer, iteration=iteration, centre=centre, levels={"attn": attn, "mlp": mlp}, seconds=seconds
+    )
     log.info("layer %d: %d attn + %d mlp levels in %.1fs", layer, len(attn), len(mlp), seconds)
     return manifest
 
@@ -109,8 +121,15 @@ def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
     config = adapter.load_config(model_dir)
     dense = adapter.load_state(model_dir, adapter.layer_prefix(layer))
     pos = adapter.rotary(config, stores.open_hidden(inputs_zarr).shape[1])
-    return Layer(ModelSpec.from_json(spec_json), adapter.decoder_layer(config, layer, dense, torch.float32), dense,
-                 read_json(levels_json)["layers"][layer], pos, Path(layer_dir), {"layer": layer, "iteration": iteration})
+    return Layer(
+        ModelSpec.from_json(spec_json),
+        adapter.decoder_layer(config, layer, dense, torch.float32),
+        dense,
+        read_json(levels_json)["layers"][layer],
+        pos,
+        Path(layer_dir),
+        {"layer": layer, "iteration": iteration},
+    )
 
 
 def _dense_inputs(model_dir, embeddings_zarr, layer: int):
@@ -179,14 +198,15 @@ class _Stream:
         from tyr.supernet.local_prune import Hessian
 
         width = self.ctx.spec.units(sublayer, self.ctx.meta["layer"]) * (
-            self.ctx.spec.head_dim if sublayer == "attn" else 1)
+            self.ctx.spec.head_dim if sublayer == "attn" else 1
+        )
         H = Hessian(width)
         C = Hessian(width) if self.x_dense is not None else None
         for i, x in self.batches():
             z = self.attn_input(i, x) if sublayer == "attn" else self.mlp_input(i, x)
             H.add(z)
             if C is not None:
-                C.add(z, self._dense_input(sublayer, self.x_dense[i:i + len(x)]))
+                C.add(z, self._dense_input(sublayer, self.x_dense[i : i + len(x)]))
         return H.mean(), None if C is None else C.mean()
 
     def _dense_input(self, sublayer: str, x):
@@ -202,8 +222,11 @@ class _Stream:
         """Write the layer's output on the stream, the carried MLP projection (W, b) applied."""
         from tyr.supernet.accumulate import residual
 
-        stores.write_hidden(out_zarr, self.x_in.shape, (
-            (i, residual(self.mlp_residual(i, x), self.mlp_input(i, x), W, b)) for i, x in self.batches()))
+        stores.write_hidden(
+            out_zarr,
+            self.x_in.shape,
+            ((i, residual(self.mlp_residual(i, x), self.mlp_input(i, x), W, b)) for i, x in self.batches()),
+        )
 
 
 def prune_sublayer(ctx: Layer, sublayer: str, stats, opts: Options):
@@ -224,13 +247,28 @@ def prune_sublayer(ctx: Layer, sublayer: str, stats, opts: Options):
     assert all(len(u) == k for (u, _), k in zip(variants, kept)), (sublayer, kept)
     weights = _carry_weights(ctx, sublayer, kept, weight.shape[1] // group, opts.accumulate)
     errors = recon_errors(weight, [(channels(u, group), w) for u, w in variants], H)
-    entries = [format.write_level(ctx.layer_dir, ctx.spec, ctx.meta["layer"], sublayer, u, w, bias, ctx.meta,
-                                  weight=0.0 if weights is None else weights[e], recon_error=errors[e])
-               for e, (u, w) in enumerate(variants)]
+    entries = [
+        format.write_level(
+            ctx.layer_dir,
+            ctx.spec,
+            ctx.meta["layer"],
+            sublayer,
+            u,
+            w,
+            bias,
+            ctx.meta,
+            weight=0.0 if weights is None else weights[e],
+            recon_error=errors[e],
+        )
+        for e, (u, w) in enumerate(variants)
+    ]
     if weights is None:
         return entries, weight.float(), None if bias is None else bias.float()
-    return (entries, acc.expected_projection(variants, weights, weight.shape[1], group),
-            acc.expected_bias(bias, variants, weights))
+    return (
+        entries,
+        acc.expected_projection(variants, weights, weight.shape[1], group),
+        acc.expected_bias(bias, variants, weights),
+    )
 
 
 def _carry_weights(ctx: Layer, sublayer: str, kept, units: int, accumulate: str):

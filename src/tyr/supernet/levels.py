@@ -44,17 +44,34 @@ def levels_for(spec, *, target_sparsity, delta, n_levels, iteration=1, previous=
                 kept = sorted(set(kept) | {centre}, reverse=True)
             entry[sub] = {"kept": kept, "centre": centre}
         layers.append(entry)
-    return {"iteration": iteration, "delta": step, "target_sparsity": target_sparsity,
-            "n_levels": n_levels, "mlp_group": mlp_group, "layers": layers}
+    return {
+        "iteration": iteration,
+        "delta": step,
+        "target_sparsity": target_sparsity,
+        "n_levels": n_levels,
+        "mlp_group": mlp_group,
+        "layers": layers,
+    }
 
 
-def write_levels(spec_json, out_json, *, target_sparsity, delta, n_levels, iteration,
-                 previous_genome=None, mlp_group=16) -> dict:
+def write_levels(
+    spec_json, out_json, *, target_sparsity, delta, n_levels, iteration, previous_genome=None, mlp_group=16
+) -> dict:
     """Write `levels.json` for one iteration (see `levels_for`); returns the object."""
     spec = ModelSpec.from_json(spec_json)
-    previous = read_json(previous_genome) if isinstance(previous_genome, (str, bytes)) or hasattr(
-        previous_genome, "__fspath__") else previous_genome
-    levels = levels_for(spec, target_sparsity=target_sparsity, delta=delta, n_levels=n_levels,
-                        iteration=iteration, previous=previous, mlp_group=mlp_group)
+    previous = (
+        read_json(previous_genome)
+        if isinstance(previous_genome, (str, bytes)) or hasattr(previous_genome, "__fspath__")
+        else previous_genome
+    )
+    levels = levels_for(
+        spec,
+        target_sparsity=target_sparsity,
+        delta=delta,
+        n_levels=n_levels,
+        iteration=iteration,
+        previous=previous,
+        mlp_group=mlp_group,
+    )
     write_json(out_json, levels)
     return levels

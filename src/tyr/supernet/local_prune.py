@@ -74,8 +74,9 @@ def refit(H, G, kept_channels):
     return torch.cholesky_solve(G[K], L)
 
 
-def prune_levels(weight, H, levels, *, group=1, per_step=1, damp_ratio=0.01,
-                 taylor=True, obs=True, compensate=True, G=None) -> dict:
+def prune_levels(
+    weight, H, levels, *, group=1, per_step=1, damp_ratio=0.01, taylor=True, obs=True, compensate=True, G=None
+) -> dict:
     """Prune a Linear `weight` [d_out, d_in] progressively; emit every level in one pass.
 
     H: [d_in, d_in] undamped XᵀX/N. levels: kept-unit counts. Returns {kept: (kept_units
@@ -148,10 +149,10 @@ def recon_errors(weight, levels, H, chunk_bytes: int = 1 << 28) -> list[float]:
     per_chunk = max(1, chunk_bytes // (W.numel() * 4))
     errors = []
     for first in range(0, len(levels), per_chunk):
-        chunk = levels[first:first + per_chunk]
+        chunk = levels[first : first + per_chunk]
         D = W.repeat(1, len(chunk))  # each level's W − Ŵ, side by side
         for i, (kept_channels, pruned) in enumerate(chunk):
-            D[kept_channels, i * W.shape[1]:(i + 1) * W.shape[1]] -= pruned.detach().float().T
+            D[kept_channels, i * W.shape[1] : (i + 1) * W.shape[1]] -= pruned.detach().float().T
         errors += ((D * (H @ D)).view(W.shape[0], len(chunk), W.shape[1]).sum((0, 2)) / total).tolist()
     return errors
 

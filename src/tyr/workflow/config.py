@@ -17,7 +17,6 @@ from tyr.search.budget import SPLIT_CONFLICT
 LOCAL_SUFFIXES = {*sources.DATA_SUFFIXES, ".gguf"}  # a source with one of these is a path, not a hub id
 
 
-
 class ConfigError(ValueError):
     pass
 
@@ -100,11 +99,15 @@ def _check_text_source(key: str, source) -> None:
 def describe_calibration(data) -> str:
     """The calibration plan in one line, for the log of every run."""
     source = data["source"]
-    what = {"pydoc": "pydoc (English prose of the Python documentation, shipped with Python)",
-            "self": "self (text sampled from the dense model itself)"}.get(source, str(source))
-    return (f"calibration: {what}; {data['prune_sequences']} pruning + {data['fitness_sequences']} search + "
-            f"{data['selection_sequences']} selection + {data['heldout_sequences']} held-out "
-            f"sequences × {data['seq_len']} tokens")
+    what = {
+        "pydoc": "pydoc (English prose of the Python documentation, shipped with Python)",
+        "self": "self (text sampled from the dense model itself)",
+    }.get(source, str(source))
+    return (
+        f"calibration: {what}; {data['prune_sequences']} pruning + {data['fitness_sequences']} search + "
+        f"{data['selection_sequences']} selection + {data['heldout_sequences']} held-out "
+        f"sequences × {data['seq_len']} tokens"
+    )
 
 
 def _check_search(search, data) -> None:

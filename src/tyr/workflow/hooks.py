@@ -53,8 +53,10 @@ def require_writable(run_dir: str) -> None:
         os.makedirs(run_dir, exist_ok=True)
         tempfile.TemporaryFile(dir=run_dir).close()
     except OSError as e:
-        raise HookError(f"{run_dir} is not writable ({e.strerror}): this run has jobs to do. Run it where it can "
-                        f"write (snakemake -d DIR, or copy {run_dir} there), or make the folder writable.") from None
+        raise HookError(
+            f"{run_dir} is not writable ({e.strerror}): this run has jobs to do. Run it where it can "
+            f"write (snakemake -d DIR, or copy {run_dir} there), or make the folder writable."
+        ) from None
 
 
 def refuse_slurm_leftovers(run_dir: str, log_dir: str = ".snakemake/log") -> None:

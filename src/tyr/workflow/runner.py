@@ -109,5 +109,3 @@ def _run(entry, input, output, params, wildcards, threads, log):
             release_memory()
         logger.info("%s done in %.1f s", name, time.perf_counter() - t0)
         return result
-
-

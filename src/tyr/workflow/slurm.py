@@ -74,6 +74,8 @@ def leftovers(log_dir, run_dir: str) -> list[str]:
 
 def leftover_message(ids, run_dir: str) -> str:
     listed = " ".join(ids)
-    return (f"{len(ids)} SLURM job(s) of an earlier run of {run_dir} are still queued or running ({listed}); "
-            f"a resumed job would write the same outputs beside them. Cancel them (scancel {listed}) "
-            f"or wait for them to end, then run the same command again.")
+    return (
+        f"{len(ids)} SLURM job(s) of an earlier run of {run_dir} are still queued or running ({listed}); "
+        f"a resumed job would write the same outputs beside them. Cancel them (scancel {listed}) "
+        f"or wait for them to end, then run the same command again."
+    )

@@ -26,10 +26,19 @@ def calibrate(input, output, params, wildcards):
     from tyr.calib.calibrate import calibrate
 
     d = params.data
-    calibrate(input.model, output.tokens, source=d["source"], seq_len=d["seq_len"],
-              n_prune=d["prune_sequences"], n_fitness=d["fitness_sequences"],
-              n_selection=d["selection_sequences"], n_heldout=d["heldout_sequences"], seed=d["seed"],
-              temperature=d["temperature"], text_field=d["text_field"])
+    calibrate(
+        input.model,
+        output.tokens,
+        source=d["source"],
+        seq_len=d["seq_len"],
+        n_prune=d["prune_sequences"],
+        n_fitness=d["fitness_sequences"],
+        n_selection=d["selection_sequences"],
+        n_heldout=d["heldout_sequences"],
+        seed=d["seed"],
+        temperature=d["temperature"],
+        text_field=d["text_field"],
+    )
 
 
 def embed(input, output, params, wildcards):
@@ -41,17 +50,33 @@ def embed(input, output, params, wildcards):
 def levels(input, output, params, wildcards):
     from tyr.supernet.levels import write_levels
 
-    write_levels(_spec(input), output.levels, target_sparsity=tyrconf.tag_target(wildcards.target),
-                 delta=params.delta, n_levels=params.levels, iteration=int(wildcards.iter),
-                 previous_genome=input.previous[0] if input.previous else None, mlp_group=params.mlp_group)
+    write_levels(
+        _spec(input),
+        output.levels,
+        target_sparsity=tyrconf.tag_target(wildcards.target),
+        delta=params.delta,
+        n_levels=params.levels,
+        iteration=int(wildcards.iter),
+        previous_genome=input.previous[0] if input.previous else None,
+        mlp_group=params.mlp_group,
+    )
 
 
 def supernet_layer(input, output, params, wildcards):
     from tyr.supernet.build import build_layer
 
-    build_layer(input.model, _spec(input), input.levels, input.acts, int(wildcards.layer),
-                os.path.dirname(output.manifest), output.acts, iteration=int(wildcards.iter),
-                embeddings_zarr=input.embeddings, **params.options)
+    build_layer(
+        input.model,
+        _spec(input),
+        input.levels,
+        input.acts,
+        int(wildcards.layer),
+        os.path.dirname(output.manifest),
+        output.acts,
+        iteration=int(wildcards.iter),
+        embeddings_zarr=input.embeddings,
+        **params.options,
+    )
 
 
 def supernet(input, output, params, wildcards):
@@ -69,10 +94,20 @@ def dense_topk(input, output, params, wildcards):
 def attention_share(input, output, params, wildcards):
     from tyr.search.split import choose_share
 
-    choose_share(input.supernet, input.model, _spec(input), output.share,
-                 target_sparsity=tyrconf.tag_target(wildcards.target), shares=params.shares, text=params.text,
-                 sequences=params.sequences, seq_len=params.seq_len, seed=params.seed, dtype=params.dtype,
-                 device=params.device)
+    choose_share(
+        input.supernet,
+        input.model,
+        _spec(input),
+        output.share,
+        target_sparsity=tyrconf.tag_target(wildcards.target),
+        shares=params.shares,
+        text=params.text,
+        sequences=params.sequences,
+        seq_len=params.seq_len,
+        seed=params.seed,
+        dtype=params.dtype,
+        device=params.device,
+    )
 
 
 def _attention_kept(s: dict, input):
@@ -89,13 +124,27 @@ def search(input, output, params, wildcards):
     from tyr.search.evolve import run_search
 
     s, i = params.search, int(wildcards.iter)
-    kwargs = dict(supernet_json=input.supernet, topk_zarr=input.topk, tokens_zarr=input.tokens, model_dir=input.model,
-                  spec_json=_spec(input), out_dir=os.path.dirname(output.best),
-                  target_sparsity=tyrconf.tag_target(wildcards.target), iteration=i, offspring=s["offspring"],
-                  generations=s["generations"], stages=s["stages"], seed=s["seed"] + 1000 * i,
-                  max_swaps=s["max_swaps"], trade_attn_mlp=s["trade_attn_mlp"], dtype=s["dtype"], device=s["device"],
-                  track_sequences=s["track_sequences"], fixed_last_stage=s["fixed_last_stage"],
-                  attention_kept=_attention_kept(s, input))
+    kwargs = dict(
+        supernet_json=input.supernet,
+        topk_zarr=input.topk,
+        tokens_zarr=input.tokens,
+        model_dir=input.model,
+        spec_json=_spec(input),
+        out_dir=os.path.dirname(output.best),
+        target_sparsity=tyrconf.tag_target(wildcards.target),
+        iteration=i,
+        offspring=s["offspring"],
+        generations=s["generations"],
+        stages=s["stages"],
+        seed=s["seed"] + 1000 * i,
+        max_swaps=s["max_swaps"],
+        trade_attn_mlp=s["trade_attn_mlp"],
+        dtype=s["dtype"],
+        device=s["device"],
+        track_sequences=s["track_sequences"],
+        fixed_last_stage=s["fixed_last_stage"],
+        attention_kept=_attention_kept(s, input),
+    )
     if s["processes"] > 1:
         launch.launch(kwargs, s["processes"], params.threads, os.path.dirname(output.best))
     else:
@@ -105,32 +154,57 @@ def search(input, output, params, wildcards):
 def select_tyr(input, output, params, wildcards):
     from tyr.search.select import select_genome
 
-    select_genome(list(input.bests), input.model, input.topk, input.tokens, output.genome,
-                  dtype=params.dtype, device=params.device)
+    select_genome(
+        list(input.bests),
+        input.model,
+        input.topk,
+        input.tokens,
+        output.genome,
+        dtype=params.dtype,
+        device=params.device,
+    )
 
 
 def genome_uniform(input, output, params, wildcards):
     from tyr.search.budget import uniform_genome
 
-    uniform_genome(input.supernet, _spec(input), output.genome,
-                   target_sparsity=tyrconf.tag_target(wildcards.target))
+    uniform_genome(input.supernet, _spec(input), output.genome, target_sparsity=tyrconf.tag_target(wildcards.target))
 
 
 def export(input, output, params, wildcards):
     from tyr.export.hf import export
 
-    export(input.model, _spec(input), input.genome, output.pruned, method=wildcards.method,
-           card={"tokens_zarr": input.tokens, "evaluation_plan": params.plan, "prompts": params.prompts,
-                 "new_tokens": params.new_tokens})
+    export(
+        input.model,
+        _spec(input),
+        input.genome,
+        output.pruned,
+        method=wildcards.method,
+        card={
+            "tokens_zarr": input.tokens,
+            "evaluation_plan": params.plan,
+            "prompts": params.prompts,
+            "new_tokens": params.new_tokens,
+        },
+    )
 
 
 def evaluate(input, output, params, wildcards):
     from tyr.evaluate.measure import evaluate_model
 
     e = params.evaluate
-    evaluate_model(input.model, output.eval, plan=params.plan, tokens_zarr=input.tokens, seq_len=e["seq_len"],
-                   max_windows=e["max_windows"], limit=e["zeroshot_limit"], speed=e["speed"],
-                   prompts=e["prompts"], new_tokens=e["new_tokens"])
+    evaluate_model(
+        input.model,
+        output.eval,
+        plan=params.plan,
+        tokens_zarr=input.tokens,
+        seq_len=e["seq_len"],
+        max_windows=e["max_windows"],
+        limit=e["zeroshot_limit"],
+        speed=e["speed"],
+        prompts=e["prompts"],
+        new_tokens=e["new_tokens"],
+    )
 
 
 def summarize(input, output, params, wildcards):
@@ -142,15 +216,27 @@ def summarize(input, output, params, wildcards):
 def report(input, output, params, wildcards):
     from tyr.evaluate.report import write_report
 
-    write_report(list(input.summaries), output.markdown, genomes=list(input.genomes),
-                 generations=list(input.generations), shares=list(input.shares), plots_dir=output.plots)
+    write_report(
+        list(input.summaries),
+        output.markdown,
+        genomes=list(input.genomes),
+        generations=list(input.generations),
+        shares=list(input.shares),
+        plots_dir=output.plots,
+    )
 
 
 def baseline(input, output, params, wildcards):
     from tyr.methods import baselines
 
-    baselines.run(wildcards.method, input.model, input.tokens, os.path.dirname(output.genome),
-                  target_sparsity=tyrconf.tag_target(wildcards.target), **params.options)
+    baselines.run(
+        wildcards.method,
+        input.model,
+        input.tokens,
+        os.path.dirname(output.genome),
+        target_sparsity=tyrconf.tag_target(wildcards.target),
+        **params.options,
+    )
 
 
 def compare(input, output, params, wildcards):
@@ -166,16 +252,31 @@ def unstructured_layer(input, output, params, wildcards):
     from tyr.methods.unstructured.layer import prune_layer
 
     u = params.unstructured
-    prune_layer(input.model, input.acts, int(wildcards.layer), output.layer, output.acts,
-                method=wildcards.umethod, pattern=wildcards.upattern, blocksize=u["blocksize"],
-                damp=u["damp"], batch_size=u["batch_size"])
+    prune_layer(
+        input.model,
+        input.acts,
+        int(wildcards.layer),
+        output.layer,
+        output.acts,
+        method=wildcards.umethod,
+        pattern=wildcards.upattern,
+        blocksize=u["blocksize"],
+        damp=u["damp"],
+        batch_size=u["batch_size"],
+    )
 
 
 def unstructured_export(input, output, params, wildcards):
     from tyr.methods.unstructured.export import export
 
-    export(input.model, list(input.layers), output.pruned, method=wildcards.umethod,
-           pattern=wildcards.upattern, source=wildcards.usource)
+    export(
+        input.model,
+        list(input.layers),
+        output.pruned,
+        method=wildcards.umethod,
+        pattern=wildcards.upattern,
+        source=wildcards.usource,
+    )
 
 
 def unstructured_summary(input, output, params, wildcards):

@@ -47,7 +47,9 @@ def check_zarr(path: Path) -> str | None:
 
     import zarr
 
-    warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")  # .snakemake_timestamp
+    warnings.filterwarnings(
+        "ignore", message=".*not recognized as a component of a Zarr hierarchy"
+    )  # .snakemake_timestamp
     try:
         root = zarr.open(str(path), mode="r")
         arrays = [root] if isinstance(root, zarr.Array) else [a for _, a in root.arrays()]
@@ -102,10 +104,17 @@ def problems(root) -> dict[Path, str]:
     for p in sorted(root.rglob("*")):
         if any(part.endswith(".zarr") for part in p.relative_to(root).parts[:-1]):
             continue  # inside a store: checked with the store
-        check = (check_safetensors if p.suffix == ".safetensors" and p.is_file() else
-                 check_zarr if p.suffix == ".zarr" and p.is_dir() else
-                 check_json if p.suffix == ".json" and p.is_file() else
-                 check_checksums if p.is_dir() and p.name in ("model", "pruned") else None)
+        check = (
+            check_safetensors
+            if p.suffix == ".safetensors" and p.is_file()
+            else check_zarr
+            if p.suffix == ".zarr" and p.is_dir()
+            else check_json
+            if p.suffix == ".json" and p.is_file()
+            else check_checksums
+            if p.is_dir() and p.name in ("model", "pruned")
+            else None
+        )
         if check and (why := check(p)):
             bad[p] = why
         elif p.suffix == ".zarr" and p.is_dir() and (why := check_checksums(p)):

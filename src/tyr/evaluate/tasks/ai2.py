@@ -32,7 +32,12 @@ def openbookqa_row(doc) -> dict:
     """One AI2 OpenBookQA record as an `allenai/openbookqa` (main) row."""
     choices = _choices(doc)
     _check(doc, choices)
-    return {"id": doc["id"], "question_stem": doc["question"]["stem"], "choices": choices, "answerKey": doc["answerKey"]}
+    return {
+        "id": doc["id"],
+        "question_stem": doc["question"]["stem"],
+        "choices": choices,
+        "answerKey": doc["answerKey"],
+    }
 
 
 def process_arc(dataset):

@@ -24,5 +24,6 @@ def run(method: str, model_dir, tokens_zarr, out_dir, *, target_sparsity: float,
     """Run baseline `method` (a key of METHODS) with its options; returns the genome path."""
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; expected one of {sorted(METHODS)}")
-    return importlib.import_module(METHODS[method]).run(model_dir, tokens_zarr, out_dir,
-                                                        target_sparsity=target_sparsity, **options)
+    return importlib.import_module(METHODS[method]).run(
+        model_dir, tokens_zarr, out_dir, target_sparsity=target_sparsity, **options
+    )

@@ -57,14 +57,24 @@ def metric_scores(model, spec, tokens: torch.Tensor, metric: str, batch_size: in
         model.requires_grad_(False)
         return scores
     if metric == "magnitude":
-        return [(head_sums(layer.self_attn.o_proj.weight.double().norm(dim=0), d),
-                 layer.mlp.down_proj.weight.double().norm(dim=0)) for layer in layers]
+        return [
+            (
+                head_sums(layer.self_attn.o_proj.weight.double().norm(dim=0), d),
+                layer.mlp.down_proj.weight.double().norm(dim=0),
+            )
+            for layer in layers
+        ]
     stats = projection_inputs(model, tokens, batch_size)
     if metric == "wanda_sp":
         return [wanda_sp.layer_scores(layer, s, d) for layer, s in zip(layers, stats)]
     if metric == "flap":
-        return [(head_sums(fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance) ** 2, d),
-                 fluctuation(layer.mlp.down_proj.weight, s["mlp"].variance)) for layer, s in zip(layers, stats)]
+        return [
+            (
+                head_sums(fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance) ** 2, d),
+                fluctuation(layer.mlp.down_proj.weight, s["mlp"].variance),
+            )
+            for layer, s in zip(layers, stats)
+        ]
     raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
 
 
@@ -82,13 +92,16 @@ class Objective:
         key = (subset, metric)
         if key not in self.structures:
             scores = metric_scores(self.model, self.spec, self.subsets[subset], metric, self.batch_size)
-            self.structures[key] = uniform_structure(self.spec, self.target, [s[0] for s in scores],
-                                                     [s[1] for s in scores], self.layers)
+            self.structures[key] = uniform_structure(
+                self.spec, self.target, [s[0] for s in scores], [s[1] for s in scores], self.layers
+            )
         return self.structures[key]
 
     def __call__(self, trial) -> float:
-        key = (trial.suggest_categorical("subset", list(range(len(self.subsets)))),
-               trial.suggest_categorical("metric", list(METRICS)))
+        key = (
+            trial.suggest_categorical("subset", list(range(len(self.subsets)))),
+            trial.suggest_categorical("metric", list(METRICS)),
+        )
         if key not in self.values:
             layers = candidate.pruned_layers(self.model, self.spec, self.states, self.structure(*key))
             self.values[key] = candidate.lm_loss(self.model, layers, self.evaluation, self.batch_size)
@@ -96,8 +109,19 @@ class Objective:
         return self.values[key]
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str = "cpu", layers="scaled",
-        seed: int = 0, split: str = PRUNE, batch_size: int = 4, **overrides):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    setting: str = "cpu",
+    layers="scaled",
+    seed: int = 0,
+    split: str = PRUNE,
+    batch_size: int = 4,
+    **overrides,
+):
     """Bayesian optimisation over calibration subsets × metrics; returns the genome path of the best point."""
     import optuna
 
@@ -106,18 +130,33 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str
     model = dense_model(model_dir)
     pool = calibration_tokens(tokens_zarr, split)
     rng = np.random.default_rng(seed)
-    subsets = [pool[torch.as_tensor(rng.choice(len(pool), min(opt["sequences"], len(pool)), replace=False))]
-               for _ in range(opt["subsets"])]
+    subsets = [
+        pool[torch.as_tensor(rng.choice(len(pool), min(opt["sequences"], len(pool)), replace=False))]
+        for _ in range(opt["subsets"])
+    ]
     pruned = layer_range(spec.num_layers, layers)
-    objective = Objective(model, spec, subsets, calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"]),
-                          target_sparsity, pruned, batch_size)
+    objective = Objective(
+        model,
+        spec,
+        subsets,
+        calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"]),
+        target_sparsity,
+        pruned,
+        batch_size,
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, opt["trials"] // 3))
     study = optuna.create_study(direction="minimize", sampler=sampler)
     study.optimize(objective, n_trials=opt["trials"])
     best = (study.best_params["subset"], study.best_params["metric"])
     structure = objective.structure(*best)
-    structure.info = {"subset": best[0], "metric": best[1], "loss": objective.values[best],
-                      "evaluated": [{"subset": s, "metric": m, "loss": v} for (s, m), v in objective.values.items()],
-                      "layers": [pruned[0], pruned[-1] + 1], **opt, **range_note(spec, target_sparsity, pruned)}
+    structure.info = {
+        "subset": best[0],
+        "metric": best[1],
+        "loss": objective.values[best],
+        "evaluated": [{"subset": s, "metric": m, "loss": v} for (s, m), v in objective.values.items()],
+        "layers": [pruned[0], pruned[-1] + 1],
+        **opt,
+        **range_note(spec, target_sparsity, pruned),
+    }
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

@@ -69,8 +69,10 @@ def standardised(scores: list[torch.Tensor]) -> list[torch.Tensor]:
 def unit_scores(model, stats, head_dim: int, over: str = "layer", square_attention: bool = True) -> tuple[list, list]:
     """Standardised fluctuation scores of every query head and MLP channel, per layer."""
     layers = model.model.layers
-    attn = [fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance) ** (2 if square_attention else 1)
-            for layer, s in zip(layers, stats)]
+    attn = [
+        fluctuation(layer.self_attn.o_proj.weight, s["attn"].variance) ** (2 if square_attention else 1)
+        for layer, s in zip(layers, stats)
+    ]
     mlp = [fluctuation(layer.mlp.down_proj.weight, s["mlp"].variance) for layer, s in zip(layers, stats)]
     if over == "layer":
         heads = [standardised([a])[0].reshape(-1, head_dim).mean(1) for a in attn]
@@ -90,7 +92,9 @@ def compensated_biases(model, stats, structure, spec):
     sublayers = []  # residual-stream order: (kind, layer, kept channel idx, projection, stats)
     for l, layer in enumerate(model.model.layers):
         heads = structure.heads[l]
-        sublayers.append(("attn", l, [h * d + i for h in heads for i in range(d)], layer.self_attn.o_proj, stats[l]["attn"]))
+        sublayers.append(
+            ("attn", l, [h * d + i for h in heads for i in range(d)], layer.self_attn.o_proj, stats[l]["attn"])
+        )
         sublayers.append(("mlp", l, list(structure.channels[l]), layer.mlp.down_proj, stats[l]["mlp"]))
     biases = {}
     last_kept, dropped = None, 0
@@ -111,9 +115,19 @@ def compensated_biases(model, stats, structure, spec):
     return o_bias, down_bias, dropped
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, compensate: bool = True,
-        standardise: str = "layer", square_attention: bool = True, split: str = PRUNE,
-        max_seqs: int | None = None, batch_size: int = 8):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    compensate: bool = True,
+    standardise: str = "layer",
+    square_attention: bool = True,
+    split: str = PRUNE,
+    max_seqs: int | None = None,
+    batch_size: int = 8,
+):
     """Fluctuation scores, global adaptive structure, bias compensation; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
@@ -125,9 +139,12 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, compensate: 
         structure.o_bias, structure.down_bias, dropped = compensated_biases(model, stats, structure, spec)
         structure.info["uncompensated_sublayers"] = dropped
         # Biases the dense model lacks are stored beyond tyr.model.sparsity's accounting (hidden each).
-        extra = sum(b is not None for b in structure.o_bias) * (not spec.o_bias) + \
-            sum(b is not None for b in structure.down_bias) * (not spec.mlp_bias)
+        extra = sum(b is not None for b in structure.o_bias) * (not spec.o_bias) + sum(
+            b is not None for b in structure.down_bias
+        ) * (not spec.mlp_bias)
         structure.info["compensation_bias_params"] = extra * spec.hidden_size
         if dropped:
-            log.warning("flap: %d leading sublayer(s) removed entirely; their mean output cannot be compensated", dropped)
+            log.warning(
+                "flap: %d leading sublayer(s) removed entirely; their mean output cannot be compensated", dropped
+            )
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

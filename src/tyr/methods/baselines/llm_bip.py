@@ -43,7 +43,9 @@ def block_influence(layer, x, pos, head_dim: int, batch_size: int = 8) -> tuple[
     W_o = layer.self_attn.o_proj.weight.double()
     n_heads = W_o.shape[1] // head_dim
     blocks = W_o.reshape(W_o.shape[0], n_heads, head_dim).permute(1, 0, 2)  # [head, hidden, head_dim]
-    gram = blocks.transpose(1, 2) @ blocks  # W_hᵀ W_h: ‖W_h z‖² = zᵀ W_hᵀ W_h z, head_dim² per token, not head_dim·hidden
+    gram = (
+        blocks.transpose(1, 2) @ blocks
+    )  # W_hᵀ W_h: ‖W_h z‖² = zᵀ W_hᵀ W_h z, head_dim² per token, not head_dim·hidden
     down_norm = layer.mlp.down_proj.weight.double().norm(dim=0)
     heads = torch.zeros(n_heads, dtype=torch.float64)
     chans = torch.zeros_like(down_norm)
@@ -57,16 +59,30 @@ def block_influence(layer, x, pos, head_dim: int, batch_size: int = 8) -> tuple[
     return heads / count, chans / count
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, layers="scaled", split: str = PRUNE,
-        max_seqs: int | None = None, batch_size: int = 8):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    layers="scaled",
+    split: str = PRUNE,
+    max_seqs: int | None = None,
+    batch_size: int = 8,
+):
     """Block-output influence of every head and channel, uniform pruning in a layer range; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
     tokens = calibration_tokens(tokens_zarr, split, max_seqs)
-    scores = [block_influence(layer, x, pos, spec.head_dim, batch_size)
-              for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)]
+    scores = [
+        block_influence(layer, x, pos, spec.head_dim, batch_size)
+        for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)
+    ]
     pruned = layer_range(spec.num_layers, layers)
     structure = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores], pruned)
-    structure.info = {"layers": [pruned[0], pruned[-1] + 1], "sequences": len(tokens),
-                      **range_note(spec, target_sparsity, pruned)}
+    structure.info = {
+        "layers": [pruned[0], pruned[-1] + 1],
+        "sequences": len(tokens),
+        **range_note(spec, target_sparsity, pruned),
+    }
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

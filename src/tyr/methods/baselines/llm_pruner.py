@@ -43,8 +43,15 @@ from tyr.methods.baselines.common.budget import layer_range, range_note, uniform
 from tyr.methods.baselines.common.single_level import load_spec, write
 
 METHOD = "llm_pruner"
-PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+PROJECTIONS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
 
 
 def loss_gradients(model, tokens: torch.Tensor, batch_size: int = 2) -> None:
@@ -89,8 +96,19 @@ def layer_scores(layer, spec, taylor: str = "element", kv: str = "split") -> tup
     return heads, channels
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, taylor: str = "element", kv: str = "split",
-        layers="scaled", split: str = PRUNE, max_seqs: int | None = 10, batch_size: int = 2):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    taylor: str = "element",
+    kv: str = "split",
+    layers="scaled",
+    split: str = PRUNE,
+    max_seqs: int | None = 10,
+    batch_size: int = 2,
+):
     """Taylor group importance from LM-loss gradients, uniform pruning in a layer range; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
@@ -99,6 +117,11 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, taylor: str 
     scores = [layer_scores(layer, spec, taylor, kv) for layer in model.model.layers]
     pruned = layer_range(spec.num_layers, layers)
     structure = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores], pruned)
-    structure.info = {"taylor": taylor, "kv": kv, "sequences": len(tokens), "layers": [pruned[0], pruned[-1] + 1],
-                      **range_note(spec, target_sparsity, pruned)}
+    structure.info = {
+        "taylor": taylor,
+        "kv": kv,
+        "sequences": len(tokens),
+        "layers": [pruned[0], pruned[-1] + 1],
+        **range_note(spec, target_sparsity, pruned),
+    }
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

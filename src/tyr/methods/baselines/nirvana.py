@@ -74,8 +74,12 @@ def saliency(linear, dim: int) -> torch.Tensor:
 def layer_saliency(layer, spec) -> tuple[torch.Tensor, torch.Tensor]:
     """(saliency of each KV group, saliency of each MLP channel) of one layer."""
     at, mlp, kv = layer.self_attn, layer.mlp, spec.num_kv_heads
-    groups = (saliency(at.q_proj, 1).reshape(kv, -1).sum(1) + saliency(at.o_proj, 0).reshape(kv, -1).sum(1)
-              + saliency(at.k_proj, 1).reshape(kv, -1).sum(1) + saliency(at.v_proj, 1).reshape(kv, -1).sum(1))
+    groups = (
+        saliency(at.q_proj, 1).reshape(kv, -1).sum(1)
+        + saliency(at.o_proj, 0).reshape(kv, -1).sum(1)
+        + saliency(at.k_proj, 1).reshape(kv, -1).sum(1)
+        + saliency(at.v_proj, 1).reshape(kv, -1).sum(1)
+    )
     return groups, saliency(mlp.gate_proj, 1) + saliency(mlp.up_proj, 1) + saliency(mlp.down_proj, 0)
 
 
@@ -138,16 +142,31 @@ def allocate(spec, target_sparsity: float, scores, gamma: float, multiple: int =
 
 
 def candidate_sets(tokens: torch.Tensor, n: int, sequences: int, seq_len: int, seed: int = 0) -> list[torch.Tensor]:
-    """`n` random sets of `sequences` windows of `seq_len` tokens (at most a whole sequence) from the calibration split."""
+    """`n` random sets of `sequences` windows of `seq_len` tokens (at most a whole sequence) from the
+    calibration split."""
     seq_len = min(seq_len, tokens.shape[1])
     windows = tokens[:, : tokens.shape[1] // seq_len * seq_len].reshape(-1, seq_len)
     rng = np.random.default_rng(seed)
-    return [windows[torch.as_tensor(rng.choice(len(windows), min(sequences, len(windows)), replace=False))]
-            for _ in range(n)]
+    return [
+        windows[torch.as_tensor(rng.choice(len(windows), min(sequences, len(windows)), replace=False))]
+        for _ in range(n)
+    ]
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str = "cpu", gamma: float = 3.0,
-        multiple: int = 8, seed: int = 0, split: str = PRUNE, batch_size: int = 4, **overrides):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    setting: str = "cpu",
+    gamma: float = 3.0,
+    multiple: int = 8,
+    seed: int = 0,
+    split: str = PRUNE,
+    batch_size: int = 4,
+    **overrides,
+):
     """Prune with each candidate calibration set, keep the structure of lowest KL; returns the genome path."""
     opt = resolve_setting(METHOD, SETTINGS, setting, overrides)
     spec = load_spec(model_dir)
@@ -156,11 +175,13 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str
     dense_logp = candidate.dense_log_probs(model, evaluation, batch_size)
     states = candidate.dense_layer_states(model)
     best, kls = None, []
-    for calib in candidate_sets(calibration_tokens(tokens_zarr, split), opt["candidates"], opt["sequences"],
-                                opt["seq_len"], seed):
+    for calib in candidate_sets(
+        calibration_tokens(tokens_zarr, split), opt["candidates"], opt["sequences"], opt["seq_len"], seed
+    ):
         output_gradients(model, calib, batch_size)
-        structure = allocate(spec, target_sparsity, [layer_saliency(layer, spec) for layer in model.model.layers],
-                             gamma, multiple)
+        structure = allocate(
+            spec, target_sparsity, [layer_saliency(layer, spec) for layer in model.model.layers], gamma, multiple
+        )
         layers = candidate.pruned_layers(model, spec, states, structure)
         kls.append(candidate.kl_to_dense(model, layers, evaluation, dense_logp, batch_size))
         if kls[-1] == min(kls):

@@ -44,8 +44,15 @@ from tyr.supernet.local_prune import Hessian, damp, refit
 METHOD = "numerical"
 
 
-def numerical_score(weight: torch.Tensor, XtX: torch.Tensor, ratio: float, *, lam: float = 1.0,
-                    iterations: int = 50, damping: float = 0.01) -> torch.Tensor:
+def numerical_score(
+    weight: torch.Tensor,
+    XtX: torch.Tensor,
+    ratio: float,
+    *,
+    lam: float = 1.0,
+    iterations: int = 50,
+    damping: float = 0.01,
+) -> torch.Tensor:
     """Algorithm 1: z minimising L(z) for a torch Linear `weight` [out, in] and input Gram XᵀX [in, in].
 
     `ratio` is the pruning ratio ρ; `lam` is λ as a multiple of the mean diagonal of H_l.
@@ -87,14 +94,27 @@ def least_squares(W: torch.Tensor, H: torch.Tensor, cols: torch.Tensor, damping:
     return refit(Hd, Hd @ W, cols).T
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, lam: float = 1.0, iterations: int = 50,
-        compensate: bool = True, split: str = PRUNE, max_seqs: int | None = None, batch_size: int = 8):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    lam: float = 1.0,
+    iterations: int = 50,
+    compensate: bool = True,
+    split: str = PRUNE,
+    max_seqs: int | None = None,
+    batch_size: int = 8,
+):
     """Numerical scores on the dense model, global ranking, sequential compensation; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
     tokens = calibration_tokens(tokens_zarr, split, max_seqs)
-    scores = [layer_scores(layer, x, pos, spec, target_sparsity, batch_size, lam=lam, iterations=iterations)
-              for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)]
+    scores = [
+        layer_scores(layer, x, pos, spec, target_sparsity, batch_size, lam=lam, iterations=iterations)
+        for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)
+    ]
     alpha = head_scale(spec)
     structure = global_structure(spec, target_sparsity, [alpha * s[0] for s in scores], [s[1] for s in scores])
     if compensate:

@@ -72,18 +72,30 @@ def obs_importance(weight: torch.Tensor, inv_diag: torch.Tensor) -> torch.Tensor
 def layer_importance(layer, x, pos, spec, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """(score of each query head, score of each MLP channel) of one layer, Eqs. 1-3."""
     at, mlp, d, g = layer.self_attn, layer.mlp, spec.head_dim, spec.group_size
-    grams = {k: Hessian(n) for k, n in (("attn", at.q_proj.in_features), ("heads", at.o_proj.in_features),
-                                         ("mlp", mlp.gate_proj.in_features), ("channels", mlp.down_proj.in_features))}
+    grams = {
+        k: Hessian(n)
+        for k, n in (
+            ("attn", at.q_proj.in_features),
+            ("heads", at.o_proj.in_features),
+            ("mlp", mlp.gate_proj.in_features),
+            ("channels", mlp.down_proj.in_features),
+        )
+    }
     for inputs in layerwise.sublayer_inputs(layer, x, pos, batch_size):
         for key, gram in grams.items():
             gram.add(inputs[key])
     inv = {k: inverse_diagonal(gram.mean()) for k, gram in grams.items()}
-    rows = {name: obs_importance(getattr(at, name).weight, inv["attn"]).sum(1) for name in ("q_proj", "k_proj", "v_proj")}
+    rows = {
+        name: obs_importance(getattr(at, name).weight, inv["attn"]).sum(1) for name in ("q_proj", "k_proj", "v_proj")
+    }
     heads = (rows["q_proj"] + obs_importance(at.o_proj.weight, inv["heads"]).sum(0)).reshape(-1, d).sum(1)
     kv = (rows["k_proj"] + rows["v_proj"]).reshape(-1, d).sum(1)
     heads = heads + kv[torch.arange(spec.num_heads) // g] / g  # a KV head is shared by g query heads
-    chans = (obs_importance(mlp.up_proj.weight, inv["mlp"]).sum(1) + obs_importance(mlp.gate_proj.weight, inv["mlp"]).sum(1)
-             + obs_importance(mlp.down_proj.weight, inv["channels"]).sum(0))
+    chans = (
+        obs_importance(mlp.up_proj.weight, inv["mlp"]).sum(1)
+        + obs_importance(mlp.gate_proj.weight, inv["mlp"]).sum(1)
+        + obs_importance(mlp.down_proj.weight, inv["channels"]).sum(0)
+    )
     return heads, chans
 
 
@@ -131,7 +143,9 @@ class Evolution:
 
     def crossover(self, a: Structure, b: Structure) -> Structure:
         pick = lambda: a if self.rng.random() < 0.5 else b  # noqa: E731
-        return Structure([pick().heads[l] for l in range(len(a.heads))], [pick().channels[l] for l in range(len(a.heads))])
+        return Structure(
+            [pick().heads[l] for l in range(len(a.heads))], [pick().channels[l] for l in range(len(a.heads))]
+        )
 
     def offspring(self, make, n: int) -> list[Structure]:
         """Up to `n` new candidates of the target size (others are dropped unevaluated), evaluated."""
@@ -150,6 +164,7 @@ class Evolution:
 
 def children(evo: Evolution, parents: list[Structure], opt: dict) -> list[Structure]:
     """One generation's new candidates: mutants and crossovers of the parents, and fresh mutants."""
+
     def pick():
         return parents[int(evo.rng.integers(len(parents)))]
 
@@ -168,20 +183,36 @@ def search(evo: Evolution, init: Structure, opt: dict) -> tuple[Structure, list[
     for _ in range(opt["epochs"]):
         parents = evo.best(parents + children(evo, parents, opt), opt["parents"])
         history.append(evo.loss[evo.key(parents[0])])
-        log.info("search_llm: generation %d, best loss %.4f (%d evaluated)", len(history) - 1, history[-1], len(evo.loss))
+        log.info(
+            "search_llm: generation %d, best loss %.4f (%d evaluated)", len(history) - 1, history[-1], len(evo.loss)
+        )
     return parents[0], history
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str = "cpu", rho: float = 1.0,
-        admm_iterations: int = 30, reform: bool = True, seed: int = 0, split: str = PRUNE, batch_size: int = 8,
-        **overrides):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    setting: str = "cpu",
+    rho: float = 1.0,
+    admm_iterations: int = 30,
+    reform: bool = True,
+    seed: int = 0,
+    split: str = PRUNE,
+    batch_size: int = 8,
+    **overrides,
+):
     """Importance initialisation, evolutionary search, ADMM reformation; returns the genome path."""
     opt = resolve_setting(METHOD, SETTINGS, setting, overrides)
     spec = load_spec(model_dir)
     model = dense_model(model_dir)
     tokens = calibration_tokens(tokens_zarr, split)
-    scores = [layer_importance(layer, x, pos, spec, batch_size)
-              for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)]
+    scores = [
+        layer_importance(layer, x, pos, spec, batch_size)
+        for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)
+    ]
     init = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores])
     states = candidate.dense_layer_states(model)
     evaluation = calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"])
@@ -191,7 +222,13 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, setting: str
 
     evo = Evolution(spec, target_sparsity, evaluate, np.random.default_rng(seed))
     best, history = search(evo, init, opt)
-    info = {"history": history, "init_loss": evo.loss[evo.key(init)], "evaluated": len(evo.loss), "reform": reform, **opt}
+    info = {
+        "history": history,
+        "init_loss": evo.loss[evo.key(init)],
+        "evaluated": len(evo.loss),
+        "reform": reform,
+        **opt,
+    }
     if reform:
         layerwise.compensate(model, spec, tokens, best, partial(admm, rho=rho, iterations=admm_iterations), batch_size)
         info.update(rho=rho, admm_iterations=admm_iterations)

@@ -38,6 +38,7 @@ def block_influence(model, tokens: torch.Tensor, batch_size: int = 8) -> torch.T
             cos = F.cosine_similarity(args[0].double(), output.double(), dim=-1)
             cos_sum[i] += cos.sum()
             count[i] += cos.numel()
+
         return fn
 
     handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
@@ -48,16 +49,26 @@ def block_influence(model, tokens: torch.Tensor, batch_size: int = 8) -> torch.T
 def layers_to_remove(spec, bi: torch.Tensor, target_sparsity: float) -> list[int]:
     """The lowest-BI layers whose removal brings the backbone sparsity closest to the target."""
     order = sorted(range(spec.num_layers), key=lambda l: (float(bi[l]), l))
-    layer_params = [sparsity.dense_sublayer_params(spec, "attn", l) + sparsity.dense_sublayer_params(spec, "mlp", l)
-                    for l in range(spec.num_layers)]
+    layer_params = [
+        sparsity.dense_sublayer_params(spec, "attn", l) + sparsity.dense_sublayer_params(spec, "mlp", l)
+        for l in range(spec.num_layers)
+    ]
     total = sparsity.backbone_prunable_params(spec)
     achieved = [sum(layer_params[l] for l in order[:n]) / total for n in range(spec.num_layers + 1)]
     n = min(range(spec.num_layers + 1), key=lambda n: (abs(achieved[n] - target_sparsity), n))
     return sorted(order[:n])
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, split: str = PRUNE,
-        max_seqs: int | None = None, batch_size: int = 8):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    split: str = PRUNE,
+    max_seqs: int | None = None,
+    batch_size: int = 8,
+):
     """Score layers by Block Influence, remove the lowest; returns the genome path."""
     spec = load_spec(model_dir)
     bi = block_influence(dense_model(model_dir), calibration_tokens(tokens_zarr, split, max_seqs), batch_size)
@@ -65,7 +76,10 @@ def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, split: str =
     structure = Structure(
         heads=[[] if l in removed else list(range(spec.num_heads)) for l in range(spec.num_layers)],
         channels=[[] if l in removed else list(range(spec.intermediate_size[l])) for l in range(spec.num_layers)],
-        info={"block_influence": [float(b) for b in bi], "removed_layers": sorted(removed),
-              "off_target": "whole layers only: the closest number of layers to the target"},
+        info={
+            "block_influence": [float(b) for b in bi],
+            "removed_layers": sorted(removed),
+            "off_target": "whole layers only: the closest number of layers to the target",
+        },
     )
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

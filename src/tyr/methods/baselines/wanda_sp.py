@@ -54,8 +54,10 @@ def sequential_structure(model, spec, tokens, target_sparsity: float, batch_size
     budget = RunningBudget(spec, target_sparsity)
     heads, channels = [], []
     for l, layer, x, pos in layerwise.layers(model, tokens, batch_size):
-        stats = {"attn": ChannelStats(layer.self_attn.o_proj.in_features),
-                 "mlp": ChannelStats(layer.mlp.down_proj.in_features)}
+        stats = {
+            "attn": ChannelStats(layer.self_attn.o_proj.in_features),
+            "mlp": ChannelStats(layer.mlp.down_proj.in_features),
+        }
         for inputs in layerwise.sublayer_inputs(layer, x, pos, batch_size):
             stats["attn"].add(inputs["heads"])
             stats["mlp"].add(inputs["channels"])
@@ -66,8 +68,17 @@ def sequential_structure(model, spec, tokens, target_sparsity: float, batch_size
     return Structure(heads, channels)
 
 
-def run(model_dir, tokens_zarr, out_dir, *, target_sparsity: float, sequential: bool = True,
-        split: str = PRUNE, max_seqs: int | None = None, batch_size: int = 8):
+def run(
+    model_dir,
+    tokens_zarr,
+    out_dir,
+    *,
+    target_sparsity: float,
+    sequential: bool = True,
+    split: str = PRUNE,
+    max_seqs: int | None = None,
+    batch_size: int = 8,
+):
     """Score heads and channels by structured Wanda, prune uniformly; returns the genome path."""
     spec = load_spec(model_dir)
     model = dense_model(model_dir)

@@ -52,4 +52,5 @@ def check_config(u: dict) -> None:
         if p.m and u["blocksize"] % p.m:
             raise UnstructuredConfigError(
                 f"unstructured.patterns: {value!r} needs a blocksize that is a multiple of {p.m} "
-                f"(unstructured.blocksize is {u['blocksize']})")
+                f"(unstructured.blocksize is {u['blocksize']})"
+            )

@@ -69,7 +69,7 @@ def row_quota(Wb, G, pattern, i1, i2):
     rows = Wb.shape[0]
     if pattern.m:
         return torch.full((rows,), quota(pattern, i1, i2))
-    saliency = Wb ** 2 / torch.diagonal(G)[None, :]
+    saliency = Wb**2 / torch.diagonal(G)[None, :]
     return lowest(saliency.reshape(1, -1), quota(pattern, i1, i2, rows)).reshape(Wb.shape).sum(1)
 
 
@@ -122,20 +122,22 @@ class Conditioned:
     def remove(self, Q, active):
         """Remove the weights Q [rows, t] jointly (inactive slots: nothing); returns the loss."""
         rows, t = Q.shape
-        C = self.C[:, :self.k]
+        C = self.C[:, : self.k]
         Gq = self.G[Q] - torch.bmm(C.gather(2, Q[:, None, :].expand(rows, self.k, t)).transpose(1, 2), C)
-        Gq = torch.where(active[..., None], Gq, 0)                      # rows Q of the conditioned inverse
+        Gq = torch.where(active[..., None], Gq, 0)  # rows Q of the conditioned inverse
         pair = active[:, :, None] & active[:, None, :]
-        L = torch.linalg.cholesky(torch.where(pair, Gq.gather(2, Q[:, None, :].expand(rows, t, t)), 0)
-                                  + torch.diag_embed((~active).to(Gq.dtype)))  # G'_QQ = L Lᵀ
+        L = torch.linalg.cholesky(
+            torch.where(pair, Gq.gather(2, Q[:, None, :].expand(rows, t, t)), 0)
+            + torch.diag_embed((~active).to(Gq.dtype))
+        )  # G'_QQ = L Lᵀ
         wq = torch.where(active, self.w.gather(1, Q), 0)
         Fy = torch.linalg.solve_triangular(L, torch.cat([Gq, wq[..., None]], 2), upper=False)
         F, y = Fy[..., :-1], Fy[..., -1]
-        self.w -= torch.bmm(y[:, None, :], F).squeeze(1)               # w −= w_Q (G'_QQ)⁻¹ G'_Q,:
-        self.d -= F.square().sum(1)                                     # G' −= FᵀF
-        self.C[:, self.k:self.k + t] = F
+        self.w -= torch.bmm(y[:, None, :], F).squeeze(1)  # w −= w_Q (G'_QQ)⁻¹ G'_Q,:
+        self.d -= F.square().sum(1)  # G' −= FᵀF
+        self.C[:, self.k : self.k + t] = F
         self.k += t
-        return y.square().sum(1)                                        # w_Q (G'_QQ)⁻¹ w_Qᵀ
+        return y.square().sum(1)  # w_Q (G'_QQ)⁻¹ w_Qᵀ
 
 
 def pick(score, P, pattern, remaining, t):

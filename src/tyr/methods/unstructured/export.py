@@ -82,7 +82,7 @@ def _layer(source_dir, layer, path, pattern):
     """(tensors, packed masks, metadata) of one pruned layer, checked against the source layer."""
     source = load_state(source_dir, layer_prefix(layer))
     tensors, meta = load_safetensors(path)
-    packed = {k[len(MASK_PREFIX):]: v for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
+    packed = {k[len(MASK_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
     weights = {k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
     if set(weights) != set(source) or any(weights[k].shape != source[k].shape for k in source):
         raise ExportError(f"{path}: tensors do not match layer {layer} of {source_dir}")
@@ -110,9 +110,17 @@ def _check_nm(mask, pattern, where):
 def _record(method, pattern, source, layers) -> dict:
     removed = sum(p["removed"] for l in layers for p in l["projections"].values())
     weights = sum(p["weights"] for l in layers for p in l["projections"].values())
-    return {"method": method, "pattern": pattern.tag, "pattern_label": pattern.label, "source": source,
-            "removed": removed, "weights": weights, "sparsity": removed / max(weights, 1),
-            "seconds": round(sum(l["seconds"] for l in layers), 3), "layers": layers}
+    return {
+        "method": method,
+        "pattern": pattern.tag,
+        "pattern_label": pattern.label,
+        "source": source,
+        "removed": removed,
+        "weights": weights,
+        "sparsity": removed / max(weights, 1),
+        "seconds": round(sum(l["seconds"] for l in layers), 3),
+        "layers": layers,
+    }
 
 
 def _copy_source_files(source_dir: Path, out: Path) -> None:
@@ -125,20 +133,29 @@ def model_card(record: dict) -> str:
     """README.md: what was pruned, how much, and how to use the zeros."""
     pattern = Pattern.parse(record["pattern"])
     lines = [
-        "---", "library_name: transformers", "tags: [pruned, sparse, tyr]", "---", "",
-        f"# {record['method']} {record['pattern_label']} (tyr)", "",
+        "---",
+        "library_name: transformers",
+        "tags: [pruned, sparse, tyr]",
+        "---",
+        "",
+        f"# {record['method']} {record['pattern_label']} (tyr)",
+        "",
         f"Source: `{record['source']}`. Every q/k/v/o and gate/up/down projection weight was pruned to "
         f"{record['pattern_label']}: {record['removed']:,} of {record['weights']:,} weights "
         f"({record['sparsity']:.2%}) are exact zeros. The tensors keep their dense shapes, so the model "
         "loads and runs like its source (`from_pretrained`; a `tyr_llama` source needs "
-        "`trust_remote_code=True`). Dense kernels gain nothing from the zeros.", "",
+        "`trust_remote_code=True`). Dense kernels gain nothing from the zeros.",
+        "",
         "`masks/masks.safetensors` holds the removal masks (`numpy.unpackbits(m, axis=1, count=d_in)`, "
-        "True = removed); `tyr_unstructured.json` the per-layer statistics.", "",
+        "True = removed); `tyr_unstructured.json` the per-layer statistics.",
+        "",
     ]
     if (pattern.n, pattern.m) == (2, 4):
         lines += [
-            "## Running on 2:4 sparse tensor cores", "",
-            "On a GPU with semi-structured sparsity (NVIDIA Ampere or newer), fp16/bf16:", "",
+            "## Running on 2:4 sparse tensor cores",
+            "",
+            "On a GPU with semi-structured sparsity (NVIDIA Ampere or newer), fp16/bf16:",
+            "",
             "```python",
             "import torch",
             "from torch.sparse import to_sparse_semi_structured",
@@ -146,8 +163,10 @@ def model_card(record: dict) -> str:
             "for name, module in model.named_modules():",
             "    if isinstance(module, torch.nn.Linear) and name.endswith('_proj'):",
             "        module.weight = torch.nn.Parameter(to_sparse_semi_structured(module.weight))",
-            "```", "",
-            "No speed-up was measured here (CPU only).", "",
+            "```",
+            "",
+            "No speed-up was measured here (CPU only).",
+            "",
         ]
     elif pattern.m:
         lines += [f"{pattern.label} has no PyTorch sparse kernel (only 2:4 maps onto sparse tensor cores).", ""]

@@ -21,8 +21,8 @@ from tyr.supernet.local_prune import damp
 
 @dataclass
 class Pruned:
-    weight: torch.Tensor      # [d_out, d_in], exact zeros where `mask`
-    mask: torch.Tensor        # bool [d_out, d_in], True = removed
+    weight: torch.Tensor  # [d_out, d_in], exact zeros where `mask`
+    mask: torch.Tensor  # bool [d_out, d_in], True = removed
     loss: torch.Tensor | None  # per row: the predicted increase of Δw H Δwᵀ (None: not modelled)
 
 
@@ -54,7 +54,7 @@ def inverse_cholesky(H: torch.Tensor, damp_ratio: float, dtype=torch.float32) ->
 
 def layer_error(W_dense: torch.Tensor, W_pruned: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
     """Per row: Δw H Δwᵀ, the measured layer-wise error ‖XΔwᵀ‖²/N (undamped H)."""
-    D = (W_dense.double() - W_pruned.double())
+    D = W_dense.double() - W_pruned.double()
     return ((D @ H.double()) * D).sum(1)
 
 

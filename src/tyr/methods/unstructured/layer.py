@@ -54,8 +54,19 @@ def stage_input(module, x, pos, stage):
     return u if stage == "mlp_in" else module.mlp.channels(u)
 
 
-def prune_layer(model_dir, inputs_zarr, layer, out_file, next_inputs_zarr, *, method, pattern,
-                blocksize=128, damp=0.01, batch_size=8) -> dict:
+def prune_layer(
+    model_dir,
+    inputs_zarr,
+    layer,
+    out_file,
+    next_inputs_zarr,
+    *,
+    method,
+    pattern,
+    blocksize=128,
+    damp=0.01,
+    batch_size=8,
+) -> dict:
     """Prune layer `layer` of `model_dir` with `method` at `pattern`; returns its statistics."""
     start = time.perf_counter()
     pattern = Pattern.parse(pattern)
@@ -74,8 +85,9 @@ def prune_layer(model_dir, inputs_zarr, layer, out_file, next_inputs_zarr, *, me
                 H.add(stage_input(module, x, pos, stage))
             H = H.mean()
             linears = [module.get_submodule(n) for n in names]
-            for name, linear, res in zip(names, linears, prune_together(method, [l.weight for l in linears], H,
-                                                                        pattern, options)):
+            for name, linear, res in zip(
+                names, linears, prune_together(method, [l.weight for l in linears], H, pattern, options)
+            ):
                 stats[name] = projection_stats(linear.weight, res, H)
                 linear.weight.copy_(res.weight)
                 masks[MASK_PREFIX + name] = pack(res.mask)
@@ -85,8 +97,14 @@ def prune_layer(model_dir, inputs_zarr, layer, out_file, next_inputs_zarr, *, me
     seconds = round(time.perf_counter() - start, 3)
     meta = {"layer": layer, "method": method, "pattern": pattern.tag, "seconds": seconds, "stats": json.dumps(stats)}
     save_safetensors(out_file, {**module.state_dict(), **masks}, meta)
-    log.info("layer %d: %s %s in %.1fs; relative error %s", layer, method, pattern.label, seconds,
-             {k.split(".")[-1]: round(v["rel_error"], 4) for k, v in stats.items()})
+    log.info(
+        "layer %d: %s %s in %.1fs; relative error %s",
+        layer,
+        method,
+        pattern.label,
+        seconds,
+        {k.split(".")[-1]: round(v["rel_error"], 4) for k, v in stats.items()},
+    )
     return stats
 
 
@@ -112,8 +130,11 @@ def prune_together(method, weights, H, pattern, options):
             return [module.prune(w, H, pattern, **options) for w in weights]
         res = module.prune(torch.cat(weights), H, pattern, **options)
     sizes = [w.shape[0] for w in weights]
-    parts = zip(res.weight.split(sizes), res.mask.split(sizes),
-                res.loss.split(sizes) if res.loss is not None else [None] * len(sizes))
+    parts = zip(
+        res.weight.split(sizes),
+        res.mask.split(sizes),
+        res.loss.split(sizes) if res.loss is not None else [None] * len(sizes),
+    )
     return [type(res)(w, m, l) for w, m, l in parts]
 
 
@@ -121,6 +142,10 @@ def projection_stats(dense, res, H) -> dict:
     """Removed weights, the measured layer-wise error (relative to ‖XW‖²) and the predicted one."""
     err = float(layer_error(dense, res.weight, H).sum())
     scale = float(layer_error(dense, torch.zeros_like(dense), H).sum())
-    return {"removed": int(res.mask.sum()), "weights": res.mask.numel(), "error": err,
-            "rel_error": err / max(scale, 1e-300),
-            "predicted": None if res.loss is None else float(res.loss.sum())}
+    return {
+        "removed": int(res.mask.sum()),
+        "weights": res.mask.numel(),
+        "error": err,
+        "rel_error": err / max(scale, 1e-300),
+        "predicted": None if res.loss is None else float(res.loss.sum()),
+    }

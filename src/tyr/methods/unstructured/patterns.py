@@ -16,8 +16,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Pattern:
     sparsity: float  # fraction of weights removed
-    n: int = 0       # N:M: kept per group (0: unstructured)
-    m: int = 0       # N:M: group size
+    n: int = 0  # N:M: kept per group (0: unstructured)
+    m: int = 0  # N:M: group size
 
     @classmethod
     def parse(cls, value) -> Pattern:

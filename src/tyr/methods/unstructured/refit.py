@@ -25,8 +25,9 @@ def prune(W, H, pattern, *, blocksize=128, damp=0.01, **_):
     mask = apt.prune(W, H, pattern, blocksize=blocksize, damp=damp).mask
     Hd = damped(H, damp)
     weight = refit_rows(W, Hd, mask)
-    return Pruned(weight.to(torch.float64 if W.dtype == torch.float64 else torch.float32), mask,
-                  layer_error(W, weight, Hd))  # the damped objective that was minimised
+    return Pruned(
+        weight.to(torch.float64 if W.dtype == torch.float64 else torch.float32), mask, layer_error(W, weight, Hd)
+    )  # the damped objective that was minimised
 
 
 def refit_rows(W, H, mask):

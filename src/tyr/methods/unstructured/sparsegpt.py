@@ -46,9 +46,9 @@ def prune(W, H, pattern, *, blocksize=128, damp=0.01, **_):
         Err1 = torch.zeros_like(W1)
         for i in range(i2 - i1):
             if pattern.m and i % pattern.m == 0:
-                M1[:, i:i + pattern.m] |= nm_mask(saliency(W1, U1, i, i + pattern.m), pattern.n, pattern.m)
+                M1[:, i : i + pattern.m] |= nm_mask(saliency(W1, U1, i, i + pattern.m), pattern.n, pattern.m)
             err = torch.where(M1[:, i], W1[:, i], 0) / U1[i, i]
-            loss += err ** 2
+            loss += err**2
             W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
             Err1[:, i] = err
         W1.masked_fill_(M1, 0)  # the update made them zero up to rounding; make it exact

@@ -27,7 +27,9 @@ def summarize(dense_json, source_json, pruned_json, spec_json, out_json) -> dict
     source_prunable = pruned["params"]["backbone_prunable"]
     summary = {
         "method": f"{record['source']}+{record['method']}{record['pattern']}",
-        "source": record["source"], "unstructured": record["method"], "pattern": record["pattern"],
+        "source": record["source"],
+        "unstructured": record["method"],
+        "pattern": record["pattern"],
         "pattern_label": record["pattern_label"],
         "structural_sparsity": 1 - source_prunable / dense_prunable,
         "unstructured_sparsity": record["sparsity"],
@@ -36,9 +38,13 @@ def summarize(dense_json, source_json, pruned_json, spec_json, out_json) -> dict
         "layer_error": _mean_rel_error(record),
     }
     summary["perplexity"] = {  # per data set (tyr.evaluate.plan), beside the source model's figure
-        name: {**perplexity_pair(dense["perplexity"][name], p),
-               "source_model": source.get("perplexity", {}).get(name, {}).get("perplexity")}
-        for name, p in pruned.get("perplexity", {}).items() if name in dense.get("perplexity", {})}
+        name: {
+            **perplexity_pair(dense["perplexity"][name], p),
+            "source_model": source.get("perplexity", {}).get(name, {}).get("perplexity"),
+        }
+        for name, p in pruned.get("perplexity", {}).items()
+        if name in dense.get("perplexity", {})
+    }
     if "zeroshot" in dense and "zeroshot" in pruned:
         summary.update(zeroshot_pair(dense["zeroshot"], pruned["zeroshot"]))
     if "speed" in dense and "speed" in pruned:
@@ -61,20 +67,24 @@ def table(summaries, out_md, out_json) -> list[dict]:
     write_json(out_json, rows)
     datasets = sorted({name for s in rows for name in s.get("perplexity", {})})
     labels = {name: s["perplexity"][name].get("label") or name for s in rows for name in s.get("perplexity", {})}
-    lines = ["| source | pattern | method | backbone sparsity | "
-             + "".join(f"{labels[d]} ppl (source) | " for d in datasets)
-             + "zero-shot avg | layer error | prune s | prefill tok/s | decode tok/s |",
-             "|---" * (9 + len(datasets)) + "|"]
+    lines = [
+        "| source | pattern | method | backbone sparsity | "
+        + "".join(f"{labels[d]} ppl (source) | " for d in datasets)
+        + "zero-shot avg | layer error | prune s | prefill tok/s | decode tok/s |",
+        "|---" * (9 + len(datasets)) + "|",
+    ]
     for s in rows:
         ppl, avg, speed = s.get("perplexity", {}), s.get("average", {}), s.get("speed", {})
-        cells = "".join(f"{_g(ppl.get(d, {}).get('pruned'))} ({_g(ppl.get(d, {}).get('source_model'))}) | "
-                        for d in datasets)
+        cells = "".join(
+            f"{_g(ppl.get(d, {}).get('pruned'))} ({_g(ppl.get(d, {}).get('source_model'))}) | " for d in datasets
+        )
         lines.append(
             f"| {s['source']} | {s['pattern_label']} | {s['unstructured']} | {s['sparsity']:.2%} | {cells}"
             f"{_g((avg.get('pruned') or {}).get('acc'))} | "
             f"{s['layer_error']:.4f} | {s['prune_seconds']:.0f} | "
             f"{_g((speed.get('prefill_tokens_per_s') or {}).get('pruned'))} | "
-            f"{_g((speed.get('decode_tokens_per_s') or {}).get('pruned'))} |")
+            f"{_g((speed.get('decode_tokens_per_s') or {}).get('pruned'))} |"
+        )
     if rows:
         dense = {d: next(s["perplexity"][d]["dense"] for s in rows if d in s.get("perplexity", {})) for d in datasets}
         lines.append("\nDense perplexity: " + ", ".join(f"{labels[d]} {v:.2f}" for d, v in dense.items()) + ".")

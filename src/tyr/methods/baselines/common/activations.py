@@ -20,13 +20,15 @@ def calibration_tokens(tokens_zarr, split: str = stores.PRUNE, max_seqs: int | N
     """The calibration sequences [n_seq, seq_len] (int64), the first `max_seqs` when given."""
     tokens = torch.from_numpy(stores.read_tokens(Path(tokens_zarr), split)).long()
     if tokens.ndim != 2 or len(tokens) == 0:
-        raise ValueError(f"{tokens_zarr}[{split}]: expected a non-empty [n_seq, seq_len] array, got {tuple(tokens.shape)}")
+        raise ValueError(
+            f"{tokens_zarr}[{split}]: expected a non-empty [n_seq, seq_len] array, got {tuple(tokens.shape)}"
+        )
     return tokens[:max_seqs] if max_seqs else tokens
 
 
 def batches(tokens: torch.Tensor, batch_size: int):
     for i in range(0, len(tokens), batch_size):
-        yield tokens[i:i + batch_size]
+        yield tokens[i : i + batch_size]
 
 
 def dense_model(model_dir):
@@ -57,7 +59,7 @@ class ChannelStats:
         mb = x.mean(0)
         n = self.n + nb
         delta = mb - self.mean
-        self.m2 += ((x - mb) ** 2).sum(0) + delta ** 2 * (self.n * nb / n)
+        self.m2 += ((x - mb) ** 2).sum(0) + delta**2 * (self.n * nb / n)
         self.mean += delta * (nb / n)
         self.sumsq += (x * x).sum(0)
         self.n = n
@@ -81,8 +83,10 @@ def projection_inputs(model, tokens: torch.Tensor, batch_size: int = 8) -> list[
     """
     stats, hooks = [], []
     for layer in model.model.layers:
-        s = {"attn": ChannelStats(layer.self_attn.o_proj.in_features),
-             "mlp": ChannelStats(layer.mlp.down_proj.in_features)}
+        s = {
+            "attn": ChannelStats(layer.self_attn.o_proj.in_features),
+            "mlp": ChannelStats(layer.mlp.down_proj.in_features),
+        }
         hooks.append(layer.self_attn.o_proj.register_forward_pre_hook(lambda m, args, st=s["attn"]: st.add(args[0])))
         hooks.append(layer.mlp.down_proj.register_forward_pre_hook(lambda m, args, st=s["mlp"]: st.add(args[0])))
         stats.append(s)

@@ -69,8 +69,10 @@ def range_note(spec, target_sparsity: float, layers) -> dict:
     ratio = layer_ratio(spec, target_sparsity, layers)
     if ratio <= 1:
         return {}
-    return {"off_target": f"layers [{min(layers)}, {max(layers) + 1}) hold only {target_sparsity / ratio:.1%} "
-                          f"of the backbone; the target {target_sparsity:.1%} cannot be met inside them"}
+    return {
+        "off_target": f"layers [{min(layers)}, {max(layers) + 1}) hold only {target_sparsity / ratio:.1%} "
+        f"of the backbone; the target {target_sparsity:.1%} cannot be met inside them"
+    }
 
 
 def uniform_structure(spec, target_sparsity: float, head_scores, channel_scores, layers=None) -> Structure:
@@ -91,8 +93,10 @@ def uniform_structure(spec, target_sparsity: float, head_scores, channel_scores,
     widest = max(spec.intermediate_size[l] for l in pruned)
 
     def widths(k):  # k kept channels in the widest pruned layer; the same ratio in the others
-        return [int(math.floor(k * size / widest + 0.5)) if l in pruned else size
-                for l, size in enumerate(spec.intermediate_size)]
+        return [
+            int(math.floor(k * size / widest + 0.5)) if l in pruned else size
+            for l, size in enumerate(spec.intermediate_size)
+        ]
 
     def kept(k):
         return attn + sum(sparsity.mlp_params(spec, m) for m in widths(k))

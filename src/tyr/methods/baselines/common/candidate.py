@@ -29,7 +29,9 @@ def pruned_layers(model, spec, states: list[dict], structure) -> list:
     for l, (heads, chans) in enumerate(zip(structure.heads, structure.channels)):
         dense = states[l]
         cols = torch.tensor([h * d + i for h in heads for i in range(d)], dtype=torch.long)
-        attn = attention_level(spec, heads, dense["self_attn.o_proj.weight"][:, cols], dense.get("self_attn.o_proj.bias"))
+        attn = attention_level(
+            spec, heads, dense["self_attn.o_proj.weight"][:, cols], dense.get("self_attn.o_proj.bias")
+        )
         ch = torch.as_tensor(chans, dtype=torch.long)
         mlp = mlp_level(chans, dense["mlp.down_proj.weight"][:, ch], dense.get("mlp.down_proj.bias"))
         layers.append(pruned_layer(spec, model.config, l, dense, attn, mlp))

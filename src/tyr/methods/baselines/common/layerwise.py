@@ -48,8 +48,10 @@ def sublayer_inputs(layer, x: torch.Tensor, pos, batch_size: int = 8):
             h = xb + layer.self_attn.o_proj(heads)
             mlp = layer.post_attention_layernorm(h)
             channels = layer.mlp.channels(mlp)
-            yield {name: t.reshape(-1, t.shape[-1]) for name, t in
-                   (("attn", attn), ("heads", heads), ("mlp", mlp), ("channels", channels))}
+            yield {
+                name: t.reshape(-1, t.shape[-1])
+                for name, t in (("attn", attn), ("heads", heads), ("mlp", mlp), ("channels", channels))
+            }
 
 
 def mask_layer(layer, head_dim: int, kept_heads, kept_channels) -> None:
@@ -84,8 +86,9 @@ def compensate(model, spec, tokens: torch.Tensor, structure, solve, batch_size: 
         dense = [layer.self_attn.o_proj.weight.detach().double().T, layer.mlp.down_proj.weight.detach().double().T]
         mask_layer(layer, spec.head_dim, structure.heads[l], structure.channels[l])
         for proj, key, kept, group, W, out in (
-                (layer.self_attn.o_proj, "heads", structure.heads[l], spec.head_dim, dense[0], structure.o_weight),
-                (layer.mlp.down_proj, "channels", structure.channels[l], 1, dense[1], structure.down_weight)):
+            (layer.self_attn.o_proj, "heads", structure.heads[l], spec.head_dim, dense[0], structure.o_weight),
+            (layer.mlp.down_proj, "channels", structure.channels[l], 1, dense[1], structure.down_weight),
+        ):
             H = Hessian(proj.in_features)
             for inputs in sublayer_inputs(layer, x, pos, batch_size):
                 H.add(inputs[key])

@@ -28,8 +28,15 @@ from __future__ import annotations
 import torch
 
 
-def admm(W: torch.Tensor, H: torch.Tensor, cols: torch.Tensor, *, rho: float = 1.0, iterations: int = 30,
-         damping: float = 0.01) -> torch.Tensor:
+def admm(
+    W: torch.Tensor,
+    H: torch.Tensor,
+    cols: torch.Tensor,
+    *,
+    rho: float = 1.0,
+    iterations: int = 30,
+    damping: float = 0.01,
+) -> torch.Tensor:
     """The reformed kept weights, as a torch weight [out, len(cols)], of W [in, out] with input Gram H [in, in]."""
     scale = torch.diagonal(H).clamp_min(torch.finfo(H.dtype).tiny).sqrt()
     Hn = H / scale[:, None] / scale[None, :]

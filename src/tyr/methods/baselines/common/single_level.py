@@ -31,17 +31,18 @@ TOLERANCE = 0.005  # methods are compared at the same backbone sparsity, ±0.5 p
 class Structure:
     """The kept units of every layer, and compensated output projections where a method has them."""
 
-    heads: list[list[int]]                          # kept query heads per layer, sorted
-    channels: list[list[int]]                       # kept MLP channels per layer, sorted
-    o_bias: list | None = None                      # per layer: o_proj bias to store (None: the dense one)
-    down_bias: list | None = None                   # per layer: down_proj bias to store
-    o_weight: list | None = None                    # per layer: compensated o_proj [hidden, kept·head_dim] (None: sliced dense)
-    down_weight: list | None = None                 # per layer: compensated down_proj [hidden, kept]
-    info: dict = field(default_factory=dict)        # method details recorded in the genome
+    heads: list[list[int]]  # kept query heads per layer, sorted
+    channels: list[list[int]]  # kept MLP channels per layer, sorted
+    o_bias: list | None = None  # per layer: o_proj bias to store (None: the dense one)
+    down_bias: list | None = None  # per layer: down_proj bias to store
+    o_weight: list | None = None  # per layer: compensated o_proj [hidden, kept·head_dim] (None: sliced dense)
+    down_weight: list | None = None  # per layer: compensated down_proj [hidden, kept]
+    info: dict = field(default_factory=dict)  # method details recorded in the genome
 
     def kept_params(self, spec) -> int:
-        return sum(attention_params(spec, h) + sparsity.mlp_params(spec, len(c))
-                   for h, c in zip(self.heads, self.channels))
+        return sum(
+            attention_params(spec, h) + sparsity.mlp_params(spec, len(c)) for h, c in zip(self.heads, self.channels)
+        )
 
     def sparsity(self, spec) -> float:
         return sparsity.backbone_sparsity(spec, self.kept_params(spec))
@@ -87,22 +88,37 @@ def write(model_dir, out_dir, structure: Structure, *, method: str, target_spars
         raise ValueError(f"{method}: structure covers {len(structure.heads)} layers, the model has {spec.num_layers}")
     (out_dir / "genome.json").unlink(missing_ok=True)  # a stale genome must not outlive its supernet
     with atomic_path(out_dir / "supernet") as tmp:
-        manifests = [_write_layer(model_dir, spec, tmp / f"layer{l:03d}", l, structure, method)
-                     for l in range(spec.num_layers)]
+        manifests = [
+            _write_layer(model_dir, spec, tmp / f"layer{l:03d}", l, structure, method) for l in range(spec.num_layers)
+        ]
         assemble(manifests, tmp / "supernet.json")
     supernet_json = out_dir / "supernet" / "supernet.json"
     achieved = structure.sparsity(spec)
     structure.info["target_gap_pp"] = round((achieved - target_sparsity) * 100, 3)
     structure.info["within_tolerance"] = abs(achieved - target_sparsity) <= TOLERANCE
     if not structure.info["within_tolerance"]:  # on real models only coarse methods get here; they say why
-        log.warning("%s: backbone sparsity %.4f is off the target %.4f by more than %g pp: %s", method, achieved,
-                    target_sparsity, TOLERANCE * 100, structure.info.get("off_target", "unit granularity"))
-    genome = {"iteration": ITERATION, "method": method, "supernet": str(supernet_json),
-              "target_sparsity": target_sparsity, "sparsity": achieved, "fitness": None,
-              "layers": [{"attn": len(h), "mlp": len(c)} for h, c in zip(structure.heads, structure.channels)],
-              "baseline": structure.info}
+        log.warning(
+            "%s: backbone sparsity %.4f is off the target %.4f by more than %g pp: %s",
+            method,
+            achieved,
+            target_sparsity,
+            TOLERANCE * 100,
+            structure.info.get("off_target", "unit granularity"),
+        )
+    genome = {
+        "iteration": ITERATION,
+        "method": method,
+        "supernet": str(supernet_json),
+        "target_sparsity": target_sparsity,
+        "sparsity": achieved,
+        "fitness": None,
+        "layers": [{"attn": len(h), "mlp": len(c)} for h, c in zip(structure.heads, structure.channels)],
+        "baseline": structure.info,
+    }
     write_json(out_dir / "genome.json", genome)
-    log.info("%s: backbone sparsity %.4f (target %.4f) -> %s", method, achieved, target_sparsity, out_dir / "genome.json")
+    log.info(
+        "%s: backbone sparsity %.4f (target %.4f) -> %s", method, achieved, target_sparsity, out_dir / "genome.json"
+    )
     return out_dir / "genome.json"
 
 
@@ -119,14 +135,27 @@ def _write_layer(model_dir, spec, layer_dir: Path, layer: int, structure: Struct
     down_weight = dense["mlp.down_proj.weight"]
     down_bias = structure.down_bias[layer] if structure.down_bias is not None else dense.get("mlp.down_proj.bias")
     o_kept = structure.o_weight[layer] if structure.o_weight is not None else o_weight[:, cols]
-    down_kept = (structure.down_weight[layer] if structure.down_weight is not None
-                 else down_weight[:, torch.tensor(chans, dtype=torch.long)])
+    down_kept = (
+        structure.down_weight[layer]
+        if structure.down_weight is not None
+        else down_weight[:, torch.tensor(chans, dtype=torch.long)]
+    )
     meta = {"layer": layer, "iteration": ITERATION, "method": method}
-    levels = {sublayer: [write_level(layer_dir, spec, layer, sublayer, units, _like(w, like), _like(b, like), meta)]
-              for sublayer, units, w, b, like in (("attn", heads, o_kept, o_bias, o_weight),
-                                                  ("mlp", chans, down_kept, down_bias, down_weight))}
-    write_manifest(layer_dir, layer=layer, iteration=ITERATION, centre={"attn": len(heads), "mlp": len(chans)},
-                   levels=levels, method=method)
+    levels = {
+        sublayer: [write_level(layer_dir, spec, layer, sublayer, units, _like(w, like), _like(b, like), meta)]
+        for sublayer, units, w, b, like in (
+            ("attn", heads, o_kept, o_bias, o_weight),
+            ("mlp", chans, down_kept, down_bias, down_weight),
+        )
+    }
+    write_manifest(
+        layer_dir,
+        layer=layer,
+        iteration=ITERATION,
+        centre={"attn": len(heads), "mlp": len(chans)},
+        levels=levels,
+        method=method,
+    )
     return layer_dir / "manifest.json"
 
 
