@@ -10,19 +10,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.baseline_factory import chosen_levels, dense_pass, flat, layer_pieces, prune_tokens, rebuild, top
+from helpers.baseline_factory import chosen_levels, dense_pass, flat, layer_pieces, prune_tokens, rebuild, spec_of, top
 from tyr.methods import baselines
 from tyr.methods.baselines import flap, llm_pruner, wanda_sp
 from tyr.methods.baselines.common import budget
 from tyr.model import adapter, sparsity
 from tyr.model.spec import ModelSpec
+from tyr.supernet.local_prune import channels
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 METHODS = sorted(baselines.METHODS)
 # Small search budgets for the searching methods: these tests check format and budget, not search quality.
-FAST = {"search_llm": {"population": 4, "parents": 2, "mutations": 2, "crossovers": 1, "epochs": 1},
-        "nirvana": {"candidates": 2}, "adapruner": {"trials": 3}}
+FAST = {
+    "search_llm": {"population": 4, "parents": 2, "mutations": 2, "crossovers": 1, "epochs": 1},
+    "nirvana": {"candidates": 2},
+    "adapruner": {"trials": 3},
+}
 
 
 # ---- ShortGPT ----------------------------------------------------------------------------------
@@ -61,8 +65,10 @@ def test_shortgpt_removes_whole_layers_in_block_influence_order(prepared, tmp_pa
 def wanda_scores(layer, z, u, head_dim):
     """S_j = Σ_i |W_ij| ‖X_j‖₂ of o_proj (summed per head) and down_proj, from the definition."""
     o, down = layer.self_attn.o_proj.weight.double(), layer.mlp.down_proj.weight.double()
-    heads = [sum((o[:, j].abs().sum() * z[:, j].norm()).item() for j in range(h * head_dim, (h + 1) * head_dim))
-             for h in range(o.shape[1] // head_dim)]
+    heads = [
+        sum((o[:, j].abs().sum() * z[:, j].norm()).item() for j in range(h * head_dim, (h + 1) * head_dim))
+        for h in range(o.shape[1] // head_dim)
+    ]
     return heads, [(down[:, j].abs().sum() * u[:, j].norm()).item() for j in range(down.shape[1])]
 
 
@@ -81,8 +87,12 @@ def test_wanda_sp_dense_keeps_the_highest_structured_wanda_scores(prepared, tmp_
         assert attn["kept_heads"].tolist() == top(head_scores, q)
         assert mlp["kept_channels"].tolist() == top(chan_scores, m)
         assert "o_proj.bias" not in attn and "down_proj.bias" not in mlp  # no compensation
-        torch.testing.assert_close(attn["o_proj.weight"], a["layer"].self_attn.o_proj.weight[:, [
-            h * spec.head_dim + i for h in attn["kept_heads"].tolist() for i in range(spec.head_dim)]])
+        torch.testing.assert_close(
+            attn["o_proj.weight"],
+            a["layer"].self_attn.o_proj.weight[
+                :, [h * spec.head_dim + i for h in attn["kept_heads"].tolist() for i in range(spec.head_dim)]
+            ],
+        )
 
 
 def test_wanda_sp_sequential_scores_each_layer_on_the_pruned_layers_outputs(prepared, tmp_path):
@@ -106,11 +116,14 @@ def test_wanda_sp_sequential_scores_each_layer_on_the_pruned_layers_outputs(prep
             x = rebuild_one(model_dir, layer, attn, mlp)(x, pos)
     widths = [len(m["kept_channels"]) for _, m in levels]
     assert max(widths) - min(widths) <= kv_channels, "MLP widths are uniform up to one KV head's worth"
-    assert abs(genome["sparsity"] - 0.5) <= spec.num_layers * sparsity.mlp_params(spec, 1) / sparsity.backbone_prunable_params(spec)
+    assert abs(genome["sparsity"] - 0.5) <= spec.num_layers * sparsity.mlp_params(
+        spec, 1
+    ) / sparsity.backbone_prunable_params(spec)
     dense_genome = wanda_sp.run(model_dir, tokens_zarr, tmp_path / "dense", target_sparsity=0.5, sequential=False)
     assert chosen_levels(dense_genome)[0]["layers"] != genome["layers"] or any(
         a["kept_channels"].tolist() != b["kept_channels"].tolist()
-        for (_, a), (_, b) in zip(levels, chosen_levels(dense_genome)[2])), "sequential statistics change the choice"
+        for (_, a), (_, b) in zip(levels, chosen_levels(dense_genome)[2])
+    ), "sequential statistics change the choice"
 
 
 def rebuild_one(model_dir, layer, attn, mlp):
@@ -133,8 +146,8 @@ def flap_scores(spec, acts, over, square=True):
     for a in acts:
         layer = a["layer"]
         o, down = layer.self_attn.o_proj.weight.double(), layer.mlp.down_proj.weight.double()
-        s_o = (a["z"].var(0, unbiased=True) * (o ** 2).sum(0)) ** (2 if square else 1)
-        s_d = a["u"].var(0, unbiased=True) * (down ** 2).sum(0)
+        s_o = (a["z"].var(0, unbiased=True) * (o**2).sum(0)) ** (2 if square else 1)
+        s_d = a["u"].var(0, unbiased=True) * (down**2).sum(0)
         if over == "layer":  # each module of each layer on its own; a head = mean of its channels' Ŝ
             s_o, s_d = (s_o - s_o.mean()) / s_o.std(), (s_d - s_d.mean()) / s_d.std()
             heads.append(s_o.reshape(spec.num_heads, spec.head_dim).mean(1))
@@ -151,8 +164,9 @@ def flap_scores(spec, acts, over, square=True):
 def test_flap_structure_is_a_global_threshold_on_standardised_fluctuation(prepared, tmp_path, over, square):
     model_dir, tokens_zarr = prepared(num_hidden_layers=4)
     spec = ModelSpec.from_json(model_dir / "spec.json")
-    genome_json = flap.run(model_dir, tokens_zarr, tmp_path / "flap", target_sparsity=0.5, standardise=over,
-                           square_attention=square)
+    genome_json = flap.run(
+        model_dir, tokens_zarr, tmp_path / "flap", target_sparsity=0.5, standardise=over, square_attention=square
+    )
     _, _, levels = chosen_levels(genome_json)
     heads, chans = flap_scores(spec, dense_pass(model_dir, prune_tokens(tokens_zarr))[2], over, square)
     kept, removed = [], []
@@ -188,11 +202,18 @@ def test_flap_bias_compensation_restores_each_sublayers_output_mean(prepared, tm
         dense = a["layer"]
         x_attn, x_mlp = dense.input_layernorm(a["x"]), dense.post_attention_layernorm(a["h"])
         with torch.no_grad():
-            for dense_mod, pruned_mod, inp in ((dense.self_attn, pruned.self_attn, (x_attn, pos)),
-                                               (dense.mlp, pruned.mlp, (x_mlp,))):
-                stream.append((_mean_output(dense_mod, inp), None if pruned_mod is None else _mean_output(pruned_mod, inp),
-                               pruned_mod,
-                               getattr(dense_mod, "o_proj", None) or dense_mod.down_proj))
+            for dense_mod, pruned_mod, inp in (
+                (dense.self_attn, pruned.self_attn, (x_attn, pos)),
+                (dense.mlp, pruned.mlp, (x_mlp,)),
+            ):
+                stream.append(
+                    (
+                        _mean_output(dense_mod, inp),
+                        None if pruned_mod is None else _mean_output(pruned_mod, inp),
+                        pruned_mod,
+                        getattr(dense_mod, "o_proj", None) or dense_mod.down_proj,
+                    )
+                )
     vanished = [p is None for _, p, _, _ in stream]
     if over == "model":
         assert any(vanished), "this structure removes whole sublayers: the carried constant is exercised"
@@ -239,7 +260,7 @@ def independent_taylor(model_dir, tokens, spec, taylor):
     def rows(lin, idx):  # one member per row (+ one per bias element)
         total = sum(member(lin.weight[i], lin.weight.grad[i]) for i in idx)
         if lin.bias is not None:
-            total += sum(member(lin.bias[i:i + 1], lin.bias.grad[i:i + 1]) for i in idx)
+            total += sum(member(lin.bias[i : i + 1], lin.bias.grad[i : i + 1]) for i in idx)
         return total
 
     def cols(lin, idx):
@@ -253,8 +274,12 @@ def independent_taylor(model_dir, tokens, spec, taylor):
             block, kv = range(h * d, (h + 1) * d), range((h // g) * d, (h // g + 1) * d)
             hs.append(rows(at.q_proj, block) + cols(at.o_proj, block) + (rows(at.k_proj, kv) + rows(at.v_proj, kv)) / g)
         heads.append(hs)
-        chans.append([rows(mlp.gate_proj, [c]) + rows(mlp.up_proj, [c]) + cols(mlp.down_proj, [c])
-                      for c in range(spec.intermediate_size[0])])
+        chans.append(
+            [
+                rows(mlp.gate_proj, [c]) + rows(mlp.up_proj, [c]) + cols(mlp.down_proj, [c])
+                for c in range(spec.intermediate_size[0])
+            ]
+        )
     return heads, chans
 
 
@@ -273,8 +298,9 @@ def test_llm_pruner_group_scores_match_independent_autograd(prepared, tmp_path, 
         torch.testing.assert_close(h, torch.tensor(heads[l], dtype=torch.float64), rtol=1e-4, atol=1e-9)
         torch.testing.assert_close(c, torch.tensor(chans[l], dtype=torch.float64), rtol=1e-4, atol=1e-9)
 
-    genome_json = llm_pruner.run(model_dir, tokens_zarr, tmp_path / "llmp", target_sparsity=0.5,
-                                 taylor=taylor, max_seqs=n)
+    genome_json = llm_pruner.run(
+        model_dir, tokens_zarr, tmp_path / "llmp", target_sparsity=0.5, taylor=taylor, max_seqs=n
+    )
     genome, _, levels = chosen_levels(genome_json)
     q = spec.num_heads - sparsity.snap_units(0.5, spec.num_heads)
     for l, (attn, mlp) in enumerate(levels):
@@ -295,7 +321,9 @@ def test_layer_range_scales_llm_pruners_published_range_to_depth():
 def test_llm_pruner_prunes_only_its_layer_range_at_one_ratio(prepared, tmp_path):
     model_dir, tokens_zarr = prepared(num_hidden_layers=6)
     spec = ModelSpec.from_json(model_dir / "spec.json")
-    genome_json = llm_pruner.run(model_dir, tokens_zarr, tmp_path / "llmp", target_sparsity=0.3, layers=[1, 5], max_seqs=2)
+    genome_json = llm_pruner.run(
+        model_dir, tokens_zarr, tmp_path / "llmp", target_sparsity=0.3, layers=[1, 5], max_seqs=2
+    )
     genome, _, levels = chosen_levels(genome_json)
     assert genome["baseline"]["layers"] == [1, 5]
     for l, choice in enumerate(genome["layers"]):
@@ -303,7 +331,9 @@ def test_llm_pruner_prunes_only_its_layer_range_at_one_ratio(prepared, tmp_path)
             assert choice == {"attn": spec.num_heads, "mlp": spec.intermediate_size[l]}
     assert len({(c["attn"], c["mlp"]) for c in genome["layers"][1:5]}) == 1
     assert abs(genome["sparsity"] - 0.3) <= 4 * sparsity.mlp_params(spec, 1) / sparsity.backbone_prunable_params(spec)
-    too_small = llm_pruner.run(model_dir, tokens_zarr, tmp_path / "small", target_sparsity=0.5, layers=[0, 2], max_seqs=2)
+    too_small = llm_pruner.run(
+        model_dir, tokens_zarr, tmp_path / "small", target_sparsity=0.5, layers=[0, 2], max_seqs=2
+    )
     assert "cannot be met" in json.loads(Path(too_small).read_text())["baseline"]["off_target"]
 
 
@@ -315,14 +345,14 @@ def unit_params(spec, method) -> int:
     attn = sparsity.dense_sublayer_params(spec, "attn", 0)
     mlp = sparsity.dense_sublayer_params(spec, "mlp", 0)
     if method == "shortgpt":
-        return attn + mlp                                        # one layer
+        return attn + mlp  # one layer
     if method in ("flap", "numerical"):
-        return sparsity.attention_params(spec, 1, 1)              # the costliest unit: a last head with its KV head
+        return sparsity.attention_params(spec, 1, 1)  # the costliest unit: a last head with its KV head
     if method == "nirvana":
-        return sparsity.mlp_params(spec, 8)                       # MLP widths move in steps of 8 channels
+        return sparsity.mlp_params(spec, 8)  # MLP widths move in steps of 8 channels
     if method == "search_llm":
         return int(0.005 * sparsity.backbone_prunable_params(spec))  # candidates off by more are dropped
-    return spec.num_layers * sparsity.mlp_params(spec, 1)        # uniform: one channel in every layer
+    return spec.num_layers * sparsity.mlp_params(spec, 1)  # uniform: one channel in every layer
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -330,12 +360,16 @@ def unit_params(spec, method) -> int:
 def test_every_method_meets_the_target_within_one_unit(prepared, tmp_path, method, target):
     model_dir, tokens_zarr = prepared("qwen2", num_hidden_layers=4)
     spec = ModelSpec.from_json(model_dir / "spec.json")
-    genome_json = baselines.run(method, model_dir, tokens_zarr, tmp_path / method, target_sparsity=target,
-                                **FAST.get(method, {}))
+    genome_json = baselines.run(
+        method, model_dir, tokens_zarr, tmp_path / method, target_sparsity=target, **FAST.get(method, {})
+    )
     genome, index, levels = chosen_levels(genome_json)
     assert genome["method"] == method and genome["target_sparsity"] == target
-    kept = sum(sparsity.attention_params(spec, len(a["kept_heads"]), len(a["kept_kv_heads"]))
-               + sparsity.mlp_params(spec, len(m["kept_channels"])) for a, m in levels)
+    kept = sum(
+        sparsity.attention_params(spec, len(a["kept_heads"]), len(a["kept_kv_heads"]))
+        + sparsity.mlp_params(spec, len(m["kept_channels"]))
+        for a, m in levels
+    )
     total = sparsity.backbone_prunable_params(spec)
     assert genome["sparsity"] == pytest.approx(sparsity.backbone_sparsity(spec, kept), abs=1e-12)
     assert abs(kept - (1 - target) * total) <= unit_params(spec, method)
@@ -345,22 +379,45 @@ def test_every_method_meets_the_target_within_one_unit(prepared, tmp_path, metho
     assert all(len(index["layers"][l][s]) == 1 for l in range(spec.num_layers) for s in ("attn", "mlp"))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_written_supernet_rebuilds_the_pruned_model(prepared, tmp_path, model_type, method):
-    model_dir, tokens_zarr = prepared(model_type)
-    genome_json = baselines.run(method, model_dir, tokens_zarr, tmp_path / method, target_sparsity=0.5,
-                                **FAST.get(method, {}))
+def _expected_layer_output(dense, spec, pos, x, attn, mlp):
+    """What a pruned layer must compute, from the dense layer and the level files alone: each
+    sublayer's dense output-projection input (all heads, all channels) restricted to the kept
+    units' columns, times the level's (possibly compensated) weight, plus its stored bias; a
+    sublayer without units adds nothing. Independent of tyr's slicing of q/k/v and gate/up."""
+    h = x
+    z = dense.self_attn.heads(dense.input_layernorm(x), pos)
+    if len(attn["kept_heads"]):
+        h = x + z[..., channels(attn["kept_heads"], spec.head_dim)] @ attn["o_proj.weight"].T.to(x.dtype)
+        h = h + attn["o_proj.bias"] if "o_proj.bias" in attn else h
+    if not len(mlp["kept_channels"]):
+        return h
+    u = dense.mlp.channels(dense.post_attention_layernorm(h))
+    y = h + u[..., mlp["kept_channels"]] @ mlp["down_proj.weight"].T.to(x.dtype)
+    return y + mlp["down_proj.bias"] if "down_proj.bias" in mlp else y
+
+
+# Every method on llama, and a compensating method (Numerical Pruning) on every other family: the
+# adapter makes names canonical before any method runs, so methods x families adds nothing more.
+REBUILD_CASES = [(m, "llama") for m in METHODS] + [("numerical", f) for f in ("qwen2", "qwen3", "phi3")]
+
+
+@pytest.mark.parametrize("method, family", REBUILD_CASES)
+def test_written_supernet_rebuilds_the_pruned_model(prepared, tmp_path, method, family):
+    model_dir, tokens_zarr = prepared(family)
+    genome_json = baselines.run(
+        method, model_dir, tokens_zarr, tmp_path / method, target_sparsity=0.5, **FAST.get(method, {})
+    )
     genome, _, levels = chosen_levels(genome_json)
     layers = rebuild(model_dir, levels)
-    model, pos, acts = dense_pass(model_dir, prune_tokens(tokens_zarr, 2))
-    x = acts[0]["x"]
+    spec = spec_of(model_dir)
+    _, pos, acts = dense_pass(model_dir, prune_tokens(tokens_zarr, 2))
     with torch.no_grad():
-        for layer, choice, (attn, mlp) in zip(layers, genome["layers"], levels):
-            assert (0 if layer.self_attn is None else layer.self_attn.num_heads) == choice["attn"] == len(attn["kept_heads"])
+        for layer, choice, (attn, mlp), a in zip(layers, genome["layers"], levels, acts):
+            assert (0 if layer.self_attn is None else layer.self_attn.num_heads) == choice["attn"]
+            assert choice["attn"] == len(attn["kept_heads"])
             assert (0 if layer.mlp is None else layer.mlp.down_proj.in_features) == choice["mlp"]
-            x = layer(x, pos)
-        logits = model.lm_head(model.model.norm(x))
-    assert torch.isfinite(logits).all()
+            expected = _expected_layer_output(a["layer"], spec, pos, a["x"], attn, mlp)
+            assert torch.allclose(layer(a["x"], pos), expected, atol=1e-5, rtol=1e-4)
     assert (Path(genome_json).parent / "supernet" / "supernet.json").is_file()
     # The shared level writer (tyr.supernet.format.write_level) records each file's hash, as for Týr's levels.
     from tyr.core.io import sha256_file
