@@ -1,14 +1,7 @@
-"""CI cannot hide a skip: with TYR_CI_STRICT=1 an unlisted skip or xfail fails the session."""
+"""The suite's guards (tests/helpers/guards.py), run in process on a sample suite: an unlisted
+skip or xfail fails a strict session, a stale allow-list entry fails a whole-suite one."""
 
 from __future__ import annotations
-
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
 
 SAMPLE = """
 import pytest
@@ -25,37 +18,33 @@ def test_xfailed():
 """
 
 
-def _pytest(folder: Path, strict: bool) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TYR_CI_STRICT="1" if strict else "0")
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+def _run(pytester, monkeypatch, strict: bool, allowed: str):
+    monkeypatch.setenv("TYR_CI_STRICT", "1" if strict else "0")
+    allow = pytester.path / "allowed.txt"
+    allow.write_text(allowed)
+    monkeypatch.setenv("TYR_ALLOWED_SKIPS", str(allow))
+    return pytester.runpytest_inprocess("-p", "helpers.guards", "-p", "no:cacheprovider")
+
+
+def test_unlisted_skips_fail_only_in_strict_mode(pytester, monkeypatch):
+    pytester.makepyfile(test_sample=SAMPLE)
+    assert _run(pytester, monkeypatch, strict=False, allowed="# none\n").ret == 0
+
+    strict = _run(pytester, monkeypatch, strict=True, allowed="# none\n")
+    assert strict.ret != 0
+    text = strict.stdout.str()
+    assert "2 test(s) did not run" in text
+    assert "test_sample.py::test_skipped: skipped" in text and "test_sample.py::test_xfailed: xfailed" in text
+
+    listed = "test_sample.py::test_skipped  # no cluster here\ntest_sample.py::test_xfailed  # known\n"
+    assert _run(pytester, monkeypatch, strict=True, allowed=listed).ret == 0
+
+
+def test_an_allow_list_entry_that_names_no_test_fails(pytester, monkeypatch):
+    pytester.makepyfile(test_sample=SAMPLE)
+    listed = (
+        "test_sample.py::test_skipped  # no cluster\ntest_sample.py::test_xfailed  # known\n"
+        "test_sample.py::test_renamed_long_ago  # stale\n"
     )
-
-
-def test_unlisted_skips_fail_only_in_strict_mode(tmp_path):
-    shutil.copy(HERE / "conftest.py", tmp_path / "conftest.py")
-    shutil.copytree(HERE / "helpers", tmp_path / "helpers")
-    (tmp_path / "allowed_skips.txt").write_text("# none\n")
-    (tmp_path / "test_sample.py").write_text(SAMPLE)
-
-    lenient = _pytest(tmp_path, strict=False)
-    assert lenient.returncode == 0, lenient.stdout[-2000:]
-
-    strict = _pytest(tmp_path, strict=True)
-    assert strict.returncode != 0
-    assert "2 test(s) did not run" in strict.stdout
-    assert (
-        "test_sample.py::test_skipped: skipped" in strict.stdout
-        and "test_sample.py::test_xfailed: xfailed" in strict.stdout
-    )
-
-    (tmp_path / "allowed_skips.txt").write_text(
-        "test_sample.py::test_skipped  # no cluster here\ntest_sample.py::test_xfailed  # known\n"
-    )
-    listed = _pytest(tmp_path, strict=True)
-    assert listed.returncode == 0, listed.stdout[-2000:]
+    stale = _run(pytester, monkeypatch, strict=True, allowed=listed)
+    assert stale.ret != 0 and "names no collected test: test_sample.py::test_renamed_long_ago" in stale.stdout.str()

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -6,7 +8,10 @@ from tyr.core import device as hardware
 
 def test_dtype_auto_follows_the_device_and_names_are_checked():
     assert hardware.resolve_dtype("auto", "cuda") == "bfloat16"  # every CUDA GPU tyr targets multiplies bf16
-    assert hardware.resolve_dtype("auto", "cpu") in ("float32", "bfloat16")
+    # on the CPU exactly where it multiplies bf16 natively, read here from its flags
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert hardware.resolve_dtype("auto", "cpu") == ("bfloat16" if native else "float32")
     assert hardware.resolve_dtype("float32", "cuda") == "float32"
     with pytest.raises(ValueError, match="float16"):
         hardware.resolve_dtype("float16")

@@ -103,21 +103,30 @@ def artifacts(run_dir: Path, unfinished: set[Path] = frozenset()) -> dict[str, f
     }
 
 
+def rule_counts(text: str) -> dict:
+    """{rule: job count} of a `snakemake -n --quiet rules` listing."""
+    rows = (line.split() for line in text.splitlines())
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[0].isidentifier() and r[1].isdigit()}
+
+
 def planned_rules(workdir, *configfiles) -> dict:
-    """{rule: job count} that `snakemake -n` plans with these extra config files."""
+    """{rule: job count} that `snakemake -n` plans with these extra config files (tiny preset)."""
+    tiny = ROOT / "config" / "presets" / "tiny.yaml"
     out = run(
-        workdir,
-        "-n",
-        "--configfile",
-        str(ROOT / "config" / "presets" / "tiny.yaml"),
-        str(workdir / "test.yaml"),
-        *map(str, configfiles),
-        "--quiet",
-        "rules",
+        workdir, "-n", "--configfile", str(tiny), str(workdir / "test.yaml"), *map(str, configfiles), "--quiet", "rules"
     )
-    text = out.stdout + out.stderr
-    return {
-        line.split()[0]: int(line.split()[1])
-        for line in text.splitlines()
-        if len(line.split()) == 2 and line.split()[0].isidentifier() and line.split()[1].isdigit()
-    }
+    return rule_counts(out.stdout + out.stderr)
+
+
+def dry_run(workdir, *args, check=False) -> subprocess.CompletedProcess:
+    """`snakemake -n` of the project's Snakefile in `workdir` (never in the checkout): no tiny preset."""
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "-n", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"),
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"dry run failed:\n{out.stdout[-3000:]}\n{out.stderr[-4000:]}")
+    return out

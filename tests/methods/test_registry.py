@@ -7,14 +7,13 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.utils import validate
 
+from helpers.runs import dry_run, rule_counts
 from tyr.methods import baselines
 from tyr.methods import registry as methods
 from tyr.workflow import config as tyrconf
@@ -61,19 +60,7 @@ def test_the_rules_build_one_baseline_job_per_registered_baseline(tmp_path, tiny
             }
         )
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(cfg), "--quiet", "rules"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    counts = {
-        line.split()[0]: int(line.split()[1])
-        for line in out.stdout.splitlines()
-        if len(line.split()) == 2 and line.split()[1].isdigit()
-    }
+    counts = rule_counts(dry_run(tmp_path, "--configfile", cfg, "--quiet", "rules", check=True).stdout)
     assert counts["baseline"] == len(methods.baselines())
 
 

@@ -1,14 +1,13 @@
 """Bad configuration stops before any job runs, with a message naming the key and value."""
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.utils import validate
 
+from helpers.runs import dry_run, rule_counts
 from tyr.workflow import config as tyrconf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,48 +94,40 @@ def test_num_layers_from_hf_folder(tiny_model_dir):
     assert tyrconf.num_layers(str(tiny_model_dir("llama"))) == 3
 
 
-def _snakemake(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
-
-
 def test_dry_run_lists_the_whole_dag(tmp_path, tiny_model_dir):
-    model = tiny_model_dir("llama")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {"source": str(model)}, "run": "dag-test"}))
-    out = _snakemake("-n", "--configfile", str(cfg), "--quiet", "rules")
-    assert out.returncode == 0, out.stderr
-    text = out.stdout + out.stderr
-    for rule in (
-        "prepare_model",
-        "calibrate",
-        "embed",
-        "levels",
-        "supernet_layer",
-        "supernet",
-        "dense_topk",
-        "search",
-        "select_tyr",
-        "genome_uniform",
-        "export",
-        "evaluate_dense",
-        "evaluate_pruned",
-        "summarize",
-        "report",
-    ):
-        assert rule in text
-    # 3 layers × 3 iterations of per-layer supernet jobs.
-    assert any(line.split()[:2] == ["supernet_layer", "9"] for line in text.splitlines()), text
+    cfg.write_text(yaml.safe_dump({"model": {"source": str(tiny_model_dir("llama"))}, "run": "dag-test"}))
+    counts = rule_counts((out := dry_run(tmp_path, "--configfile", cfg, "--quiet", "rules", check=True)).stdout)
+    # one job per rule, but per layer (3 layers x 3 iterations), per iteration, per method
+    per_rule = {
+        "prepare_model": 1,
+        "calibrate": 1,
+        "embed": 1,
+        "levels": 3,
+        "supernet_layer": 9,
+        "supernet": 3,
+        "dense_topk": 1,
+        "attention_share": 1,
+        "search": 3,
+        "select_tyr": 1,
+        "genome_uniform": 1,
+        "export": 2,
+        "evaluate_dense": 1,
+        "evaluate_pruned": 2,
+        "summarize": 2,
+        "report": 1,
+        "all": 1,
+    }
+    assert counts == {**per_rule, "total": sum(per_rule.values())}, out.stdout
 
 
 def test_bad_value_on_command_line_stops_before_any_job(tmp_path):
-    out = _snakemake("-n", "--config", "target_sparsity=1.5")
+    out = dry_run(tmp_path, "--config", "target_sparsity=1.5")
     assert out.returncode != 0
     assert "target_sparsity" in out.stderr + out.stdout
     cfg = tmp_path / "c.yaml"
     cfg.write_text("data: {source: /nonexistent/corpus.txt}\n")
-    out = _snakemake("-n", "--configfile", str(cfg))
+    out = dry_run(tmp_path, "--configfile", cfg)
     assert out.returncode != 0
     assert "data.source: local path '/nonexistent/corpus.txt' does not exist" in out.stderr + out.stdout
 
