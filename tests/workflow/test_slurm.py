@@ -138,6 +138,23 @@ MINI = textwrap.dedent(
     r"""
     import os
 
+    from snakemake.exceptions import WorkflowError
+
+    from tyr.workflow import hooks
+
+
+    # The tyr workflow's own hooks (rules/common.smk), on this workflow's folder `out`.
+    onstart:
+        try:
+            hooks.on_start("mini", "out")
+        except hooks.HookError as e:
+            raise WorkflowError(str(e))
+
+
+    onerror:
+        hooks.on_error(log)
+
+
     rule all:
         input:
             "out/summary.txt",
@@ -182,6 +199,27 @@ MINI = textwrap.dedent(
                     f.write(open(path).read())
                 f.write(f"summary job={os.environ.get('SLURM_JOB_ID')} cpus={os.environ.get('SLURM_CPUS_PER_TASK')}\n")
 
+    # For the kill / Ctrl-C / resume test: a quick job, then two slow ones that outlive a stop.
+    rule slow:
+        input:
+            "out/part0.txt",
+        output:
+            "out/slow{i}.txt",
+        resources:
+            mem_mb=300,
+            runtime=5,
+        shell:
+            "sleep 30; echo slow {wildcards.i} job=$SLURM_JOB_ID > {output}"
+
+    rule slow_all:
+        input:
+            expand("out/slow{i}.txt", i=range(2)),
+        output:
+            "out/slow.txt",
+        localrule: True
+        shell:
+            "cat {input} > {output}"
+
     rule broken:
         output:
             "out/broken.txt",
@@ -210,6 +248,8 @@ def _mini_args(cluster: dict, *extra: str) -> list[str]:
         "--slurm-init-seconds-before-status-checks",
         "1",
         "--slurm-keep-successful-logs",
+        "--seconds-between-status-checks",
+        "1",
         *extra,
     ]
 
@@ -286,121 +326,7 @@ def test_failed_job_is_reported(tmp_path, cluster):
     assert states.get(ids[0]) == "FAILED", (ids, states)
 
 
-# ------------------------------------------------------------------ the tyr workflow's first stages
-
-
-def _tyr_args(workdir: Path, *extra: str) -> list[str]:
-    return [
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--profile",
-        str(PROFILE),
-        "--configfile",
-        str(ROOT / "config" / "presets" / "tiny.yaml"),
-        str(workdir / "test.yaml"),
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--latency-wait",
-        "10",
-        *extra,
-    ]
-
-
-@pytest.fixture
-def tyr_workdir(tmp_path, tiny_model_dir):
-    model_dir = tiny_model_dir("llama")
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    cfg = {
-        "run": "tiny",
-        "model": {"source": str(model_dir)},
-        "data": {
-            "source": "pydoc",
-            "seq_len": 32,
-            "prune_sequences": 4,
-            "fitness_sequences": 8,
-            "heldout_sequences": 2,
-        },
-    }
-    (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
-    return workdir
-
-
-# Small requests that fit the local node; no GPU there.
-CPU_ONLY = {"TYR_SLURM_GPUS": "0", "TYR_SLURM_CPUS": "1", "TYR_SLURM_MEM_MB": "3000"}
-
-
-def test_tyr_prepare_and_calibrate_on_slurm(tyr_workdir, cluster):
-    run = tyr_workdir / "results" / "tiny"
-    target = "results/tiny/calib/tokens.zarr"
-    t0 = time.perf_counter()
-    out = _snakemake(
-        _tyr_args(tyr_workdir, target, "--slurm-keep-successful-logs"), _env(cluster, **CPU_ONLY), tyr_workdir
-    )
-    seconds = time.perf_counter() - t0
-    assert out.returncode == 0, _fail(out, "prepare_model + calibrate on SLURM failed")
-    print(f"prepare_model + calibrate on SLURM: {seconds:.1f} s")
-
-    assert (run / "model" / "spec.json").is_file()
-    assert (run / "calib" / "tokens.zarr").is_dir()
-    import zarr
-
-    root = zarr.open_group(str(run / "calib" / "tokens.zarr"), mode="r")
-    sizes = {name: tuple(arr.shape) for name, arr in root.arrays()}
-    assert sizes == {"prune": (4, 32), "fitness": (8, 32), "selection": (4, 32), "heldout": (2, 32)}, sizes
-    # Both steps ran as SLURM jobs of the profile's sizes (1 CPU, 3000 MB on the first attempt).
-    ids = {rule: _log_job_ids(tyr_workdir, rule) for rule in ("prepare_model", "calibrate")}
-    assert all(len(v) == 1 for v in ids.values()), ids
-    jobs = {j["JobIDRaw"]: j for j in _sacct(cluster, "JobIDRaw", "State", "ReqMem", "ReqCPUS", "Comment")}
-    for rule, (jid,) in ids.items():
-        job = jobs.get(jid)
-        assert job and job["State"] == "COMPLETED" and job["Comment"] == f"rule_{rule}", (rule, job)
-        assert job["ReqMem"].startswith("3000M") and job["ReqCPUS"] == "1", job
-
-
-def test_profile_requests_gpus_for_heavy_rules(tyr_workdir, cluster):
-    """With TYR_SLURM_GPUS unset, calibrate asks for --gpus=1 (prepare_model does not): the local
-    cluster has no GPU, so its submission is rejected by sbatch, which proves the request."""
-    env = _env(cluster, **CPU_ONLY)
-    out = _snakemake(_tyr_args(tyr_workdir, "results/tiny/model"), env, tyr_workdir)
-    assert out.returncode == 0, _fail(out, "prepare_model on SLURM failed")
-    env.pop("TYR_SLURM_GPUS")
-    out = _snakemake(
-        _tyr_args(tyr_workdir, "results/tiny/calib/tokens.zarr", "--retries", "0", "--verbose"),
-        env,
-        tyr_workdir,
-        timeout=300,
-    )
-    text = out.stdout + out.stderr
-    if out.returncode == 0:  # a cluster with GPUs: the job must have run on one
-        assert "--gpus=1" in text, text[-4000:]
-        return
-    assert "SLURM sbatch failed" in text and "generic resource" in text, text[-4000:]
-    assert re.search(r"sbatch .*--comment rule_calibrate .*--gpus=1", text), text[-4000:]
-    assert not (tyr_workdir / "results" / "tiny" / "calib" / "tokens.zarr").exists()
-
-
-# ------------------------------------------------------------------ the whole tyr workflow
-
-GROUPS = "supernet_layer=layers_s{target}_i{iter}"  # docs/slurm.md, "Grouping": one SLURM job per chain
-
-
-def _finished(run: Path) -> dict[Path, int]:
-    """mtime of every file under the run except logs and benchmarks (rewritten by design)."""
-    skip = {run / "logs", run / "benchmarks"}
-    return {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and not any(s in p.parents for s in skip)}
-
-
-def _submissions(workdir: Path) -> dict[str, int]:
-    """SLURM submissions per rule or group, from the plugin's log files (one <jobid>.log each)."""
-    logs = (workdir / ".snakemake" / "slurm_logs").rglob("*.log")
-    counts: dict[str, int] = {}
-    for log in logs:
-        name = log.relative_to(workdir / ".snakemake" / "slurm_logs").parts[0]
-        counts[name] = counts.get(name, 0) + 1
-    return counts
+# ------------------------------------------------------------------ stops and resumes (the hooks)
 
 
 def _alive(workdir: Path) -> list[str]:
@@ -425,75 +351,149 @@ def _start(args: list[str], env: dict, workdir: Path, name: str) -> subprocess.P
         )
 
 
-def _stop_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 900) -> None:
+def _stop_when(proc: subprocess.Popen, ready, sig: int, timeout: float = 300) -> None:
     """Send `sig` to the run's process group once `ready()` holds (SIGINT is a user's Ctrl-C)."""
     deadline = time.monotonic() + timeout
     while not ready():
         assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before it could be stopped"
         assert time.monotonic() < deadline, f"not ready to stop within {timeout} s"
-        time.sleep(0.5)
+        time.sleep(0.2)
     os.killpg(proc.pid, sig)
-    proc.wait(timeout=300)
+    proc.wait(timeout=120)
 
 
 def _gone(workdir: Path, timeout: float = 30) -> list[str]:
     """Jobs of `workdir` still alive after `timeout` s (scancel takes a moment)."""
     deadline = time.monotonic() + timeout
     while _alive(workdir) and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.5)
     return _alive(workdir)
 
 
-def test_tyr_whole_run_on_slurm_survives_kill_and_ctrl_c(tyr_workdir, cluster):
-    """The tiny workflow end to end through profiles/slurm, supernet chains grouped as docs/slurm.md
-    recommends. A kill -9 of Snakemake leaves its jobs running: the next run refuses to start
-    beside them and names them. Ctrl-C cancels the jobs it leaves (rules/common.smk, tyr.workflow.slurm).
-    The resumed run submits no finished job again and rewrites none of their outputs."""
-    run = tyr_workdir / "results" / "tiny"
-    args = _tyr_args(tyr_workdir, "--groups", GROUPS, "--slurm-keep-successful-logs")
-    env = _env(cluster, **CPU_ONLY)
-    supernet1 = run / "s50" / "iter1" / "supernet" / "supernet.json"
+def test_a_stopped_run_resumes_without_resubmitting_finished_jobs(tmp_path, cluster):
+    """The workflow's hooks on 30-second jobs: after a kill -9 of Snakemake its jobs go on and the
+    next run refuses to start beside them, naming them and the scancel command; a Ctrl-C cancels
+    the jobs it leaves; the resumed run submits no finished job again."""
+    (tmp_path / "Snakefile").write_text(MINI)
+    args, env = _mini_args(cluster, "--nolock", "out/slow.txt"), _env(cluster)
+    killed = _start(args, env, tmp_path, "killed.log")
+    _stop_when(killed, lambda: (tmp_path / "out" / "part0.txt").exists() and len(_alive(tmp_path)) == 2, signal.SIGKILL)
+    orphans = _alive(tmp_path)
+    assert len(orphans) == 2, "a kill -9 of Snakemake leaves its jobs running"
+    refused = _snakemake(args, env, tmp_path)
+    text = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "still queued or running" in text, _fail(refused, "ran beside the orphans")
+    named = re.search(r"scancel ([\d ]+)\)", text).group(1).split()
+    assert sorted(named) == sorted(orphans)
+    subprocess.run(["scancel", *named], check=True, timeout=60)  # what the message says to do
+    assert not _gone(tmp_path)
 
-    killed = _start(args, env, tyr_workdir, "killed.log")
-    _stop_when(killed, lambda: supernet1.exists() and _alive(tyr_workdir), signal.SIGKILL)
-    # Hold the orphans where they are (suspend a running one, hold a queued one), so they are
-    # still alive when the next run starts: a tiny job (the attention split takes a second) can
-    # otherwise end while that run is still parsing on a loaded machine.
-    for jid in _alive(tyr_workdir):
-        for verb in ("suspend", "hold"):  # each applies to one of the two states; the other fails
-            subprocess.run(["scontrol", verb, jid], capture_output=True, timeout=60)
-    orphans = _alive(tyr_workdir)
-    if orphans:  # the usual case; a job may have ended between the check and the kill
-        refused = _snakemake(args, env, tyr_workdir)
-        text = refused.stdout + refused.stderr
-        assert refused.returncode != 0 and "still queued or running" in text, _fail(refused, "ran beside orphans")
-        named = re.search(r"scancel ([\d ]+)\)", text).group(1).split()
-        assert named and set(named) <= set(orphans), (orphans, named)
-        subprocess.run(["scancel", *named], check=True, timeout=60)  # what the message says to do
-        assert not _gone(tyr_workdir)
+    interrupted = _start(args, env, tmp_path, "interrupted.log")
+    _stop_when(interrupted, lambda: len(_alive(tmp_path)) == 2, signal.SIGINT)
+    log = (tmp_path / "interrupted.log").read_text()
+    assert interrupted.returncode != 0, f"the interrupted run claims success:\n{log[-3000:]}"
+    assert not _gone(tmp_path), f"Ctrl-C left jobs running:\n{log[-3000:]}"
 
-    interrupted = _start(args, env, tyr_workdir, "interrupted.log")
-    _stop_when(interrupted, lambda: bool(_alive(tyr_workdir)), signal.SIGINT)
-    text = (tyr_workdir / "interrupted.log").read_text()
-    assert interrupted.returncode != 0, f"the interrupted run claims success:\n{text[-3000:]}"
-    assert not _gone(tyr_workdir), f"Ctrl-C left jobs running:\n{text[-3000:]}"
-    before, submitted = _finished(run), _submissions(tyr_workdir)
-    assert submitted.get("group_layers_s50_i1_supernet_layer") == 1, submitted  # 3 layers, one SLURM job
+    done = (tmp_path / "out" / "part0.txt").stat().st_mtime_ns
+    resumed = _snakemake(args, env, tmp_path)
+    assert resumed.returncode == 0, _fail(resumed, "the resumed run failed")
+    assert (tmp_path / "out" / "part0.txt").stat().st_mtime_ns == done, "a finished output was rewritten"
+    assert len(_log_job_ids(tmp_path, "part")) == 1, "the finished job was submitted again"
+    assert len((tmp_path / "out" / "slow.txt").read_text().splitlines()) == 2
 
-    out = _snakemake(args, env, tyr_workdir)
-    assert out.returncode == 0, _fail(out, "the resumed run on SLURM failed")
-    after, resubmitted = _finished(run), _submissions(tyr_workdir)
-    assert (run / "s50" / "tyr" / "eval" / "summary.json").is_file() and (run / "report" / "report.md").is_file()
-    # Jobs done before the stops were neither submitted again nor rewritten.
-    for name in ("rule_prepare_model", "rule_calibrate", "group_layers_s50_i1_supernet_layer"):
-        assert resubmitted[name] == submitted[name] == 1, (name, submitted, resubmitted)
-    done = [
-        p
-        for p in before
-        if p.relative_to(run).parts[0] in ("model", "calib")
-        or p.relative_to(run).parts[:3] == ("s50", "iter1", "supernet")
+
+# ------------------------------------------------------------------ the tyr workflow on the cluster
+
+GROUPS = "supernet_layer=layers_s{target}_i{iter}"  # docs/slurm.md, "Grouping": one SLURM job per chain
+# Small requests that fit the local node; no GPU there.
+CPU_ONLY = {"TYR_SLURM_GPUS": "0", "TYR_SLURM_CPUS": "1", "TYR_SLURM_MEM_MB": "3000"}
+
+
+def _tyr_args(workdir: Path, *extra: str) -> list[str]:
+    tiny = ROOT / "config" / "presets" / "tiny.yaml"
+    return [
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--profile",
+        str(PROFILE),
+        "--configfile",
+        str(tiny),
+        str(workdir / "test.yaml"),
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "1",
+        "--latency-wait",
+        "10",
+        *extra,
     ]
-    assert done, sorted(before)
-    rewritten = [str(p.relative_to(run)) for p in done if after.get(p) != before[p]]
-    assert not rewritten, rewritten
-    assert resubmitted["group_layers_s50_i2_supernet_layer"] == 1, resubmitted
+
+
+@pytest.fixture(scope="module")
+def tyr_workdir(tmp_path_factory):
+    """One workdir for the module's tyr runs, so prepare_model is submitted once."""
+    from tyr.testing import save_tiny_model
+
+    workdir = tmp_path_factory.mktemp("tyr-slurm")
+    model_dir = save_tiny_model(workdir / "tiny-llama")
+    cfg = {
+        "run": "tiny",
+        "model": {"source": str(model_dir)},
+        "data": {
+            "source": "pydoc",
+            "seq_len": 32,
+            "prune_sequences": 4,
+            "fitness_sequences": 8,
+            "heldout_sequences": 2,
+        },
+    }
+    (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
+    return workdir
+
+
+def test_tyr_first_stages_on_slurm(tyr_workdir, cluster):
+    """Model, calibration and iteration 1's supernet through profiles/slurm, the per-layer jobs
+    grouped as docs/slurm.md recommends: every job a SLURM job of the profile's size, the three
+    layer jobs one SLURM job, `run:` steps working under slurm-jobstep."""
+    run = tyr_workdir / "results" / "tiny"
+    target = "results/tiny/s50/iter1/supernet/supernet.json"
+    args = _tyr_args(tyr_workdir, target, "--groups", GROUPS, "--slurm-keep-successful-logs")
+    out = _snakemake(args, _env(cluster, **CPU_ONLY), tyr_workdir)
+    assert out.returncode == 0, _fail(out, "the tyr workflow's first stages on SLURM failed")
+    import zarr
+
+    root = zarr.open_group(str(run / "calib" / "tokens.zarr"), mode="r")
+    sizes = {name: tuple(arr.shape) for name, arr in root.arrays()}
+    assert sizes == {"prune": (4, 32), "fitness": (8, 32), "selection": (4, 32), "heldout": (2, 32)}, sizes
+    assert (run / "s50" / "iter1" / "supernet" / "supernet.json").is_file()
+    ids = {rule: _log_job_ids(tyr_workdir, rule) for rule in ("prepare_model", "calibrate", "embed")}
+    assert all(len(v) == 1 for v in ids.values()), ids
+    layers = list((tyr_workdir / ".snakemake" / "slurm_logs").glob("group_layers_s50_i1*/**/*.log"))
+    assert len(layers) == 1, "the three layer jobs are one SLURM job"
+    jobs = {j["JobIDRaw"]: j for j in _sacct(cluster, "JobIDRaw", "State", "ReqMem", "ReqCPUS", "Comment")}
+    for rule, (jid,) in ids.items():
+        job = jobs.get(jid)
+        assert job and job["State"] == "COMPLETED" and job["Comment"] == f"rule_{rule}", (rule, job)
+        assert job["ReqMem"].startswith("3000M") and job["ReqCPUS"] == "1", job
+
+
+def test_profile_requests_gpus_for_heavy_rules(tyr_workdir, cluster):
+    """With TYR_SLURM_GPUS unset, dense_topk asks for --gpus=1: the local cluster has no GPU, so its
+    submission is rejected by sbatch, which proves the request."""
+    env = _env(cluster, **CPU_ONLY)
+    env.pop("TYR_SLURM_GPUS")
+    out = _snakemake(
+        _tyr_args(tyr_workdir, "results/tiny/dense/topk.zarr", "--retries", "0", "--verbose"),
+        env,
+        tyr_workdir,
+        timeout=300,
+    )
+    text = out.stdout + out.stderr
+    if out.returncode == 0:  # a cluster with GPUs: the job must have run on one
+        assert "--gpus=1" in text, text[-4000:]
+        return
+    assert "SLURM sbatch failed" in text and "generic resource" in text, text[-4000:]
+    assert re.search(r"sbatch .*--comment rule_dense_topk .*--gpus=1", text), text[-4000:]
+    assert not (tyr_workdir / "results" / "tiny" / "dense" / "topk.zarr").exists()
