@@ -244,9 +244,20 @@ def main(argv=None):
         conf = merged_config(*(p for p in files if Path(p).exists()))
         result = {"date": results.today(), "host": results.host(), "command": " ".join(sys.argv),
                   **analyse(run_dir, conf, args.targets, args.cores, walls)}
+        if args.smoke:
+            check_fitness_speed(result["fitness_speed"])
         stem = results.write("", None, result, out=args.out)
         results.suffixed(stem, ".md").write_text(markdown(result))
         print(markdown(result))
+
+
+def check_fitness_speed(speed: dict | None) -> None:
+    """What the parked test of benchmark_evaluator held: both speeds measured, every mode's
+    fitness equal to the naive reference's (the incremental path is exact, not approximate)."""
+    if not speed or speed["incremental_eval_per_s"] <= 0 or speed["naive_eval_per_s"] <= 0:
+        raise RuntimeError(f"fitness speed not measured: {speed}")
+    if speed["max_abs_diff"] > 1e-5:
+        raise RuntimeError(f"incremental or full fitness differs from the naive one by {speed['max_abs_diff']:.2e}")
 
 
 if __name__ == "__main__":
