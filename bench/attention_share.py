@@ -1,6 +1,7 @@
 """How the backbone budget is split between attention and MLP, measured without search.
 
-    PYTHONPATH=src python bench/attention_share.py results/<run> [--target 50] [--shares default 0.75 1.0]
+    python bench/attention_share.py results/<run> [--target 50] [--shares default 0.75 1.0] [--wikitext FILE]
+    python bench/attention_share.py --smoke
 
 For each share a of attention parameters kept (`default` = 1 − target, the paper's even split
 and `uniform`'s), the near-uniform genome of iteration 1's supernet at that split
@@ -9,23 +10,23 @@ and scored on three kinds of text: WikiText-2 test (windows of --seq-len), the P
 documentation (`pydoc`, 64 windows of 256 tokens: real prose the method never saw), and the
 run's held-out split (self-sampled text, the calibration's distribution). Every row is at the
 target backbone sparsity (the sparsity column says by how much it differs).
-Writes bench/results/<date>-<host>-attention-share-s<target>.{md,json}.
+Writes bench/results/<date>-<host>-attention-share-s<target>.{md,json}. --smoke: two shares
+of a tiny finished run, short windows, its generated text as "WikiText-2".
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
-from common import ROOT, add_run_args, write_result
+from lib import args as cli
+from lib import results
+from lib.env import setup, wikitext_path
+from lib.tinyrun import smoke_run_args
 
-sys.path.insert(0, str(ROOT / "src"))
+PYDOC = (64, 256)  # windows × tokens of the Python documentation
 
 
 def genome_at(run: Path, target: str, share: float | None, out: Path) -> Path:
@@ -56,8 +57,10 @@ def score(run: Path, genome_json: Path, out: Path, wikitext: list[str], args) ->
     row = {"sparsity": summary["sparsity"],
            "heads_kept": sum(s["q_heads"] for s in summary["layers"]),
            "channels_kept": sum(s["intermediate"] for s in summary["layers"]),
-           "wikitext2": perplexity(model, tokenizer, wikitext, seq_len=args.seq_len, max_windows=args.windows)["perplexity"],
-           "pydoc": perplexity(model, tokenizer, read_texts("pydoc"), seq_len=256, max_windows=64)["perplexity"],
+           "wikitext2": perplexity(model, tokenizer, wikitext, seq_len=args.seq_len,
+                                   max_windows=args.windows)["perplexity"],
+           "pydoc": perplexity(model, tokenizer, read_texts("pydoc"), seq_len=args.pydoc[1],
+                               max_windows=args.pydoc[0])["perplexity"],
            "heldout": heldout_perplexity(model, run / "calib" / "tokens.zarr")["perplexity"]}
     row["seconds"] = round(time.perf_counter() - t0, 1)
     shutil.rmtree(out / "pruned")  # 0.5 GB each; the row is what the benchmark keeps
@@ -65,35 +68,40 @@ def score(run: Path, genome_json: Path, out: Path, wikitext: list[str], args) ->
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_args(ap)
+    ap = cli.parser(__doc__)
+    cli.add_run_args(ap)
     ap.add_argument("--shares", nargs="+", default=["default", "0.625", "0.75", "0.875", "1.0"])
     args = ap.parse_args(argv)
-    import torch
+    setup(1)
+    with cli.workspace(args) as tmp:
+        args.pydoc = PYDOC
+        if args.smoke:
+            smoke_run_args(args, tmp)
+            args.shares, args.pydoc = ["default", "1.0"], (2, args.seq_len)
+        from tyr.calib.sources import read_texts
 
-    from tyr.calib.sources import read_texts
-
-    torch.set_num_threads(1)
-    run = Path(args.run_dir)
-    wikitext = read_texts(args.wikitext)
-    rows = []
-    for label in args.shares:
-        share = None if label == "default" else float(label)
-        out = run / "bench" / "attention_share" / f"s{args.target}" / label
-        cached = out / "row.json"
-        if not cached.exists():
-            row = {"share": label, **score(run, genome_at(run, args.target, share, out), out, wikitext, args)}
-            cached.write_text(json.dumps(row) + "\n")
-        rows.append(json.loads(cached.read_text()))
-        print(json.dumps(rows[-1]), flush=True)
-    report(rows, run, args)
+        run = Path(args.run_dir)
+        wikitext = read_texts(wikitext_path(args.wikitext))
+        rows = []
+        for label in args.shares:
+            share = None if label == "default" else float(label)
+            out = run / "bench" / "attention_share" / f"s{args.target}" / label
+            cached = out / "row.json"
+            if not cached.exists():
+                row = {"share": label, **score(run, genome_at(run, args.target, share, out), out, wikitext, args)}
+                cached.write_text(json.dumps(row) + "\n")
+            rows.append(json.loads(cached.read_text()))
+            print(json.dumps(rows[-1]), flush=True)
+        report(rows, run, args)
 
 
 def report(rows, run: Path, args) -> None:
     base = next((r for r in rows if r["share"] == "default"), rows[0])
     lines = [f"# Attention/MLP split at {args.target}%, no search (near-uniform genomes of iteration 1's supernet)", "",
-             f"`bench/attention_share.py {run} --target {args.target} --shares {' '.join(r['share'] for r in rows)}`", "",
-             f"WikiText-2 test: {args.windows} × {args.seq_len} tokens; pydoc: 64 × 256; held-out: the run's "
+             f"`bench/attention_share.py {run} --target {args.target} --shares "
+             f"{' '.join(r['share'] for r in rows)}`", "",
+             f"WikiText-2 test: {args.windows} × {args.seq_len} tokens; pydoc: {args.pydoc[0]} × {args.pydoc[1]}; "
+             "held-out: the run's "
              "self-sampled split. `default` keeps 1 − target of attention (the even split, as `uniform`).", "",
              "| attention kept | sparsity | heads kept | MLP channels kept | WikiText-2 | pydoc | held-out | s |",
              "|---|---|---|---|---|---|---|---|"]
@@ -101,10 +109,8 @@ def report(rows, run: Path, args) -> None:
         lines.append(f"| {r['share']} | {100 * r['sparsity']:.2f}% | {r['heads_kept']} | {r['channels_kept']} | "
                      f"{r['wikitext2']:.2f} ({r['wikitext2'] / base['wikitext2']:.2f}×) | {r['pydoc']:.2f} | "
                      f"{r['heldout']:.2f} | {r['seconds']:.0f} |")
-    write_result(f"attention-share-s{args.target}", lines)
-    name = f"{dt.date.today()}-{platform.node() or 'host'}-attention-share-s{args.target}.json"
-    (ROOT / "bench" / "results" / name).write_text(json.dumps({"run": str(run), "target": args.target, "rows": rows},
-                                                              indent=2) + "\n")
+    results.write(f"attention-share-s{args.target}", lines, {"run": str(run), "target": args.target, "rows": rows},
+                  out=args.out)
 
 
 if __name__ == "__main__":

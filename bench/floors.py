@@ -14,14 +14,24 @@ measured here (`matmul_gflops`, the model's own MLP shape, at the job's thread c
     evaluate*       perplexity tokens × FLOPs/token (float32); the zero-shot questions, the speed
                     timing and the continuations are not in the floor, so its ratio is an upper bound
 
-FLOPs/token counts every projection, the LM head and the attention scores at the mean causal
-context (T/2). A stage at 1× its floor does nothing but multiply at full speed; the ratio
-says how much there is left to win, and where.
+FLOPs/token counts every projection (2 × its parameters, `tyr.model.sparsity`), the LM head and
+the attention scores at the mean causal context (T/2). A stage at 1× its floor does nothing but
+multiply at full speed; the ratio says how much there is left to win, and where. This module is
+the one home of the benchmarks' FLOP counts (bench/costmodel uses them too).
+
+    python bench/floors.py [--model results/<run>/model] [--threads 2] [--smoke]
+
+prints this machine's GEMM speeds for the model's MLP shape and the floor of each stage of the
+default pipeline (config/config.yaml) for it, dense genome.
 """
 
 from __future__ import annotations
 
 import time
+
+from lib import args as cli
+from lib import results
+from lib.env import setup
 
 
 def matmul_gflops(d: int, m: int, dtype: str, threads: int, rows: int = 2048) -> float:
@@ -43,31 +53,70 @@ def matmul_gflops(d: int, m: int, dtype: str, threads: int, rows: int = 2048) ->
         torch.set_num_threads(before)
 
 
-def layer_flops(cfg: dict, heads: float, channels: float, context: float, kv_heads: float | None = None) -> float:
+# ---- FLOPs per token (spec: a tyr.model.spec.ModelSpec; unit counts may be fractional) ---------
+
+
+def kv_for(spec, heads: float) -> float:
+    """The fewest KV heads that serve `heads` query heads."""
+    return min(spec.num_kv_heads, -(-heads * spec.num_kv_heads // spec.num_heads)) if heads else 0
+
+
+def attention_input_flops(spec, heads: float, context: float, kv_heads: float | None = None) -> float:
+    """What precedes o_proj: the q/k/v projections and the scores and weighted values (QKᵀ, AV)
+    over `context` keys."""
+    from tyr.model.sparsity import attention_params
+
+    kv = kv_for(spec, heads) if kv_heads is None else kv_heads
+    qkv = attention_params(spec, heads, kv) - spec.hidden_size * spec.head_dim * heads  # all but o_proj
+    return 2 * qkv + 4 * heads * spec.head_dim * context
+
+
+def o_proj_flops(spec, heads: float) -> float:
+    return 2 * spec.hidden_size * spec.head_dim * heads
+
+
+def mlp_input_flops(spec, channels: float) -> float:
+    """gate_proj and up_proj (what precedes down_proj)."""
+    return mlp_flops(spec, channels) - down_proj_flops(spec, channels)
+
+
+def down_proj_flops(spec, channels: float) -> float:
+    return 2 * spec.hidden_size * channels
+
+
+def attention_flops(spec, heads: float, context: float, kv_heads: float | None = None) -> float:
+    return attention_input_flops(spec, heads, context, kv_heads) + o_proj_flops(spec, heads)
+
+
+def mlp_flops(spec, channels: float) -> float:
+    from tyr.model.sparsity import mlp_params
+
+    return 2 * mlp_params(spec, channels)
+
+
+def layer_flops(spec, heads: float, channels: float, context: float, kv_heads: float | None = None) -> float:
     """FLOPs per token of one decoder layer keeping `heads` query heads, `channels` MLP channels
     and `kv_heads` KV heads (None: the fewest that serve `heads` query heads)."""
-    d, hd = cfg["hidden_size"], cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    q, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    kv_kept = kv_heads if kv_heads is not None else min(kv, -(-heads * kv // q)) if heads else 0
-    attn = d * hd * (2 * heads + 2 * kv_kept) + 2 * heads * hd * context
-    return 2 * (attn + 3 * d * channels)
+    return attention_flops(spec, heads, context, kv_heads) + mlp_flops(spec, channels)
 
 
-def model_flops(cfg: dict, layers: list[dict] | None, seq_len: int) -> float:
+def head_flops(spec) -> float:
+    return 2 * spec.hidden_size * spec.vocab_size
+
+
+def model_flops(spec, layers: list[dict] | None, seq_len: int) -> float:
     """FLOPs per token of the whole model (dense when `layers` is None) with its LM head, at
     a causal context of `seq_len`."""
-    dense = {"attn": cfg["num_attention_heads"], "mlp": cfg["intermediate_size"]}
-    layers = layers or [dense] * cfg["num_hidden_layers"]
-    body = sum(layer_flops(cfg, l["attn"], l["mlp"], seq_len / 2) for l in layers)
-    return body + 2 * cfg["hidden_size"] * cfg["vocab_size"]
+    layers = layers or [{"attn": spec.num_heads, "mlp": m} for m in spec.intermediate_size]
+    return sum(layer_flops(spec, l["attn"], l["mlp"], seq_len / 2) for l in layers) + head_flops(spec)
 
 
-def supernet_layer_flops(cfg: dict, tokens: int, levels: int, seq_len: int) -> float:
+def supernet_layer_flops(spec, tokens: int, levels: int, seq_len: int, layer: int = 0) -> float:
     """One job: the dense layer's forward, H for o_proj and down_proj, a refit solve per level
     of each (n³/3 Cholesky + 2n²·d_out, at the mean kept width n ≈ half)."""
-    d, m = cfg["hidden_size"], cfg["intermediate_size"]
-    attn_in = cfg["num_attention_heads"] * (cfg.get("head_dim") or d // cfg["num_attention_heads"])
-    forward = tokens * layer_flops(cfg, cfg["num_attention_heads"], m, seq_len / 2)
+    d, m = spec.hidden_size, spec.intermediate_size[layer]
+    attn_in = spec.num_heads * spec.head_dim
+    forward = tokens * layer_flops(spec, spec.num_heads, m, seq_len / 2)
     stats = 2 * tokens * (attn_in ** 2 + m ** 2)
     solves = sum(levels * ((n / 2) ** 3 / 3 + 2 * (n / 2) ** 2 * d) for n in (attn_in, m))
     return forward + stats + solves
@@ -83,14 +132,14 @@ def search_tokens(search: dict, generations: int, seq_len: int) -> int:
     return generations * per_gen
 
 
-def stage_floors(cfg: dict, conf: dict, genome_layers: list[dict] | None, gflops: dict, n_iter: int,
+def stage_floors(spec, conf: dict, genome_layers: list[dict] | None, gflops: dict, n_iter: int,
                  share_candidates: int, eval_windows: list[tuple[int, int]]) -> dict:
     """Floor seconds per stage (summed over its jobs) for one target of the default pipeline.
     `eval_windows`: (tokens, context length) of each perplexity set an evaluation scores."""
     data, search, supernet = conf["data"], conf["search"], conf["supernet"]
     seq_len = data["seq_len"]
-    dense = model_flops(cfg, None, seq_len)
-    pruned = model_flops(cfg, genome_layers, seq_len)
+    dense = model_flops(spec, None, seq_len)
+    pruned = model_flops(spec, genome_layers, seq_len)
     fast = gflops[search.get("dtype", "float32")]
     sampled = seq_len * sum(data[f"{s}_sequences"] for s in ("prune", "fitness", "selection", "heldout"))
     gens = search["generations"]
@@ -98,13 +147,56 @@ def stage_floors(cfg: dict, conf: dict, genome_layers: list[dict] | None, gflops
     floors = {
         "calibrate": sampled * dense / gflops["bfloat16"] if data["source"] == "self" else 0.0,
         "dense_topk": seq_len * (data["fitness_sequences"] + data["selection_sequences"]) * dense / gflops["float32"],
-        "supernet_layer": n_iter * cfg["num_hidden_layers"] * supernet_layer_flops(
-            cfg, seq_len * data["prune_sequences"], supernet["levels"], seq_len) / gflops["float32"],
+        "supernet_layer": n_iter * sum(supernet_layer_flops(
+            spec, seq_len * data["prune_sequences"], supernet["levels"], seq_len, l)
+            for l in range(spec.num_layers)) / gflops["float32"],
         "attention_share": share_candidates * search["share_sequences"] * seq_len * pruned / fast,
         "search": sum(search_tokens(search, g, seq_len) for g in gens[:n_iter]) * pruned / fast,
         "select_tyr": (n_iter + 1) * data["selection_sequences"] * seq_len * pruned / fast,
-        "evaluate_dense": sum(n * model_flops(cfg, None, t) for n, t in eval_windows) / gflops["float32"],
+        "evaluate_dense": sum(n * model_flops(spec, None, t) for n, t in eval_windows) / gflops["float32"],
         # the two pruned models of the default run (Týr and uniform), both at the target
-        "evaluate": 2 * sum(n * model_flops(cfg, genome_layers, t) for n, t in eval_windows) / gflops["float32"],
+        "evaluate": 2 * sum(n * model_flops(spec, genome_layers, t) for n, t in eval_windows) / gflops["float32"],
     }
     return {k: v / 1e9 for k, v in floors.items()}
+
+
+def gemm_speeds(spec, threads: int, rows: int = 2048) -> dict:
+    """GFLOP/s in float32 and bfloat16 at the model's MLP shape, and `auto`: what search.dtype
+    auto resolves to here."""
+    from tyr.core.device import resolve_dtype
+
+    out = {dt: matmul_gflops(spec.hidden_size, max(spec.intermediate_size), dt, threads, rows)
+           for dt in ("float32", "bfloat16")}
+    out["auto"] = out[resolve_dtype("auto", "cpu")]
+    return out
+
+
+def main(argv=None):
+    ap = cli.parser(__doc__)
+    ap.add_argument("--model", help="a prepared model folder (with spec.json); not with --smoke (a tiny random one)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if not (args.smoke or args.model):
+        ap.error("--model is required without --smoke")
+    setup(args.threads)
+    from lib.config import default_config
+
+    from tyr.model.spec import ModelSpec, spec_from_config
+    from tyr.testing import tiny_hf_model
+
+    with cli.workspace(args):
+        spec = (spec_from_config(tiny_hf_model().config) if args.smoke
+                else ModelSpec.from_json(f"{args.model}/spec.json"))
+        conf = default_config(smoke=args.smoke)
+        gflops = gemm_speeds(spec, args.threads, rows=256 if args.smoke else 2048)
+        seq = conf["data"]["seq_len"]
+        windows = [(conf["data"]["heldout_sequences"] * seq, seq)]
+        floor = stage_floors(spec, conf, None, gflops, conf["supernet"]["iterations"], 0, windows)
+        lines = [f"# Compute floors, {spec.num_layers} layers × d={spec.hidden_size}, {args.threads} threads", "",
+                 "GEMM GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in gflops.items()), "",
+                 "| stage | floor (s) |", "|---|---|", *(f"| {k} | {v:.4g} |" for k, v in floor.items())]
+        results.write("floors", lines, {"gemm_gflops": gflops, "floors_s": floor}, out=args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 """Random-point kill trials: kill -9 the tiny workflow at a random moment, rerun, check.
 
-    .venv/bin/python bench/kill_trials.py [--trials 20] [--seed 0] [--cores 2] [--search-share 0.5]
+    python bench/kill_trials.py [--trials 20] [--seed 0] [--cores 2] [--search-share 0.5]
+    python bench/kill_trials.py --smoke
 
 An uninterrupted run of the tiny preset on a tiny random model is the reference. Each trial
 starts the same run in a fresh folder, kills its whole process group at a random moment, records
@@ -14,13 +15,14 @@ A trial passes when
      rewritten (its mtime is unchanged);
   3. a search killed mid-way continued from its checkpoint: its rerun ran only the generations
      the checkpoint lacked, and the checkpoint's earlier history is unchanged.
-Writes bench/results/<date>-<host>-kill-trials.{md,json}.
+Writes bench/results/<date>-<host>-kill-trials.{md,json}. The runs see no evaluation data
+(TYR_DATA_DIR is dropped), so they depend on nothing outside the temp folder.
+--smoke: the command dry-run, and the checks' bookkeeping (finished artifacts, an interrupted
+search, the final figures) on a tiny finished run.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
 import json
 import os
 import random
@@ -32,28 +34,30 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, write_result
+from lib import args as cli
+from lib import results, snakemake
+from lib.config import TINY
+from lib.env import child_env, setup
+from lib.tinyrun import tiny_run
 
 RUN = "tiny"
 GENERATIONS = 12  # longer searches than the tiny preset's, so that kills land inside them too
 SKIP = ("logs", "benchmarks", "acts")  # logs are rewritten by design; acts are temporary
 
 
-def command(workdir: Path, cores: int) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", str(cores),
-            "--workflow-profile", str(ROOT / "profiles" / "default"),
-            "--configfile", str(ROOT / "config" / "presets" / "tiny.yaml"), str(workdir / "run.yaml")]
+def command(workdir: Path, cores: int, dry_run: bool = False) -> list[str]:
+    return snakemake.command(workdir, cores=cores, configfiles=[TINY, workdir / "run.yaml"], dry_run=dry_run)
 
 
 def prepare(workdir: Path, model: Path) -> None:
     workdir.mkdir(parents=True)
     (workdir / "run.yaml").write_text(json.dumps({"run": RUN, "model": {"source": str(model)},
-                                                  "search": {"generations": GENERATIONS}, "evaluate": {"speed": False}}))
+                                                  "search": {"generations": GENERATIONS},
+                                                  "evaluate": {"speed": False}}))
 
 
 def env() -> dict:
-    return {k: v for k, v in dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1").items()
-            if k != "TYR_DATA_DIR"}
+    return child_env(keep_data_dir=False)
 
 
 def owner(path: Path, run: Path) -> Path:
@@ -70,18 +74,9 @@ def owner(path: Path, run: Path) -> Path:
     return path
 
 
-def incomplete(workdir: Path) -> set[Path]:
-    root, marked = workdir / ".snakemake" / "incomplete", set()
-    for f in root.rglob("*") if root.exists() else ():
-        if f.is_file() and f.name != "migration_underway":
-            encoded = "".join(part.lstrip("@") for part in f.relative_to(root).parts)
-            marked.add((workdir / base64.urlsafe_b64decode(encoded).decode()).resolve())
-    return marked
-
-
 def finished(workdir: Path) -> dict[str, int]:
     """mtime of every file whose producing job Snakemake recorded as finished."""
-    run, unfinished = workdir / "results" / RUN, incomplete(workdir)
+    run, unfinished = workdir / "results" / RUN, snakemake.incomplete_outputs(workdir)
     out = {}
     for p in run.rglob("*") if run.exists() else ():
         rel = p.relative_to(run)
@@ -113,7 +108,8 @@ def final(workdir: Path) -> dict:
         base = run / "s50" / method
         out[f"{method}/genome"] = json.loads((base / "genome.json").read_text())["layers"]
         with safe_open(str(base / "pruned" / "model.safetensors"), framework="pt") as f:
-            out[f"{method}/weights"] = {k: hashlib.sha256(f.get_tensor(k).numpy().tobytes()).hexdigest() for k in f.keys()}
+            out[f"{method}/weights"] = {k: hashlib.sha256(f.get_tensor(k).numpy().tobytes()).hexdigest()
+                                        for k in f.keys()}
         summary = json.loads((base / "eval" / "summary.json").read_text())
         out[f"{method}/perplexity"] = {k: v["pruned"] for k, v in summary["perplexity"].items()}
     return out
@@ -157,7 +153,8 @@ def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict
         gens = [int(g) for g in re.findall(r"gen (\d+)/", log.read_text())] if log.exists() else []
         resumed[rel] = {"at_kill": state["generation"], "total": total["generation"], "rerun_generations": gens,
                         "history_kept": total["history"][:state["generation"]] == state["history"]}
-    continued = all(r["history_kept"] and (not r["rerun_generations"] or min(r["rerun_generations"]) == r["at_kill"] + 1)
+    continued = all(r["history_kept"]
+                    and (not r["rerun_generations"] or min(r["rerun_generations"]) == r["at_kill"] + 1)
                     for r in resumed.values())
     same = final(workdir) == reference
     return {"trigger": trigger, "finished_before": len(before), "rewritten": rewritten,
@@ -174,34 +171,46 @@ def draw(rng: random.Random, wall: float, in_search: bool) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser(__doc__)
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--search-share", type=float, default=0.5,
                     help="share of the kills aimed inside a search (at a random generation)")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "tests"))
+    setup()
+    with cli.workspace(args) as scratch:
+        if args.smoke:
+            return smoke(scratch, args)
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, rows = run_trials(Path(tmp), args)
+        report(wall, rows, args.out)
+
+
+def run_trials(tmp: Path, args) -> tuple[float, list[dict]]:
+    """The reference run, then kills until `args.trials` of them landed in a running workflow."""
     from tyr.testing import save_tiny_model
 
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model = save_tiny_model(tmp / "model")
-        prepare(tmp / "ref", model)
-        t0 = time.perf_counter()
-        subprocess.run(command(tmp / "ref", args.cores), check=True, capture_output=True, env=env())
-        wall = time.perf_counter() - t0
-        reference = final(tmp / "ref")
-        rows, drawn = [], 0
-        while len(rows) < args.trials:
-            trigger = draw(rng, wall, len(rows) < args.trials * args.search_share)
-            row, drawn = trial(model, tmp / f"t{drawn}", trigger, args.cores, reference), drawn + 1
-            if row is None:  # the run finished before the kill: not a trial
-                print(f"[kill] draw {drawn}: {trigger} came after the run ended; drawn again", file=sys.stderr)
-                continue
-            rows.append(row)
-            print(f"[kill] trial {len(rows)}: {json.dumps(row)[:300]}", file=sys.stderr, flush=True)
+    model = save_tiny_model(tmp / "model")
+    prepare(tmp / "ref", model)
+    t0 = time.perf_counter()
+    subprocess.run(command(tmp / "ref", args.cores), check=True, capture_output=True, env=env())
+    wall = time.perf_counter() - t0
+    reference = final(tmp / "ref")
+    rows, drawn = [], 0
+    while len(rows) < args.trials:
+        trigger = draw(rng, wall, len(rows) < args.trials * args.search_share)
+        row, drawn = trial(model, tmp / f"t{drawn}", trigger, args.cores, reference), drawn + 1
+        if row is None:  # the run finished before the kill: not a trial
+            print(f"[kill] draw {drawn}: {trigger} came after the run ended; drawn again", file=sys.stderr)
+            continue
+        rows.append(row)
+        print(f"[kill] trial {len(rows)}: {json.dumps(row)[:300]}", file=sys.stderr, flush=True)
+    return wall, rows
+
+
+def report(wall: float, rows: list[dict], out) -> None:
     passed = sum(r["passed"] for r in rows)
     lines = ["# Random-point kill trials", "", f"`{' '.join(sys.argv)}`", "",
              f"Reference run {wall:.0f} s; {passed} of {len(rows)} trials passed every check.", "",
@@ -211,16 +220,34 @@ def main(argv=None):
         res = "; ".join(f"{rel}: gen {v['at_kill']}→{v['total']}" for rel, v in r["searches_resumed"].items()) or "–"
         t = r["trigger"]
         at = f"{t['delay']} s" if t["kind"] == "time" else f"iter{t['iter']} search, gen ≥ {t['generation']}"
-        lines.append(f"| {k} | {at} | {r['finished_before']} | {len(r['rewritten'])} | {res} | {r['identical']} | {r['passed']} |")
+        lines.append(f"| {k} | {at} | {r['finished_before']} | {len(r['rewritten'])} | {res} | {r['identical']} | "
+                     f"{r['passed']} |")
     resumed = sum(bool(r["searches_resumed"]) for r in rows)
     lines += ["", f"{resumed} of {len(rows)} kills landed in a running search; each such search continued from its",
               "checkpoint (only the missing generations ran after the kill, and its history was kept)."]
-    write_result("kill-trials", lines)
-    import datetime as dt
-    import platform
+    results.write("kill-trials", lines, {"wall_reference": wall, "passed": passed, "trials": rows}, out=out)
 
-    out = ROOT / "bench" / "results" / f"{dt.datetime.now():%Y-%m-%d}-{platform.node() or 'host'}-kill-trials.json"
-    out.write_text(json.dumps({"wall_reference": wall, "passed": passed, "trials": rows}, indent=2) + "\n")
+
+def smoke(tmp: Path, args) -> None:
+    """The command (dry-run) and the bookkeeping every trial rests on, on a tiny finished run: its
+    artifacts count as finished, the final figures of two copies agree, and a search without its
+    best.json is seen as interrupted at its checkpoint's generation."""
+    from tyr.testing import save_tiny_model
+
+    prepare(tmp / "wf", save_tiny_model(tmp / "model"))
+    subprocess.run(command(tmp / "wf", 1, dry_run=True), check=True, capture_output=True, env=env())
+    ref, kill = tmp / "ref", tmp / "kill"
+    for w in (ref, kill):
+        tiny_run(w / "results" / RUN)
+    if final(ref) != final(kill) or not finished(ref):
+        raise RuntimeError("two copies of one run differ, or nothing of a finished run counts as finished")
+    (kill / "results" / RUN / "s50" / "iter1" / "search" / "best.json").unlink()
+    mid = searches(kill)
+    if list(mid) != ["s50/iter1/search"] or "s50/iter1/search/best.json" in finished(kill):
+        raise RuntimeError(f"an interrupted search was not seen as one: {list(mid)}")
+    draws = [draw(random.Random(0), 10.0, in_search) for in_search in (True, False)]
+    report(10.0, [{"trigger": t, "finished_before": len(finished(kill)), "rewritten": [], "identical": True,
+                   "searches_resumed": {}, "continued": True, "passed": True} for t in draws], args.out)
 
 
 if __name__ == "__main__":

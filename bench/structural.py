@@ -1,7 +1,8 @@
 """The related structural pruners side by side: the `compare` table of every baseline at 25% and 50%.
 
-    TYR_DATA_DIR=/path/to/data .venv/bin/python bench/structural.py [--run structural] [--targets 0.25 0.5]
+    TYR_DATA_DIR=/path/to/data python bench/structural.py [--run structural] [--targets 0.25 0.5]
         [--methods uniform shortgpt ...] [--cores 2] [--no-workflow] [--no-speed] [--cpu-target 0.5]
+    python bench/structural.py --smoke
 
 Runs `snakemake compare` for the given run, targets and methods (Týr itself is left out by
 default: it is the subject, benchmarked by bench/pipeline.py), sampling the machine's load
@@ -16,62 +17,54 @@ unlike wall time, this does not stretch with other users' load; / 2 ≈ its wall
 idle cores. `--no-speed` skips the prefill/decode timing of the pruned models (the table does not use
 it, and on a loaded machine it is noise); the dense model's finished evaluation is then
 kept (`--rerun-triggers mtime input`: its changed `evaluate.speed` parameter does not redo it).
+--smoke: `snakemake compare` dry-run on the tiny preset (uniform, shortgpt), the table made by
+`tyr.evaluate.compare` from a tiny finished run, and one baseline's CPU seconds on it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
+import resource
 import subprocess
 import sys
-import threading
-import time
+import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, write_result  # noqa: E402
+from lib import args as cli
+from lib import results, snakemake
+from lib.env import ROOT, child_env, setup
+from lib.tinyrun import TARGET, tiny_run, tiny_workflow_config
 
 DEFAULT_METHODS = ["uniform", "shortgpt", "wanda_sp", "flap", "llm_pruner", "search_llm", "numerical", "llm_bip",
                    "nirvana", "adapruner"]
+CPU_JOB = """import sys, torch
+torch.set_num_threads(int(sys.argv[5]))
+from tyr.methods import baselines
+baselines.run(sys.argv[1], sys.argv[2] + '/model', sys.argv[2] + '/calib/tokens.zarr', sys.argv[3],
+              target_sparsity=float(sys.argv[4]))
+"""
 
 
-def run_workflow(run: str, targets, methods, cores: int, speed: bool = True) -> dict:
+def run_workflow(workdir: Path, run: str, targets, methods, cores: int, extra=(), speed=True, dry_run=False) -> dict:
     """`snakemake compare`, timed, with the load average sampled every 10 s."""
-    overrides = ROOT / "results" / f"{run}.bench.yaml"  # lists given with --config arrive as strings
-    overrides.parent.mkdir(parents=True, exist_ok=True)
     settings = {"run": run, "target_sparsity": targets, "methods": methods}
     if not speed:
         settings["evaluate"] = {"speed": False}
-    overrides.write_text(json.dumps(settings) + "\n")
-    loads, done = [], threading.Event()
-
-    def sample():
-        while not done.wait(10):
-            loads.append(os.getloadavg()[0])
-
-    threading.Thread(target=sample, daemon=True).start()
-    t0 = time.perf_counter()
+    overrides = snakemake.write_overrides(workdir / "results" / f"{run}.bench.yaml", settings)
     triggers = [] if speed else ["--rerun-triggers", "mtime", "input"]
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), *triggers, "--configfile",
-                    str(ROOT / "config" / "config.yaml"), str(overrides), "--", "compare"], cwd=ROOT, check=True)
-    done.set()
-    return {"wall_seconds": time.perf_counter() - t0, "mean_load": sum(loads) / len(loads) if loads else None}
+    done = snakemake.run(workdir, cores=cores, configfiles=[*extra, overrides], targets=["compare"], extra=triggers,
+                         dry_run=dry_run, sample_load=True)
+    return {"wall_seconds": done["wall_s"], "mean_load": done["mean_load"]}
 
 
 def cpu_seconds(run_dir: Path, method: str, target: float, threads: int = 2) -> float:
-    """CPU seconds of one baseline job (user + system of a fresh child process)."""
-    import resource
-    import tempfile
-
-    code = ("import sys, torch; torch.set_num_threads(int(sys.argv[5])); from tyr import baselines; "
-            "baselines.run(sys.argv[1], sys.argv[2] + '/model', sys.argv[2] + '/calib/tokens.zarr', sys.argv[3], "
-            "target_sparsity=float(sys.argv[4]))")
+    """CPU seconds of one baseline job (user + system of a fresh child process; OMP_WAIT_POLICY=PASSIVE
+    so that idle OpenMP threads do not spin)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-c", code, method, str(run_dir), tmp, str(target), str(threads)],
-                       check=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        subprocess.run([sys.executable, "-c", CPU_JOB, method, str(run_dir), tmp, str(target), str(threads)],
+                       check=True, env=child_env(OMP_WAIT_POLICY="PASSIVE"))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
@@ -89,7 +82,7 @@ def genome_notes(run_dir: Path, rows) -> list[str]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser(__doc__)
     ap.add_argument("--run", default="structural")
     ap.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.5])
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
@@ -98,30 +91,56 @@ def main(argv=None):
     ap.add_argument("--no-speed", action="store_true", help="skip the pruned models' speed measurement")
     ap.add_argument("--cpu-target", type=float, help="rerun each baseline at this target and record its CPU seconds")
     args = ap.parse_args(argv)
-    timing = {} if args.no_workflow else run_workflow(args.run, args.targets, args.methods, args.cores,
-                                                        speed=not args.no_speed)
-    table_dir = ROOT / "results" / "compare" / args.run
+    setup()
+    with cli.workspace(args) as tmp:
+        workdir, extra = (tmp, tiny_workflow_config(tmp)) if args.smoke else (ROOT, [])
+        if args.smoke:
+            args.run, args.methods, args.cpu_target = "tiny", ["uniform", "shortgpt"], int(TARGET) / 100
+        timing = {} if args.no_workflow else run_workflow(workdir, args.run, args.targets, args.methods, args.cores,
+                                                           extra, speed=not args.no_speed, dry_run=args.smoke)
+        if args.smoke:  # the dry-run made no table: make one from a tiny finished run
+            smoke_table(workdir, args.run)
+        report(workdir, args, timing)
+
+
+def report(workdir: Path, args, timing: dict) -> None:
+    from tyr.methods.registry import baselines
+
+    table_dir = workdir / "results" / "compare" / args.run
     table = json.loads((table_dir / "table.json").read_text())
     lines = [f"# Related structural pruners, SmolLM2-135M, {args.cores} cores (run `{args.run}`)", "",
              f"Command: `TYR_DATA_DIR=... python bench/structural.py --run {args.run} --targets "
              f"{' '.join(map(str, args.targets))} --methods {' '.join(args.methods)}"
              f"{' --no-speed' if args.no_speed else ''}`", ""]
-    if timing:
+    if timing and not args.smoke:
         lines += [f"Whole `snakemake compare`: {timing['wall_seconds'] / 60:.1f} min; mean load average "
-                  f"{timing['mean_load']:.1f} on {os.cpu_count()} CPUs (wall times stretch with the load).", ""]
+                  f"{timing['mean_load'] or os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times stretch "
+                  "with the load).", ""]
     lines += [(table_dir / "table.md").read_text(), "Distance of each baseline to its target (backbone sparsity):", ""]
-    lines += genome_notes(ROOT / "results" / args.run, table["rows"])
+    lines += genome_notes(workdir / "results" / args.run, table["rows"])
     cpu = {}
     if args.cpu_target:
-        from tyr.methods.registry import baselines
-
-        cpu = {m: cpu_seconds(ROOT / "results" / args.run, m, args.cpu_target) for m in args.methods if m in baselines()}
-        lines += ["", f"CPU seconds of each baseline's own job at {args.cpu_target:.0%} (2 threads, a fresh process; "
-                  "/ 2 ≈ wall time on 2 idle cores):", "", "| method | CPU s |", "|---|---|"]
+        threads = 1 if args.smoke else 2
+        cpu = {m: cpu_seconds(workdir / "results" / args.run, m, args.cpu_target, threads)
+               for m in args.methods if m in baselines()}
+        lines += ["", f"CPU seconds of each baseline's own job at {args.cpu_target:.0%} ({threads} threads, a fresh "
+                  f"process; / {threads} ≈ wall time on {threads} idle cores):", "", "| method | CPU s |", "|---|---|"]
         lines += [f"| {m} | {s:.0f} |" for m, s in cpu.items()]
-    write_result("structural", lines)
-    out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-{platform.node() or 'host'}-structural.json"
-    out.write_text(json.dumps({"command": sys.argv, **timing, "cpu_seconds": cpu, "table": table}, indent=1) + "\n")
+    results.write("structural", lines, {"command": sys.argv, **timing, "cpu_seconds": cpu, "table": table},
+                  out=args.out)
+
+
+def smoke_table(workdir: Path, run: str) -> None:
+    """results/compare/<run>/table.{md,json} of a tiny finished run's two methods, by the product's
+    `compare_table` (the table `snakemake compare` writes)."""
+    from tyr.evaluate.compare import compare_table
+
+    run_dir = tiny_run(workdir / "results" / run)
+    out = workdir / "results" / "compare" / run
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = [run_dir / f"s{TARGET}" / m / "eval" / "summary.json" for m in ("tyr", "uniform")]
+    compare_table(summaries, [[], []], run_dir / "dense" / "eval.json", out / "table.md", out / "table.json",
+                  out / "comparison.png")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Unstructured and N:M pruning on SmolLM2-135M (issue 14): APT against SparseGPT, Wanda, magnitude
 and the exact-refit bound, on the dense model and stacked after Týr.
 
-    PYTHONPATH=src python bench/unstructured.py [--patterns 0.5 2:4] [--extra-patterns 0.6 0.7]
+    python bench/unstructured.py [--patterns 0.5 2:4] [--extra-patterns 0.6 0.7]
         [--stacked s25/tyr] [--structural-note TEXT] [--cores 2] [--workdir DIR] [--force] [--ablation]
+    python bench/unstructured.py --smoke
 
 Every result is a target of the workflow (rules/unstructured.smk). Per result, one `snakemake`
 invocation builds the pruned export (its wall time, CPU time and peak RSS are the method's cost:
@@ -12,60 +13,59 @@ The dense calibration activations and the embeddings come from the workflow's sh
 A result built and timed before (its `bench_cost.json`) is reused unless `--force`. Writes
 bench/results/<date>-<host>-unstructured.{md,json}; `--ablation` adds the layer-wise error of
 APT's greedy step sizes on dense calibration Hessians (calibration data only).
+--smoke: on a tiny finished run, one result (dense+magnitude at 50%) built with the product's
+functions in-process and timed as a reused result, another one's invocations dry-run, the
+ablation on one layer, the zeros' cost, and the report.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from lib import args as cli
+from lib import results, snakemake
+from lib.env import ROOT, setup
+from lib.tinyrun import SEQ_LEN, tiny_run, tiny_workflow_config
 
 METHODS = ["magnitude", "wanda", "sparsegpt", "apt", "refit"]
 BUDGET_S = 600  # the stage must fit 10 minutes on 2 cores for one sparsity (issue 14)
-
-
-CONFIG: list[str] = []  # --config run=<run> and the --configfile files, for every invocation
-
-
-def snakemake(workdir: Path, target: str, cores: int) -> dict:
-    """Run one target; its wall and CPU seconds, peak RSS (MB) and the load average around it."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores",
-           str(cores), "--rerun-triggers", "mtime", *CONFIG, "--", target]
-    load = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"snakemake {target} failed:\n{proc.stderr.read()[-4000:]}")
-    return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024), "load_before": round(load, 2),
-            "load_after": round(os.getloadavg()[0], 2)}
-
-
 COST = "bench_cost.json"  # written beside a result by the invocation that built it
 
 
-def results(workdir: Path, run: str, jobs, cores: int, force: bool) -> list[dict]:
+@dataclass
+class Workflow:
+    """Where and how every result is built: the Snakemake working directory, its config files
+    (the run's name among them), cores; `dry_run` plans the invocations and runs none."""
+
+    workdir: Path
+    configfiles: list
+    cores: int
+    dry_run: bool = False
+
+    def build(self, target: str) -> dict:
+        """One target; its wall and CPU seconds, peak RSS (MB) and the load average around it."""
+        done = snakemake.run(self.workdir, cores=self.cores, configfiles=self.configfiles, targets=[target],
+                             extra=["--rerun-triggers", "mtime"], dry_run=self.dry_run)
+        return {k: done[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "load_before", "load_after")}
+
+
+def results_of(wf: Workflow, run: str, jobs, force: bool) -> list[dict]:
     """Build (or, when built and timed before, reuse) every result; its summary and cost."""
     rows = []
     for source, method, tag in jobs:
         base = f"results/{run}/{source}+{method}{tag}"
-        cost_file, summary_file = workdir / base / COST, workdir / base / "eval" / "summary.json"
+        cost_file, summary_file = wf.workdir / base / COST, wf.workdir / base / "eval" / "summary.json"
         if force or not (cost_file.exists() and summary_file.exists()):
             print(f"[bench] {base}", flush=True)
-            cost = snakemake(workdir, f"{base}/pruned", cores)
+            cost = wf.build(f"{base}/pruned")
+            wf.build(f"{base}/eval/summary.json")
+            if wf.dry_run:
+                continue  # planned, not built: nothing to report
             cost_file.write_text(json.dumps(cost) + "\n")
-            snakemake(workdir, f"{base}/eval/summary.json", cores)
         rows.append({"source": source, "method": method, "pattern": tag,
                      "cost": json.loads(cost_file.read_text()), "summary": json.loads(summary_file.read_text())})
     return rows
@@ -119,8 +119,8 @@ def ablation(workdir: Path, run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -
     return rows
 
 
-def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5) -> dict:
-    """Median CPU seconds (1 thread, so other load on the machine does not count) of a 256-token
+def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5, prompt_len: int = 256) -> dict:
+    """Median CPU seconds (1 thread, so other load on the machine does not count) of a `prompt_len`-token
     prefill plus 32 cached decode steps, the dense model and a pruned one run alternately. The
     zeros are multiplied like any other weight: without a sparse kernel the cost is the same."""
     import statistics
@@ -131,7 +131,9 @@ def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5) -> dict:
 
     torch.set_num_threads(1)
     models = {"dense": load(dense_dir)[0], "pruned": load(pruned_dir)[0]}
-    prompt = torch.randint(100, 10000, (1, 256), generator=torch.Generator().manual_seed(0))
+    vocab = models["dense"].config.vocab_size
+    prompt = torch.randint(min(100, vocab // 2), min(10000, vocab), (1, prompt_len),
+                           generator=torch.Generator().manual_seed(0))
     seconds = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():
@@ -158,6 +160,8 @@ def _g(x, fmt=".4g") -> str:
 
 
 def table(rows, title) -> list[str]:
+    if not rows:
+        return []
     lines = [f"### {title}", "",
              "| pattern | method | backbone sparsity | WikiText-2 ppl | zero-shot avg | layer error | "
              "prune wall s | prune CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
@@ -173,6 +177,8 @@ def table(rows, title) -> list[str]:
 
 def pivot(rows, title) -> list[str]:
     """WikiText-2 perplexity of every method (rows) at every pattern (columns)."""
+    if not rows:
+        return []
     patterns = list(dict.fromkeys(r["summary"]["pattern_label"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     ppl = {(r["method"], r["summary"]["pattern_label"]): _ppl(r["summary"]) for r in rows}
@@ -213,8 +219,8 @@ def ablation_table(rows) -> list[str]:
     return lines + [""]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv):
+    ap = cli.parser(__doc__)
     ap.add_argument("--run", default="smollm2-135m")
     ap.add_argument("--methods", nargs="+", default=METHODS)
     ap.add_argument("--patterns", nargs="+", default=["0.5", "2:4"])
@@ -227,42 +233,113 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="rebuild results that were built and timed before")
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--configfile", nargs="*", default=[], help="extra config files (e.g. a lighter evaluate)")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    CONFIG[:] = ["--config", f"run={args.run}"] + (["--configfile", *args.configfile] if args.configfile else [])
-    run = (args.workdir, args.run)
-    for shared in ("calib/embeddings.zarr", "dense/eval.json"):  # shared stages: not a method's cost
-        if not (args.workdir / "results" / args.run / shared).exists():
-            snakemake(args.workdir, f"results/{args.run}/{shared}", args.cores)
-    dense = results(*run, jobs_of(["dense"], args.methods, args.patterns), args.cores, args.force)
-    extra = results(*run, jobs_of(["dense"], ["apt", "sparsegpt"], args.extra_patterns), args.cores, args.force)
-    stacked = results(*run, jobs_of(args.stacked, args.stacked_methods, args.patterns), args.cores, args.force)
-    abl = ablation(args.workdir, args.run) if args.ablation else []
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    setup()
+    with cli.workspace(args) as tmp:
+        if args.smoke:
+            wf = smoke_setup(args, tmp)
+        else:
+            run_file = snakemake.write_overrides(args.workdir / "results" / f"{args.run}.unstructured.yaml",
+                                                 {"run": args.run})
+            wf = Workflow(args.workdir, [*args.configfile, run_file], args.cores)
+        for shared in ("calib/embeddings.zarr", "dense/eval.json"):  # shared stages: not a method's cost
+            if not (wf.workdir / "results" / args.run / shared).exists():
+                wf.build(f"results/{args.run}/{shared}")
+        result = measure(wf, args)
+        stem = results.write("unstructured", None, result, out=args.out)
+        lines = report_lines(result, args)
+        results.suffixed(stem, ".md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+
+
+def measure(wf: Workflow, args) -> dict:
+    """Every result of the arguments (built or reused), the ablation and the zeros' cost."""
+    run = args.run
+    dense = results_of(wf, run, jobs_of(["dense"], args.methods, args.patterns), args.force)
+    extra = results_of(wf, run, jobs_of(["dense"], ["apt", "sparsegpt"], args.extra_patterns), args.force)
+    stacked = results_of(wf, run, jobs_of(args.stacked, args.stacked_methods, args.patterns), args.force)
+    base = wf.workdir / "results" / run
+    layers = (0,) if args.smoke else (5, 15, 25)
+    steps = (1, 4) if args.smoke else (1, 4, 8, 16)
+    abl = ablation(wf.workdir, run, layers=layers, steps=steps) if args.ablation else []
     zeros = None
-    if any(r["method"] == "apt" and r["pattern"] == "2of4" for r in dense):
-        base = args.workdir / "results" / args.run
+    if args.smoke:
+        zeros = zeros_cost(base / "model", base / "dense+magnitude50" / "pruned", repeats=1, prompt_len=SEQ_LEN)
+    elif any(r["method"] == "apt" and r["pattern"] == "2of4" for r in dense):
         zeros = zeros_cost(base / "model", base / "dense+apt2of4" / "pruned")
-    result = {"date": dt.datetime.now().strftime("%Y-%m-%d"), "host": platform.node() or "host",
-              "command": " ".join([Path(sys.executable).name] + sys.argv), "cores": args.cores,
-              "structural_note": args.structural_note, "dense": dense, "extra": extra, "stacked": stacked,
-              "ablation": abl, "zeros_cost": zeros}
-    out = ROOT / "bench" / "results" / f"{result['date']}-{result['host']}-unstructured"
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Unstructured and N:M pruning, {result['date']} on {result['host']}", "",
-             f"Command: `{result['command']}`", "",
-             *pivot(dense + extra, "WikiText-2 perplexity, dense SmolLM2-135M-Instruct as the source"),
-             *pivot(stacked, "WikiText-2 perplexity, stacked after a structural result"),
-             *table(dense, "Dense SmolLM2-135M-Instruct"), *table(extra, "Higher unstructured sparsity"),
-             *table(stacked, f"Stacked after a structural result ({args.structural_note or 'see JSON'})"),
-             "### CPU cost of the dense-with-zeros models (no sparse kernel)", "",
-             *([f"Dense vs APT 2:4, alternating, 1 thread, median of {zeros['repeats']}: "
-                f"{zeros['cpu_s']['dense']:.2f} vs {zeros['cpu_s']['pruned']:.2f} CPU s for a 256-token prefill "
-                f"+ 32 decode steps (ratio {zeros['ratio']:.3f}).", ""] if zeros else []),
-             "Throughput as measured by each evaluation (wall clock, so the machine's other load shows):", "",
-             *speed_table(dense + stacked),
-             *ablation_table(abl)]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return {"date": results.today(), "host": results.host(),
+            "command": " ".join([Path(sys.executable).name] + sys.argv), "cores": args.cores,
+            "structural_note": args.structural_note, "dense": dense, "extra": extra, "stacked": stacked,
+            "ablation": abl, "zeros_cost": zeros}
+
+
+def report_lines(result: dict, args) -> list[str]:
+    dense, extra, stacked, zeros = result["dense"], result["extra"], result["stacked"], result["zeros_cost"]
+    return [f"# Unstructured and N:M pruning, {result['date']} on {result['host']}", "",
+            f"Command: `{result['command']}`", "",
+            *pivot(dense + extra, "WikiText-2 perplexity, dense SmolLM2-135M-Instruct as the source"),
+            *pivot(stacked, "WikiText-2 perplexity, stacked after a structural result"),
+            *table(dense, "Dense SmolLM2-135M-Instruct"), *table(extra, "Higher unstructured sparsity"),
+            *table(stacked, f"Stacked after a structural result ({args.structural_note or 'see JSON'})"),
+            "### CPU cost of the dense-with-zeros models (no sparse kernel)", "",
+            *([f"Dense vs {Path(zeros['pruned']).parent.name}, alternating, 1 thread, median of {zeros['repeats']}: "
+               f"{zeros['cpu_s']['dense']:.2f} vs {zeros['cpu_s']['pruned']:.2f} CPU s for a prefill "
+               f"+ 32 decode steps (ratio {zeros['ratio']:.3f}).", ""] if zeros else []),
+            "Throughput as measured by each evaluation (wall clock, so the machine's other load shows):", "",
+            *speed_table(dense + stacked), *ablation_table(result["ablation"])]
+
+
+# ---- smoke: a tiny run and one result built in-process -------------------------------------------
+
+
+def smoke_setup(args, tmp: Path) -> Workflow:
+    """A tiny finished run with dense+magnitude at 50% built and timed; the other result asked for
+    (dense+magnitude at 2:4) is only planned (dry-run)."""
+    args.run, args.methods, args.patterns, args.ablation = "tiny", ["magnitude"], ["0.5", "2:4"], True
+    args.extra_patterns, args.stacked = [], []
+    run_dir = tiny_run(tmp / "results" / args.run)
+    from tyr.calib.calibrate import embed
+
+    embed(run_dir / "model", run_dir / "calib" / "tokens.zarr", run_dir / "calib" / "embeddings.zarr")
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    smoke_result(run_dir, "magnitude", "0.5")
+    cost = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - cpu0, 2),
+            "peak_rss_mb": None, "load_before": None, "load_after": None}
+    (run_dir / "dense+magnitude50" / COST).write_text(json.dumps(cost) + "\n")
+    return Workflow(tmp, tiny_workflow_config(tmp, run=args.run), 1, dry_run=True)
+
+
+def smoke_result(run_dir: Path, method: str, pattern: str) -> Path:
+    """What the unstructured rules do for one result, called in-process: every layer in order, the
+    export, its evaluation (held-out perplexity) and summary."""
+    from tyr.core.io import read_json
+    from tyr.evaluate.measure import evaluate_model
+    from tyr.methods.unstructured.export import export
+    from tyr.methods.unstructured.layer import prune_layer
+    from tyr.methods.unstructured.patterns import Pattern
+    from tyr.methods.unstructured.summary import summarize
+    from tyr.model.spec import ModelSpec
+
+    model, tokens = run_dir / "model", run_dir / "calib" / "tokens.zarr"
+    out = run_dir / f"dense+{method}{Pattern.parse(pattern).tag}"
+    n, acts, layers = ModelSpec.from_json(model / "spec.json").num_layers, run_dir / "calib" / "embeddings.zarr", []
+    for layer in range(n):
+        layers.append(out / "layers" / f"layer{layer}.safetensors")
+        nxt = out / "acts" / f"out{layer}.zarr" if layer + 1 < n else None
+        prune_layer(model, acts, layer, layers[-1], nxt, method=method, pattern=pattern)
+        acts = nxt
+    export(model, layers, out / "pruned", method=method, pattern=pattern, source="dense")
+    dense = read_json(run_dir / "dense" / "eval.json")
+    plan = {"perplexity": {k: {kk: v[kk] for kk in ("source", "label")} for k, v in dense["perplexity"].items()},
+            "zeroshot": {"tasks": []}, "skipped": dense.get("skipped", {})}
+    evaluate_model(out / "pruned", out / "eval" / "pruned.json", plan=plan, tokens_zarr=tokens, speed=False)
+    summarize(run_dir / "dense" / "eval.json", run_dir / "dense" / "eval.json", out / "eval" / "pruned.json",
+              model / "spec.json", out / "eval" / "summary.json")
+    return out
 
 
 if __name__ == "__main__":
