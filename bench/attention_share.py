@@ -39,9 +39,17 @@ def genome_at(run: Path, target: str, share: float | None, out: Path) -> Path:
     space = load_space(supernet, run / "model" / "spec.json", int(target) / 100, attention_kept=share)
     genome = budget.near_uniform(space, budget.even_spread)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "genome.json", {"iteration": 1, "supernet": str(supernet), "target_sparsity": int(target) / 100,
-                                     "sparsity": space.sparsity(genome), "layers": space.to_layers(genome),
-                                     "attention_kept": share})
+    write_json(
+        out / "genome.json",
+        {
+            "iteration": 1,
+            "supernet": str(supernet),
+            "target_sparsity": int(target) / 100,
+            "sparsity": space.sparsity(genome),
+            "layers": space.to_layers(genome),
+            "attention_kept": share,
+        },
+    )
     return out / "genome.json"
 
 
@@ -54,14 +62,18 @@ def score(run: Path, genome_json: Path, out: Path, wikitext: list[str], args) ->
     t0 = time.perf_counter()
     summary = export(run / "model", run / "model" / "spec.json", genome_json, out / "pruned", method="attention_share")
     model, tokenizer = load(out / "pruned")
-    row = {"sparsity": summary["sparsity"],
-           "heads_kept": sum(s["q_heads"] for s in summary["layers"]),
-           "channels_kept": sum(s["intermediate"] for s in summary["layers"]),
-           "wikitext2": perplexity(model, tokenizer, wikitext, seq_len=args.seq_len,
-                                   max_windows=args.windows)["perplexity"],
-           "pydoc": perplexity(model, tokenizer, read_texts("pydoc"), seq_len=args.pydoc[1],
-                               max_windows=args.pydoc[0])["perplexity"],
-           "heldout": heldout_perplexity(model, run / "calib" / "tokens.zarr")["perplexity"]}
+    row = {
+        "sparsity": summary["sparsity"],
+        "heads_kept": sum(s["q_heads"] for s in summary["layers"]),
+        "channels_kept": sum(s["intermediate"] for s in summary["layers"]),
+        "wikitext2": perplexity(model, tokenizer, wikitext, seq_len=args.seq_len, max_windows=args.windows)[
+            "perplexity"
+        ],
+        "pydoc": perplexity(model, tokenizer, read_texts("pydoc"), seq_len=args.pydoc[1], max_windows=args.pydoc[0])[
+            "perplexity"
+        ],
+        "heldout": heldout_perplexity(model, run / "calib" / "tokens.zarr")["perplexity"],
+    }
     row["seconds"] = round(time.perf_counter() - t0, 1)
     shutil.rmtree(out / "pruned")  # 0.5 GB each; the row is what the benchmark keeps
     return row
@@ -97,20 +109,27 @@ def main(argv=None):
 
 def report(rows, run: Path, args) -> None:
     base = next((r for r in rows if r["share"] == "default"), rows[0])
-    lines = [f"# Attention/MLP split at {args.target}%, no search (near-uniform genomes of iteration 1's supernet)", "",
-             f"`bench/attention_share.py {run} --target {args.target} --shares "
-             f"{' '.join(r['share'] for r in rows)}`", "",
-             f"WikiText-2 test: {args.windows} × {args.seq_len} tokens; pydoc: {args.pydoc[0]} × {args.pydoc[1]}; "
-             "held-out: the run's "
-             "self-sampled split. `default` keeps 1 − target of attention (the even split, as `uniform`).", "",
-             "| attention kept | sparsity | heads kept | MLP channels kept | WikiText-2 | pydoc | held-out | s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Attention/MLP split at {args.target}%, no search (near-uniform genomes of iteration 1's supernet)",
+        "",
+        f"`bench/attention_share.py {run} --target {args.target} --shares {' '.join(r['share'] for r in rows)}`",
+        "",
+        f"WikiText-2 test: {args.windows} × {args.seq_len} tokens; pydoc: {args.pydoc[0]} × {args.pydoc[1]}; "
+        "held-out: the run's "
+        "self-sampled split. `default` keeps 1 − target of attention (the even split, as `uniform`).",
+        "",
+        "| attention kept | sparsity | heads kept | MLP channels kept | WikiText-2 | pydoc | held-out | s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['share']} | {100 * r['sparsity']:.2f}% | {r['heads_kept']} | {r['channels_kept']} | "
-                     f"{r['wikitext2']:.2f} ({r['wikitext2'] / base['wikitext2']:.2f}×) | {r['pydoc']:.2f} | "
-                     f"{r['heldout']:.2f} | {r['seconds']:.0f} |")
-    results.write(f"attention-share-s{args.target}", lines, {"run": str(run), "target": args.target, "rows": rows},
-                  out=args.out)
+        lines.append(
+            f"| {r['share']} | {100 * r['sparsity']:.2f}% | {r['heads_kept']} | {r['channels_kept']} | "
+            f"{r['wikitext2']:.2f} ({r['wikitext2'] / base['wikitext2']:.2f}×) | {r['pydoc']:.2f} | "
+            f"{r['heldout']:.2f} | {r['seconds']:.0f} |"
+        )
+    results.write(
+        f"attention-share-s{args.target}", lines, {"run": str(run), "target": args.target, "rows": rows}, out=args.out
+    )
 
 
 if __name__ == "__main__":

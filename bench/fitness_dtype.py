@@ -44,13 +44,22 @@ def main(argv=None):
         values, seconds, tokens = score_both(Path(args.run_dir), args)
         f32, bf16 = values["float32"], values["bfloat16"]
         spearman = float(np.corrcoef(ranks(f32), ranks(bf16))[0, 1])
-        lines = [f"# Fitness compute dtype: {args.run_dir} s{args.target} iteration {args.iteration}", "",
-                 f"`{' '.join(sys.argv)}`", "", "| compute dtype | evaluations/s |", "|---|---|"]
+        lines = [
+            f"# Fitness compute dtype: {args.run_dir} s{args.target} iteration {args.iteration}",
+            "",
+            f"`{' '.join(sys.argv)}`",
+            "",
+            "| compute dtype | evaluations/s |",
+            "|---|---|",
+        ]
         lines += [f"| {dtype} | {len(f32) / seconds[dtype]:.3f} |" for dtype in values]
-        lines += ["", f"{len(f32)} offspring of the start genome, {args.sequences} fitness sequences "
-                  f"({tokens} tokens). Speed-up {seconds['float32'] / seconds['bfloat16']:.2f}×; "
-                  f"largest |Δfitness| {np.abs(f32 - bf16).max():.2e} (fitness spread {f32.std():.3f}); "
-                  f"Spearman rank correlation {spearman:.4f}."]
+        lines += [
+            "",
+            f"{len(f32)} offspring of the start genome, {args.sequences} fitness sequences "
+            f"({tokens} tokens). Speed-up {seconds['float32'] / seconds['bfloat16']:.2f}×; "
+            f"largest |Δfitness| {np.abs(f32 - bf16).max():.2e} (fitness spread {f32.std():.3f}); "
+            f"Spearman rank correlation {spearman:.4f}.",
+        ]
         results.write("fitness-dtype", lines, out=args.out)
 
 
@@ -70,8 +79,7 @@ def score_both(run: Path, args):
     children = [space.kept_units(c) for c in make_offspring(parent, space, rng, args.candidates, 4)]
     values, seconds = {}, {}
     for dtype in ("float32", "bfloat16"):
-        ev = Evaluator(supernet, run / "model", run / "dense" / "topk.zarr", run / "calib" / "tokens.zarr",
-                       dtype=dtype)
+        ev = Evaluator(supernet, run / "model", run / "dense" / "topk.zarr", run / "calib" / "tokens.zarr", dtype=dtype)
         ev.set_tokens(list(range(args.sequences)))
         ev.set_parent(space.kept_units(parent))
         for c in children:  # warm the module cache, as in a running search

@@ -117,7 +117,7 @@ def supernet_layer_flops(spec, tokens: int, levels: int, seq_len: int, layer: in
     d, m = spec.hidden_size, spec.intermediate_size[layer]
     attn_in = spec.num_heads * spec.head_dim
     forward = tokens * layer_flops(spec, spec.num_heads, m, seq_len / 2)
-    stats = 2 * tokens * (attn_in ** 2 + m ** 2)
+    stats = 2 * tokens * (attn_in**2 + m**2)
     solves = sum(levels * ((n / 2) ** 3 / 3 + 2 * (n / 2) ** 2 * d) for n in (attn_in, m))
     return forward + stats + solves
 
@@ -132,8 +132,15 @@ def search_tokens(search: dict, generations: int, seq_len: int) -> int:
     return generations * per_gen
 
 
-def stage_floors(spec, conf: dict, genome_layers: list[dict] | None, gflops: dict, n_iter: int,
-                 share_candidates: int, eval_windows: list[tuple[int, int]]) -> dict:
+def stage_floors(
+    spec,
+    conf: dict,
+    genome_layers: list[dict] | None,
+    gflops: dict,
+    n_iter: int,
+    share_candidates: int,
+    eval_windows: list[tuple[int, int]],
+) -> dict:
     """Floor seconds per stage (summed over its jobs) for one target of the default pipeline.
     `eval_windows`: (tokens, context length) of each perplexity set an evaluation scores."""
     data, search, supernet = conf["data"], conf["search"], conf["supernet"]
@@ -147,9 +154,12 @@ def stage_floors(spec, conf: dict, genome_layers: list[dict] | None, gflops: dic
     floors = {
         "calibrate": sampled * dense / gflops["bfloat16"] if data["source"] == "self" else 0.0,
         "dense_topk": seq_len * (data["fitness_sequences"] + data["selection_sequences"]) * dense / gflops["float32"],
-        "supernet_layer": n_iter * sum(supernet_layer_flops(
-            spec, seq_len * data["prune_sequences"], supernet["levels"], seq_len, l)
-            for l in range(spec.num_layers)) / gflops["float32"],
+        "supernet_layer": n_iter
+        * sum(
+            supernet_layer_flops(spec, seq_len * data["prune_sequences"], supernet["levels"], seq_len, l)
+            for l in range(spec.num_layers)
+        )
+        / gflops["float32"],
         "attention_share": share_candidates * search["share_sequences"] * seq_len * pruned / fast,
         "search": sum(search_tokens(search, g, seq_len) for g in gens[:n_iter]) * pruned / fast,
         "select_tyr": (n_iter + 1) * data["selection_sequences"] * seq_len * pruned / fast,
@@ -165,8 +175,10 @@ def gemm_speeds(spec, threads: int, rows: int = 2048) -> dict:
     auto resolves to here."""
     from tyr.core.device import resolve_dtype
 
-    out = {dt: matmul_gflops(spec.hidden_size, max(spec.intermediate_size), dt, threads, rows)
-           for dt in ("float32", "bfloat16")}
+    out = {
+        dt: matmul_gflops(spec.hidden_size, max(spec.intermediate_size), dt, threads, rows)
+        for dt in ("float32", "bfloat16")
+    }
     out["auto"] = out[resolve_dtype("auto", "cpu")]
     return out
 
@@ -185,16 +197,23 @@ def main(argv=None):
     from tyr.testing import tiny_hf_model
 
     with cli.workspace(args):
-        spec = (spec_from_config(tiny_hf_model().config) if args.smoke
-                else ModelSpec.from_json(f"{args.model}/spec.json"))
+        spec = (
+            spec_from_config(tiny_hf_model().config) if args.smoke else ModelSpec.from_json(f"{args.model}/spec.json")
+        )
         conf = default_config(smoke=args.smoke)
         gflops = gemm_speeds(spec, args.threads, rows=256 if args.smoke else 2048)
         seq = conf["data"]["seq_len"]
         windows = [(conf["data"]["heldout_sequences"] * seq, seq)]
         floor = stage_floors(spec, conf, None, gflops, conf["supernet"]["iterations"], 0, windows)
-        lines = [f"# Compute floors, {spec.num_layers} layers × d={spec.hidden_size}, {args.threads} threads", "",
-                 "GEMM GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in gflops.items()), "",
-                 "| stage | floor (s) |", "|---|---|", *(f"| {k} | {v:.4g} |" for k, v in floor.items())]
+        lines = [
+            f"# Compute floors, {spec.num_layers} layers × d={spec.hidden_size}, {args.threads} threads",
+            "",
+            "GEMM GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in gflops.items()),
+            "",
+            "| stage | floor (s) |",
+            "|---|---|",
+            *(f"| {k} | {v:.4g} |" for k, v in floor.items()),
+        ]
         results.write("floors", lines, {"gemm_gflops": gflops, "floors_s": floor}, out=args.out)
 
 

@@ -33,9 +33,15 @@ def main(argv=None):
         if args.smoke:
             smoke_run_args(args, tmp)
         rows = score(Path(args.run_dir), args)
-        lines = [f"# Perplexity per iteration: {args.run_dir} s{args.target}", "", f"`{' '.join(sys.argv)}`", "",
-                 "| genome | backbone sparsity | search fitness (KL, last sample) | KL, whole fitness split | "
-                 "WikiText-2 ppl |", "|---|---|---|---|---|"]
+        lines = [
+            f"# Perplexity per iteration: {args.run_dir} s{args.target}",
+            "",
+            f"`{' '.join(sys.argv)}`",
+            "",
+            "| genome | backbone sparsity | search fitness (KL, last sample) | KL, whole fitness split | "
+            "WikiText-2 ppl |",
+            "|---|---|---|---|---|",
+        ]
         for name, sp, fit, kl, ppl in rows:
             lines.append(f"| {name} | {sp:.4f} | {'–' if fit is None else f'{fit:.4f}'} | {kl:.4f} | {ppl:.2f} |")
         lines.append(f"\n{args.windows} windows × {args.seq_len} tokens of WikiText-2 test.")
@@ -58,8 +64,9 @@ def score(run: Path, args) -> list[tuple]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, genome in genomes:
-            ppl = genome_perplexity(run, genome, Path(tmp) / name, texts, seq_len=args.seq_len, windows=args.windows,
-                                    method=name)
+            ppl = genome_perplexity(
+                run, genome, Path(tmp) / name, texts, seq_len=args.seq_len, windows=args.windows, method=name
+            )
             g = read_json(genome)
             supernet = base / ("iter1" if name == "uniform" else name) / "supernet" / "supernet.json"
             ev = Evaluator(supernet, model, run / "dense" / "topk.zarr", run / "calib" / "tokens.zarr")

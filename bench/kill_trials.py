@@ -40,6 +40,8 @@ from lib.config import TINY
 from lib.env import child_env, setup
 from lib.tinyrun import tiny_run
 
+from tyr.testing import incomplete_outputs
+
 RUN = "tiny"
 GENERATIONS = 12  # longer searches than the tiny preset's, so that kills land inside them too
 SKIP = ("logs", "benchmarks", "acts")  # logs are rewritten by design; acts are temporary
@@ -51,9 +53,16 @@ def command(workdir: Path, cores: int, dry_run: bool = False) -> list[str]:
 
 def prepare(workdir: Path, model: Path) -> None:
     workdir.mkdir(parents=True)
-    (workdir / "run.yaml").write_text(json.dumps({"run": RUN, "model": {"source": str(model)},
-                                                  "search": {"generations": GENERATIONS},
-                                                  "evaluate": {"speed": False}}))
+    (workdir / "run.yaml").write_text(
+        json.dumps(
+            {
+                "run": RUN,
+                "model": {"source": str(model)},
+                "search": {"generations": GENERATIONS},
+                "evaluate": {"speed": False},
+            }
+        )
+    )
 
 
 def env() -> dict:
@@ -66,17 +75,17 @@ def owner(path: Path, run: Path) -> Path:
     rel = path.relative_to(run).parts
     for i, part in enumerate(rel):
         if part.endswith(".zarr") or part in ("model", "pruned"):
-            return run.joinpath(*rel[:i + 1])
+            return run.joinpath(*rel[: i + 1])
         if part.startswith("layer") and i > 0 and rel[i - 1] == "supernet":
-            return run.joinpath(*rel[:i + 1], "manifest.json")
+            return run.joinpath(*rel[: i + 1], "manifest.json")
         if part == "search":
-            return run.joinpath(*rel[:i + 1], "best.json")
+            return run.joinpath(*rel[: i + 1], "best.json")
     return path
 
 
 def finished(workdir: Path) -> dict[str, int]:
     """mtime of every file whose producing job Snakemake recorded as finished."""
-    run, unfinished = workdir / "results" / RUN, snakemake.incomplete_outputs(workdir)
+    run, unfinished = workdir / "results" / RUN, incomplete_outputs(workdir)
     out = {}
     for p in run.rglob("*") if run.exists() else ():
         rel = p.relative_to(run)
@@ -93,8 +102,11 @@ def finished(workdir: Path) -> dict[str, int]:
 def searches(workdir: Path) -> dict[str, dict]:
     """Unfinished searches: generations in their checkpoint (and its history) at the kill."""
     run = workdir / "results" / RUN
-    return {str(s.parent.relative_to(run)): json.loads(s.read_text())
-            for s in run.glob("s*/iter*/search/state.json") if not (s.parent / "best.json").exists()}
+    return {
+        str(s.parent.relative_to(run)): json.loads(s.read_text())
+        for s in run.glob("s*/iter*/search/state.json")
+        if not (s.parent / "best.json").exists()
+    }
 
 
 def final(workdir: Path) -> dict:
@@ -108,8 +120,9 @@ def final(workdir: Path) -> dict:
         base = run / "s50" / method
         out[f"{method}/genome"] = json.loads((base / "genome.json").read_text())["layers"]
         with safe_open(str(base / "pruned" / "model.safetensors"), framework="pt") as f:
-            out[f"{method}/weights"] = {k: hashlib.sha256(f.get_tensor(k).numpy().tobytes()).hexdigest()
-                                        for k in f.keys()}
+            out[f"{method}/weights"] = {
+                k: hashlib.sha256(f.get_tensor(k).numpy().tobytes()).hexdigest() for k in f.keys()
+            }
         summary = json.loads((base / "eval" / "summary.json").read_text())
         out[f"{method}/perplexity"] = {k: v["pruned"] for k, v in summary["perplexity"].items()}
     return out
@@ -135,8 +148,9 @@ def wait_for(proc: subprocess.Popen, trigger: dict, workdir: Path) -> None:
 def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict) -> dict | None:
     """One kill and rerun; None when the run ended before the trigger (nothing was killed)."""
     prepare(workdir, model)
-    proc = subprocess.Popen(command(workdir, cores), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=env(), start_new_session=True)
+    proc = subprocess.Popen(
+        command(workdir, cores), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), start_new_session=True
+    )
     wait_for(proc, trigger, workdir)
     if proc.poll() is not None:
         return None
@@ -151,15 +165,26 @@ def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict
         total = json.loads((workdir / "results" / RUN / rel / "state.json").read_text())
         log = workdir / "results" / RUN / "logs" / rel.replace("/search", "") / "search.log"
         gens = [int(g) for g in re.findall(r"gen (\d+)/", log.read_text())] if log.exists() else []
-        resumed[rel] = {"at_kill": state["generation"], "total": total["generation"], "rerun_generations": gens,
-                        "history_kept": total["history"][:state["generation"]] == state["history"]}
-    continued = all(r["history_kept"]
-                    and (not r["rerun_generations"] or min(r["rerun_generations"]) == r["at_kill"] + 1)
-                    for r in resumed.values())
+        resumed[rel] = {
+            "at_kill": state["generation"],
+            "total": total["generation"],
+            "rerun_generations": gens,
+            "history_kept": total["history"][: state["generation"]] == state["history"],
+        }
+    continued = all(
+        r["history_kept"] and (not r["rerun_generations"] or min(r["rerun_generations"]) == r["at_kill"] + 1)
+        for r in resumed.values()
+    )
     same = final(workdir) == reference
-    return {"trigger": trigger, "finished_before": len(before), "rewritten": rewritten,
-            "searches_resumed": resumed, "identical": same, "continued": continued,
-            "passed": same and not rewritten and continued}
+    return {
+        "trigger": trigger,
+        "finished_before": len(before),
+        "rewritten": rewritten,
+        "searches_resumed": resumed,
+        "identical": same,
+        "continued": continued,
+        "passed": same and not rewritten and continued,
+    }
 
 
 def draw(rng: random.Random, wall: float, in_search: bool) -> dict:
@@ -175,8 +200,12 @@ def main(argv=None):
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--search-share", type=float, default=0.5,
-                    help="share of the kills aimed inside a search (at a random generation)")
+    ap.add_argument(
+        "--search-share",
+        type=float,
+        default=0.5,
+        help="share of the kills aimed inside a search (at a random generation)",
+    )
     args = ap.parse_args(argv)
     setup()
     with cli.workspace(args) as scratch:
@@ -212,19 +241,30 @@ def run_trials(tmp: Path, args) -> tuple[float, list[dict]]:
 
 def report(wall: float, rows: list[dict], out) -> None:
     passed = sum(r["passed"] for r in rows)
-    lines = ["# Random-point kill trials", "", f"`{' '.join(sys.argv)}`", "",
-             f"Reference run {wall:.0f} s; {passed} of {len(rows)} trials passed every check.", "",
-             "| trial | kill at | finished artifacts at kill | rewritten | searches resumed | identical | passed |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Random-point kill trials",
+        "",
+        f"`{' '.join(sys.argv)}`",
+        "",
+        f"Reference run {wall:.0f} s; {passed} of {len(rows)} trials passed every check.",
+        "",
+        "| trial | kill at | finished artifacts at kill | rewritten | searches resumed | identical | passed |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, r in enumerate(rows, 1):
         res = "; ".join(f"{rel}: gen {v['at_kill']}→{v['total']}" for rel, v in r["searches_resumed"].items()) or "–"
         t = r["trigger"]
         at = f"{t['delay']} s" if t["kind"] == "time" else f"iter{t['iter']} search, gen ≥ {t['generation']}"
-        lines.append(f"| {k} | {at} | {r['finished_before']} | {len(r['rewritten'])} | {res} | {r['identical']} | "
-                     f"{r['passed']} |")
+        lines.append(
+            f"| {k} | {at} | {r['finished_before']} | {len(r['rewritten'])} | {res} | {r['identical']} | "
+            f"{r['passed']} |"
+        )
     resumed = sum(bool(r["searches_resumed"]) for r in rows)
-    lines += ["", f"{resumed} of {len(rows)} kills landed in a running search; each such search continued from its",
-              "checkpoint (only the missing generations ran after the kill, and its history was kept)."]
+    lines += [
+        "",
+        f"{resumed} of {len(rows)} kills landed in a running search; each such search continued from its",
+        "checkpoint (only the missing generations ran after the kill, and its history was kept).",
+    ]
     results.write("kill-trials", lines, {"wall_reference": wall, "passed": passed, "trials": rows}, out=out)
 
 
@@ -246,8 +286,22 @@ def smoke(tmp: Path, args) -> None:
     if list(mid) != ["s50/iter1/search"] or "s50/iter1/search/best.json" in finished(kill):
         raise RuntimeError(f"an interrupted search was not seen as one: {list(mid)}")
     draws = [draw(random.Random(0), 10.0, in_search) for in_search in (True, False)]
-    report(10.0, [{"trigger": t, "finished_before": len(finished(kill)), "rewritten": [], "identical": True,
-                   "searches_resumed": {}, "continued": True, "passed": True} for t in draws], args.out)
+    report(
+        10.0,
+        [
+            {
+                "trigger": t,
+                "finished_before": len(finished(kill)),
+                "rewritten": [],
+                "identical": True,
+                "searches_resumed": {},
+                "continued": True,
+                "passed": True,
+            }
+            for t in draws
+        ],
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ def run_workflow(workdir: Path, run: str, targets: list[float], cores: int, extr
     later ones reuse the model, calibration and dense results. Returns each invocation's wall time."""
     walls = []
     for i in range(len(targets)):
-        overrides = snakemake.write_overrides(workdir / "results" / f"{run}.bench.yaml",
-                                              {"run": run, "target_sparsity": targets[:i + 1]})
+        overrides = snakemake.write_overrides(
+            workdir / "results" / f"{run}.bench.yaml", {"run": run, "target_sparsity": targets[: i + 1]}
+        )
         walls.append(snakemake.run(workdir, cores=cores, configfiles=[*extra, overrides], dry_run=dry_run)["wall_s"])
     return walls
 
@@ -59,8 +60,14 @@ def read_benchmarks(run_dir: Path) -> list[dict]:
             record = next(csv.DictReader(f, delimiter="\t"))
         stage = tsv.stem.rstrip("0123456789")  # supernet_layer007 -> supernet_layer
         rss = record.get("max_rss", "NA")
-        rows.append({"job": str(tsv.relative_to(run_dir / "benchmarks")), "stage": stage,
-                     "seconds": float(record["s"]), "max_rss_mb": float(rss) if rss not in ("NA", "-") else None})
+        rows.append(
+            {
+                "job": str(tsv.relative_to(run_dir / "benchmarks")),
+                "stage": stage,
+                "seconds": float(record["s"]),
+                "max_rss_mb": float(rss) if rss not in ("NA", "-") else None,
+            }
+        )
     return rows
 
 
@@ -93,9 +100,15 @@ def floors(run_dir: Path, conf: dict, targets: list[float], cores: int) -> dict:
     total = defaultdict(float)
     for i, t in enumerate(targets):
         genome, share = (run_dir / f"s{target_tag(t)}" / p for p in ("tyr/genome.json", "share.json"))
-        per = stage_floors(spec, conf, json.loads(genome.read_text())["layers"] if genome.exists() else None, gflops,
-                           conf["supernet"]["iterations"],
-                           len(json.loads(share.read_text())["candidates"]) if share.exists() else 0, windows)
+        per = stage_floors(
+            spec,
+            conf,
+            json.loads(genome.read_text())["layers"] if genome.exists() else None,
+            gflops,
+            conf["supernet"]["iterations"],
+            len(json.loads(share.read_text())["candidates"]) if share.exists() else 0,
+            windows,
+        )
         for stage, seconds in per.items():
             if i == 0 or stage not in SHARED:
                 total[stage] += seconds
@@ -115,14 +128,25 @@ def fitness_speed(run_dir: Path, tag: str) -> dict | None:
     supernet = run_dir / f"s{tag}" / "iter1" / "supernet" / "supernet.json"
     if not supernet.exists():
         return None
-    return offspring_speed(supernet, run_dir / "dense" / "topk.zarr", run_dir / "calib" / "tokens.zarr",
-                           run_dir / "model", run_dir / "model" / "spec.json", target_sparsity=tag_target(tag),
-                           candidates=8, tokens=512, repeats=2, dtype="auto")
+    return offspring_speed(
+        supernet,
+        run_dir / "dense" / "topk.zarr",
+        run_dir / "calib" / "tokens.zarr",
+        run_dir / "model",
+        run_dir / "model" / "spec.json",
+        target_sparsity=tag_target(tag),
+        candidates=8,
+        tokens=512,
+        repeats=2,
+        dtype="auto",
+    )
 
 
 def quality_and_speed(run_dir: Path) -> dict:
-    return {f"{p.parts[-4]}/{p.parts[-3]}": json.loads(p.read_text())
-            for p in sorted(run_dir.glob("s*/*/eval/summary.json"))}
+    return {
+        f"{p.parts[-4]}/{p.parts[-3]}": json.loads(p.read_text())
+        for p in sorted(run_dir.glob("s*/*/eval/summary.json"))
+    }
 
 
 def analyse(run_dir: Path, conf: dict, targets: list[float], cores: int, walls) -> dict:
@@ -134,19 +158,28 @@ def analyse(run_dir: Path, conf: dict, targets: list[float], cores: int, walls) 
     wall = None if walls is None else sum(walls)
     # A later target's stand-alone pipeline = its own invocation + the shared stages it reused.
     shared = sum(stages[s]["seconds"] for s in SHARED if s in stages)
-    standalone = None if walls is None else {str(t): w + (shared if i else 0.0)
-                                             for i, (t, w) in enumerate(zip(targets, walls))}
+    standalone = (
+        None if walls is None else {str(t): w + (shared if i else 0.0) for i, (t, w) in enumerate(zip(targets, walls))}
+    )
     compute = sum(r["seconds"] for r in rows)
     result = {
-        "cores": cores, "targets": targets, "wall_seconds": wall, "wall_seconds_per_invocation": walls,
-        "standalone_pipeline_seconds": standalone, "job_seconds": compute,
+        "cores": cores,
+        "targets": targets,
+        "wall_seconds": wall,
+        "wall_seconds_per_invocation": walls,
+        "standalone_pipeline_seconds": standalone,
+        "job_seconds": compute,
         "overhead_seconds": None if wall is None else wall - compute,
         "overhead_fraction": None if wall is None else (wall - compute) / wall,
         "peak_rss_gb": max((r["max_rss_mb"] or 0) for r in rows) / 1024 if rows else None,
         "benchmark_self_max_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
         "supernet_disk_bytes": sum(disk_size(p) for p in run_dir.glob("s*/iter*/supernet")),
-        "stages": stages, "jobs": rows, "floors": floors(run_dir, conf, targets, cores),
-        "fitness_speed": fitness_speed(run_dir, target_tag(targets[-1])), "quality": quality_and_speed(run_dir)}
+        "stages": stages,
+        "jobs": rows,
+        "floors": floors(run_dir, conf, targets, cores),
+        "fitness_speed": fitness_speed(run_dir, target_tag(targets[-1])),
+        "quality": quality_and_speed(run_dir),
+    }
     result["checks"] = checks(result)
     return result
 
@@ -156,13 +189,18 @@ def checks(result: dict) -> dict:
     out = {}
     for t, seconds in (result["standalone_pipeline_seconds"] or {}).items():
         minutes = seconds / 60
-        out[f"wall minutes, pipeline at {t}"] = (round(minutes, 1), f"≤ {TARGETS['wall_minutes']}",
-                                                 minutes <= TARGETS["wall_minutes"])
+        out[f"wall minutes, pipeline at {t}"] = (
+            round(minutes, 1),
+            f"≤ {TARGETS['wall_minutes']}",
+            minutes <= TARGETS["wall_minutes"],
+        )
     overhead, rss = result["overhead_fraction"], result["peak_rss_gb"]
     speedup = (result.get("fitness_speed") or {}).get("speedup_vs_naive")
-    for name, value, goal, le in (("orchestration overhead", overhead, "overhead_fraction", True),
-                                  ("peak RSS (GB)", rss, "peak_rss_gb", True),
-                                  ("fitness speedup vs naive", speedup, "fitness_speedup", False)):
+    for name, value, goal, le in (
+        ("orchestration overhead", overhead, "overhead_fraction", True),
+        ("peak RSS (GB)", rss, "peak_rss_gb", True),
+        ("fitness speedup vs naive", speedup, "fitness_speedup", False),
+    ):
         limit = TARGETS[goal]
         met = value is not None and (value <= limit if le else value >= limit)
         out[name] = (None if value is None else round(value, 3), f"{'≤' if le else '≥'} {limit}", met)
@@ -174,51 +212,76 @@ def _g(x) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# Benchmark {result['date']} on {result['host']}", "", f"Command: `{result['command']}`", "",
-             "| metric | value | target | met |", "|---|---|---|---|"]
+    lines = [
+        f"# Benchmark {result['date']} on {result['host']}",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        "| metric | value | target | met |",
+        "|---|---|---|---|",
+    ]
     for name, (value, goal, met) in result["checks"].items():
         lines.append(f"| {name} | {value} | {goal} | {'yes' if met else '**no**'} |")
     if result.get("wall_seconds_per_invocation"):
-        walls = ", ".join(f"{t}: {w / 60:.1f} min"
-                          for t, w in zip(result["targets"], result["wall_seconds_per_invocation"]))
-        lines += ["", f"One `snakemake` invocation per target, in this order ({walls}); the first is the whole "
-                  "pipeline, a later one reuses the shared stages (" + ", ".join(SHARED) + "), whose job time is "
-                  "added to give its stand-alone pipeline time. Peak RSS is the whole Snakemake process, "
-                  "which runs the jobs as threads."]
+        walls = ", ".join(
+            f"{t}: {w / 60:.1f} min" for t, w in zip(result["targets"], result["wall_seconds_per_invocation"])
+        )
+        lines += [
+            "",
+            f"One `snakemake` invocation per target, in this order ({walls}); the first is the whole "
+            "pipeline, a later one reuses the shared stages (" + ", ".join(SHARED) + "), whose job time is "
+            "added to give its stand-alone pipeline time. Peak RSS is the whole Snakemake process, "
+            "which runs the jobs as threads.",
+        ]
     return "\n".join(lines + stage_lines(result) + quality_lines(result)) + "\n"
 
 
 def stage_lines(result: dict) -> list[str]:
     fl = result.get("floors") or {"seconds": {}}
-    lines = ["", "## Stages", "", "| stage | jobs | seconds | floor (s) | × floor | peak RSS (MB) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Stages",
+        "",
+        "| stage | jobs | seconds | floor (s) | × floor | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, s in sorted(result["stages"].items(), key=lambda kv: -kv[1]["seconds"]):
         floor = fl["seconds"].get(name)
         ratio = f"{s['seconds'] / floor:.1f}" if floor else "–"
         lines.append(f"| {name} | {s['jobs']} | {s['seconds']:.1f} | {_g(floor)} | {ratio} | {s['max_rss_mb']:.0f} |")
     if fl.get("gemm_gflops"):
         speeds = ", ".join(f"{k} {v:.0f}" for k, v in fl["gemm_gflops"].items() if k != "auto")
-        lines += ["", f"Floor: the stage's matmul work at this CPU's GEMM speed on {fl['threads']} thread(s) "
-                  f"({speeds} GFLOP/s; bench/floors.py says what each stage's work is). Evaluation floors count "
-                  "perplexity tokens only (not the zero-shot questions or the speed timing)."]
+        lines += [
+            "",
+            f"Floor: the stage's matmul work at this CPU's GEMM speed on {fl['threads']} thread(s) "
+            f"({speeds} GFLOP/s; bench/floors.py says what each stage's work is). Evaluation floors count "
+            "perplexity tokens only (not the zero-shot questions or the speed timing).",
+        ]
     if result.get("fitness_speed"):
         lines += ["", "## Search fitness evaluation", "", "```", json.dumps(result["fitness_speed"], indent=2), "```"]
     return lines
 
 
 def quality_lines(result: dict) -> list[str]:
-    lines = ["", "## Quality and speed of the exported models", "",
-             "| run | sparsity | ppl per data set | zero-shot avg | retention | prefill tok/s | decode tok/s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## Quality and speed of the exported models",
+        "",
+        "| run | sparsity | ppl per data set | zero-shot avg | retention | prefill tok/s | decode tok/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, s in result["quality"].items():
         avg, sp = s.get("average", {}), s.get("speed", {})
         pre, dec = sp.get("prefill_tokens_per_s", {}), sp.get("decode_tokens_per_s", {})
-        ppl = "; ".join(f"{n} {_g(p['pruned'])} (dense {_g(p['dense'])})"
-                        for n, p in (s.get("perplexity") or {}).items())
-        lines.append(f"| {name} | {s['sparsity']:.4f} | {ppl or '–'} | "
-                     f"{_g((avg.get('pruned') or {}).get('acc'))} | {_g((s.get('retention') or {}).get('acc'))} | "
-                     f"{_g(pre.get('pruned'))} (dense {_g(pre.get('dense'))}) | "
-                     f"{_g(dec.get('pruned'))} (dense {_g(dec.get('dense'))}) |")
+        ppl = "; ".join(
+            f"{n} {_g(p['pruned'])} (dense {_g(p['dense'])})" for n, p in (s.get("perplexity") or {}).items()
+        )
+        lines.append(
+            f"| {name} | {s['sparsity']:.4f} | {ppl or '–'} | "
+            f"{_g((avg.get('pruned') or {}).get('acc'))} | {_g((s.get('retention') or {}).get('acc'))} | "
+            f"{_g(pre.get('pruned'))} (dense {_g(pre.get('dense'))}) | "
+            f"{_g(dec.get('pruned'))} (dense {_g(dec.get('dense'))}) |"
+        )
     return lines
 
 
@@ -233,8 +296,11 @@ def main(argv=None):
     setup()
     with cli.workspace(args) as tmp:
         run = args.run or ("tiny" if args.smoke else f"bench-{results.today()}")
-        workdir, extra = (ROOT, [args.extra_config] if args.extra_config else []) if not args.smoke else (
-            tmp, tiny_workflow_config(tmp))
+        workdir, extra = (
+            (ROOT, [args.extra_config] if args.extra_config else [])
+            if not args.smoke
+            else (tmp, tiny_workflow_config(tmp))
+        )
         walls = None if args.reuse else run_workflow(workdir, run, args.targets, args.cores, extra, dry_run=args.smoke)
         run_dir = workdir / "results" / run
         if args.smoke:  # the dry-run computed nothing: analyse a tiny finished run instead, at its one target
@@ -242,8 +308,12 @@ def main(argv=None):
             args.targets, walls = [int(TARGET) / 100], None
         files = (CONFIG, *extra, workdir / "results" / f"{run}.bench.yaml")
         conf = merged_config(*(p for p in files if Path(p).exists()))
-        result = {"date": results.today(), "host": results.host(), "command": " ".join(sys.argv),
-                  **analyse(run_dir, conf, args.targets, args.cores, walls)}
+        result = {
+            "date": results.today(),
+            "host": results.host(),
+            "command": " ".join(sys.argv),
+            **analyse(run_dir, conf, args.targets, args.cores, walls),
+        }
         if args.smoke:
             check_fitness_speed(result["fitness_speed"])
         stem = results.write("", None, result, out=args.out)

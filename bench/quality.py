@@ -33,8 +33,10 @@ PER_TARGET = ("iter1/levels.json", "iter1/supernet", "uniform")  # seed-independ
 
 def run_seed(workdir: Path, prefix: str, seed: int, targets, cores: int, extra, dry_run=False) -> float:
     run = f"{prefix}-seed{seed}"
-    overrides = snakemake.write_overrides(workdir / "results" / f"{run}.quality.yaml", {
-        "run": run, "target_sparsity": targets, "methods": ["tyr", "uniform"], "search": {"seed": seed}})
+    overrides = snakemake.write_overrides(
+        workdir / "results" / f"{run}.quality.yaml",
+        {"run": run, "target_sparsity": targets, "methods": ["tyr", "uniform"], "search": {"seed": seed}},
+    )
     if seed != 0:
         seed_from(workdir / "results" / f"{prefix}-seed0", workdir / "results" / run, targets)
     return snakemake.run(workdir, cores=cores, configfiles=[*extra, overrides], dry_run=dry_run)["wall_s"]
@@ -72,13 +74,19 @@ def collect(results_dir: Path, prefix: str, seeds, targets) -> dict:
                 s = read_json(base / method / "eval" / "summary.json")
                 genome = read_json(base / method / "genome.json")
                 share = base / "share.json" if method == "tyr" else None  # tyr.search.split: the attention/MLP split
-                rows.setdefault(method, []).append({
-                    "seed": seed, "sparsity": s["sparsity"], "chosen": genome.get("chosen"),
-                    "attention_kept": read_json(share)["chosen"] if share and share.exists() else None,
-                    "perplexity": {n: p["pruned"] for n, p in s["perplexity"].items()},
-                    "dense": {n: p["dense"] for n, p in s["perplexity"].items()},
-                    "selection_kl": {k: v["kl"]
-                                     for k, v in (genome.get("selection") or {}).get("candidates", {}).items()}})
+                rows.setdefault(method, []).append(
+                    {
+                        "seed": seed,
+                        "sparsity": s["sparsity"],
+                        "chosen": genome.get("chosen"),
+                        "attention_kept": read_json(share)["chosen"] if share and share.exists() else None,
+                        "perplexity": {n: p["pruned"] for n, p in s["perplexity"].items()},
+                        "dense": {n: p["dense"] for n, p in s["perplexity"].items()},
+                        "selection_kl": {
+                            k: v["kl"] for k, v in (genome.get("selection") or {}).get("candidates", {}).items()
+                        },
+                    }
+                )
     return out
 
 
@@ -88,17 +96,27 @@ def mean_sd(values) -> tuple[float, float]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# Pruned quality over search seeds ({result['date']}, {result['host']})", "",
-             f"`{result['command']}`", "",
-             f"Seeds {result['seeds']}; SmolLM2-135M; default configuration; wall time per seed in the JSON.", ""]
+    lines = [
+        f"# Pruned quality over search seeds ({result['date']}, {result['host']})",
+        "",
+        f"`{result['command']}`",
+        "",
+        f"Seeds {result['seeds']}; SmolLM2-135M; default configuration; wall time per seed in the JSON.",
+        "",
+    ]
     if result.get("note"):
         lines += [result["note"], ""]
     for t, rows in result["rows"].items():
         sets = sorted(rows["tyr"][0]["perplexity"], key=lambda n: (n != "wikitext2", n))
         dense = rows["tyr"][0]["dense"]
-        lines += [f"## {float(t):.0%}", "", "| method | backbone sparsity | " +
-                  "".join(f"ppl {n} (mean ± sd) | " for n in sets) + "chosen | attention kept |",
-                  "|---|---|" + "---|" * len(sets) + "---|---|"]
+        lines += [
+            f"## {float(t):.0%}",
+            "",
+            "| method | backbone sparsity | "
+            + "".join(f"ppl {n} (mean ± sd) | " for n in sets)
+            + "chosen | attention kept |",
+            "|---|---|" + "---|" * len(sets) + "---|---|",
+        ]
         lines.append("| dense | 0 | " + "".join(f"{dense[n]:.2f} | " for n in sets) + "– | – |")
         for method in ("tyr", "uniform"):
             r = rows[method]
@@ -106,12 +124,19 @@ def markdown(result: dict) -> str:
             cells = "".join("{:.2f} ± {:.2f} | ".format(*mean_sd(x["perplexity"][n] for x in r)) for n in sets)
             chosen = ", ".join(str(x["chosen"]) for x in r) if method == "tyr" else "–"
             kept = ", ".join("even" if x.get("attention_kept") is None else f"{x['attention_kept']:g}" for x in r)
-            lines.append(f"| {method} | {sp[0]:.4f} ± {sp[1]:.4f} | {cells}{chosen} | "
-                         f"{kept if method == 'tyr' else 'even'} |")
-        lines.append("\nPer seed (Týr): " + "; ".join(
-            f"seed {x['seed']}: " + ", ".join(f"{n} {x['perplexity'][n]:.2f}" for n in sets)
-            + f" at {100 * x['sparsity']:.2f}%"
-            for x in rows["tyr"]) + ".")
+            lines.append(
+                f"| {method} | {sp[0]:.4f} ± {sp[1]:.4f} | {cells}{chosen} | {kept if method == 'tyr' else 'even'} |"
+            )
+        lines.append(
+            "\nPer seed (Týr): "
+            + "; ".join(
+                f"seed {x['seed']}: "
+                + ", ".join(f"{n} {x['perplexity'][n]:.2f}" for n in sets)
+                + f" at {100 * x['sparsity']:.2f}%"
+                for x in rows["tyr"]
+            )
+            + "."
+        )
         for n in sets:
             tyr, uni = (mean_sd(x["perplexity"][n] for x in rows[m])[0] for m in ("tyr", "uniform"))
             lines.append(f"\n{n}: Týr / uniform = {tyr / uni:.3f}; Týr / dense = {tyr / dense[n]:.2f}.")
@@ -134,13 +159,26 @@ def main(argv=None):
         workdir, extra = (tmp, tiny_workflow_config(tmp)) if args.smoke else (ROOT, args.configfile)
         if args.smoke:
             args.seeds, args.reuse = [0], False  # one dry-run; the runs to collect are tiny ones, below
-        walls = {} if args.reuse else {s: run_seed(workdir, args.prefix, s, args.targets, args.cores, extra,
-                                                   dry_run=args.smoke) for s in args.seeds}
+        walls = (
+            {}
+            if args.reuse
+            else {
+                s: run_seed(workdir, args.prefix, s, args.targets, args.cores, extra, dry_run=args.smoke)
+                for s in args.seeds
+            }
+        )
         if args.smoke:
             args.seeds, args.targets = smoke_runs(workdir / "results", args.prefix)
-        result = {"date": results.today(), "host": results.host(), "command": " ".join(sys.argv), "note": args.note,
-                  "seeds": args.seeds, "targets": args.targets, "wall_seconds": walls,
-                  "rows": collect(workdir / "results", args.prefix, args.seeds, args.targets)}
+        result = {
+            "date": results.today(),
+            "host": results.host(),
+            "command": " ".join(sys.argv),
+            "note": args.note,
+            "seeds": args.seeds,
+            "targets": args.targets,
+            "wall_seconds": walls,
+            "rows": collect(workdir / "results", args.prefix, args.seeds, args.targets),
+        }
         stem = results.write(args.prefix, None, result, out=args.out)
         results.suffixed(stem, ".md").write_text(markdown(result))
         print(markdown(result))
@@ -153,8 +191,11 @@ def smoke_runs(results_dir: Path, prefix: str) -> tuple[list[int], list[float]]:
         tiny_run(results_dir / f"{prefix}-seed{seed}")
     target = int(TARGET) / 100
     seed_from(results_dir / f"{prefix}-seed0", results_dir / f"{prefix}-seed2", [target])
-    missing = [p for p in (*SHARED, *(f"s{TARGET}/{rel}" for rel in PER_TARGET))
-               if not (results_dir / f"{prefix}-seed2" / p).exists()]
+    missing = [
+        p
+        for p in (*SHARED, *(f"s{TARGET}/{rel}" for rel in PER_TARGET))
+        if not (results_dir / f"{prefix}-seed2" / p).exists()
+    ]
     if missing:
         raise RuntimeError(f"seed_from did not copy {missing}")
     return [0, 1], [target]

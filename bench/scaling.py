@@ -54,10 +54,18 @@ def parse(argv):
     ap.add_argument("--shapes", default="135m,360m,1b")
     ap.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip prune_levels at wider widths")
     ap.add_argument("--tag", default="", help="suffix of the result files' names (default: none; quick: quick)")
-    ap.add_argument("--refit", metavar="JSON", nargs="+",
-                    help="fit and predict again from the measurements of these result files (written as --tag)")
-    ap.add_argument("--holdout", metavar="SHAPE", default="1b",
-                    help="also predict this shape's supernet layer from laws fitted without it (default 1b)")
+    ap.add_argument(
+        "--refit",
+        metavar="JSON",
+        nargs="+",
+        help="fit and predict again from the measurements of these result files (written as --tag)",
+    )
+    ap.add_argument(
+        "--holdout",
+        metavar="SHAPE",
+        default="1b",
+        help="also predict this shape's supernet layer from laws fitted without it (default 1b)",
+    )
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "JOB"), help=argparse_suppress())
     return ap.parse_args(argv)
 

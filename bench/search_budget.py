@@ -40,15 +40,23 @@ def main(argv=None):
             args.generations = [1, 2]
         search = default_config(smoke=args.smoke)["search"]
         rows = budget_rows(Path(args.run_dir), search, args)
-        lines = [f"# Search budget: {args.run_dir} s{args.target} iteration {args.iteration}", "",
-                 f"`{' '.join(sys.argv)}`", "",
-                 "| genome | generations | search fitness (KL) | search seconds (cumulative) | WikiText-2 ppl |",
-                 "|---|---|---|---|---|"]
+        lines = [
+            f"# Search budget: {args.run_dir} s{args.target} iteration {args.iteration}",
+            "",
+            f"`{' '.join(sys.argv)}`",
+            "",
+            "| genome | generations | search fitness (KL) | search seconds (cumulative) | WikiText-2 ppl |",
+            "|---|---|---|---|---|",
+        ]
         for name, g, fit, sec, ppl in rows:
-            lines.append(f"| {name} | {g or '–'} | {'–' if fit is None else f'{fit:.4f}'} | "
-                         f"{'–' if sec is None else f'{sec:.0f}'} | {ppl:.2f} |")
-        lines.append(f"\n{search['offspring']} offspring per generation, stages {search['stages']}; "
-                     f"{args.windows} windows × {args.seq_len} tokens of WikiText-2 test.")
+            lines.append(
+                f"| {name} | {g or '–'} | {'–' if fit is None else f'{fit:.4f}'} | "
+                f"{'–' if sec is None else f'{sec:.0f}'} | {ppl:.2f} |"
+            )
+        lines.append(
+            f"\n{search['offspring']} offspring per generation, stages {search['stages']}; "
+            f"{args.windows} windows × {args.seq_len} tokens of WikiText-2 test."
+        )
         results.write("search-budget", lines, out=args.out)
 
 
@@ -63,25 +71,44 @@ def budget_rows(run: Path, search: dict, args) -> list[tuple]:
     texts = read_texts(wikitext_path(args.wikitext))
 
     def ppl_of(genome, out):
-        return genome_perplexity(run, genome, out, texts, seq_len=args.seq_len, windows=args.windows,
-                                 supernet_json=it / "supernet" / "supernet.json")
+        return genome_perplexity(
+            run,
+            genome,
+            out,
+            texts,
+            seq_len=args.seq_len,
+            windows=args.windows,
+            supernet_json=it / "supernet" / "supernet.json",
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        rows = [("uniform", None, None, None, ppl_of(run / f"s{args.target}" / "uniform" / "genome.json",
-                                                    tmp / "uniform"))]
+        rows = [
+            ("uniform", None, None, None, ppl_of(run / f"s{args.target}" / "uniform" / "genome.json", tmp / "uniform"))
+        ]
         t0 = time.perf_counter()
         for g in sorted(args.generations):
             options = dict(search_options(search, args.iteration), generations=g)
-            best = run_search(it / "supernet" / "supernet.json", run / "dense" / "topk.zarr",
-                              run / "calib" / "tokens.zarr", run / "model", run / "model" / "spec.json",
-                              tmp / "search", target_sparsity=tag_target(args.target), iteration=args.iteration,
-                              progress=False, **options)
+            best = run_search(
+                it / "supernet" / "supernet.json",
+                run / "dense" / "topk.zarr",
+                run / "calib" / "tokens.zarr",
+                run / "model",
+                run / "model" / "spec.json",
+                tmp / "search",
+                target_sparsity=tag_target(args.target),
+                iteration=args.iteration,
+                progress=False,
+                **options,
+            )
             seconds = time.perf_counter() - t0
             ppl = ppl_of(tmp / "search" / "best.json", tmp / f"g{g}")
             rows.append((f"{g} generations", g, best["fitness"], seconds, ppl))
-            print(f"[search-budget] {g} generations: fitness {best['fitness']:.4f} ppl {ppl:.2f}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"[search-budget] {g} generations: fitness {best['fitness']:.4f} ppl {ppl:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 

@@ -29,8 +29,11 @@ from lib.tinyrun import smoke_run_args
 
 def settings(cores: int, smoke: bool = False) -> list[dict]:
     if smoke:  # each distributed setting starts two interpreters: one is enough to exercise the path
-        return [{"dtype": "float32", "processes": 1, "threads": 1}, {"dtype": "bfloat16", "processes": 1, "threads": 1},
-                {"dtype": "float32", "processes": 2, "threads": 2}]
+        return [
+            {"dtype": "float32", "processes": 1, "threads": 1},
+            {"dtype": "bfloat16", "processes": 1, "threads": 1},
+            {"dtype": "float32", "processes": 2, "threads": 2},
+        ]
     out = []
     for dtype in ("float32", "bfloat16"):
         out.append({"dtype": dtype, "processes": 1, "threads": cores})
@@ -84,10 +87,16 @@ def measure(run: Path, args) -> tuple[list[dict], dict]:
     options.pop("dtype"), options.pop("device")
     if share.exists():
         options["attention_kept"] = json.loads(share.read_text())["chosen"]
-    kwargs = dict(supernet_json=str(it / "supernet" / "supernet.json"), topk_zarr=str(run / "dense" / "topk.zarr"),
-                  tokens_zarr=str(run / "calib" / "tokens.zarr"), model_dir=str(run / "model"),
-                  spec_json=str(run / "model" / "spec.json"), target_sparsity=tag_target(args.target),
-                  progress=False, **options)
+    kwargs = dict(
+        supernet_json=str(it / "supernet" / "supernet.json"),
+        topk_zarr=str(run / "dense" / "topk.zarr"),
+        tokens_zarr=str(run / "calib" / "tokens.zarr"),
+        model_dir=str(run / "model"),
+        spec_json=str(run / "model" / "spec.json"),
+        target_sparsity=tag_target(args.target),
+        progress=False,
+        **options,
+    )
     rows, genomes = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, s in enumerate(settings(args.cores, args.smoke)):
@@ -96,27 +105,44 @@ def measure(run: Path, args) -> tuple[list[dict], dict]:
             best = json.loads((out / "best.json").read_text())
             gens = [float(line.split("\t")[-1]) for line in (out / "generations.tsv").read_text().splitlines()[1:]]
             genomes.setdefault(s["dtype"], []).append(best["layers"])
-            rows.append({**s, "seconds_per_generation": sum(gens) / len(gens), "setup": wall - sum(gens),
-                         "fitness": best["fitness"]})
+            rows.append(
+                {
+                    **s,
+                    "seconds_per_generation": sum(gens) / len(gens),
+                    "setup": wall - sum(gens),
+                    "fitness": best["fitness"],
+                }
+            )
     return rows, genomes
 
 
 def report(rows: list[dict], genomes: dict, args) -> None:
     agree = {d: all(g == gs[0] for g in gs) for d, gs in genomes.items()}
     base = rows[0]["seconds_per_generation"]
-    lines = [f"# Search speed: {Path(args.run_dir).name} s{args.target}, iteration 1", "",
-             f"`{' '.join(sys.argv)}`", "",
-             f"Default search settings, {args.generations} generations from the same start. Seconds per "
-             "generation are the search's own (generations.tsv); setup is the rest of the wall time (start-up, "
-             "model and supernet loads, the start genome's tracked score).", "",
-             "| dtype | processes × threads | s / generation | vs float32 × 1 process | setup (s) | best fitness |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Search speed: {Path(args.run_dir).name} s{args.target}, iteration 1",
+        "",
+        f"`{' '.join(sys.argv)}`",
+        "",
+        f"Default search settings, {args.generations} generations from the same start. Seconds per "
+        "generation are the search's own (generations.tsv); setup is the rest of the wall time (start-up, "
+        "model and supernet loads, the start genome's tracked score).",
+        "",
+        "| dtype | processes × threads | s / generation | vs float32 × 1 process | setup (s) | best fitness |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         per = r["threads"] // r["processes"]
-        lines.append(f"| {r['dtype']} | {r['processes']} × {per} | {r['seconds_per_generation']:.1f} | "
-                     f"{base / r['seconds_per_generation']:.2f}× | {r['setup']:.1f} | {r['fitness']:.5f} |")
-    lines += ["", "Same genome across processes at equal dtype: "
-              + ", ".join(f"{d} {'yes' if a else '**no**'}" for d, a in agree.items()) + "."]
+        lines.append(
+            f"| {r['dtype']} | {r['processes']} × {per} | {r['seconds_per_generation']:.1f} | "
+            f"{base / r['seconds_per_generation']:.2f}× | {r['setup']:.1f} | {r['fitness']:.5f} |"
+        )
+    lines += [
+        "",
+        "Same genome across processes at equal dtype: "
+        + ", ".join(f"{d} {'yes' if a else '**no**'}" for d, a in agree.items())
+        + ".",
+    ]
     results.write("search-speed", lines, out=args.out)
     if args.smoke and not all(agree.values()):  # the distributed contract: a smoke run fails on it
         raise RuntimeError(f"equal-dtype settings found different genomes: {agree}")

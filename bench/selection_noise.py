@@ -41,18 +41,30 @@ def main(argv=None):
         base, deltas, n_seq, seq_len = paired_deltas(Path(args.run_dir), args)
         sd = np.array([d.std(ddof=1) for d in deltas])
         effect = np.array([abs(d.mean()) for d in deltas])
-        rows = [(n, n * seq_len, float(np.median(sd / math.sqrt(n))), float(np.mean(sd / math.sqrt(n) < effect / 2)))
-                for n in (2, 4, 6, 8, 16, 32, 64) if n <= n_seq]
+        rows = [
+            (n, n * seq_len, float(np.median(sd / math.sqrt(n))), float(np.mean(sd / math.sqrt(n) < effect / 2)))
+            for n in (2, 4, 6, 8, 16, 32, 64)
+            if n <= n_seq
+        ]
         need = math.ceil((2 * np.median(sd) / np.median(effect)) ** 2)
-        lines = [f"# Selection-stage noise: {args.run_dir} s{args.target} iteration {args.iteration}", "",
-                 f"`{' '.join(sys.argv)}`", "",
-                 f"Parent: the search's start genome (KL {base.mean():.4f} on all {n_seq} fitness sequences). "
-                 f"{len(deltas)} offspring; median |mean Δ| = {np.median(effect):.5f}, median sd(Δ) per sequence = "
-                 f"{np.median(sd):.5f}.", "",
-                 "| sequences | tokens | median paired SE | share of children with SE < |Δ|/2 |", "|---|---|---|---|"]
+        lines = [
+            f"# Selection-stage noise: {args.run_dir} s{args.target} iteration {args.iteration}",
+            "",
+            f"`{' '.join(sys.argv)}`",
+            "",
+            f"Parent: the search's start genome (KL {base.mean():.4f} on all {n_seq} fitness sequences). "
+            f"{len(deltas)} offspring; median |mean Δ| = {np.median(effect):.5f}, median sd(Δ) per sequence = "
+            f"{np.median(sd):.5f}.",
+            "",
+            "| sequences | tokens | median paired SE | share of children with SE < |Δ|/2 |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| {n} | {t} | {se:.5f} | {share:.2f} |" for n, t, se, share in rows]
-        lines += ["", f"A stage needs about {need} sequences ({need * seq_len} tokens) for a median child's "
-                  f"difference to be twice its standard error."]
+        lines += [
+            "",
+            f"A stage needs about {need} sequences ({need * seq_len} tokens) for a median child's "
+            f"difference to be twice its standard error.",
+        ]
         results.write(f"selection-noise-s{args.target}", lines, out=args.out)
 
 
@@ -68,8 +80,13 @@ def paired_deltas(run: Path, args):
     space = load_space(it / "supernet" / "supernet.json", run / "model" / "spec.json", best["target_sparsity"])
     parent = space.from_layers(best["start"]["layers"])
     children = make_offspring(parent, space, np.random.default_rng(args.seed), args.children)
-    ev = Evaluator(it / "supernet" / "supernet.json", run / "model", run / "dense" / "topk.zarr",
-                   run / "calib" / "tokens.zarr", dtype="bfloat16")
+    ev = Evaluator(
+        it / "supernet" / "supernet.json",
+        run / "model",
+        run / "dense" / "topk.zarr",
+        run / "calib" / "tokens.zarr",
+        dtype="bfloat16",
+    )
     ev.set_tokens(range(ev.n_seq))
     base = ev.sequence_kl(space.kept_units(parent))
     return base, [ev.sequence_kl(space.kept_units(c)) - base for c in children], ev.n_seq, ev.seq_len

@@ -37,11 +37,19 @@ def main(argv=None):
         counts = {k: data[f"{k}_sequences"] for k in ("prune", "fitness", "selection", "heldout")}
         seconds, how = sample(args.model, data, counts)
         tokens = sum(counts.values()) * data["seq_len"]
-        results.write("self-sampling", [
-            "# Self-sampled calibration: wall time", "", f"`{' '.join(sys.argv)}`", "",
-            f"{sum(counts.values())} sequences × {data['seq_len']} tokens ({counts}) = {tokens:,} tokens, "
-            f"{args.threads} threads, {how['dtype']}, batch {how['batch_size']}: **{seconds:.0f} s** "
-            f"({tokens / seconds:.0f} tokens/s), model load included."], out=args.out)
+        results.write(
+            "self-sampling",
+            [
+                "# Self-sampled calibration: wall time",
+                "",
+                f"`{' '.join(sys.argv)}`",
+                "",
+                f"{sum(counts.values())} sequences × {data['seq_len']} tokens ({counts}) = {tokens:,} tokens, "
+                f"{args.threads} threads, {how['dtype']}, batch {how['batch_size']}: **{seconds:.0f} s** "
+                f"({tokens / seconds:.0f} tokens/s), model load included.",
+            ],
+            out=args.out,
+        )
 
 
 def sample(model: str, data: dict, counts: dict) -> tuple[float, dict]:
@@ -51,9 +59,18 @@ def sample(model: str, data: dict, counts: dict) -> tuple[float, dict]:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        calibrate(model, Path(tmp) / "t.zarr", source="self", seq_len=data["seq_len"], n_prune=counts["prune"],
-                  n_fitness=counts["fitness"], n_selection=counts["selection"], n_heldout=counts["heldout"],
-                  seed=data["seed"], temperature=data.get("temperature", 1.0))
+        calibrate(
+            model,
+            Path(tmp) / "t.zarr",
+            source="self",
+            seq_len=data["seq_len"],
+            n_prune=counts["prune"],
+            n_fitness=counts["fitness"],
+            n_selection=counts["selection"],
+            n_heldout=counts["heldout"],
+            seed=data["seed"],
+            temperature=data.get("temperature", 1.0),
+        )
         return time.perf_counter() - t0, read_attrs(Path(tmp) / "t.zarr")["sampling"]
 
 

@@ -22,17 +22,36 @@ import traceback
 from lib.env import ROOT, child_env, setup
 
 BENCH = ROOT / "bench"
-SCRIPTS = ("floors", "scaling", "pipeline", "quality", "structural", "unstructured", "kill_trials",
-           "attention_share", "fitness_dtype", "iterations", "search_budget", "search_speed", "selection_noise",
-           "self_sampling", "supernet_ablation")
+SCRIPTS = (
+    "floors",
+    "scaling",
+    "pipeline",
+    "quality",
+    "structural",
+    "unstructured",
+    "kill_trials",
+    "attention_share",
+    "fitness_dtype",
+    "iterations",
+    "search_budget",
+    "search_speed",
+    "selection_noise",
+    "self_sampling",
+    "supernet_ablation",
+)
 
 
 def run_one(name: str, isolated: bool) -> tuple[bool, float, str]:
     """(passed, seconds, the tail of what it said when it failed)."""
     t0 = time.perf_counter()
     if isolated:
-        done = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--smoke"], cwd=ROOT, env=child_env(),
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, str(BENCH / f"{name}.py"), "--smoke"],
+            cwd=ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+        )
         return done.returncode == 0, time.perf_counter() - t0, (done.stdout + done.stderr)[-3000:]
     try:
         module = importlib.import_module(name)
@@ -63,8 +82,10 @@ def main(argv=None) -> int:
     for name, ok, seconds in rows:
         print(f"| {name} | {'ok' if ok else '**FAILED**'} | {seconds:.1f} |")
     failed = [name for name, ok, _ in rows if not ok]
-    print(f"\n{len(rows) - len(failed)} of {len(rows)} passed in {total:.1f} s"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(rows) - len(failed)} of {len(rows)} passed in {total:.1f} s"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

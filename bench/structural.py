@@ -36,8 +36,18 @@ from lib import results, snakemake
 from lib.env import ROOT, child_env, setup
 from lib.tinyrun import TARGET, tiny_run, tiny_workflow_config
 
-DEFAULT_METHODS = ["uniform", "shortgpt", "wanda_sp", "flap", "llm_pruner", "search_llm", "numerical", "llm_bip",
-                   "nirvana", "adapruner"]
+DEFAULT_METHODS = [
+    "uniform",
+    "shortgpt",
+    "wanda_sp",
+    "flap",
+    "llm_pruner",
+    "search_llm",
+    "numerical",
+    "llm_bip",
+    "nirvana",
+    "adapruner",
+]
 CPU_JOB = """import sys, torch
 torch.set_num_threads(int(sys.argv[5]))
 from tyr.methods import baselines
@@ -53,8 +63,15 @@ def run_workflow(workdir: Path, run: str, targets, methods, cores: int, extra=()
         settings["evaluate"] = {"speed": False}
     overrides = snakemake.write_overrides(workdir / "results" / f"{run}.bench.yaml", settings)
     triggers = [] if speed else ["--rerun-triggers", "mtime", "input"]
-    done = snakemake.run(workdir, cores=cores, configfiles=[*extra, overrides], targets=["compare"], extra=triggers,
-                         dry_run=dry_run, sample_load=True)
+    done = snakemake.run(
+        workdir,
+        cores=cores,
+        configfiles=[*extra, overrides],
+        targets=["compare"],
+        extra=triggers,
+        dry_run=dry_run,
+        sample_load=True,
+    )
     return {"wall_seconds": done["wall_s"], "mean_load": done["mean_load"]}
 
 
@@ -63,8 +80,11 @@ def cpu_seconds(run_dir: Path, method: str, target: float, threads: int = 2) -> 
     so that idle OpenMP threads do not spin)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-c", CPU_JOB, method, str(run_dir), tmp, str(target), str(threads)],
-                       check=True, env=child_env(OMP_WAIT_POLICY="PASSIVE"))
+        subprocess.run(
+            [sys.executable, "-c", CPU_JOB, method, str(run_dir), tmp, str(target), str(threads)],
+            check=True,
+            env=child_env(OMP_WAIT_POLICY="PASSIVE"),
+        )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
@@ -96,8 +116,20 @@ def main(argv=None):
         workdir, extra = (tmp, tiny_workflow_config(tmp)) if args.smoke else (ROOT, [])
         if args.smoke:
             args.run, args.methods, args.cpu_target = "tiny", ["uniform", "shortgpt"], int(TARGET) / 100
-        timing = {} if args.no_workflow else run_workflow(workdir, args.run, args.targets, args.methods, args.cores,
-                                                           extra, speed=not args.no_speed, dry_run=args.smoke)
+        timing = (
+            {}
+            if args.no_workflow
+            else run_workflow(
+                workdir,
+                args.run,
+                args.targets,
+                args.methods,
+                args.cores,
+                extra,
+                speed=not args.no_speed,
+                dry_run=args.smoke,
+            )
+        )
         if args.smoke:  # the dry-run made no table: make one from a tiny finished run
             smoke_table(workdir, args.run)
         report(workdir, args, timing)
@@ -108,26 +140,43 @@ def report(workdir: Path, args, timing: dict) -> None:
 
     table_dir = workdir / "results" / "compare" / args.run
     table = json.loads((table_dir / "table.json").read_text())
-    lines = [f"# Related structural pruners, SmolLM2-135M, {args.cores} cores (run `{args.run}`)", "",
-             f"Command: `TYR_DATA_DIR=... python bench/structural.py --run {args.run} --targets "
-             f"{' '.join(map(str, args.targets))} --methods {' '.join(args.methods)}"
-             f"{' --no-speed' if args.no_speed else ''}`", ""]
+    lines = [
+        f"# Related structural pruners, SmolLM2-135M, {args.cores} cores (run `{args.run}`)",
+        "",
+        f"Command: `TYR_DATA_DIR=... python bench/structural.py --run {args.run} --targets "
+        f"{' '.join(map(str, args.targets))} --methods {' '.join(args.methods)}"
+        f"{' --no-speed' if args.no_speed else ''}`",
+        "",
+    ]
     if timing and not args.smoke:
-        lines += [f"Whole `snakemake compare`: {timing['wall_seconds'] / 60:.1f} min; mean load average "
-                  f"{timing['mean_load'] or os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times stretch "
-                  "with the load).", ""]
+        lines += [
+            f"Whole `snakemake compare`: {timing['wall_seconds'] / 60:.1f} min; mean load average "
+            f"{timing['mean_load'] or os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times stretch "
+            "with the load).",
+            "",
+        ]
     lines += [(table_dir / "table.md").read_text(), "Distance of each baseline to its target (backbone sparsity):", ""]
     lines += genome_notes(workdir / "results" / args.run, table["rows"])
     cpu = {}
     if args.cpu_target:
         threads = 1 if args.smoke else 2
-        cpu = {m: cpu_seconds(workdir / "results" / args.run, m, args.cpu_target, threads)
-               for m in args.methods if m in baselines()}
-        lines += ["", f"CPU seconds of each baseline's own job at {args.cpu_target:.0%} ({threads} threads, a fresh "
-                  f"process; / {threads} ≈ wall time on {threads} idle cores):", "", "| method | CPU s |", "|---|---|"]
+        cpu = {
+            m: cpu_seconds(workdir / "results" / args.run, m, args.cpu_target, threads)
+            for m in args.methods
+            if m in baselines()
+        }
+        lines += [
+            "",
+            f"CPU seconds of each baseline's own job at {args.cpu_target:.0%} ({threads} threads, a fresh "
+            f"process; / {threads} ≈ wall time on {threads} idle cores):",
+            "",
+            "| method | CPU s |",
+            "|---|---|",
+        ]
         lines += [f"| {m} | {s:.0f} |" for m, s in cpu.items()]
-    results.write("structural", lines, {"command": sys.argv, **timing, "cpu_seconds": cpu, "table": table},
-                  out=args.out)
+    results.write(
+        "structural", lines, {"command": sys.argv, **timing, "cpu_seconds": cpu, "table": table}, out=args.out
+    )
 
 
 def smoke_table(workdir: Path, run: str) -> None:
@@ -139,8 +188,14 @@ def smoke_table(workdir: Path, run: str) -> None:
     out = workdir / "results" / "compare" / run
     out.mkdir(parents=True, exist_ok=True)
     summaries = [run_dir / f"s{TARGET}" / m / "eval" / "summary.json" for m in ("tyr", "uniform")]
-    compare_table(summaries, [[], []], run_dir / "dense" / "eval.json", out / "table.md", out / "table.json",
-                  out / "comparison.png")
+    compare_table(
+        summaries,
+        [[], []],
+        run_dir / "dense" / "eval.json",
+        out / "table.md",
+        out / "table.json",
+        out / "comparison.png",
+    )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,18 @@ def ensure_tokens(model_dir: Path, path: Path, source: str, args) -> None:
     if not path.exists():
         t0 = time.perf_counter()
         source, _, temperature = source.partition("@")  # self@0.8: sampled at temperature 0.8
-        calibrate(model_dir, path, source=source, seq_len=args.seq_len, n_prune=args.prune_sequences,
-                  n_fitness=args.fitness_sequences, n_selection=0, n_heldout=0, seed=0,
-                  temperature=float(temperature or 1.0))
+        calibrate(
+            model_dir,
+            path,
+            source=source,
+            seq_len=args.seq_len,
+            n_prune=args.prune_sequences,
+            n_fitness=args.fitness_sequences,
+            n_selection=0,
+            n_heldout=0,
+            seed=0,
+            temperature=float(temperature or 1.0),
+        )
         print(f"[ablation] calibration {source}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
@@ -67,12 +76,20 @@ def run_variant(name, tokens, options, args, work: Path) -> dict:
     uniform_genome(supernet, spec, genome, target_sparsity=args.target)
     export(model_dir, spec, genome, out / "uniform" / "pruned", method="uniform")
     model, tok = load(out / "uniform" / "pruned")
-    ppl = perplexity(model, tok, read_texts(wikitext_path(args.wikitext)), seq_len=args.eval_seq_len,
-                     max_windows=args.windows)
+    ppl = perplexity(
+        model, tok, read_texts(wikitext_path(args.wikitext)), seq_len=args.eval_seq_len, max_windows=args.windows
+    )
     disk = sum(f.stat().st_size for f in (out / "supernet").rglob("*") if f.is_file())
-    row = {"variant": name, "options": options, "tokens": str(tokens), "build_seconds": build_s,
-           "supernet_disk_bytes": disk, "perplexity": ppl["perplexity"], "windows": ppl["windows"],
-           "seq_len": ppl["seq_len"]}
+    row = {
+        "variant": name,
+        "options": options,
+        "tokens": str(tokens),
+        "build_seconds": build_s,
+        "supernet_disk_bytes": disk,
+        "perplexity": ppl["perplexity"],
+        "windows": ppl["windows"],
+        "seq_len": ppl["seq_len"],
+    }
     print(f"[ablation] {json.dumps(row)}", file=sys.stderr, flush=True)
     return row
 
@@ -80,8 +97,12 @@ def run_variant(name, tokens, options, args, work: Path) -> dict:
 def parse(argv):
     ap = cli.parser(__doc__)
     ap.add_argument("--model", help="prepared model folder (with spec.json)")
-    ap.add_argument("--tokens", action="append", default=[],
-                    help="NAME=PATH[=SOURCE] of a tokens.zarr, made from SOURCE (default NAME) if missing")
+    ap.add_argument(
+        "--tokens",
+        action="append",
+        default=[],
+        help="NAME=PATH[=SOURCE] of a tokens.zarr, made from SOURCE (default NAME) if missing",
+    )
     ap.add_argument("--variant", action="append", default=[], help="NAME:TOKENS[:key=value,...]")
     ap.add_argument("--target", type=float, default=0.5)
     ap.add_argument("--seq-len", type=int, default=256)
@@ -128,18 +149,32 @@ def main(argv=None):
 
 
 def report(rows: list[dict], args) -> None:
-    result = {"date": results.today(), "host": results.host(), "command": " ".join(sys.argv), "target": args.target,
-              "rows": rows, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
-    lines = [f"# Supernet ablation, uniform {args.target:.0%} ({result['date']}, {result['host']})", "",
-             f"`{result['command']}`", "",
-             "| variant | options | calibration | WikiText-2 ppl | build (s) | disk (MiB) |",
-             "|---|---|---|---|---|---|"]
+    result = {
+        "date": results.today(),
+        "host": results.host(),
+        "command": " ".join(sys.argv),
+        "target": args.target,
+        "rows": rows,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    lines = [
+        f"# Supernet ablation, uniform {args.target:.0%} ({result['date']}, {result['host']})",
+        "",
+        f"`{result['command']}`",
+        "",
+        "| variant | options | calibration | WikiText-2 ppl | build (s) | disk (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['options'] or 'paper'} | {Path(r['tokens']).name} | "
-                     f"{r['perplexity']:.2f} | "
-                     f"{r['build_seconds']:.0f} | {r['supernet_disk_bytes'] / 2**20:.0f} |")
-    lines.append(f"\nPerplexity: {rows[0]['windows']} windows × {rows[0]['seq_len']} tokens of WikiText-2 test. "
-                 f"Peak RSS {result['peak_rss_gb']:.2f} GB.")
+        lines.append(
+            f"| {r['variant']} | {r['options'] or 'paper'} | {Path(r['tokens']).name} | "
+            f"{r['perplexity']:.2f} | "
+            f"{r['build_seconds']:.0f} | {r['supernet_disk_bytes'] / 2**20:.0f} |"
+        )
+    lines.append(
+        f"\nPerplexity: {rows[0]['windows']} windows × {rows[0]['seq_len']} tokens of WikiText-2 test. "
+        f"Peak RSS {result['peak_rss_gb']:.2f} GB."
+    )
     results.write(f"supernet-ablation{args.tag}", lines, result, out=args.out)
 
 

@@ -48,8 +48,14 @@ class Workflow:
 
     def build(self, target: str) -> dict:
         """One target; its wall and CPU seconds, peak RSS (MB) and the load average around it."""
-        done = snakemake.run(self.workdir, cores=self.cores, configfiles=self.configfiles, targets=[target],
-                             extra=["--rerun-triggers", "mtime"], dry_run=self.dry_run)
+        done = snakemake.run(
+            self.workdir,
+            cores=self.cores,
+            configfiles=self.configfiles,
+            targets=[target],
+            extra=["--rerun-triggers", "mtime"],
+            dry_run=self.dry_run,
+        )
         return {k: done[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "load_before", "load_after")}
 
 
@@ -66,8 +72,15 @@ def results_of(wf: Workflow, run: str, jobs, force: bool) -> list[dict]:
             if wf.dry_run:
                 continue  # planned, not built: nothing to report
             cost_file.write_text(json.dumps(cost) + "\n")
-        rows.append({"source": source, "method": method, "pattern": tag,
-                     "cost": json.loads(cost_file.read_text()), "summary": json.loads(summary_file.read_text())})
+        rows.append(
+            {
+                "source": source,
+                "method": method,
+                "pattern": tag,
+                "cost": json.loads(cost_file.read_text()),
+                "summary": json.loads(summary_file.read_text()),
+            }
+        )
     return rows
 
 
@@ -113,9 +126,17 @@ def ablation(workdir: Path, run: str, layers=(5, 15, 25), steps=(1, 4, 8, 16)) -
             for method, step in [("sparsegpt", None)] + [("apt", s) for s in steps]:
                 t0 = time.process_time()
                 res = prune(method, W, H, Pattern.parse(pattern), **({"step": step} if step else {}))
-                rows.append({"pattern": pattern, "layer": l, "projection": n, "method": method, "step": step,
-                             "rel_error": float(layer_error(W, res.weight, H).sum()) / scale,
-                             "cpu_s": round(time.process_time() - t0, 3)})
+                rows.append(
+                    {
+                        "pattern": pattern,
+                        "layer": l,
+                        "projection": n,
+                        "method": method,
+                        "step": step,
+                        "rel_error": float(layer_error(W, res.weight, H).sum()) / scale,
+                        "cpu_s": round(time.process_time() - t0, 3),
+                    }
+                )
     return rows
 
 
@@ -132,8 +153,9 @@ def zeros_cost(dense_dir: Path, pruned_dir: Path, repeats: int = 5, prompt_len: 
     torch.set_num_threads(1)
     models = {"dense": load(dense_dir)[0], "pruned": load(pruned_dir)[0]}
     vocab = models["dense"].config.vocab_size
-    prompt = torch.randint(min(100, vocab // 2), min(10000, vocab), (1, prompt_len),
-                           generator=torch.Generator().manual_seed(0))
+    prompt = torch.randint(
+        min(100, vocab // 2), min(10000, vocab), (1, prompt_len), generator=torch.Generator().manual_seed(0)
+    )
     seconds = {name: [] for name in models}
     for _ in range(repeats):
         for name, model in models.items():
@@ -162,16 +184,22 @@ def _g(x, fmt=".4g") -> str:
 def table(rows, title) -> list[str]:
     if not rows:
         return []
-    lines = [f"### {title}", "",
-             "| pattern | method | backbone sparsity | WikiText-2 ppl | zero-shot avg | layer error | "
-             "prune wall s | prune CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| pattern | method | backbone sparsity | WikiText-2 ppl | zero-shot avg | layer error | "
+        "prune wall s | prune CPU s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         s, c = r["summary"], r["cost"] or {}
         ppl = _ppl(s)
         avg = ((s.get("average") or {}).get("pruned") or {}).get("acc")
-        lines.append(f"| {s['pattern_label']} | {r['method']} | {s['sparsity']:.2%} | {_g(ppl, '.2f')} | "
-                     f"{_g(avg, '.3f')} | {s['layer_error']:.4f} | {_g(c.get('wall_s'), '.0f')} | "
-                     f"{_g(c.get('cpu_s'), '.0f')} | {_g(c.get('peak_rss_mb'), '.0f')} |")
+        lines.append(
+            f"| {s['pattern_label']} | {r['method']} | {s['sparsity']:.2%} | {_g(ppl, '.2f')} | "
+            f"{_g(avg, '.3f')} | {s['layer_error']:.4f} | {_g(c.get('wall_s'), '.0f')} | "
+            f"{_g(c.get('cpu_s'), '.0f')} | {_g(c.get('peak_rss_mb'), '.0f')} |"
+        )
     return lines + [""]
 
 
@@ -185,8 +213,10 @@ def pivot(rows, title) -> list[str]:
     best = {p: min((v for (m, q), v in ppl.items() if q == p and m != "refit" and v), default=None) for p in patterns}
     lines = [f"### {title}", "", "| method | " + " | ".join(patterns) + " |", "|---" * (len(patterns) + 1) + "|"]
     for m in methods:
-        cells = [("**{:.2f}**" if ppl.get((m, p)) == best[p] else "{:.2f}").format(ppl[(m, p)])
-                 if ppl.get((m, p)) else "–" for p in patterns]
+        cells = [
+            ("**{:.2f}**" if ppl.get((m, p)) == best[p] else "{:.2f}").format(ppl[(m, p)]) if ppl.get((m, p)) else "–"
+            for p in patterns
+        ]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines + ["", "Bold: the lowest perplexity of a method that chooses its mask (refit is the bound).", ""]
 
@@ -197,25 +227,34 @@ def speed_table(rows) -> list[str]:
         sp = r["summary"].get("speed")
         if not sp:
             continue
-        lines.append(f"| {r['summary']['method']} | {sp['prefill_tokens_per_s']['pruned']:.0f} "
-                     f"({sp['prefill_tokens_per_s']['dense']:.0f}) | {sp['decode_tokens_per_s']['pruned']:.1f} "
-                     f"({sp['decode_tokens_per_s']['dense']:.1f}) | {sp['peak_memory_mib']['pruned']:.0f} "
-                     f"({sp['peak_memory_mib']['dense']:.0f}) |")
+        lines.append(
+            f"| {r['summary']['method']} | {sp['prefill_tokens_per_s']['pruned']:.0f} "
+            f"({sp['prefill_tokens_per_s']['dense']:.0f}) | {sp['decode_tokens_per_s']['pruned']:.1f} "
+            f"({sp['decode_tokens_per_s']['dense']:.1f}) | {sp['peak_memory_mib']['pruned']:.0f} "
+            f"({sp['peak_memory_mib']['dense']:.0f}) |"
+        )
     return lines + [""]
 
 
 def ablation_table(rows) -> list[str]:
     if not rows:
         return []
-    lines = ["### APT's greedy step on calibration Hessians (dense model, 1 thread)", "",
-             "Mean over projections of the relative layer-wise error, and total CPU seconds.", "",
-             "| pattern | method | rel. error | CPU s |", "|---|---|---|---|"]
+    lines = [
+        "### APT's greedy step on calibration Hessians (dense model, 1 thread)",
+        "",
+        "Mean over projections of the relative layer-wise error, and total CPU seconds.",
+        "",
+        "| pattern | method | rel. error | CPU s |",
+        "|---|---|---|---|",
+    ]
     keys = sorted({(r["pattern"], r["method"], r["step"] or 0) for r in rows})
     for pattern, method, step in keys:
         sel = [r for r in rows if (r["pattern"], r["method"], r["step"] or 0) == (pattern, method, step)]
         name = method if not step else f"apt, step {step}"
-        lines.append(f"| {pattern} | {name} | {sum(r['rel_error'] for r in sel) / len(sel):.5f} | "
-                     f"{sum(r['cpu_s'] for r in sel):.1f} |")
+        lines.append(
+            f"| {pattern} | {name} | {sum(r['rel_error'] for r in sel) / len(sel):.5f} | "
+            f"{sum(r['cpu_s'] for r in sel):.1f} |"
+        )
     return lines + [""]
 
 
@@ -243,8 +282,9 @@ def main(argv=None):
         if args.smoke:
             wf = smoke_setup(args, tmp)
         else:
-            run_file = snakemake.write_overrides(args.workdir / "results" / f"{args.run}.unstructured.yaml",
-                                                 {"run": args.run})
+            run_file = snakemake.write_overrides(
+                args.workdir / "results" / f"{args.run}.unstructured.yaml", {"run": args.run}
+            )
             wf = Workflow(args.workdir, [*args.configfile, run_file], args.cores)
         for shared in ("calib/embeddings.zarr", "dense/eval.json"):  # shared stages: not a method's cost
             if not (wf.workdir / "results" / args.run / shared).exists():
@@ -271,26 +311,49 @@ def measure(wf: Workflow, args) -> dict:
         zeros = zeros_cost(base / "model", base / "dense+magnitude50" / "pruned", repeats=1, prompt_len=SEQ_LEN)
     elif any(r["method"] == "apt" and r["pattern"] == "2of4" for r in dense):
         zeros = zeros_cost(base / "model", base / "dense+apt2of4" / "pruned")
-    return {"date": results.today(), "host": results.host(),
-            "command": " ".join([Path(sys.executable).name] + sys.argv), "cores": args.cores,
-            "structural_note": args.structural_note, "dense": dense, "extra": extra, "stacked": stacked,
-            "ablation": abl, "zeros_cost": zeros}
+    return {
+        "date": results.today(),
+        "host": results.host(),
+        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "cores": args.cores,
+        "structural_note": args.structural_note,
+        "dense": dense,
+        "extra": extra,
+        "stacked": stacked,
+        "ablation": abl,
+        "zeros_cost": zeros,
+    }
 
 
 def report_lines(result: dict, args) -> list[str]:
     dense, extra, stacked, zeros = result["dense"], result["extra"], result["stacked"], result["zeros_cost"]
-    return [f"# Unstructured and N:M pruning, {result['date']} on {result['host']}", "",
-            f"Command: `{result['command']}`", "",
-            *pivot(dense + extra, "WikiText-2 perplexity, dense SmolLM2-135M-Instruct as the source"),
-            *pivot(stacked, "WikiText-2 perplexity, stacked after a structural result"),
-            *table(dense, "Dense SmolLM2-135M-Instruct"), *table(extra, "Higher unstructured sparsity"),
-            *table(stacked, f"Stacked after a structural result ({args.structural_note or 'see JSON'})"),
-            "### CPU cost of the dense-with-zeros models (no sparse kernel)", "",
-            *([f"Dense vs {Path(zeros['pruned']).parent.name}, alternating, 1 thread, median of {zeros['repeats']}: "
-               f"{zeros['cpu_s']['dense']:.2f} vs {zeros['cpu_s']['pruned']:.2f} CPU s for a prefill "
-               f"+ 32 decode steps (ratio {zeros['ratio']:.3f}).", ""] if zeros else []),
-            "Throughput as measured by each evaluation (wall clock, so the machine's other load shows):", "",
-            *speed_table(dense + stacked), *ablation_table(result["ablation"])]
+    return [
+        f"# Unstructured and N:M pruning, {result['date']} on {result['host']}",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        *pivot(dense + extra, "WikiText-2 perplexity, dense SmolLM2-135M-Instruct as the source"),
+        *pivot(stacked, "WikiText-2 perplexity, stacked after a structural result"),
+        *table(dense, "Dense SmolLM2-135M-Instruct"),
+        *table(extra, "Higher unstructured sparsity"),
+        *table(stacked, f"Stacked after a structural result ({args.structural_note or 'see JSON'})"),
+        "### CPU cost of the dense-with-zeros models (no sparse kernel)",
+        "",
+        *(
+            [
+                f"Dense vs {Path(zeros['pruned']).parent.name}, alternating, 1 thread, median of {zeros['repeats']}: "
+                f"{zeros['cpu_s']['dense']:.2f} vs {zeros['cpu_s']['pruned']:.2f} CPU s for a prefill "
+                f"+ 32 decode steps (ratio {zeros['ratio']:.3f}).",
+                "",
+            ]
+            if zeros
+            else []
+        ),
+        "Throughput as measured by each evaluation (wall clock, so the machine's other load shows):",
+        "",
+        *speed_table(dense + stacked),
+        *ablation_table(result["ablation"]),
+    ]
 
 
 # ---- smoke: a tiny run and one result built in-process -------------------------------------------
@@ -307,8 +370,13 @@ def smoke_setup(args, tmp: Path) -> Workflow:
     embed(run_dir / "model", run_dir / "calib" / "tokens.zarr", run_dir / "calib" / "embeddings.zarr")
     t0, cpu0 = time.perf_counter(), time.process_time()
     smoke_result(run_dir, "magnitude", "0.5")
-    cost = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - cpu0, 2),
-            "peak_rss_mb": None, "load_before": None, "load_after": None}
+    cost = {
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "cpu_s": round(time.process_time() - cpu0, 2),
+        "peak_rss_mb": None,
+        "load_before": None,
+        "load_after": None,
+    }
     (run_dir / "dense+magnitude50" / COST).write_text(json.dumps(cost) + "\n")
     return Workflow(tmp, tiny_workflow_config(tmp, run=args.run), 1, dry_run=True)
 
@@ -334,11 +402,19 @@ def smoke_result(run_dir: Path, method: str, pattern: str) -> Path:
         acts = nxt
     export(model, layers, out / "pruned", method=method, pattern=pattern, source="dense")
     dense = read_json(run_dir / "dense" / "eval.json")
-    plan = {"perplexity": {k: {kk: v[kk] for kk in ("source", "label")} for k, v in dense["perplexity"].items()},
-            "zeroshot": {"tasks": []}, "skipped": dense.get("skipped", {})}
+    plan = {
+        "perplexity": {k: {kk: v[kk] for kk in ("source", "label")} for k, v in dense["perplexity"].items()},
+        "zeroshot": {"tasks": []},
+        "skipped": dense.get("skipped", {}),
+    }
     evaluate_model(out / "pruned", out / "eval" / "pruned.json", plan=plan, tokens_zarr=tokens, speed=False)
-    summarize(run_dir / "dense" / "eval.json", run_dir / "dense" / "eval.json", out / "eval" / "pruned.json",
-              model / "spec.json", out / "eval" / "summary.json")
+    summarize(
+        run_dir / "dense" / "eval.json",
+        run_dir / "dense" / "eval.json",
+        out / "eval" / "pruned.json",
+        model / "spec.json",
+        out / "eval" / "summary.json",
+    )
     return out
 
 

@@ -49,14 +49,20 @@ def path_features_follow_prune_levels() -> None:
         levels, _ = sublayer_levels(width // group, 0.5, 0.125, 9, units_group)
         X = torch.randn(4 * width, width)
         with Meter() as meter:  # fails if prune_levels stops going through local_prune.saliency
-            meter.wrap(local_prune, "saliency", lambda a, k, o: (("saliency",), {"n": a[0].shape[0],
-                                                                                 "n2": a[0].shape[0] ** 2}, None))
-            local_prune.prune_levels(torch.randn(d_out, width), X.T @ X / len(X), levels, group=group,
-                                     per_step=per_step)
+            meter.wrap(
+                local_prune,
+                "saliency",
+                lambda a, k, o: (("saliency",), {"n": a[0].shape[0], "n2": a[0].shape[0] ** 2}, None),
+            )
+            local_prune.prune_levels(
+                torch.randn(d_out, width), X.T @ X / len(X), levels, group=group, per_step=per_step
+            )
             seen = meter.take()["saliency"]
         f = path_features(width, d_out, group, per_step, levels)
-        _expect(f["steps"] == seen["calls"] and f["s2"] == seen["n2"] and f["sw"] == seen["n"] * d_out,
-                f"path_features {f} against the loop's {dict(seen)} (width {width}, group {group})")
+        _expect(
+            f["steps"] == seen["calls"] and f["s2"] == seen["n2"] and f["sw"] == seen["n"] * d_out,
+            f"path_features {f} against the loop's {dict(seen)} (width {width}, group {group})",
+        )
 
 
 def meter_fails_loudly() -> None:
@@ -83,8 +89,12 @@ def meter_fails_loudly() -> None:
     _expect(target.used.__name__ == "<lambda>", "the wrapped functions were not restored")
 
 
-CHECKS = (meter_fails_loudly, fit_recovers_constants, fit_keeps_constants_non_negative,
-          path_features_follow_prune_levels)
+CHECKS = (
+    meter_fails_loudly,
+    fit_recovers_constants,
+    fit_keeps_constants_non_negative,
+    path_features_follow_prune_levels,
+)
 
 
 def run_checks() -> list[str]:

@@ -36,7 +36,7 @@ def path_features(width: int, d_out: int, group: int, per_step: int, levels, cac
             f["sw"] += n * d_out
             f["steps"] += 1
             alive -= min(per_step, alive - target)
-    f["init"] = float(width) ** 3 + 2.0 * width ** 2 * d_out
+    f["init"] = float(width) ** 3 + 2.0 * width**2 * d_out
     return f
 
 
@@ -70,15 +70,24 @@ def fit_all(results, cache_bytes: int) -> dict:
 
     def law(prefix, work_of, unit):
         rows = [(shape, key, v) for shape, key, v in pieces if key[0] == prefix]
-        return _law([work_of(key, v) for _, key, v in rows], [v["cpu"] for *_, v in rows],
-                    [f"{shape} {key[1]}" for shape, key, _ in rows], unit)
+        return _law(
+            [work_of(key, v) for _, key, v in rows],
+            [v["cpu"] for *_, v in rows],
+            [f"{shape} {key[1]}" for shape, key, _ in rows],
+            unit,
+        )
 
-    laws = {"hessian": law("hessian", lambda key, v: 2 * v["tokens"] * int(key[1]) ** 2,
-                           "s per FLOP (fp32 XᵀX per batch, summed in fp64)"),
-            "supernet_forward": law("forward", lambda key, v: v["flops"], "s per FLOP (fp32 layer forwards)"),
-            "recon": law("recon", lambda key, v: v["flops"], "s per FLOP (fp32 H·D per level)"),
-            "write": law("write", lambda key, v: v["bytes"], "s per byte written (safetensors + sha256)"),
-            "path": _path_law(results, cache_bytes)}
+    laws = {
+        "hessian": law(
+            "hessian",
+            lambda key, v: 2 * v["tokens"] * int(key[1]) ** 2,
+            "s per FLOP (fp32 XᵀX per batch, summed in fp64)",
+        ),
+        "supernet_forward": law("forward", lambda key, v: v["flops"], "s per FLOP (fp32 layer forwards)"),
+        "recon": law("recon", lambda key, v: v["flops"], "s per FLOP (fp32 H·D per level)"),
+        "write": law("write", lambda key, v: v["bytes"], "s per byte written (safetensors + sha256)"),
+        "path": _path_law(results, cache_bytes),
+    }
     laws.update(_fitness_laws(results))
     return laws
 
@@ -115,8 +124,10 @@ def _law(work, seconds, labels, unit) -> dict:
     if not work:
         return {"unit": unit, "constant": None, "points": []}
     a = ratio_fit(work, seconds)
-    pts = [{"label": label, "work": w, "cpu_s": s, "ratio": a * w / s if s > 0 else None}
-           for label, w, s in zip(labels, work, seconds)]
+    pts = [
+        {"label": label, "work": w, "cpu_s": s, "ratio": a * w / s if s > 0 else None}
+        for label, w, s in zip(labels, work, seconds)
+    ]
     return {"unit": unit, "constant": a, "points": pts}
 
 
@@ -132,15 +143,23 @@ def _path_law(results, cache_bytes: int) -> dict:
         rows.append((f"sweep {r['info']['width']}/{r['info']['group']}", r["info"], r["total"]["cpu"]))
     if not rows:
         return {"constants": None, "points": []}
-    feats = [path_features(i["width"], i["d_out"], i["group"], i["per_step"], i["levels"], cache_bytes)
-             for _, i, _ in rows]
+    feats = [
+        path_features(i["width"], i["d_out"], i["group"], i["per_step"], i["levels"], cache_bytes) for _, i, _ in rows
+    ]
     X = [[f[k] for k in PATH_TERMS] for f in feats]
     y = [s for *_, s in rows]
     coef = fit_nonneg(X, y)
-    pts = [{"label": label, "width": i["width"], "steps": f["steps"], "cpu_s": s, "ratio": float(np.dot(coef, x) / s)}
-           for (label, i, s), f, x in zip(rows, feats, X)]
-    out = {"unit": "s per element of Σn² in cache, beyond it, per Σn·d_out, per (w³ + 2w²·d_out)",
-           "terms": PATH_TERMS, "constants": coef.tolist(), "cache_bytes": cache_bytes, "points": pts}
+    pts = [
+        {"label": label, "width": i["width"], "steps": f["steps"], "cpu_s": s, "ratio": float(np.dot(coef, x) / s)}
+        for (label, i, s), f, x in zip(rows, feats, X)
+    ]
+    out = {
+        "unit": "s per element of Σn² in cache, beyond it, per Σn·d_out, per (w³ + 2w²·d_out)",
+        "terms": PATH_TERMS,
+        "constants": coef.tolist(),
+        "cache_bytes": cache_bytes,
+        "points": pts,
+    }
     mlp = [j for j, (_, i, _) in enumerate(rows) if i["group"] == 1]
     if len(rows) > len(PATH_TERMS) and mlp:
         held = max(mlp, key=lambda j: rows[j][1]["width"])
@@ -155,18 +174,37 @@ def _fitness_laws(results) -> dict:
     laws = {}
     for dtype in ("float32", "bfloat16"):
         fr = [r for r in points(results, "fitness") if r["job"]["dtype"] == dtype]
-        sub = [(f"{r['job']['shape']} {k[9:]}", v) for r in fr for k, v in r["warm"].items()
-               if k.startswith("sublayer/") and "flops" in v]
-        laws[f"fitness_sublayer_{dtype}"] = _law([v["flops"] for _, v in sub], [v["cpu"] for _, v in sub],
-                                                 [s for s, _ in sub], "s per FLOP (pruned sublayer forward)")
+        sub = [
+            (f"{r['job']['shape']} {k[9:]}", v)
+            for r in fr
+            for k, v in r["warm"].items()
+            if k.startswith("sublayer/") and "flops" in v
+        ]
+        laws[f"fitness_sublayer_{dtype}"] = _law(
+            [v["flops"] for _, v in sub],
+            [v["cpu"] for _, v in sub],
+            [s for s, _ in sub],
+            "s per FLOP (pruned sublayer forward)",
+        )
         head = [(r["job"]["shape"], r["warm"]["head"]) for r in fr if "head" in r["warm"]]
-        laws[f"fitness_head_{dtype}"] = _law([v["flops"] for _, v in head], [v["cpu"] for _, v in head],
-                                             [s for s, _ in head], "s per FLOP of the LM head (+ softmax, KL)")
+        laws[f"fitness_head_{dtype}"] = _law(
+            [v["flops"] for _, v in head],
+            [v["cpu"] for _, v in head],
+            [s for s, _ in head],
+            "s per FLOP of the LM head (+ softmax, KL)",
+        )
         build = [(r["job"]["shape"], v) for r in fr for k, v in r["cold"].items() if k.startswith("build/")]
-        laws[f"module_build_{dtype}"] = _law([v["bytes"] for _, v in build], [v["cpu"] for _, v in build],
-                                             [s for s, _ in build], "s per byte of module built from level files")
+        laws[f"module_build_{dtype}"] = _law(
+            [v["bytes"] for _, v in build],
+            [v["cpu"] for _, v in build],
+            [s for s, _ in build],
+            "s per byte of module built from level files",
+        )
     tk = points(results, "topk")
-    laws["dense_topk"] = _law([topk_flops(SHAPES[r["job"]["shape"]], *r["job"]["fitness"]) for r in tk],
-                              [r["total"]["cpu"] for r in tk], [r["job"]["shape"] for r in tk],
-                              "s per FLOP (1 dense layer + LM head + top-k, per token)")
+    laws["dense_topk"] = _law(
+        [topk_flops(SHAPES[r["job"]["shape"]], *r["job"]["fitness"]) for r in tk],
+        [r["total"]["cpu"] for r in tk],
+        [r["job"]["shape"] for r in tk],
+        "s per FLOP (1 dense layer + LM head + top-k, per token)",
+    )
     return laws

@@ -48,8 +48,12 @@ def staged(run):
     cpu, wall = time.process_time(), time.perf_counter()
     out = run()
     peak = peak_rss()
-    return out, {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall,
-                 "peak_delta_bytes": peak - before, "peak_above_startup": peak > peak_before}
+    return out, {
+        "cpu": time.process_time() - cpu,
+        "wall": time.perf_counter() - wall,
+        "peak_delta_bytes": peak - before,
+        "peak_above_startup": peak > peak_before,
+    }
 
 
 def tokens_of(x) -> int:
@@ -68,18 +72,35 @@ def worker_setup(job: dict) -> dict:
     from tyr.testing import tiny_hf_model
 
     d, s = Path(job["dir"]), SHAPES[job["shape"]]
-    model = tiny_hf_model("llama", num_hidden_layers=1, hidden_size=s["hidden"], intermediate_size=s["intermediate"],
-                          num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"], head_dim=s["head_dim"],
-                          vocab_size=s["vocab"], max_position_embeddings=4096, tie_word_embeddings=True)
+    model = tiny_hf_model(
+        "llama",
+        num_hidden_layers=1,
+        hidden_size=s["hidden"],
+        intermediate_size=s["intermediate"],
+        num_attention_heads=s["heads"],
+        num_key_value_heads=s["kv_heads"],
+        head_dim=s["head_dim"],
+        vocab_size=s["vocab"],
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
     model.save_pretrained(d / "model")
     spec_from_config(model.config).to_json(d / "model" / "spec.json")
     del model
     rng = np.random.default_rng(0)
-    splits = {split: rng.integers(3, s["vocab"], size=tuple(job[split]), dtype=np.int32)
-              for split in ("prune", "fitness")}
+    splits = {
+        split: rng.integers(3, s["vocab"], size=tuple(job[split]), dtype=np.int32) for split in ("prune", "fitness")
+    }
     stores.write_tokens(d / "tokens.zarr", splits, {"source": "random"})
-    write_levels(d / "model" / "spec.json", d / "levels.json", target_sparsity=0.5, delta=0.125, n_levels=9,
-                 iteration=1, mlp_group=16)
+    write_levels(
+        d / "model" / "spec.json",
+        d / "levels.json",
+        target_sparsity=0.5,
+        delta=0.125,
+        n_levels=9,
+        iteration=1,
+        mlp_group=16,
+    )
     embed(d / "model", d / "tokens.zarr", d / "acts0.zarr", split="prune")
     # The fitness times whatever weights it is given: half the heads and channels of the dense layer,
     # written as a one-level supernet by the baselines' writer (no pruning path to wait for).
@@ -100,26 +121,84 @@ def worker_supernet(job: dict) -> dict:
     d, spec, seq = Path(job["dir"]), spec_of(SHAPES[job["shape"]]), job["prune"][1]
     m = spec.intermediate_size[0]
     with Meter() as meter:
-        meter.wrap(local_prune.Hessian, "add", lambda a, k, o: (
-            ("hessian", a[0].H.shape[0]), {"tokens": tokens_of(a[1])}, None))
-        meter.wrap(local_prune, "prune_levels", lambda a, k, o: (
-            ("path", a[0].shape[1]), {}, {"width": a[0].shape[1], "d_out": a[0].shape[0], "group": k.get("group", 1),
-                                          "per_step": k.get("per_step", 1), "levels": [int(x) for x in a[2]]}))
-        meter.wrap(local_prune, "recon_errors", lambda a, k, o: (  # H·D per level (+ ‖XW‖² once)
-            ("recon", a[0].shape[1]), {"flops": 2 * a[0].shape[1] ** 2 * a[0].shape[0] * len(a[1])}, None))
-        meter.wrap(adapter, "o_proj_input", lambda a, k, o: (("forward", "attention_input"), {
-            "tokens": tokens_of(a[1]), "flops": tokens_of(a[1]) * attention_input_flops(spec, spec.num_heads, seq / 2)},
-            None))
-        meter.wrap(adapter, "down_proj_input", lambda a, k, o: (("forward", "mlp_input"), {
-            "tokens": tokens_of(a[1]), "flops": tokens_of(a[1]) * mlp_input_flops(spec, m)}, None))
-        meter.wrap(accumulate, "residual", lambda a, k, o: (("forward", "residual"), {
-            "tokens": tokens_of(a[1]), "flops": 2 * tokens_of(a[1]) * a[2].numel()}, None))
-        meter.wrap(supernet, "write_level", lambda a, k, o: (
-            ("write", a[3]), {"bytes": a[5].numel() * a[5].element_size()}, None))
+        meter.wrap(
+            local_prune.Hessian,
+            "add",
+            lambda a, k, o: (("hessian", a[0].H.shape[0]), {"tokens": tokens_of(a[1])}, None),
+        )
+        meter.wrap(
+            local_prune,
+            "prune_levels",
+            lambda a, k, o: (
+                ("path", a[0].shape[1]),
+                {},
+                {
+                    "width": a[0].shape[1],
+                    "d_out": a[0].shape[0],
+                    "group": k.get("group", 1),
+                    "per_step": k.get("per_step", 1),
+                    "levels": [int(x) for x in a[2]],
+                },
+            ),
+        )
+        meter.wrap(
+            local_prune,
+            "recon_errors",
+            lambda a, k, o: (  # H·D per level (+ ‖XW‖² once)
+                ("recon", a[0].shape[1]),
+                {"flops": 2 * a[0].shape[1] ** 2 * a[0].shape[0] * len(a[1])},
+                None,
+            ),
+        )
+        meter.wrap(
+            adapter,
+            "o_proj_input",
+            lambda a, k, o: (
+                ("forward", "attention_input"),
+                {
+                    "tokens": tokens_of(a[1]),
+                    "flops": tokens_of(a[1]) * attention_input_flops(spec, spec.num_heads, seq / 2),
+                },
+                None,
+            ),
+        )
+        meter.wrap(
+            adapter,
+            "down_proj_input",
+            lambda a, k, o: (
+                ("forward", "mlp_input"),
+                {"tokens": tokens_of(a[1]), "flops": tokens_of(a[1]) * mlp_input_flops(spec, m)},
+                None,
+            ),
+        )
+        meter.wrap(
+            accumulate,
+            "residual",
+            lambda a, k, o: (
+                ("forward", "residual"),
+                {"tokens": tokens_of(a[1]), "flops": 2 * tokens_of(a[1]) * a[2].numel()},
+                None,
+            ),
+        )
+        meter.wrap(
+            supernet,
+            "write_level",
+            lambda a, k, o: (("write", a[3]), {"bytes": a[5].numel() * a[5].element_size()}, None),
+        )
         options = dict(damp=0.01, heads_per_step=1, channels_per_step=16, batch_size=8)
-        _, total = staged(lambda: construct.build_layer(
-            d / "model", d / "model" / "spec.json", d / "levels.json", d / "acts0.zarr", 0, d / "supernet" / "layer000",
-            d / "acts1.zarr", iteration=1, **options))
+        _, total = staged(
+            lambda: construct.build_layer(
+                d / "model",
+                d / "model" / "spec.json",
+                d / "levels.json",
+                d / "acts0.zarr",
+                0,
+                d / "supernet" / "layer000",
+                d / "acts1.zarr",
+                iteration=1,
+                **options,
+            )
+        )
         pieces = meter.take()
     return {"total": total, "pieces": pieces}
 
@@ -139,8 +218,10 @@ def worker_path(job: dict) -> dict:
     W = torch.randn(d_out, width) / math.sqrt(width)
     levels, _ = sublayer_levels(width // group, 0.5, 0.125, 9, 1 if group > 1 else 16)
     _, total = staged(lambda: prune_levels(W, H, levels, group=group, per_step=per_step, damp_ratio=0.01))
-    return {"total": total, "info": {"width": width, "d_out": d_out, "group": group, "per_step": per_step,
-                                     "levels": levels}}
+    return {
+        "total": total,
+        "info": {"width": width, "d_out": d_out, "group": group, "per_step": per_step, "levels": levels},
+    }
 
 
 def worker_topk(job: dict) -> dict:
@@ -159,15 +240,32 @@ def worker_fitness(job: dict) -> dict:
     d, spec = Path(job["dir"]), spec_of(SHAPES[job["shape"]])
     kept = tuple(x for layer in read_json(d / "half" / "genome.json")["layers"] for x in (layer["attn"], layer["mlp"]))
     with Meter() as meter:
-        meter.wrap(fitness.Evaluator, "_sublayer", lambda a, k, o: _sublayer_key(spec, kept, a))
-        meter.wrap(fitness, "head_kl_rows", lambda a, k, o: (("head",), {
-            "tokens": a[0].shape[0], "flops": 2 * a[0].shape[0] * a[1].numel()}, None))
-        meter.wrap(fitness.ModuleCache, "build", lambda a, k, o: (("build", a[2]), {
-            "bytes": sum(p.numel() * p.element_size() for p in o.parameters())}, None))
+        meter.wrap(fitness, "sublayer", lambda a, k, o: _sublayer_key(spec, a))
+        meter.wrap(
+            fitness,
+            "head_kl_rows",
+            lambda a, k, o: (("head",), {"tokens": a[0].shape[0], "flops": 2 * a[0].shape[0] * a[1].numel()}, None),
+        )
+        meter.wrap(
+            fitness.ModuleCache,
+            "build",
+            lambda a, k, o: (
+                ("build", a[2]),
+                {"bytes": sum(p.numel() * p.element_size() for p in o.parameters())},
+                None,
+            ),
+        )
 
         def run():
-            ev = fitness.Evaluator(d / "half" / "supernet" / "supernet.json", d / "model", d / "topk.zarr",
-                                   d / "tokens.zarr", batch_size=4, dtype=job["dtype"], device="cpu")
+            ev = fitness.Evaluator(
+                d / "half" / "supernet" / "supernet.json",
+                d / "model",
+                d / "topk.zarr",
+                d / "tokens.zarr",
+                batch_size=4,
+                dtype=job["dtype"],
+                device="cpu",
+            )
             ev.set_tokens(list(range(ev.n_seq)))
             ev.fitness(kept, incremental=False)
             cold = meter.take()
@@ -178,20 +276,27 @@ def worker_fitness(job: dict) -> dict:
     return {"total": total, "cold": cold, "warm": warm}
 
 
-def _sublayer_key(spec, kept, args):
-    """One sublayer branch of the fitness forward: its FLOPs at the kept units (floors.py)."""
+def _sublayer_key(spec, args):
+    """One sublayer branch of the fitness forward (`fitness.sublayer(layer, mlp, module, h, ...)`):
+    its FLOPs at the module's kept units (floors.py)."""
     from floors import attention_flops, mlp_flops
 
-    _, i, module, h = args
-    kind = "attn" if i % 2 == 0 else "mlp"
+    _, mlp, module, h = args[:4]
+    kind = "mlp" if mlp else "attn"
     if module is None:
         return ("sublayer", kind), {}, None
-    per_token = attention_flops(spec, kept[i], h.shape[1] / 2) if kind == "attn" else mlp_flops(spec, kept[i])
+    kept = module.down_proj.in_features if mlp else module.num_heads
+    per_token = attention_flops(spec, kept, h.shape[1] / 2) if kind == "attn" else mlp_flops(spec, kept)
     return ("sublayer", kind), {"tokens": tokens_of(h), "flops": tokens_of(h) * per_token}, None
 
 
-WORKERS = {"setup": worker_setup, "supernet": worker_supernet, "path": worker_path, "topk": worker_topk,
-           "fitness": worker_fitness}
+WORKERS = {
+    "setup": worker_setup,
+    "supernet": worker_supernet,
+    "path": worker_path,
+    "topk": worker_topk,
+    "fitness": worker_fitness,
+}
 
 
 def worker_main(kind: str, job_json: str) -> None:
@@ -226,16 +331,20 @@ def spawn(kind: str, job: dict, in_process: bool = False) -> dict:
     else:
         env = child_env(OMP_NUM_THREADS=1, MKL_NUM_THREADS=1)
         env.pop("TYR_THREADS", None)
-        done = subprocess.run([sys.executable, str(SCRIPT), "--worker", kind, json.dumps(job)], env=env,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "--worker", kind, json.dumps(job)], env=env, capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{kind} {job} failed:\n{done.stderr[-4000:]}")
         line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("RESULT "))
-        out = json.loads(line[len("RESULT "):])
+        out = json.loads(line[len("RESULT ") :])
     out.update(kind=kind, job=job, process_wall=time.perf_counter() - t0, load=[load0, os.getloadavg()[0]])
-    print(f"  {kind:8s} {job.get('shape', job.get('width', ''))!s:6s} {job.get('dtype', '')!s:9s} "
-          f"cpu {out.get('total', {}).get('cpu', 0):7.1f}s  process wall {out['process_wall']:6.1f}s  "
-          f"load {out['load'][0]:.2f}->{out['load'][1]:.2f}", flush=True)
+    print(
+        f"  {kind:8s} {job.get('shape', job.get('width', ''))!s:6s} {job.get('dtype', '')!s:9s} "
+        f"cpu {out.get('total', {}).get('cpu', 0):7.1f}s  process wall {out['process_wall']:6.1f}s  "
+        f"load {out['load'][0]:.2f}->{out['load'][1]:.2f}",
+        flush=True,
+    )
     return out
 
 

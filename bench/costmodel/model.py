@@ -45,14 +45,24 @@ def supernet_work(s: dict, cfg: dict, iteration: int, cache_bytes: int = 32 << 2
     # input 4x, its residual 3x, the MLP input 2x, the MLP residual once per batch.
     cached = T * (2 * d + m) * 4 <= GiB
     mult = (1, 1, 1, 1) if cached else (4, 3, 2, 1)
-    fwd = T * (mult[0] * attention_input_flops(spec, s["heads"], seq / 2) + mult[1] * o_proj_flops(spec, s["heads"])
-               + mult[2] * mlp_input_flops(spec, m) + mult[3] * down_proj_flops(spec, m))
-    path = [path_features(w_attn, d, s["head_dim"], sn["heads_per_step"], kept_attn, cache_bytes),
-            path_features(m, d, 1, sn["channels_per_step"], kept_mlp, cache_bytes)]
-    return {"forward_flops": fwd, "hessian_flops": 2 * T * (w_attn ** 2 + m ** 2),
-            "recon_flops": 2 * d * (len(kept_attn) * w_attn ** 2 + len(kept_mlp) * m ** 2),
-            "write_bytes": 4 * d * (sum(kept_attn) * s["head_dim"] + sum(kept_mlp)), "path": path,
-            "levels": {"attn": kept_attn, "mlp": kept_mlp}}
+    fwd = T * (
+        mult[0] * attention_input_flops(spec, s["heads"], seq / 2)
+        + mult[1] * o_proj_flops(spec, s["heads"])
+        + mult[2] * mlp_input_flops(spec, m)
+        + mult[3] * down_proj_flops(spec, m)
+    )
+    path = [
+        path_features(w_attn, d, s["head_dim"], sn["heads_per_step"], kept_attn, cache_bytes),
+        path_features(m, d, 1, sn["channels_per_step"], kept_mlp, cache_bytes),
+    ]
+    return {
+        "forward_flops": fwd,
+        "hessian_flops": 2 * T * (w_attn**2 + m**2),
+        "recon_flops": 2 * d * (len(kept_attn) * w_attn**2 + len(kept_mlp) * m**2),
+        "write_bytes": 4 * d * (sum(kept_attn) * s["head_dim"] + sum(kept_mlp)),
+        "path": path,
+        "levels": {"attn": kept_attn, "mlp": kept_mlp},
+    }
 
 
 def recompute_fractions(s: dict, layers: int, cfg: dict, rng_seed: int = 0) -> list:
@@ -93,8 +103,13 @@ def search_work(s: dict, layers: int, cfg: dict, processes: int) -> dict:
     head = head_flops(s)
     module_bytes = 2 * 0.5 * layer_params(s) * layers  # pruned model in the bf16 compute dtype
     changed = 2 * sum(n * p for n, p in zip(range(1, 5), (7 / 16, 5 / 16, 3 / 16, 1 / 16)))  # 2·E[min(U,U)] swaps
-    w = {"layer_flops": 0.0, "head_flops": 0.0, "rebuilt_bytes": 0.0, "rebuilt_bytes_parent_cache": 0.0,
-         "launches": 0.0}
+    w = {
+        "layer_flops": 0.0,
+        "head_flops": 0.0,
+        "rebuilt_bytes": 0.0,
+        "rebuilt_bytes_parent_cache": 0.0,
+        "launches": 0.0,
+    }
     candidates = sc["offspring"]
     for s_i, ((tokens, keep), f) in enumerate(zip(sc["stages"], frac)):
         mine = math.ceil(candidates / processes)
@@ -125,8 +140,10 @@ def other_stage_flops(s: dict, layers: int, cfg: dict) -> dict:
     dense = layers * dense_layer_flops(s, seq) + head
     pruned = layers * dense_layer_flops(s, seq, keep=0.5) + head
     sel = data.get("selection_sequences", 32) * seq
-    out = {"dense_topk": (data["fitness_sequences"] * seq + sel) * dense,
-           "select_tyr": (cfg["supernet"]["iterations"] + 1) * sel * pruned}
+    out = {
+        "dense_topk": (data["fitness_sequences"] * seq + sel) * dense,
+        "select_tyr": (cfg["supernet"]["iterations"] + 1) * sel * pruned,
+    }
     if cfg["search"].get("attention_kept") == "auto":
         shares = 1 + len(cfg["search"].get("attention_shares", []))
         out["attention_share"] = shares * cfg["search"]["share_sequences"] * seq * pruned
@@ -146,11 +163,13 @@ def supernet_seconds(work: dict, laws: dict, where: str) -> dict:
     (the same work on one GPU at the assumed rates; this version runs it on the CPU)."""
     if where in ("cpu1", "host16"):
         c = dict(zip(PATH_TERMS, laws["path"]["constants"]))
-        out = {"forward": _c(laws, "supernet_forward") * work["forward_flops"],
-               "hessian": _c(laws, "hessian") * work["hessian_flops"],
-               "path": sum(c[k] * p[k] for p in work["path"] for k in PATH_TERMS),
-               "recon": _c(laws, "recon") * work["recon_flops"],
-               "write": _c(laws, "write") * work["write_bytes"]}
+        out = {
+            "forward": _c(laws, "supernet_forward") * work["forward_flops"],
+            "hessian": _c(laws, "hessian") * work["hessian_flops"],
+            "path": sum(c[k] * p[k] for p in work["path"] for k in PATH_TERMS),
+            "recon": _c(laws, "recon") * work["recon_flops"],
+            "write": _c(laws, "write") * work["write_bytes"],
+        }
         return {k: v / (CPU_THREADS_SPEEDUP if where == "host16" else 1.0) for k, v in out.items()}
     path = 0.0
     for p, k in zip(work["path"], work["path_step_channels"]):
@@ -158,24 +177,35 @@ def supernet_seconds(work: dict, laws: dict, where: str) -> dict:
         # 2·k·n² + 2·k·n·d_out fp64 FLOPs, ~20 kernel launches; plus the start's factorisations.
         path += 72 * p["s2"] / GPU["hbm_bytes"] + (2 * k * (p["s2"] + p["sw"]) + p["init"]) / GPU["fp64_flops"]
         path += 20 * p["steps"] * GPU["launch_s"]
-    return {"forward": work["forward_flops"] / GPU["fp32_flops"], "hessian": work["hessian_flops"] / GPU["fp32_flops"],
-            "path": path, "recon": work["recon_flops"] / GPU["fp32_flops"],
-            "write": _c(laws, "write") * work["write_bytes"]}
+    return {
+        "forward": work["forward_flops"] / GPU["fp32_flops"],
+        "hessian": work["hessian_flops"] / GPU["fp32_flops"],
+        "path": path,
+        "recon": work["recon_flops"] / GPU["fp32_flops"],
+        "write": _c(laws, "write") * work["write_bytes"],
+    }
 
 
 def search_seconds(work: dict, laws: dict, where: str, rebuilt: str = "rebuilt_bytes") -> float:
     """One generation on the busiest process, the fitness in bfloat16 (search.dtype auto on
     hardware with native bf16: this CPU and any GPU). `rebuilt`: which module-cache case."""
     if where in ("cpu1", "host16"):
-        s = (_c(laws, "fitness_sublayer_bfloat16") * work["layer_flops"] + _c(laws, "fitness_head_bfloat16")
-             * work["head_flops"] + _c(laws, "module_build_bfloat16") * work[rebuilt])
+        s = (
+            _c(laws, "fitness_sublayer_bfloat16") * work["layer_flops"]
+            + _c(laws, "fitness_head_bfloat16") * work["head_flops"]
+            + _c(laws, "module_build_bfloat16") * work[rebuilt]
+        )
         return s / (CPU_THREADS_SPEEDUP if where == "host16" else 1.0)
     # GPU: GEMMs at the bf16 rate, the softmax/KL passes over [tokens, vocab] at HBM speed, kernel
     # launches, and modules rebuilt on the host (measured per byte, GPU["host_threads_speedup"]
     # threads) and copied over.
     rebuild = work[rebuilt] * (_c(laws, "module_build_bfloat16") / GPU["host_threads_speedup"] + 1 / GPU["h2d_bytes"])
-    return ((work["layer_flops"] + work["head_flops"]) / GPU["bf16_flops"]
-            + work["head_elementwise_bytes"] / GPU["hbm_bytes"] + work["launches"] * GPU["launch_s"] + rebuild)
+    return (
+        (work["layer_flops"] + work["head_flops"]) / GPU["bf16_flops"]
+        + work["head_elementwise_bytes"] / GPU["hbm_bytes"]
+        + work["launches"] * GPU["launch_s"]
+        + rebuild
+    )
 
 
 def forward_seconds(flops: float, laws: dict, where: str, head_share: float, dtype: str = "bfloat16") -> float:
@@ -195,37 +225,58 @@ def predict(model: str, laws: dict, cfg: dict) -> dict:
     `gpu_ported`: the supernet and dense_topk on the GPU too (not implemented)."""
     s, layers, sc = TARGETS[model], TARGETS[model]["layers"], cfg["search"]
     iters = cfg["supernet"]["iterations"]
-    gens = sum(sc["generations"][min(i, len(sc["generations"])) - 1] if isinstance(sc["generations"], list)
-               else sc["generations"] for i in range(1, iters + 1))
+    gens = sum(
+        sc["generations"][min(i, len(sc["generations"])) - 1]
+        if isinstance(sc["generations"], list)
+        else sc["generations"]
+        for i in range(1, iters + 1)
+    )
     sn = [supernet_work(s, cfg, i, laws["path"]["cache_bytes"]) for i in range(1, iters + 1)]
     for w in sn:
-        w["path_step_channels"] = [cfg["supernet"]["heads_per_step"] * s["head_dim"],
-                                   cfg["supernet"]["channels_per_step"]]
-    supernet = {w: layers * sum(sum(supernet_seconds(x, laws, w).values()) for x in sn)
-                for w in ("cpu1", "host16", "gpu")}
+        w["path_step_channels"] = [
+            cfg["supernet"]["heads_per_step"] * s["head_dim"],
+            cfg["supernet"]["channels_per_step"],
+        ]
+    supernet = {
+        w: layers * sum(sum(supernet_seconds(x, laws, w).values()) for x in sn) for w in ("cpu1", "host16", "gpu")
+    }
     other = other_stage_flops(s, layers, cfg)
     head_share = head_flops(s) / (layers * dense_layer_flops(s, cfg["data"]["seq_len"]) + head_flops(s))
+
     def fwd(stage, where):
         dtype = "float32" if stage == "dense_topk" else "bfloat16"
         return forward_seconds(other[stage], laws, where, head_share, dtype)
 
-    out = {"per_layer_iter1": {w: supernet_seconds(sn[0], laws, w) for w in ("cpu1", "host16", "gpu")},
-           "supernet_total": supernet, "generations": gens, "other_flops": other,
-           "other_stages": {w: {k: fwd(k, w) for k in other} for w in ("cpu1", "host16", "gpu")},
-           "per_generation": {}, "totals": {}}
+    out = {
+        "per_layer_iter1": {w: supernet_seconds(sn[0], laws, w) for w in ("cpu1", "host16", "gpu")},
+        "supernet_total": supernet,
+        "generations": gens,
+        "other_flops": other,
+        "other_stages": {w: {k: fwd(k, w) for k in other} for w in ("cpu1", "host16", "gpu")},
+        "per_generation": {},
+        "totals": {},
+    }
     rest_gpu = sum(fwd(k, "gpu") for k in other if k != "dense_topk")
     for n in (1, 8):
         work = search_work(s, layers, cfg, n)
-        gen = {"cpu1": search_seconds(work, laws, "cpu1"), "gpu_node": search_seconds(work, laws, "gpu"),
-               "gpu_node_parent_cache": search_seconds(work, laws, "gpu", "rebuilt_bytes_parent_cache")}
+        gen = {
+            "cpu1": search_seconds(work, laws, "cpu1"),
+            "gpu_node": search_seconds(work, laws, "gpu"),
+            "gpu_node_parent_cache": search_seconds(work, laws, "gpu", "rebuilt_bytes_parent_cache"),
+        }
         gen["gpu_ported"] = gen["gpu_node_parent_cache"]
         out["per_generation"].update({f"{k}_x{n}": v for k, v in gen.items()})
-        out["totals"].update({
-            f"cpu1_x{n}": supernet["cpu1"] + sum(fwd(k, "cpu1") for k in other) + gens * gen["cpu1"],
-            f"gpu_node_x{n}": supernet["host16"] + fwd("dense_topk", "host16") + rest_gpu + gens * gen["gpu_node"],
-            f"gpu_node_parent_cache_x{n}": supernet["host16"] + fwd("dense_topk", "host16") + rest_gpu
-            + gens * gen["gpu_node_parent_cache"],
-            f"gpu_ported_x{n}": supernet["gpu"] + fwd("dense_topk", "gpu") + rest_gpu + gens * gen["gpu_ported"]})
+        out["totals"].update(
+            {
+                f"cpu1_x{n}": supernet["cpu1"] + sum(fwd(k, "cpu1") for k in other) + gens * gen["cpu1"],
+                f"gpu_node_x{n}": supernet["host16"] + fwd("dense_topk", "host16") + rest_gpu + gens * gen["gpu_node"],
+                f"gpu_node_parent_cache_x{n}": supernet["host16"]
+                + fwd("dense_topk", "host16")
+                + rest_gpu
+                + gens * gen["gpu_node_parent_cache"],
+                f"gpu_ported_x{n}": supernet["gpu"] + fwd("dense_topk", "gpu") + rest_gpu + gens * gen["gpu_ported"],
+            }
+        )
         out["recompute"], out[f"search_work_x{n}"] = work["recompute"], work
     return out
 
@@ -240,26 +291,35 @@ def memory(model: str, cfg: dict) -> dict:
     total_params = model_params(spec_of(s, layers, tied=False))["total"]  # untied embedding and head
     levels = supernet_work(s, cfg, 1)["write_bytes"]
     tokens = [t for t, _ in cfg["search"]["stages"]]
+
     # parent caches: the fixed last stage's, kept, and the current stage's; ParentCache.plan keeps as
     # many boundaries as fit in 2 GiB, but always one
     def boundary(t):
         return t * d * 4 * max(1, min(2 * layers, 2 * GiB // (t * d * 4)))
 
     caches = boundary(tokens[-1]) + max(map(boundary, tokens[:-1] or [0]))
-    gpu = (V * d * 4 + V * d * 2 + 0.5 * layer_params(s) * layers * 2 + caches
-           + max(tokens) * cfg["search"]["topk"] * 12
-           + 4 * seq * (m // 2) * 2 * 3 + 128 * V * 4 * 3)
+    gpu = (
+        V * d * 4
+        + V * d * 2
+        + 0.5 * layer_params(s) * layers * 2
+        + caches
+        + max(tokens) * cfg["search"]["topk"] * 12
+        + 4 * seq * (m // 2) * 2 * 3
+        + 128 * V * 4 * 3
+    )
     sel = cfg["data"].get("selection_sequences", 32)
-    out.update({
-        "search_host_dense_fp32": 4 * total_params,
-        "search_host_dense_fp32_x8": 8 * 4 * total_params,  # every process loads the dense model
-        "search_gpu_per_process": gpu,
-        "supernet_disk_per_iteration": layers * levels,
-        "supernet_disk_all_iterations": cfg["supernet"]["iterations"] * layers * levels,
-        "topk_store": (cfg["data"]["fitness_sequences"] + sel) * seq * (cfg["search"]["topk"] * 8 + 4),
-        "activation_store_per_layer": cfg["data"]["prune_sequences"] * seq * d * 4,
-        "model_fp32": 4 * total_params,
-    })
+    out.update(
+        {
+            "search_host_dense_fp32": 4 * total_params,
+            "search_host_dense_fp32_x8": 8 * 4 * total_params,  # every process loads the dense model
+            "search_gpu_per_process": gpu,
+            "supernet_disk_per_iteration": layers * levels,
+            "supernet_disk_all_iterations": cfg["supernet"]["iterations"] * layers * levels,
+            "topk_store": (cfg["data"]["fitness_sequences"] + sel) * seq * (cfg["search"]["topk"] * 8 + 4),
+            "activation_store_per_layer": cfg["data"]["prune_sequences"] * seq * d * 4,
+            "model_fp32": 4 * total_params,
+        }
+    )
     return out
 
 
@@ -271,7 +331,8 @@ def supernet_memory(s: dict, tokens: int) -> dict:
     hessians = 8 * 5 * m * m
     weights = 8 * 4 * m * d + 4 * layer_params(s)
     cache = min(GiB, 4 * tokens * (w + 2 * d + m))
-    return {"supernet_job_peak": hessians + weights + cache, "supernet_hessians": hessians,
-            "supernet_hessian_one": 8 * m * m}
-
-
+    return {
+        "supernet_job_peak": hessians + weights + cache,
+        "supernet_hessians": hessians,
+        "supernet_hessian_one": 8 * m * m,
+    }

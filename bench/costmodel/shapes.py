@@ -14,14 +14,17 @@ SHAPES = {
     "1b": dict(hidden=2048, intermediate=8192, heads=32, kv_heads=8, head_dim=64, vocab=128256),
 }
 TARGETS = {
-    "Llama-3.1-8B": dict(layers=32, hidden=4096, intermediate=14336, heads=32, kv_heads=8, head_dim=128,
-                         vocab=128256),
-    "Llama-3.1-70B": dict(layers=80, hidden=8192, intermediate=28672, heads=64, kv_heads=8, head_dim=128,
-                          vocab=128256),
+    "Llama-3.1-8B": dict(layers=32, hidden=4096, intermediate=14336, heads=32, kv_heads=8, head_dim=128, vocab=128256),
+    "Llama-3.1-70B": dict(layers=80, hidden=8192, intermediate=28672, heads=64, kv_heads=8, head_dim=128, vocab=128256),
 }
 # prune_levels alone: (sublayer, width, d_out, group, per_step). 4096/128 is Llama-3.1-8B's attention.
-SWEEP = [("mlp", 1024, 288, 1, 16), ("mlp", 2048, 576, 1, 16), ("mlp", 4096, 1152, 1, 16),
-         ("attn", 2048, 2048, 64, 1), ("attn", 4096, 4096, 128, 1)]
+SWEEP = [
+    ("mlp", 1024, 288, 1, 16),
+    ("mlp", 2048, 576, 1, 16),
+    ("mlp", 4096, 1152, 1, 16),
+    ("attn", 2048, 2048, 64, 1),
+    ("attn", 4096, 4096, 128, 1),
+]
 QUICK_SWEEP = [("mlp", 512, 160, 1, 16), ("attn", 512, 512, 64, 1)]
 
 # GPU figures are extrapolations: work (FLOPs, bytes) divided by these assumed sustained rates for
@@ -29,9 +32,16 @@ QUICK_SWEEP = [("mlp", 512, 160, 1, 16), ("attn", 512, 512, 64, 1)]
 # fp64 tensor 67, HBM 3.35 (H100) / 4.8 (H200) TB/s. Sustained = half of peak for large GEMMs
 # (what well-shaped transformer GEMMs reach), 70 % of the H100's HBM for streaming passes, and
 # host→device copies of pageable tensors at 20 GB/s (PCIe 5 x16 peaks at 64).
-GPU = dict(name="H100/H200 SXM class (assumed, not measured)", bf16_flops=0.5 * 989e12, fp32_flops=0.5 * 67e12,
-           fp64_flops=0.5 * 67e12, hbm_bytes=0.7 * 3.35e12, h2d_bytes=20e9, launch_s=10e-6,
-           host_threads_speedup=4.0)
+GPU = dict(
+    name="H100/H200 SXM class (assumed, not measured)",
+    bf16_flops=0.5 * 989e12,
+    fp32_flops=0.5 * 67e12,
+    fp64_flops=0.5 * 67e12,
+    hbm_bytes=0.7 * 3.35e12,
+    h2d_bytes=20e9,
+    launch_s=10e-6,
+    host_threads_speedup=4.0,
+)
 # The host side of a GPU node (the supernet, dense_topk and module builds run there in this
 # version): the paper preset's 16 threads, assumed 10x one thread (not measurable on 2 cores).
 CPU_THREADS_SPEEDUP = 10.0
@@ -42,10 +52,18 @@ def spec_of(s: dict, layers: int = 1, tied: bool = True):
     models tie their embeddings, Llama-3.1-8B and -70B do not)."""
     from tyr.model.spec import ModelSpec
 
-    return ModelSpec(architecture="LlamaForCausalLM", model_type="llama", num_layers=layers,
-                     hidden_size=s["hidden"], num_heads=s["heads"], num_kv_heads=s["kv_heads"],
-                     head_dim=s["head_dim"], intermediate_size=[s["intermediate"]] * layers,
-                     vocab_size=s["vocab"], tie_word_embeddings=tied)
+    return ModelSpec(
+        architecture="LlamaForCausalLM",
+        model_type="llama",
+        num_layers=layers,
+        hidden_size=s["hidden"],
+        num_heads=s["heads"],
+        num_kv_heads=s["kv_heads"],
+        head_dim=s["head_dim"],
+        intermediate_size=[s["intermediate"]] * layers,
+        vocab_size=s["vocab"],
+        tie_word_embeddings=tied,
+    )
 
 
 def layer_params(s: dict) -> int:
@@ -61,8 +79,9 @@ def dense_layer_flops(s: dict, seq: int, keep: float = 1.0, kv_keep: float = 1.0
     `kv_keep`) at the mean causal context seq/2 (floors.layer_flops)."""
     from floors import layer_flops
 
-    return layer_flops(spec_of(s), keep * s["heads"], keep * s["intermediate"], seq / 2,
-                       kv_heads=kv_keep * s["kv_heads"])
+    return layer_flops(
+        spec_of(s), keep * s["heads"], keep * s["intermediate"], seq / 2, kv_heads=kv_keep * s["kv_heads"]
+    )
 
 
 def head_flops(s: dict) -> float:

@@ -11,10 +11,17 @@ from pathlib import Path
 
 def parser(doc: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true",
-                    help="the same code path on a tiny random model in seconds; results go to a temp folder")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="folder of the result files (default bench/results; with --smoke a temp folder)")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the same code path on a tiny random model in seconds; results go to a temp folder",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder of the result files (default bench/results; with --smoke a temp folder)",
+    )
     return ap
 
 
@@ -25,8 +32,9 @@ def add_run_args(ap, perplexity: bool = True) -> None:
     if perplexity:
         ap.add_argument("--windows", type=int, default=8)
         ap.add_argument("--seq-len", type=int, default=2048)
-        ap.add_argument("--wikitext", default=None,
-                        help="WikiText-2 test file (default $TYR_DATA_DIR/wikitext-2/test.txt)")
+        ap.add_argument(
+            "--wikitext", default=None, help="WikiText-2 test file (default $TYR_DATA_DIR/wikitext-2/test.txt)"
+        )
 
 
 @contextmanager

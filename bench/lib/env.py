@@ -43,5 +43,7 @@ def wikitext_path(explicit: str | None) -> str:
     data = os.environ.get("TYR_DATA_DIR")
     if data and (Path(data) / "wikitext-2" / "test.txt").is_file():
         return str(Path(data) / "wikitext-2" / "test.txt")
-    raise SystemExit("WikiText-2 test: pass --wikitext PATH or set TYR_DATA_DIR to a folder with "
-                     f"wikitext-2/test.txt (TYR_DATA_DIR is {data!r})")
+    raise SystemExit(
+        "WikiText-2 test: pass --wikitext PATH or set TYR_DATA_DIR to a folder with "
+        f"wikitext-2/test.txt (TYR_DATA_DIR is {data!r})"
+    )

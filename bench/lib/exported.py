@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def genome_perplexity(run: Path, genome, out: Path, texts, *, seq_len: int, windows: int, method: str = "tyr",
-                      supernet_json=None) -> float:
+def genome_perplexity(
+    run: Path, genome, out: Path, texts, *, seq_len: int, windows: int, method: str = "tyr", supernet_json=None
+) -> float:
     """Export `genome` of `run` to `out` and return its perplexity on the first `windows` windows
     of `seq_len` tokens of `texts`."""
     from tyr.evaluate.measure import load

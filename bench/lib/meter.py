@@ -22,8 +22,8 @@ class Meter:
     (key, features, info)), with per-call features summed beside them."""
 
     def __init__(self):
-        self._patches = []   # (owner, name, original)
-        self.calls = {}      # "owner.name" -> calls since wrapping
+        self._patches = []  # (owner, name, original)
+        self.calls = {}  # "owner.name" -> calls since wrapping
         self.rows, self.info = defaultdict(lambda: defaultdict(float)), {}
 
     def wrap(self, owner, name: str, key_of) -> None:
@@ -59,8 +59,10 @@ class Meter:
 
     def take(self) -> dict:
         """The rows recorded since the last take, keyed "a/b" (the key's parts joined)."""
-        rows = {"/".join(map(str, k)): dict(v, **({"info": self.info[k]} if k in self.info else {}))
-                for k, v in self.rows.items()}
+        rows = {
+            "/".join(map(str, k)): dict(v, **({"info": self.info[k]} if k in self.info else {}))
+            for k, v in self.rows.items()
+        }
         self.rows, self.info = defaultdict(lambda: defaultdict(float)), {}
         return rows
 
@@ -76,8 +78,10 @@ class Meter:
         """Raise when a wrapped function was never called: what it timed moved elsewhere."""
         idle = sorted(label for label, n in self.calls.items() if n == 0)
         if idle:
-            raise MeterError(f"wrapped but never called: {', '.join(idle)}; the code it timed no longer goes "
-                             "through it, so its cost would silently read as zero")
+            raise MeterError(
+                f"wrapped but never called: {', '.join(idle)}; the code it timed no longer goes "
+                "through it, so its cost would silently read as zero"
+            )
 
     def __enter__(self):
         return self

@@ -5,7 +5,6 @@ Snakemake process (the default profile runs jobs as threads in it, so that is th
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -31,8 +30,20 @@ def write_overrides(path: Path, settings: dict) -> Path:
 def command(workdir: Path, *, cores: int, configfiles=(), targets=(), extra=(), dry_run: bool = False) -> list[str]:
     """`snakemake` on the project's Snakefile in `workdir` with the local profile; config.yaml is the
     Snakefile's own, `configfiles` are merged over it in order."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--workflow-profile", str(PROFILE), "--cores", str(cores), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--workflow-profile",
+        str(PROFILE),
+        "--cores",
+        str(cores),
+        *extra,
+    ]
     if dry_run:
         cmd += ["--dry-run", "--quiet", "rules"]
     if configfiles:
@@ -40,8 +51,17 @@ def command(workdir: Path, *, cores: int, configfiles=(), targets=(), extra=(), 
     return cmd + (["--", *targets] if targets else [])
 
 
-def run(workdir: Path, *, cores: int, configfiles=(), targets=(), extra=(), dry_run: bool = False,
-        env: dict | None = None, sample_load: bool = False) -> dict:
+def run(
+    workdir: Path,
+    *,
+    cores: int,
+    configfiles=(),
+    targets=(),
+    extra=(),
+    dry_run: bool = False,
+    env: dict | None = None,
+    sample_load: bool = False,
+) -> dict:
     """Run it to the end; wall and CPU seconds, peak RSS (MB), the 1-min load average before and
     after (and its mean, sampled every 10 s, with `sample_load`: wall times on a shared machine
     stretch by about load / cores). Raises with the log's tail on failure."""
@@ -49,8 +69,9 @@ def run(workdir: Path, *, cores: int, configfiles=(), targets=(), extra=(), dry_
     sampler = LoadSampler() if sample_load else None
     load0, t0 = os.getloadavg()[0], time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a long log cannot block the run
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env or child_env(), stdout=log, stderr=subprocess.STDOUT,
-                                text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, env=env or child_env(), stdout=log, stderr=subprocess.STDOUT, text=True
+        )
         _, status, usage = os.wait4(proc.pid, 0)  # wait4, not wait: the rusage of this one process tree
         proc.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
@@ -58,9 +79,15 @@ def run(workdir: Path, *, cores: int, configfiles=(), targets=(), extra=(), dry_
     mean_load = sampler.stop() if sampler else None
     if proc.returncode != 0:
         raise RuntimeError(f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n{text[-6000:]}")
-    return {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024), "load_before": round(load0, 2),
-            "load_after": round(os.getloadavg()[0], 2), "mean_load": mean_load, "log": text}
+    return {
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "load_before": round(load0, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "mean_load": mean_load,
+        "log": text,
+    }
 
 
 class LoadSampler:
@@ -77,15 +104,3 @@ class LoadSampler:
     def stop(self) -> float | None:
         self._done.set()
         return sum(self.loads) / len(self.loads) if self.loads else None
-
-
-def incomplete_outputs(workdir: Path) -> set[Path]:
-    """Outputs of jobs Snakemake had started but not recorded as finished when it was killed: its
-    file-backend markers .snakemake/incomplete/<url-safe base64 of the path, split into '@' folders>.
-    (tests/helpers/runs.py reads them the same way; bench may not import the tests.)"""
-    root, marked = workdir / ".snakemake" / "incomplete", set()
-    for f in root.rglob("*") if root.exists() else ():
-        if f.is_file() and f.name != "migration_underway":
-            encoded = "".join(part.lstrip("@") for part in f.relative_to(root).parts)
-            marked.add((workdir / base64.urlsafe_b64decode(encoded).decode()).resolve())
-    return marked

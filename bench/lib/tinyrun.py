@@ -21,9 +21,11 @@ from lib.config import default_config, search_options
 
 TARGET = "50"
 SEQ_LEN = 32  # half the tiny preset's: every smoke forward is short
-WORDS = ("the model keeps a few heads and channels of every layer while the search moves the budget "
-         "between them until the fitness on held out text stops improving and the pruned network is "
-         "exported with its tokenizer and evaluated on the same windows as the dense one").split()
+WORDS = (
+    "the model keeps a few heads and channels of every layer while the search moves the budget "
+    "between them until the fitness on held out text stops improving and the pruned network is "
+    "exported with its tokenizer and evaluated on the same windows as the dense one"
+).split()
 
 
 def write_text(path: Path, chars: int = 40_000, seed: int = 0) -> Path:
@@ -90,8 +92,17 @@ def _build(run: Path, search_generations: int = 2) -> Path:
     dense_topk(model, tokens, run / "dense" / "topk.zarr", k=conf["search"]["topk"])
     uniform_genome(supernet, spec, run / f"s{TARGET}" / "uniform" / "genome.json", target_sparsity=0.5, iteration=1)
     opts = dict(search_options(conf["search"]), generations=search_generations, dtype="float32", device="cpu")
-    run_search(supernet, run / "dense" / "topk.zarr", tokens, model, spec, it / "search", target_sparsity=0.5,
-               progress=False, **opts)
+    run_search(
+        supernet,
+        run / "dense" / "topk.zarr",
+        tokens,
+        model,
+        spec,
+        it / "search",
+        target_sparsity=0.5,
+        progress=False,
+        **opts,
+    )
     (run / f"s{TARGET}" / "tyr").mkdir(parents=True, exist_ok=True)
     shutil.copy(it / "search" / "best.json", run / f"s{TARGET}" / "tyr" / "genome.json")
     _evaluate(run, conf, supernet)
@@ -107,9 +118,17 @@ def _model_and_tokens(run: Path, data: dict):
     spec = run / "model" / "spec.json"
     spec_from_config(tiny_hf_model().config).to_json(spec)
     tokens = run / "calib" / "tokens.zarr"
-    calibrate(model, tokens, source=str(write_text(text_of(run))), seq_len=SEQ_LEN,
-              n_prune=data["prune_sequences"], n_fitness=data["fitness_sequences"],
-              n_selection=data["selection_sequences"], n_heldout=data["heldout_sequences"], seed=data["seed"])
+    calibrate(
+        model,
+        tokens,
+        source=str(write_text(text_of(run))),
+        seq_len=SEQ_LEN,
+        n_prune=data["prune_sequences"],
+        n_fitness=data["fitness_sequences"],
+        n_selection=data["selection_sequences"],
+        n_heldout=data["heldout_sequences"],
+        seed=data["seed"],
+    )
     return model, spec, tokens
 
 
@@ -117,10 +136,24 @@ def _supernet(model: Path, spec: Path, tokens: Path, it: Path, sn: dict) -> Path
     from tyr.supernet.levels import write_levels
     from tyr.testing import build_supernet
 
-    write_levels(spec, it / "levels.json", target_sparsity=0.5, delta=sn["delta"], n_levels=sn["levels"],
-                 iteration=1, mlp_group=sn["channels_per_step"])
-    return build_supernet(model, spec, it / "levels.json", tokens, it, channels_per_step=sn["channels_per_step"],
-                          batch_size=sn["batch_size"])
+    write_levels(
+        spec,
+        it / "levels.json",
+        target_sparsity=0.5,
+        delta=sn["delta"],
+        n_levels=sn["levels"],
+        iteration=1,
+        mlp_group=sn["channels_per_step"],
+    )
+    return build_supernet(
+        model,
+        spec,
+        it / "levels.json",
+        tokens,
+        it,
+        channels_per_step=sn["channels_per_step"],
+        batch_size=sn["batch_size"],
+    )
 
 
 def _evaluate(run: Path, conf: dict, supernet: Path) -> None:
@@ -132,8 +165,11 @@ def _evaluate(run: Path, conf: dict, supernet: Path) -> None:
     from tyr.export.hf import export
 
     data = dict(conf["data"], seq_len=SEQ_LEN, source=str(text_of(run)))
-    plan = resolve(dict(conf["evaluate"], wikitext="none", zeroshot_tasks=[], zeroshot_dir="none"), data,
-                   hub=lambda: "smoke runs are offline")
+    plan = resolve(
+        dict(conf["evaluate"], wikitext="none", zeroshot_tasks=[], zeroshot_dir="none"),
+        data,
+        hub=lambda: "smoke runs are offline",
+    )
     tokens, spec = run / "calib" / "tokens.zarr", run / "model" / "spec.json"
     kw = dict(plan=plan, tokens_zarr=tokens, seq_len=SEQ_LEN, speed=False)
     evaluate_model(run / "model", run / "dense" / "eval.json", **kw)
@@ -141,8 +177,14 @@ def _evaluate(run: Path, conf: dict, supernet: Path) -> None:
         base = run / f"s{TARGET}" / method
         export(run / "model", spec, base / "genome.json", base / "pruned", method=method, supernet_json=supernet)
         evaluate_model(base / "pruned", base / "eval" / "pruned.json", **kw)
-        summarize(run / "dense" / "eval.json", base / "eval" / "pruned.json", spec, base / "genome.json",
-                  base / "eval" / "summary.json", method=method)
+        summarize(
+            run / "dense" / "eval.json",
+            base / "eval" / "pruned.json",
+            spec,
+            base / "genome.json",
+            base / "eval" / "summary.json",
+            method=method,
+        )
 
 
 def tiny_workflow_config(tmp: Path, **settings) -> list[Path]:
@@ -155,6 +197,9 @@ def tiny_workflow_config(tmp: Path, **settings) -> list[Path]:
     model = tmp / "tiny-model"
     if not model.exists():
         save_tiny_model(model)
-    base = {"model": {"source": str(model)}, "data": {"source": "pydoc"},
-            "evaluate": {"wikitext": "none", "zeroshot_tasks": [], "zeroshot_dir": "none", "speed": False}}
+    base = {
+        "model": {"source": str(model)},
+        "data": {"source": "pydoc"},
+        "evaluate": {"wikitext": "none", "zeroshot_tasks": [], "zeroshot_dir": "none", "speed": False},
+    }
     return [TINY, write_overrides(tmp / "smoke.yaml", {**base, **settings})]

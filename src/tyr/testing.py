@@ -95,3 +95,18 @@ def build_supernet(model_dir, spec_json, levels_json, tokens_zarr, out_dir, **op
     out = out_dir / "supernet" / "supernet.json"
     assemble([d / "manifest.json" for d in layer_dirs], out)
     return out
+
+
+def incomplete_outputs(workdir) -> set[Path]:
+    """Outputs of jobs Snakemake had started but not recorded as finished when it was killed (its
+    file-backend markers .snakemake/incomplete/<url-safe base64 of the path, split into '@'
+    folders): what a resume must redo, for the tests' and the kill trials' checks."""
+    import base64
+
+    workdir = Path(workdir)
+    root, marked = workdir / ".snakemake" / "incomplete", set()
+    for f in root.rglob("*") if root.exists() else ():
+        if f.is_file() and f.name != "migration_underway":
+            encoded = "".join(part.lstrip("@") for part in f.relative_to(root).parts)
+            marked.add((workdir / base64.urlsafe_b64decode(encoded).decode()).resolve())
+    return marked

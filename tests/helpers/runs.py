@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import subprocess
@@ -67,18 +66,6 @@ def digest(path: Path) -> str:
         h.update(str(f.relative_to(path.parent)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
-
-
-def incomplete(workdir: Path) -> set[Path]:
-    """Outputs of jobs Snakemake had started but not recorded as finished when it was killed
-    (its `.snakemake/incomplete` markers: url-safe base64 of the path, split into '@' folders)."""
-    root = workdir / ".snakemake" / "incomplete"
-    marked = set()
-    for f in root.rglob("*") if root.exists() else ():
-        if f.is_file() and f.name != "migration_underway":
-            encoded = "".join(part.lstrip("@") for part in f.relative_to(root).parts)
-            marked.add((workdir / base64.urlsafe_b64decode(encoded).decode()).resolve())
-    return marked
 
 
 def artifacts(run_dir: Path, unfinished: set[Path] = frozenset()) -> dict[str, float]:

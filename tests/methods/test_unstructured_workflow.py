@@ -14,7 +14,7 @@ import torch
 import zarr
 from safetensors.torch import load_file
 
-from helpers.runs import RUN, digest, incomplete, prepare, run, snakemake_cmd
+from helpers.runs import RUN, digest, prepare, run, snakemake_cmd
 from helpers.supernet_factory import write_spec, write_tokens
 from helpers.unstructured import check_export, prune_in_process
 from tyr.calib.stores import HIDDEN
@@ -24,6 +24,7 @@ from tyr.methods import baselines
 from tyr.methods.unstructured.export import RECORD, export
 from tyr.methods.unstructured.patterns import Pattern, unpack
 from tyr.methods.unstructured.summary import summarize
+from tyr.testing import incomplete_outputs
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -138,7 +139,7 @@ def test_dag_resumes_after_kill_and_matches_in_process(tiny_model_dir, tmp_path)
     assert proc.poll() is None, "the run finished before the kill point was reached"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    unfinished = incomplete(workdir)
+    unfinished = incomplete_outputs(workdir)
     layers = sorted((run_dir / "dense+apt2of4" / "layers").glob("*.safetensors"))
     finished = {p: p.stat().st_mtime_ns for p in layers if p.resolve() not in unfinished}
     assert finished, "no layer had finished before the kill"

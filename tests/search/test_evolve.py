@@ -434,3 +434,8 @@ def test_options_default_to_the_configuration():
             got = field.default
             got = [list(s) for s in got] if field.name == "stages" else got
             assert got == want, (field.name, got, want)
+
+
+def test_a_fixed_last_stage_that_takes_every_sequence_is_refused(run, tmp_path):
+    with pytest.raises(ValueError, match="fixed_last_stage: the last stage's 256 tokens take all 8 fitness sequences"):
+        do_search(run, tmp_path / "x", stages=[[64, 2], [256, 1]], fixed_last_stage=True, generations=1)

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from helpers.data import mount_as_root
-from helpers.runs import ROOT, RUN, artifacts, digest, incomplete, planned_rules, prepare, run, snakemake_cmd
+from helpers.runs import ROOT, RUN, artifacts, digest, planned_rules, prepare, run, snakemake_cmd
+from tyr.testing import incomplete_outputs
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_kill_and_resume_is_bit_identical(reference, tmp_path, marker):
     assert proc.poll() is None, "the run finished before the kill point was reached"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = artifacts(run_dir, incomplete(workdir))
+    done_before = artifacts(run_dir, incomplete_outputs(workdir))
     run(workdir)
     after = artifacts(run_dir)
     for name, mtime in done_before.items():

@@ -234,6 +234,12 @@ def run_search(
     state, rng = _open_state(out, settings, space, opts.seed)
     if opts.fixed_last_stage and "fixed" not in state:
         state["fixed"] = sample_sequences(rng, evaluator.n_seq, evaluator.seq_len, opts.stages[-1][0]).tolist()
+    if opts.fixed_last_stage and len(opts.stages) > 1 and len(state["fixed"]) >= evaluator.n_seq:
+        raise ValueError(
+            f"search.fixed_last_stage: the last stage's {opts.stages[-1][0]} tokens take all "
+            f"{evaluator.n_seq} fitness sequences, leaving none for the earlier stages; give the "
+            "fitness split more sequences or set fixed_last_stage: false"
+        )
     writer = distributed.is_writer()  # with several processes, rank 0 alone tracks and writes
     tracker = Tracker(evaluator, space, opts.track_sequences if writer else 0)
     state.setdefault("track_start", tracker(tuple(state["parent"])))
