@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 SNAKEMAKE_ARGS ?=
 
-.PHONY: install run test lint dry-run clean
+.PHONY: install run test lint bench-smoke dry-run clean
 
 $(VENV)/.installed: Makefile pyproject.toml envs/requirements.txt
 	python3 -m venv $(VENV)
@@ -28,7 +28,12 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/snakemake --lint
+
+bench-smoke: install
+	$(PY) bench/smoke.py
 
 clean:
 	rm -rf .snakemake results

@@ -38,21 +38,25 @@ def snakemake_cmd(workdir: Path, *extra: str) -> list[str]:
 
 def prepare(workdir: Path, model_dir: Path, **overrides) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
-    # No WikiText-2, zero-shot or speed: the held-out perplexity and continuations still run.
-    cfg = {
-        "run": RUN,
-        "model": {"source": str(model_dir)},
-        "data": {"source": "pydoc"},
-        "evaluate": {"wikitext": "none", "zeroshot_tasks": [], "zeroshot_dir": "none", "speed": False},
-    }
+    # The default evaluate section: offline and without $TYR_DATA_DIR (`run`), only the held-out
+    # perplexity, speed and continuations run; WikiText-2 and zero-shot are skipped, with reasons.
+    cfg = {"run": RUN, "model": {"source": str(model_dir)}, "data": {"source": "pydoc"}}
     cfg.update(overrides)
     (workdir / "test.yaml").write_text(yaml.safe_dump(cfg))
     return workdir / "results" / RUN
 
 
-def run(workdir: Path, *extra: str, check=True) -> subprocess.CompletedProcess:
+def workflow_env() -> dict:
+    """A newcomer's environment: offline, and no $TYR_DATA_DIR (CI sets it for the other tests)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    out = subprocess.run(snakemake_cmd(workdir, *extra), capture_output=True, text=True, env=env, timeout=900)
+    env.pop("TYR_DATA_DIR", None)
+    return env
+
+
+def run(workdir: Path, *extra: str, check=True) -> subprocess.CompletedProcess:
+    out = subprocess.run(
+        snakemake_cmd(workdir, *extra), capture_output=True, text=True, env=workflow_env(), timeout=900
+    )
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
     return out

@@ -14,7 +14,7 @@ import torch
 import zarr
 from safetensors.torch import load_file
 
-from helpers.runs import RUN, digest, prepare, run, snakemake_cmd
+from helpers.runs import RUN, digest, prepare, run, snakemake_cmd, workflow_env
 from helpers.supernet_factory import write_spec, write_tokens
 from helpers.unstructured import check_export, prune_in_process
 from tyr.calib.stores import HIDDEN
@@ -124,7 +124,7 @@ def test_dag_resumes_after_kill_and_matches_in_process(tiny_model_dir, tmp_path)
     out = run(workdir, "-n", "--quiet", "rules")
     assert "unstructured_layer" not in out.stdout + out.stderr  # the default target does not include it
     target = f"results/{RUN}/dense+apt2of4/pruned"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    env = workflow_env()
     proc = subprocess.Popen(
         snakemake_cmd(workdir, "--", target),
         stdout=subprocess.DEVNULL,

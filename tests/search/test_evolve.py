@@ -237,7 +237,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(run, tmp_path):
 
 
 def test_kill_and_resume_gives_the_uninterrupted_result(run, tmp_path):
-    generations = 20
+    generations = 8
     reference = do_search(run, tmp_path / "ref", generations=generations)
 
     out = tmp_path / "killed"
