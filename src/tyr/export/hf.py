@@ -1,6 +1,7 @@
 """Export a genome as a standalone, physically smaller Hugging Face model folder.
 
-The folder holds sliced safetensors weights, a `tyr_llama` `config.json` whose `auto_map`
+The folder holds sliced safetensors weights, a `config.json` with per-layer shapes (a `TyrConfig`
+under the source's `model_type`) whose `auto_map`
 points at a verbatim copy of `modeling_tyr.py`, the source tokenizer and generation
 config, and a model card. It loads with
 `AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)` where tyr is not

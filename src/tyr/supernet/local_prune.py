@@ -155,8 +155,3 @@ def recon_errors(weight, levels, H, chunk_bytes: int = 1 << 28) -> list[float]:
             D[kept_channels, i * W.shape[1] : (i + 1) * W.shape[1]] -= pruned.detach().float().T
         errors += ((D * (H @ D)).view(W.shape[0], len(chunk), W.shape[1]).sum((0, 2)) / total).tolist()
     return errors
-
-
-def recon_error(weight, pruned, kept_channels, H) -> float:
-    """`recon_errors` of one level."""
-    return recon_errors(weight, [(kept_channels, pruned)], H)[0]

@@ -11,7 +11,8 @@ projections pruned before it produce ("true sequential", as GPTQ/SparseGPT's opt
 
 It writes the layer's pruned tensors (+ packed masks and statistics) and the pruned layer's
 output, the next layer's input. The source is the dense prepared model or a structural export
-(a `tyr_llama` folder); a sublayer a structural method removed entirely is skipped.
+(a folder with per-layer shapes, `tyr.model.adapter.is_export`); a sublayer a structural method
+removed entirely is skipped.
 """
 
 from __future__ import annotations
