@@ -193,7 +193,8 @@ def main(argv=None):
     setup(args.threads)
     from lib.config import default_config
 
-    from tyr.model.spec import ModelSpec, spec_from_config
+    from tyr.model.families import spec_from_config
+    from tyr.model.spec import ModelSpec
     from tyr.testing import tiny_hf_model
 
     with cli.workspace(args):

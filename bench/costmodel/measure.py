@@ -67,7 +67,7 @@ def worker_setup(job: dict) -> dict:
     from tyr.calib import stores
     from tyr.calib.calibrate import embed
     from tyr.methods.baselines.common.single_level import Structure, write
-    from tyr.model.spec import spec_from_config
+    from tyr.model.families import spec_from_config
     from tyr.supernet.levels import write_levels
     from tyr.testing import tiny_hf_model
 

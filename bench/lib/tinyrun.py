@@ -111,7 +111,7 @@ def _build(run: Path, search_generations: int = 2) -> Path:
 
 def _model_and_tokens(run: Path, data: dict):
     from tyr.calib.calibrate import calibrate
-    from tyr.model.spec import spec_from_config
+    from tyr.model.families import spec_from_config
     from tyr.testing import save_tiny_model, tiny_hf_model
 
     model = save_tiny_model(run / "model")

@@ -44,7 +44,7 @@ def test_summary_retention_and_speedups(tmp_path, tiny_model_dir):
     from transformers import AutoConfig
 
     from tyr.model import sparsity
-    from tyr.model.spec import spec_from_config
+    from tyr.model.families import spec_from_config
 
     spec = spec_from_config(AutoConfig.from_pretrained(tiny_model_dir("llama")))
     spec.to_json(tmp_path / "spec.json")
@@ -124,7 +124,7 @@ def test_summary_pairs_only_figures_measured_the_same_way(tmp_path, tiny_model_d
     from transformers import AutoConfig
 
     from tyr.model import sparsity
-    from tyr.model.spec import spec_from_config
+    from tyr.model.families import spec_from_config
 
     spec = spec_from_config(AutoConfig.from_pretrained(tiny_model_dir("llama")))
     spec.to_json(tmp_path / "spec.json")

@@ -20,7 +20,7 @@ from helpers.export_factory import (
 from tyr.core.io import save_safetensors, write_json
 from tyr.export import hf as ex
 from tyr.model import adapter, sparsity
-from tyr.model.spec import spec_from_config
+from tyr.model.families import spec_from_config
 
 
 # Tiny llama (conftest): 3 layers, 4 query heads over 2 KV heads (group 2), head_dim 16, 96 channels.

@@ -16,7 +16,8 @@ import torch
 
 from tyr.core.io import write_json
 from tyr.model.adapter import layer_prefix, load_state
-from tyr.model.spec import SUBLAYERS, ModelSpec, spec_from_config
+from tyr.model.families import spec_from_config
+from tyr.model.spec import SUBLAYERS, ModelSpec
 from tyr.supernet.format import OUTPUT_PROJECTION, assemble, write_level, write_manifest
 from tyr.supernet.local_prune import channels, recon_errors
 

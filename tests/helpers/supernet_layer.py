@@ -12,7 +12,8 @@ import zarr
 
 from tyr.calib.calibrate import embed
 from tyr.model import adapter
-from tyr.model.spec import ModelSpec, spec_from_config
+from tyr.model.families import spec_from_config
+from tyr.model.spec import ModelSpec
 from tyr.supernet import build as construct
 from tyr.supernet import format as supernet
 from tyr.supernet.levels import write_levels

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from tyr.model import adapter, sparsity
-from tyr.model.families import UnsupportedArchitecture
-from tyr.model.spec import spec_from_config
+from tyr.model.families import UnsupportedArchitecture, spec_from_config
 
 
 def test_tyr_forward_matches_transformers(tiny_model_dir, model_type):

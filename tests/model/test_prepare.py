@@ -7,8 +7,8 @@ import torch
 
 from helpers.data import no_weight_loading
 from tyr.model import adapter, prepare
-from tyr.model.families import UnsupportedArchitecture
-from tyr.model.spec import ModelSpec, spec_from_config
+from tyr.model.families import UnsupportedArchitecture, spec_from_config
+from tyr.model.spec import ModelSpec
 
 
 def _leftovers(parent):

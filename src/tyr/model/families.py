@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from tyr.model.spec import ModelSpec
+
 
 class UnsupportedArchitecture(ValueError):
     pass
@@ -246,3 +248,28 @@ def tyr_config(hf_config):
     """A dense `TyrConfig` equivalent to a supported Hugging Face config."""
     check_supported(hf_config)
     return family_of(hf_config.model_type).tyr_config(hf_config)
+
+
+def spec_from_config(hf_config) -> ModelSpec:
+    """The ModelSpec of a supported family's HF config, with its parameter counts."""
+    from tyr.model import sparsity
+
+    c = tyr_config(hf_config)
+    spec = ModelSpec(
+        architecture=(getattr(hf_config, "architectures", None) or ["LlamaForCausalLM"])[0],
+        model_type=c.source_model_type,
+        num_layers=c.num_hidden_layers,
+        hidden_size=c.hidden_size,
+        num_heads=c.num_attention_heads,
+        num_kv_heads=c.num_key_value_heads,
+        head_dim=c.head_dim,
+        intermediate_size=list(c.layer_intermediate),
+        vocab_size=c.vocab_size,
+        tie_word_embeddings=c.tie_word_embeddings,
+        qkv_bias=c.qkv_bias,
+        o_bias=c.o_bias,
+        mlp_bias=c.mlp_bias,
+        qk_norm=c.qk_norm,
+    )
+    spec.params = sparsity.model_params(spec)
+    return spec

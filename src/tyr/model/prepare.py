@@ -26,8 +26,7 @@ from types import SimpleNamespace
 from tyr.core.hub import hub_unreachable
 from tyr.core.io import atomic_path, write_checksums
 from tyr.model.embedded import embedded_gguf
-from tyr.model.families import UnsupportedArchitecture, check_supported
-from tyr.model.spec import spec_from_config
+from tyr.model.families import UnsupportedArchitecture, check_supported, spec_from_config
 
 log = logging.getLogger("tyr.model.prepare")
 

@@ -53,28 +53,3 @@ class ModelSpec:
     @classmethod
     def from_json(cls, path) -> ModelSpec:
         return cls(**json.loads(Path(path).read_text()))
-
-
-def spec_from_config(hf_config) -> ModelSpec:
-    from tyr.model import sparsity
-    from tyr.model.families import tyr_config
-
-    c = tyr_config(hf_config)
-    spec = ModelSpec(
-        architecture=(getattr(hf_config, "architectures", None) or ["LlamaForCausalLM"])[0],
-        model_type=c.source_model_type,
-        num_layers=c.num_hidden_layers,
-        hidden_size=c.hidden_size,
-        num_heads=c.num_attention_heads,
-        num_kv_heads=c.num_key_value_heads,
-        head_dim=c.head_dim,
-        intermediate_size=list(c.layer_intermediate),
-        vocab_size=c.vocab_size,
-        tie_word_embeddings=c.tie_word_embeddings,
-        qkv_bias=c.qkv_bias,
-        o_bias=c.o_bias,
-        mlp_bias=c.mlp_bias,
-        qk_norm=c.qk_norm,
-    )
-    spec.params = sparsity.model_params(spec)
-    return spec

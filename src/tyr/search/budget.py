@@ -15,16 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tyr.core.io import read_json, write_json
-from tyr.model.spec import SUBLAYERS
 
 if TYPE_CHECKING:
     from tyr.search.space import SearchSpace
-
-# search.attention_kept and search.trade_attn_mlp together (checked at parse time and by run_search)
-SPLIT_CONFLICT = (
-    "search.attention_kept fixes (a fraction) or chooses (auto) the attention/MLP split and "
-    "search.trade_attn_mlp lets the search move it: to trade, set search.attention_kept: null"
-)
 
 
 def start_genome(space: SearchSpace, rng) -> tuple:
@@ -115,25 +108,6 @@ def _unreachable(space: SearchSpace, group) -> str:
         f"sparsity. Choose a target in that range or build levels that reach it "
         f"(supernet.levels, supernet.delta)"
     )
-
-
-def split_budget(dense: dict, target_sparsity: float, attention_kept: float | None) -> dict:
-    """Kept parameters per kind. By default each kind keeps (1 − target) of its own; with
-    `attention_kept` = a, attention keeps a of its parameters and the MLP the rest of the
-    backbone's (1 − target), so the total is the same (`tyr.search.split` chooses a by measurement)."""
-    if attention_kept is None:
-        return {s: round((1 - target_sparsity) * dense[s]) for s in SUBLAYERS}
-    total = (1 - target_sparsity) * (dense["attn"] + dense["mlp"])
-    attn = round(attention_kept * dense["attn"])
-    if not 0 <= total - attn <= dense["mlp"]:
-        lo = max(0.0, (total - dense["mlp"]) / dense["attn"])
-        hi = min(1.0, total / dense["attn"])
-        raise ValueError(
-            f"search.attention_kept {attention_kept} cannot meet target sparsity {target_sparsity}: "
-            f"the MLP would keep {total - attn:.0f} of {dense['mlp']} parameters; "
-            f"choose attention_kept in [{lo:.3f}, {hi:.3f}]"
-        )
-    return {"attn": attn, "mlp": round(total) - attn}
 
 
 def uniform_genome(supernet_json, spec_json, out_json, *, target_sparsity: float, iteration: int | None = None) -> dict:

@@ -37,8 +37,8 @@ import numpy as np
 from tyr.calib import stores
 from tyr.core.io import atomic_path, atomic_write_text, read_json, write_json
 from tyr.search import distributed
-from tyr.search.budget import SPLIT_CONFLICT, start_genome
-from tyr.search.space import SearchSpace, load_space
+from tyr.search.budget import start_genome
+from tyr.search.space import SPLIT_CONFLICT, SearchSpace, load_space
 
 log = logging.getLogger("tyr.search.evolve")
 STATE_VERSION = 1

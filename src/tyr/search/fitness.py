@@ -150,7 +150,7 @@ class Evaluator:
         import torch
 
         from tyr.core.device import resolve_device
-        from tyr.model.spec import spec_from_config
+        from tyr.model.families import spec_from_config
 
         self.model = adapter.load_model(model_dir)
         self.config, self.spec = self.model.config, spec_from_config(self.model.config)

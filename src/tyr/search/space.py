@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from tyr.core.io import read_json
 from tyr.model import sparsity
 from tyr.model.spec import SUBLAYERS
-from tyr.search.budget import split_budget
+
+# search.attention_kept and search.trade_attn_mlp together (checked at parse time and by run_search)
+SPLIT_CONFLICT = (
+    "search.attention_kept fixes (a fraction) or chooses (auto) the attention/MLP split and "
+    "search.trade_attn_mlp lets the search move it: to trade, set search.attention_kept: null"
+)
 
 
 @dataclass(frozen=True)
@@ -138,3 +143,22 @@ def kept_of(layers) -> tuple:
 def layers_of(kept) -> list:
     """Flat kept-unit counts as a `layers` record."""
     return [{s: int(kept[2 * l + j]) for j, s in enumerate(SUBLAYERS)} for l in range(len(kept) // 2)]
+
+
+def split_budget(dense: dict, target_sparsity: float, attention_kept: float | None) -> dict:
+    """Kept parameters per kind. By default each kind keeps (1 − target) of its own; with
+    `attention_kept` = a, attention keeps a of its parameters and the MLP the rest of the
+    backbone's (1 − target), so the total is the same (`tyr.search.split` chooses a by measurement)."""
+    if attention_kept is None:
+        return {s: round((1 - target_sparsity) * dense[s]) for s in SUBLAYERS}
+    total = (1 - target_sparsity) * (dense["attn"] + dense["mlp"])
+    attn = round(attention_kept * dense["attn"])
+    if not 0 <= total - attn <= dense["mlp"]:
+        lo = max(0.0, (total - dense["mlp"]) / dense["attn"])
+        hi = min(1.0, total / dense["attn"])
+        raise ValueError(
+            f"search.attention_kept {attention_kept} cannot meet target sparsity {target_sparsity}: "
+            f"the MLP would keep {total - attn:.0f} of {dense['mlp']} parameters; "
+            f"choose attention_kept in [{lo:.3f}, {hi:.3f}]"
+        )
+    return {"attn": attn, "mlp": round(total) - attn}

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def candidate_shares(space, target_sparsity: float, shares) -> list:
     """The even split (None) and every distinct share reachable at the target, in the given order."""
-    from tyr.search.budget import split_budget
+    from tyr.search.space import split_budget
 
     dense = {s: sum(p for p, k in zip(space.dense, space.kinds) if k == s) for s in ("attn", "mlp")}
     out, seen = [None], {round(1 - target_sparsity, 6)}

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from tyr.calib import sources
-from tyr.search.budget import SPLIT_CONFLICT
+from tyr.search.space import SPLIT_CONFLICT
 
 LOCAL_SUFFIXES = {*sources.DATA_SUFFIXES, ".gguf"}  # a source with one of these is a path, not a hub id
 
