@@ -18,7 +18,9 @@ from pathlib import Path
 def atomic_path(path):
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds.
 
-    Works for files and for directories (zarr stores, model folders).
+    Works for files and for directories (zarr stores, model folders). A directory that
+    already exists is swapped with the new one in one step (`exchange`), so a reader or a
+    crash never meets a moment with neither the old nor the new directory.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,10 +29,33 @@ def atomic_path(path):
     try:
         yield target
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(target, path)
+            if not exchange(target, path):  # no renameat2 here: move the old one aside first
+                os.replace(path, tmp / ".old")
+                os.replace(target, path)
+        else:
+            os.replace(target, path)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # the old directory (swapped into tmp) goes with it
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+
+
+def exchange(a, b) -> bool:
+    """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE, kernel >= 3.15).
+    False where the C library or the file system does not offer it (the caller falls back)."""
+    import ctypes
+    import errno
+
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(str(a)), _AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def atomic_write_text(path, text: str) -> None:
