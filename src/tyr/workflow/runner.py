@@ -1,7 +1,9 @@
 """Running one workflow step: logging to the rule's log file, thread count, timing.
 
 Rules call `step(steps.<rule>, input, output, params, wildcards, threads, log)` from their
-`run:` block; it runs that entry point of `tyr.workflow.steps`. Locally the
+`run:` block; it runs that entry point of `tyr.workflow.steps`. Steps that can run on another
+device or in several processes also get `runtime=` (device, processes, threads): settings of
+where a step runs, kept out of its params so that changing them reruns no finished job. Locally the
 default profile runs these blocks in threads of the Snakemake process (so torch and
 transformers are imported once per run, not once per job); on SLURM each job is its
 own process. Both go through this function.
@@ -9,7 +11,9 @@ own process. Both go through this function.
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -28,19 +32,69 @@ class _ThisThread(logging.Filter):
         return record.thread == self.ident
 
 
+class _ByThread(io.TextIOBase):
+    """The process's sys.stdout or sys.stderr: what a job's thread writes (progress lines,
+    warnings, other libraries' log records, a child process's output passed on) goes to that
+    job's log file; every other thread writes where it wrote before. Jobs run side by side in
+    threads of one Snakemake process, so without it their output interleaves on the console."""
+
+    def __init__(self, default):
+        super().__init__()
+        self.default = default
+        self.files = {}
+
+    def _target(self):
+        return self.files.get(threading.get_ident(), self.default)
+
+    def write(self, text):
+        return self._target().write(text)
+
+    def flush(self):
+        self._target().flush()
+
+    def isatty(self):
+        return self._target().isatty()
+
+    def fileno(self):
+        return self.default.fileno()
+
+    @property
+    def encoding(self):
+        return self.default.encoding
+
+
+def _routed(name: str) -> _ByThread:
+    """sys.<name> wrapped once per process (the first job does it, under the runner's lock)."""
+    stream = getattr(sys, name)
+    if not isinstance(stream, _ByThread):
+        stream = _ByThread(stream)
+        setattr(sys, name, stream)
+    return stream
+
+
 @contextmanager
 def job_log(path):
+    """The job's whole output in its log file: the `tyr` logger's records, and everything the
+    job's thread writes to stdout/stderr (Python warnings, transformers' and lm-eval's log
+    lines, the search's progress)."""
     logger = logging.getLogger("tyr")
     logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(path, mode="w")
+    stream = open(path, "w", buffering=1)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     handler.addFilter(_ThisThread())
     logger.addHandler(handler)
+    me = threading.get_ident()
+    routes = [_routed("stdout"), _routed("stderr")]
+    for r in routes:
+        r.files[me] = stream
     try:
         yield logger
     finally:
+        for r in routes:
+            r.files.pop(me, None)
         logger.removeHandler(handler)
-        handler.close()
+        stream.close()
 
 
 def _warm_imports():
@@ -61,7 +115,7 @@ def _warm_imports():
     return transformers
 
 
-def step(entry, input, output, params, wildcards, threads, log):
+def step(entry, input, output, params, wildcards, threads, log, runtime=None):
     """Run `entry` (a function of tyr.workflow.steps) for a rule, with the rule's threads, logging
     to its log file.
 
@@ -76,7 +130,7 @@ def step(entry, input, output, params, wildcards, threads, log):
 
     def body():
         try:
-            outcome["value"] = _run(entry, input, output, params, wildcards, threads, log)
+            outcome["value"] = _run(entry, (input, output, params, wildcards), runtime, threads, log)
         except BaseException as e:  # re-raised in the caller's thread, where Snakemake sees it
             outcome["error"] = e
 
@@ -88,7 +142,7 @@ def step(entry, input, output, params, wildcards, threads, log):
     return outcome.get("value")
 
 
-def _run(entry, input, output, params, wildcards, threads, log):
+def _run(entry, args, runtime, threads, log):
     import torch
 
     from tyr.core.memory import release_memory
@@ -96,12 +150,13 @@ def _run(entry, input, output, params, wildcards, threads, log):
     name = entry.__name__
     with _lock:
         torch.set_num_threads(max(1, int(threads)))
+        _routed("stdout"), _routed("stderr")  # before transformers binds its log handler to sys.stderr
         _warm_imports()
     with job_log(log[0]) as logger:
-        logger.info("start %s %s", name, dict(wildcards.items()))
+        logger.info("start %s %s", name, dict(args[3].items()))
         t0 = time.perf_counter()
         try:
-            result = entry(input, output, params, wildcards)
+            result = entry(*args) if runtime is None else entry(*args, runtime)
         except Exception:
             logger.exception("%s failed", name)
             raise
