@@ -1,7 +1,15 @@
 """Random-point kill trials: kill -9 the tiny workflow at a random moment, rerun, check.
 
     python bench/kill_trials.py [--trials 20] [--seed 0] [--cores 2] [--search-share 0.5]
+    python bench/kill_trials.py --signal TERM --trials 10
     python bench/kill_trials.py --smoke
+
+`--signal TERM` sends SIGTERM instead, as SLURM does at a time limit or on preemption, to the
+process that runs the jobs (locally the Snakemake process: its jobs are threads of it), and
+waits for it to exit: Snakemake finishes the running jobs and a running search stops at its
+next checkpoint (tyr.core.signals). Then the same checks, plus: the run exited within
+TERM_GRACE_S (SLURM's default KillWait is 30 s), and every search it interrupted says in its log
+that it stopped at a checkpoint. Writes ...-sigterm-trials.{md,json}.
 
 An uninterrupted run of the tiny preset on a tiny random model is the reference. Each trial
 starts the same run in a fresh folder, kills its whole process group at a random moment, records
@@ -45,6 +53,7 @@ from tyr.testing import incomplete_outputs
 RUN = "tiny"
 GENERATIONS = 12  # longer searches than the tiny preset's, so that kills land inside them too
 SKIP = ("logs", "benchmarks", "acts")  # logs are rewritten by design; acts are temporary
+TERM_GRACE_S = 30  # SLURM's default KillWait between SIGTERM and SIGKILL
 
 
 def command(workdir: Path, cores: int, dry_run: bool = False) -> list[str]:
@@ -145,7 +154,31 @@ def wait_for(proc: subprocess.Popen, trigger: dict, workdir: Path) -> None:
         time.sleep(0.01)
 
 
-def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict) -> dict | None:
+def stop(proc: subprocess.Popen, how: str) -> dict:
+    """KILL: the whole process group at once. TERM: the Snakemake process, then wait for it to
+    exit (SIGKILL after TERM_GRACE_S, as SLURM would: the trial then fails)."""
+    if how == "KILL":
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return {}
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=TERM_GRACE_S)
+        return {"exit_seconds": round(time.perf_counter() - t0, 2), "exited": True}
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return {"exit_seconds": None, "exited": False}
+
+
+def stopped_at_checkpoint(workdir: Path, rel: str) -> bool:
+    """The search's log says it stopped on SIGTERM at a checkpoint (tyr.core.signals)."""
+    log = workdir / "results" / RUN / "logs" / rel.replace("/search", "") / "search.log"
+    return log.exists() and "stopped by SIGTERM" in log.read_text()
+
+
+def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict, how: str = "KILL") -> dict | None:
     """One kill and rerun; None when the run ended before the trigger (nothing was killed)."""
     prepare(workdir, model)
     proc = subprocess.Popen(
@@ -154,9 +187,10 @@ def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict
     wait_for(proc, trigger, workdir)
     if proc.poll() is not None:
         return None
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    stopped = stop(proc, how)
     before, mid_search = finished(workdir), searches(workdir)
+    if how == "TERM":
+        stopped["searches_stopped_at_checkpoint"] = {rel: stopped_at_checkpoint(workdir, rel) for rel in mid_search}
     subprocess.run(command(workdir, cores), check=True, capture_output=True, env=env())
     after = finished(workdir)
     rewritten = sorted(k for k, m in before.items() if after.get(k) != m)
@@ -176,14 +210,17 @@ def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict
         for r in resumed.values()
     )
     same = final(workdir) == reference
+    graceful = how == "KILL" or (stopped["exited"] and all(stopped["searches_stopped_at_checkpoint"].values()))
     return {
         "trigger": trigger,
+        "signal": how,
+        **stopped,
         "finished_before": len(before),
         "rewritten": rewritten,
         "searches_resumed": resumed,
         "identical": same,
         "continued": continued,
-        "passed": same and not rewritten and continued,
+        "passed": same and not rewritten and continued and graceful,
     }
 
 
@@ -206,6 +243,7 @@ def main(argv=None):
         default=0.5,
         help="share of the kills aimed inside a search (at a random generation)",
     )
+    ap.add_argument("--signal", choices=("KILL", "TERM"), default="KILL", help="SIGKILL the group, or SIGTERM")
     args = ap.parse_args(argv)
     setup()
     with cli.workspace(args) as scratch:
@@ -213,7 +251,7 @@ def main(argv=None):
             return smoke(scratch, args)
         with tempfile.TemporaryDirectory() as tmp:
             wall, rows = run_trials(Path(tmp), args)
-        report(wall, rows, args.out)
+        report(wall, rows, args.out, args.signal)
 
 
 def run_trials(tmp: Path, args) -> tuple[float, list[dict]]:
@@ -230,7 +268,8 @@ def run_trials(tmp: Path, args) -> tuple[float, list[dict]]:
     rows, drawn = [], 0
     while len(rows) < args.trials:
         trigger = draw(rng, wall, len(rows) < args.trials * args.search_share)
-        row, drawn = trial(model, tmp / f"t{drawn}", trigger, args.cores, reference), drawn + 1
+        row = trial(model, tmp / f"t{drawn}", trigger, args.cores, reference, args.signal)
+        drawn += 1
         if row is None:  # the run finished before the kill: not a trial
             print(f"[kill] draw {drawn}: {trigger} came after the run ended; drawn again", file=sys.stderr)
             continue
@@ -239,10 +278,11 @@ def run_trials(tmp: Path, args) -> tuple[float, list[dict]]:
     return wall, rows
 
 
-def report(wall: float, rows: list[dict], out) -> None:
+def report(wall: float, rows: list[dict], out, how: str = "KILL") -> None:
     passed = sum(r["passed"] for r in rows)
+    title = "SIGTERM trials (as SLURM at a time limit or preemption)" if how == "TERM" else "Random-point kill trials"
     lines = [
-        "# Random-point kill trials",
+        f"# {title}",
         "",
         f"`{' '.join(sys.argv)}`",
         "",
@@ -265,7 +305,17 @@ def report(wall: float, rows: list[dict], out) -> None:
         f"{resumed} of {len(rows)} kills landed in a running search; each such search continued from its",
         "checkpoint (only the missing generations ran after the kill, and its history was kept).",
     ]
-    results.write("kill-trials", lines, {"wall_reference": wall, "passed": passed, "trials": rows}, out=out)
+    if how == "TERM":
+        exits = sorted(r["exit_seconds"] for r in rows if r["exit_seconds"] is not None)
+        stopped = sum(len(r["searches_stopped_at_checkpoint"]) for r in rows)
+        lines += [
+            "",
+            f"After SIGTERM the run exited in {exits[0] if exits else '–'}–{exits[-1] if exits else '–'} s "
+            f"(limit {TERM_GRACE_S} s, SLURM's default KillWait); {stopped} searches stopped at a checkpoint "
+            "and said so in their log.",
+        ]
+    name = "sigterm-trials" if how == "TERM" else "kill-trials"
+    results.write(name, lines, {"wall_reference": wall, "passed": passed, "trials": rows}, out=out)
 
 
 def smoke(tmp: Path, args) -> None:

@@ -439,3 +439,31 @@ def test_options_default_to_the_configuration():
 def test_a_fixed_last_stage_that_takes_every_sequence_is_refused(run, tmp_path):
     with pytest.raises(ValueError, match="fixed_last_stage: the last stage's 256 tokens take all 8 fitness sequences"):
         do_search(run, tmp_path / "x", stages=[[64, 2], [256, 1]], fixed_last_stage=True, generations=1)
+
+
+def test_sigterm_stops_the_search_at_a_checkpoint_and_the_rerun_continues(run, tmp_path, monkeypatch):
+    """SIGTERM (tyr.core.signals.STOP) during generation 3: the search finishes that generation,
+    writes its checkpoint and raises Stopped; the rerun continues there and ends where an
+    uninterrupted search ends."""
+    from tyr.core import signals
+
+    generations = 6
+    reference = do_search(run, tmp_path / "ref", generations=generations)
+    real = evolve._generation_record
+
+    def term_during_third(state, *args, **kwargs):
+        if state["generation"] == 2:  # generation 3 is running when the signal comes
+            signals.STOP.set()
+        return real(state, *args, **kwargs)
+
+    monkeypatch.setattr(evolve, "_generation_record", term_during_third)
+    try:
+        with pytest.raises(signals.Stopped, match=r"state.json holds generation 3: the rerun continues there"):
+            do_search(run, tmp_path / "s", generations=generations)
+    finally:
+        signals.STOP.clear()
+    assert read_json(tmp_path / "s" / "state.json")["generation"] == 3
+    assert not (tmp_path / "s" / "best.json").exists()
+    monkeypatch.setattr(evolve, "_generation_record", real)
+    resumed = do_search(run, tmp_path / "s", generations=generations)
+    assert resumed["layers"] == reference["layers"] and resumed["fitness"] == reference["fitness"]

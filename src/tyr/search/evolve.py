@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tyr.calib import stores
+from tyr.core import signals
 from tyr.core.io import atomic_path, atomic_write_text, read_json, write_json
 from tyr.search import distributed
 from tyr.search.budget import start_genome
@@ -249,6 +250,7 @@ def run_search(
             write_json(out / "state.json", state)  # the checkpoint: atomic, so a kill leaves the old or the new
             _write_tsv(out / "generations.tsv", state["history"])
             _report(record, opts.generations, progress)
+        signals.check(f"{out / 'state.json'} holds generation {state['generation']}: the rerun continues there")
     return _finish(out, state, space, supernet_json, iteration, target_sparsity, len(opts.stages), write=writer)
 
 
