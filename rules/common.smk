@@ -3,31 +3,43 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
+from tyr.core import signals
 from tyr.workflow import config as tyrconf
-from tyr.workflow import hooks, steps
+from tyr.workflow import hooks, runplan, steps
 from tyr.evaluate import plan as evalplan
-
-try:
-    tyrconf.check(config)
-    # Where every evaluation input comes from, decided now, before any job (tyr.evaluate.plan).
-    EVAL_PLAN = evalplan.resolve(config["evaluate"], config["data"])
-except (tyrconf.ConfigError, evalplan.PlanError) as e:
-    raise WorkflowError(f"invalid configuration: {e}")
-if workflow.is_main_process:
-    print(tyrconf.describe_calibration(config["data"]), file=sys.stderr)
-    print(evalplan.describe(EVAL_PLAN), file=sys.stderr)
 
 
 RUN = f"results/{config['run']}"
 
+# tyr.workflow.runplan: the checks, the model's depth and where every evaluation input comes
+# from are resolved once, here in the main process, and frozen in results/<run>/plan.json by
+# onstart; a SLURM job's own parse reads that file instead of resolving them on its node.
+try:
+    if workflow.is_main_process:
+        PLAN = runplan.resolve(config, RUN)
+    else:
+        PLAN = runplan.load(RUN)
+except (tyrconf.ConfigError, evalplan.PlanError, runplan.StaleFolder, FileNotFoundError) as e:
+    raise WorkflowError(f"invalid configuration: {e}")
+if workflow.is_main_process:
+    print(tyrconf.describe_calibration(config["data"]), file=sys.stderr)
+    print(evalplan.describe(PLAN["evaluation"]), file=sys.stderr)
+    for change in runplan.differences(runplan.read(RUN), PLAN):
+        print(f"plan: {change} (since {runplan.path(RUN)}; the jobs it touches rerun)", file=sys.stderr)
+EVAL_PLAN = PLAN["evaluation"]
+N_LAYERS = PLAN["model"]["num_layers"]
+
 
 # tyr.workflow.hooks: the run lock, a writable results folder, no SLURM jobs left from an
-# interrupted run; on error or Ctrl-C the jobs this run submitted are cancelled.
+# interrupted run; on error or Ctrl-C the jobs this run submitted are cancelled. Then the
+# plan is frozen for the jobs.
 onstart:
     try:
         hooks.on_start(config["run"], RUN)
     except hooks.HookError as e:
         raise WorkflowError(str(e))
+    runplan.freeze(RUN, PLAN)
+    signals.install()  # SIGTERM (SLURM's time limit, preemption): a search stops at its checkpoint
 
 
 onerror:
@@ -51,10 +63,6 @@ TARGETS = [tyrconf.target_tag(t) for t in tyrconf.targets(config)]
 ITERATIONS = config["supernet"]["iterations"]
 MEASURED_SPLIT = config["search"]["attention_kept"] == "auto"  # the attention_share step chooses it (tyr.search.split)
 THREADS = config["threads"]
-try:
-    N_LAYERS = tyrconf.num_layers(config["model"]["source"], f"{MODEL}/spec.json")
-except tyrconf.ConfigError as e:
-    raise WorkflowError(str(e))
 
 
 wildcard_constraints:
@@ -64,11 +72,18 @@ wildcard_constraints:
     method=r"[a-z][a-z0-9_]*",
 
 
-def step(entry, input, output, params, wildcards, threads, log):
+def step(entry, input, output, params, wildcards, threads, log, runtime=None):
     """Run the rule's entry point (a function of tyr.workflow.steps: torch is imported there, inside the job)."""
     from tyr.workflow.runner import step as run_step
 
-    return run_step(entry, input, output, params, wildcards, threads, log)
+    return run_step(entry, input, output, params, wildcards, threads, log, runtime=runtime)
+
+
+def runtime(threads=None):
+    """Where and how fast a step runs, never what it writes: passed beside the params, not in
+    them, so moving a run to a GPU or to more processes reruns no finished job (a result is
+    kept where it was computed; `search.processes` gives the same genome by design)."""
+    return {"device": config["search"]["device"], "processes": config["search"]["processes"], "threads": threads}
 
 
 def layer_input(wildcards):
@@ -90,17 +105,25 @@ def supernet_layer_options():
     (those act through levels.json), so more iterations or other levels reuse finished layers."""
     keys = ("damp", "heads_per_step", "channels_per_step", "batch_size", "compensate", "taylor", "obs",
             "accumulate", "refit")
-    return {k: config["supernet"][k] for k in keys if k in config["supernet"]}
+    return {k: config["supernet"][k] for k in keys}
+
+
+SEARCH_KEYS = ("offspring", "stages", "seed", "max_swaps", "trade_attn_mlp", "dtype", "track_sequences",
+               "fixed_last_stage", "attention_kept")  # not the share candidates: they act through share.json
 
 
 def search_settings(wildcards):
-    """The search section as iteration {iter}'s search uses it: its own generation count, so a
-    longer iteration 3 leaves iterations 1 and 2 finished."""
-    settings = dict(config["search"])
+    """What changes iteration {iter}'s genome: its own generation count (a longer iteration 3
+    leaves iterations 1 and 2 finished) and the keys above; not `device` or `processes` (runtime)."""
+    settings = {k: config["search"][k] for k in SEARCH_KEYS}
     settings["generations"] = tyrconf.generations(config["search"], int(wildcards.iter))
-    for key in ("attention_shares", "share_text", "share_sequences"):  # they act through share.json
-        settings.pop(key, None)
     return settings
+
+
+def evaluate_settings():
+    """What changes an evaluation: the plan (which data sets, from where) and these keys."""
+    keys = ("seq_len", "max_windows", "zeroshot_limit", "speed", "prompts", "new_tokens")
+    return {k: config["evaluate"][k] for k in keys}
 
 
 def share_input(wildcards):

@@ -5,7 +5,7 @@ rule evaluate_dense:
     output:
         eval=run_path("dense/eval.json"),
     params:
-        evaluate=config["evaluate"],
+        evaluate=evaluate_settings(),
         plan=EVAL_PLAN,
     log:
         run_path("logs/evaluate_dense.log"),
@@ -23,7 +23,7 @@ rule evaluate_pruned:
     output:
         eval=target_path("{method}/eval/pruned.json"),
     params:
-        evaluate=config["evaluate"],
+        evaluate=evaluate_settings(),
         plan=EVAL_PLAN,
     log:
         run_path("logs/s{target}/{method}/evaluate.log"),
@@ -40,6 +40,7 @@ rule summarize:
         pruned=target_path("{method}/eval/pruned.json"),
         genome=target_path("{method}/genome.json"),
         model=MODEL,
+        tokens=TOKENS,
     output:
         summary=target_path("{method}/eval/summary.json"),
     log:

@@ -6,7 +6,6 @@ rule export:
     output:
         pruned=directory(target_path("{method}/pruned")),
     params:
-        plan=EVAL_PLAN,
         prompts=config["evaluate"]["prompts"],
         new_tokens=config["evaluate"]["new_tokens"],
     log:

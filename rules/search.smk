@@ -28,14 +28,13 @@ rule attention_share:
         seq_len=config["data"]["seq_len"],
         seed=config["data"]["seed"],
         dtype=config["search"]["dtype"],
-        device=config["search"]["device"],
     log:
         run_path("logs/s{target}/attention_share.log"),
     benchmark:
         run_path("benchmarks/s{target}/attention_share.tsv")
     threads: THREADS
     run:
-        step(steps.attention_share, input, output, params, wildcards, threads, log)
+        step(steps.attention_share, input, output, params, wildcards, threads, log, runtime=runtime())
 
 
 rule search:
@@ -50,14 +49,13 @@ rule search:
         generations=target_path("iter{iter}/search/generations.tsv"),
     params:
         search=search_settings,
-        threads=lambda wildcards, threads: threads,  # shared among search.processes
     log:
         run_path("logs/s{target}/iter{iter}/search.log"),
     benchmark:
         run_path("benchmarks/s{target}/iter{iter}/search.tsv")
     threads: THREADS
     run:
-        step(steps.search, input, output, params, wildcards, threads, log)
+        step(steps.search, input, output, params, wildcards, threads, log, runtime=runtime(threads))
 
 
 rule select_tyr:
@@ -70,14 +68,13 @@ rule select_tyr:
         genome=target_path("tyr/genome.json"),
     params:
         dtype=config["search"]["dtype"],
-        device=config["search"]["device"],
     log:
         run_path("logs/s{target}/select_tyr.log"),
     benchmark:
         run_path("benchmarks/s{target}/select_tyr.tsv")
     threads: THREADS
     run:
-        step(steps.select_tyr, input, output, params, wildcards, threads, log)
+        step(steps.select_tyr, input, output, params, wildcards, threads, log, runtime=runtime())
 
 
 rule genome_uniform:

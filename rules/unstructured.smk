@@ -19,7 +19,7 @@ rule unstructured_layer:
         layer=f"{UNSTRUCTURED}/layers/layer{{layer}}.safetensors",
         acts=temp(directory(f"{UNSTRUCTURED}/acts/out{{layer}}.zarr")),
     params:
-        unstructured=config["unstructured"],
+        options={k: config["unstructured"][k] for k in ("blocksize", "damp", "batch_size")},  # not the lists
     log:
         run_path("logs/{usource}+{umethod}{upattern}/layer{layer}.log"),
     benchmark:
@@ -51,7 +51,7 @@ rule unstructured_evaluate:
     output:
         eval=f"{UNSTRUCTURED}/eval/pruned.json",
     params:
-        evaluate=config["evaluate"],
+        evaluate=evaluate_settings(),
         plan=EVAL_PLAN,
     log:
         run_path("logs/{usource}+{umethod}{upattern}/evaluate.log"),
@@ -68,6 +68,7 @@ rule unstructured_summary:
         source=unstructured_source_eval,
         pruned=f"{UNSTRUCTURED}/eval/pruned.json",
         model=MODEL,
+        tokens=TOKENS,
     output:
         summary=f"{UNSTRUCTURED}/eval/summary.json",
     log:

@@ -54,3 +54,17 @@ def prepared(tiny_model_dir, tmp_path):
         return model_dir, tokens
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """The embedded SmolLM2-135M prepared once per session: (its GGUF, the prepared folder)."""
+    from tyr.model import prepare
+
+    pytest.importorskip("gguf")
+    try:
+        gguf = prepare.embedded_gguf()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    out = prepare.prepare_model("embedded", tmp_path_factory.mktemp("smol") / "model")
+    return gguf, out

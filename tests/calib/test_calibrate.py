@@ -153,3 +153,31 @@ def test_read_tokens_rejects_unknown_split(model_dir, tmp_path):
     assert stores.read_tokens(out, "heldout").shape == (0, SEQ)
     with pytest.raises(ValueError, match="expected one of"):
         stores.read_tokens(out, "train")
+
+
+# The tokens the default sampler (data.source: self, temperature 1, seed 0) draws from the
+# embedded SmolLM2-135M on CPU, in a draw small enough for CI (2 + 2 + 1 + 1 sequences × 32
+# tokens, ~5 s): every result of a default run rests on such tokens, and summary.json records
+# their `calibration_digest`. A deliberate sampler change updates this pin and says why in its
+# commit; a change that moves it by accident fails here. (Same digest with 1 and 2 threads.)
+PINNED_SELF_DIGEST = "1e845ca14679d3173b825c2032e0bf262bd868c27932db29ddbe234b836d943d"
+
+
+@pytest.mark.smollm2
+def test_the_default_sampler_draws_the_pinned_tokens(smollm2, tmp_path):
+    from tyr.calib.calibrate import calibrate
+    from tyr.calib.stores import calibration_digest
+
+    _, model_dir = smollm2
+    out = calibrate(
+        model_dir,
+        tmp_path / "tokens.zarr",
+        source="self",
+        seq_len=32,
+        n_prune=2,
+        n_fitness=2,
+        n_selection=1,
+        n_heldout=1,
+        seed=0,
+    )
+    assert calibration_digest(out) == PINNED_SELF_DIGEST

@@ -53,9 +53,14 @@ def workflow_env() -> dict:
     return env
 
 
-def run(workdir: Path, *extra: str, check=True) -> subprocess.CompletedProcess:
+def run(workdir: Path, *extra: str, check=True, env=None) -> subprocess.CompletedProcess:
+    """Snakemake in `workdir` (tiny preset, its test.yaml), in a newcomer's environment plus `env`."""
     out = subprocess.run(
-        snakemake_cmd(workdir, *extra), capture_output=True, text=True, env=workflow_env(), timeout=900
+        snakemake_cmd(workdir, *extra),
+        capture_output=True,
+        text=True,
+        env={**workflow_env(), **(env or {})},
+        timeout=900,
     )
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
@@ -100,11 +105,12 @@ def rule_counts(text: str) -> dict:
     return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[0].isidentifier() and r[1].isdigit()}
 
 
-def planned_rules(workdir, *configfiles) -> dict:
+def planned_rules(workdir, *configfiles, env=None, target=()) -> dict:
     """{rule: job count} that `snakemake -n` plans with these extra config files (tiny preset)."""
     tiny = ROOT / "config" / "presets" / "tiny.yaml"
+    configs = [str(tiny), str(workdir / "test.yaml"), *map(str, configfiles)]
     out = run(
-        workdir, "-n", "--configfile", str(tiny), str(workdir / "test.yaml"), *map(str, configfiles), "--quiet", "rules"
+        workdir, "-n", "--configfile", *configs, "--quiet", "rules", *(["--", *target] if target else []), env=env
     )
     return rule_counts(out.stdout + out.stderr)
 

@@ -11,10 +11,11 @@ import time
 
 import pytest
 import torch
+import yaml
 import zarr
 from safetensors.torch import load_file
 
-from helpers.runs import RUN, digest, prepare, run, snakemake_cmd, workflow_env
+from helpers.runs import RUN, digest, planned_rules, prepare, run, snakemake_cmd, workflow_env
 from helpers.supernet_factory import write_spec, write_tokens
 from helpers.unstructured import check_export, prune_in_process
 from tyr.calib.stores import HIDDEN
@@ -156,3 +157,17 @@ def test_dag_resumes_after_kill_and_matches_in_process(tiny_model_dir, tmp_path)
         tmp_path / "ref-pruned" / "model.safetensors"
     )
     assert json.loads((run_dir / "dense+apt2of4" / "pruned" / RECORD).read_text())["pattern"] == "2of4"
+
+    # Each layer job gets only the options it uses, not the lists: another method or pattern
+    # plans its own 6 layers and what follows them, and leaves apt 2:4's jobs finished.
+    for extra in ({"methods": ["apt", "sparsegpt"]}, {"patterns": ["2:4", 0.5]}):
+        (tmp_path / "more.yaml").write_text(yaml.safe_dump({"unstructured": {**UNSTRUCTURED, **extra}}))
+        planned = planned_rules(workdir, tmp_path / "more.yaml", target=["unstructured"])
+        assert planned == {
+            "unstructured": 1,
+            "unstructured_layer": 6,
+            "unstructured_export": 1,
+            "unstructured_evaluate": 1,
+            "unstructured_summary": 1,
+            "total": 10,
+        }, (extra, planned)

@@ -119,17 +119,6 @@ def test_source_resolution(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
-    pytest.importorskip("gguf")
-    try:
-        gguf = prepare.embedded_gguf()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    out = prepare.prepare_model("embedded", tmp_path_factory.mktemp("smol") / "model")
-    return gguf, out
-
-
-@pytest.fixture(scope="module")
 def gguf_reference(smollm2):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

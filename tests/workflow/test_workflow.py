@@ -13,8 +13,19 @@ import time
 
 import pytest
 
-from helpers.data import mount_as_root
-from helpers.runs import ROOT, RUN, artifacts, digest, planned_rules, prepare, run, snakemake_cmd, workflow_env
+from helpers.data import SHARED_DATA, mount_as_root
+from helpers.runs import (
+    ROOT,
+    RUN,
+    artifacts,
+    digest,
+    planned_rules,
+    prepare,
+    rule_counts,
+    run,
+    snakemake_cmd,
+    workflow_env,
+)
 from tyr.testing import incomplete_outputs
 
 
@@ -155,6 +166,67 @@ def test_new_target_reuses_model_and_calibration(reference, tmp_path):
     assert "prepare_model" not in planned and "calibrate" not in planned and "embed" not in planned
     # only the new target's work: 3 layers x 2 iterations of supernet jobs, one search per iteration
     assert planned["supernet_layer"] == 6 and planned["search"] == 2 and planned["attention_share"] == 1
+
+
+def test_where_a_step_runs_reruns_nothing(reference, tmp_path):
+    """search.processes gives the same genome by design, and a device or a thread count says
+    where a step runs, not what it writes: none of them plans a finished job (tyr.workflow.runplan)."""
+    workdir = reference["run_dir"].parents[1]
+    (tmp_path / "where.yaml").write_text("search: {processes: 2, device: cpu}\nthreads: 1\n")
+    assert planned_rules(workdir, tmp_path / "where.yaml") == {}
+
+
+def test_new_evaluation_data_reruns_the_evaluations_not_the_exports(reference):
+    """$TYR_DATA_DIR set after an offline run: the plan says what changed before any job, and
+    exactly the evaluations, summaries and the report are planned; no export of weights."""
+    workdir = reference["run_dir"].parents[1]
+    out = run(workdir, "-n", "--quiet", "rules", env={"TYR_DATA_DIR": str(SHARED_DATA)})
+    assert "plan: evaluation.perplexity.wikitext2" in out.stderr, out.stderr[-3000:]
+    planned = rule_counts(out.stdout + out.stderr)
+    assert planned == {"all": 1, "evaluate_dense": 1, "evaluate_pruned": 2, "summarize": 2, "report": 1, "total": 7}, (
+        planned
+    )
+
+
+def test_the_plan_is_frozen_for_the_jobs(reference):
+    """plan.json holds what the main process resolved: the model's source and depth, and the
+    evaluation plan the summaries report; the summaries carry the calibration digest."""
+    from tyr.calib.stores import calibration_digest
+    from tyr.workflow import runplan
+
+    run_dir = reference["run_dir"]
+    plan = runplan.load(run_dir)
+    assert plan["model"] == {"source": str(reference["model_dir"]), "num_layers": 3}
+    summary = json.loads((run_dir / "s50" / "tyr" / "eval" / "summary.json").read_text())
+    assert set(plan["evaluation"]["perplexity"]) == set(summary["perplexity"]) == {"heldout"}
+    assert summary["calibration_digest"] == calibration_digest(run_dir / "calib" / "tokens.zarr")
+    assert summary["calibration_digest"] in (run_dir / "report" / "report.md").read_text()
+    assert summary["calibration_digest"] in (run_dir / "s50" / "tyr" / "pruned" / "README.md").read_text()
+
+
+def test_a_folder_of_another_model_is_refused_at_parse_time(reference, tmp_path):
+    """model.source changed under the same run name: refused before any job, naming the folder
+    and both sources, never unrolled for the old model's depth (tests/workflow/test_runplan.py:
+    a folder without plan.json, by the depth of its prepared model)."""
+    from tyr.testing import tiny_hf_model
+
+    other = tmp_path / "other-llama"
+    tiny_hf_model("llama", num_hidden_layers=4).save_pretrained(other)
+    workdir = reference["run_dir"].parents[1]
+    (tmp_path / "other.yaml").write_text(f"model: {{source: {other}}}\n")
+    out = run(
+        workdir,
+        "-n",
+        "--configfile",
+        str(ROOT / "config/presets/tiny.yaml"),
+        str(workdir / "test.yaml"),
+        str(tmp_path / "other.yaml"),
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert f"results/{RUN} holds a run of model '{reference['model_dir']}'" in text, text[-2000:]
+    assert f"model.source is '{other}'" in text and "remove results/" in text
 
 
 def test_second_run_in_same_directory_is_refused(reference, tmp_path):

@@ -66,6 +66,16 @@ def tokens_digest(tokens: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.int32).tobytes()).hexdigest()
 
 
+def calibration_digest(zarr_path) -> str:
+    """Fingerprint of every token split of a run (`summary.json`'s `calibration_digest`): which
+    tokens pruned, searched, selected and evaluated it. A sampler change shows up here first."""
+    h = hashlib.sha256()
+    for name in SPLITS:
+        tokens = read_tokens(zarr_path, name)
+        h.update(f"{name}:{tokens.shape}:{tokens_digest(tokens)};".encode())
+    return h.hexdigest()
+
+
 # ---- activation stores ------------------------------------------------------------------------
 
 

@@ -118,6 +118,8 @@ def _data_notes(runs) -> list[str]:
     lines = ["Evaluation data:", ""]
     lines += [f"- ppl {n}: {label} ({w} windows × {t} tokens)" for n, (label, w, t) in sorted(labels.items())]
     lines += [f"- {name}: **skipped**: {why}" for name, why in sorted(skipped.items())]
+    digests = sorted({r["summary"].get("calibration_digest") for r in runs} - {None})
+    lines += [f"- calibration tokens: sha256 `{d}` (`calibration_digest`)" for d in digests]
     return lines
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tyr.calib.stores import calibration_digest
 from tyr.core.io import read_json, write_json
 from tyr.evaluate.zeroshot import METRICS, average
 
 
-def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, method=None) -> dict:
+def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, method=None, tokens_zarr=None) -> dict:
     """`eval/summary.json`: dense and pruned side by side, with retention and speed-ups.
 
-    It also records the genome's per-layer distribution, so a report needs only summaries.
-    `method` defaults to the name of the folder above `eval/` (results/.../{method}/eval/).
+    It also records the genome's per-layer distribution, so a report needs only summaries, and
+    the digest of the run's calibration tokens (`tokens_zarr`). `method` defaults to the name of
+    the folder above `eval/` (results/.../{method}/eval/).
     """
     from tyr.model import sparsity
     from tyr.model.spec import ModelSpec
@@ -30,6 +32,7 @@ def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, meth
         "method": method or Path(out_json).resolve().parent.parent.name,
         "dense": str(dense["model"]),
         "pruned": str(pruned["model"]),
+        "calibration_digest": calibration_digest(tokens_zarr) if tokens_zarr else None,
         "target_sparsity": genome.get("target_sparsity"),
         "genome_sparsity": genome.get("sparsity"),
         "sparsity": sparsity.backbone_sparsity(spec, _kept_prunable(pruned)),

@@ -94,6 +94,11 @@ def _evaluation(card: dict) -> list[str]:
     """The evaluation this model gets (a `tyr.evaluate.plan` plan: data sets, and what is skipped
     and why), or the numbers of an evaluation JSON when one is given."""
     plan = card.get("evaluation_plan")
+    if plan is None and card.get("evaluation") is None:  # the workflow's exports: weights first, numbers after
+        return [
+            "The workflow evaluates this model beside the dense one: `eval/summary.json` beside this folder "
+            "and the report of the run hold the data sets and the numbers."
+        ]
     if plan is None:
         return _kv_table(_flatten(_load_maybe(card.get("evaluation"))))
     lines = [
@@ -116,6 +121,7 @@ def _calibration(calib) -> dict:
     info = {k: v for k, v in stores.read_attrs(calib).items() if k != "checksums"}
     for name, shape in stores.split_shapes(calib).items():
         info[f"{name} sequences x tokens"] = "x".join(map(str, shape))
+    info["calibration_digest"] = stores.calibration_digest(calib)  # the same key as summary.json's
     return info
 
 

@@ -162,16 +162,15 @@ def embedded_gguf() -> Path:
         raise ConfigError(str(e)) from None
 
 
-def num_layers(source: str, spec_json=None) -> int:
+def num_layers(source: str) -> int:
     """Decoder layers of the model, known before it is prepared (the DAG is unrolled per layer).
 
-    Cheap on purpose: the prepared spec if it exists, else the source's config.json or GGUF
-    header; a hub id reads only its config.json.
+    Cheap on purpose: the source's config.json or GGUF header; a hub id reads only its
+    config.json. Never the prepared `model/spec.json`: that may be another model's
+    (`tyr.workflow.runplan` refuses such a folder).
     """
     import json
 
-    if spec_json and os.path.exists(spec_json):
-        return int(json.loads(Path(spec_json).read_text())["num_layers"])
     path = embedded_gguf() if source == "embedded" else Path(os.path.expanduser(source))
     if path.suffix == ".gguf":
         from gguf import GGUFReader

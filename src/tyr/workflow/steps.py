@@ -91,7 +91,7 @@ def dense_topk(input, output, params, wildcards):
     dense_topk(input.model, input.tokens, output.topk, k=params.topk)
 
 
-def attention_share(input, output, params, wildcards):
+def attention_share(input, output, params, wildcards, runtime):
     from tyr.search.split import choose_share
 
     choose_share(
@@ -106,7 +106,7 @@ def attention_share(input, output, params, wildcards):
         seq_len=params.seq_len,
         seed=params.seed,
         dtype=params.dtype,
-        device=params.device,
+        device=runtime["device"],
     )
 
 
@@ -119,7 +119,7 @@ def _attention_kept(s: dict, input):
     return read_json(input.share)["chosen"]
 
 
-def search(input, output, params, wildcards):
+def search(input, output, params, wildcards, runtime):
     from tyr.search import launch
     from tyr.search.evolve import run_search
 
@@ -140,18 +140,19 @@ def search(input, output, params, wildcards):
         max_swaps=s["max_swaps"],
         trade_attn_mlp=s["trade_attn_mlp"],
         dtype=s["dtype"],
-        device=s["device"],
+        device=runtime["device"],
         track_sequences=s["track_sequences"],
         fixed_last_stage=s["fixed_last_stage"],
         attention_kept=_attention_kept(s, input),
+        progress=False,  # its log lines already reach the job's log (tyr.workflow.runner); no copy on stderr
     )
-    if s["processes"] > 1:
-        launch.launch(kwargs, s["processes"], params.threads, os.path.dirname(output.best))
+    if runtime["processes"] > 1:
+        launch.launch(kwargs, runtime["processes"], runtime["threads"], os.path.dirname(output.best))
     else:
         run_search(**kwargs)
 
 
-def select_tyr(input, output, params, wildcards):
+def select_tyr(input, output, params, wildcards, runtime):
     from tyr.search.select import select_genome
 
     select_genome(
@@ -161,7 +162,7 @@ def select_tyr(input, output, params, wildcards):
         input.tokens,
         output.genome,
         dtype=params.dtype,
-        device=params.device,
+        device=runtime["device"],
     )
 
 
@@ -180,12 +181,7 @@ def export(input, output, params, wildcards):
         input.genome,
         output.pruned,
         method=wildcards.method,
-        card={
-            "tokens_zarr": input.tokens,
-            "evaluation_plan": params.plan,
-            "prompts": params.prompts,
-            "new_tokens": params.new_tokens,
-        },
+        card={"tokens_zarr": input.tokens, "prompts": params.prompts, "new_tokens": params.new_tokens},
     )
 
 
@@ -210,7 +206,7 @@ def evaluate(input, output, params, wildcards):
 def summarize(input, output, params, wildcards):
     from tyr.evaluate.summary import summarize
 
-    summarize(input.dense, input.pruned, _spec(input), input.genome, output.summary)
+    summarize(input.dense, input.pruned, _spec(input), input.genome, output.summary, tokens_zarr=input.tokens)
 
 
 def report(input, output, params, wildcards):
@@ -251,7 +247,7 @@ def compare(input, output, params, wildcards):
 def unstructured_layer(input, output, params, wildcards):
     from tyr.methods.unstructured.layer import prune_layer
 
-    u = params.unstructured
+    u = params.options
     prune_layer(
         input.model,
         input.acts,
@@ -282,7 +278,7 @@ def unstructured_export(input, output, params, wildcards):
 def unstructured_summary(input, output, params, wildcards):
     from tyr.methods.unstructured.summary import summarize
 
-    summarize(input.dense, input.source, input.pruned, _spec(input), output.summary)
+    summarize(input.dense, input.source, input.pruned, _spec(input), output.summary, tokens_zarr=input.tokens)
 
 
 def unstructured_table(input, output, params, wildcards):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tyr.calib.stores import calibration_digest
 from tyr.core.io import atomic_write_text, read_json, write_json
 from tyr.evaluate.summary import perplexity_pair, speed_pair, zeroshot_pair
 from tyr.methods.unstructured.export import RECORD
 
 
-def summarize(dense_json, source_json, pruned_json, spec_json, out_json) -> dict:
+def summarize(dense_json, source_json, pruned_json, spec_json, out_json, *, tokens_zarr=None) -> dict:
     """`eval/summary.json` of one unstructured result (source = the model it was pruned from)."""
     from tyr.model import sparsity
     from tyr.model.spec import ModelSpec
@@ -31,6 +32,7 @@ def summarize(dense_json, source_json, pruned_json, spec_json, out_json) -> dict
         "unstructured": record["method"],
         "pattern": record["pattern"],
         "pattern_label": record["pattern_label"],
+        "calibration_digest": calibration_digest(tokens_zarr) if tokens_zarr else None,
         "structural_sparsity": 1 - source_prunable / dense_prunable,
         "unstructured_sparsity": record["sparsity"],
         "sparsity": 1 - (source_prunable - record["removed"]) / dense_prunable,
