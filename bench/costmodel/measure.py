@@ -109,82 +109,85 @@ def worker_setup(job: dict) -> dict:
     return {}
 
 
-def worker_supernet(job: dict) -> dict:
-    """tyr.supernet.build.build_layer of layer 0 with the paper's options, its pieces timed."""
+def _time_supernet_pieces(meter, spec, seq: int, m: int) -> None:
+    """The meter's spans of one supernet layer job: Hessians, pruning paths, reconstruction
+    errors, the forward passes of the expectation propagation, level writes."""
     from floors import attention_input_flops, mlp_input_flops
 
     from tyr.model import adapter
     from tyr.supernet import accumulate, local_prune
-    from tyr.supernet import build as construct
     from tyr.supernet import format as supernet
+
+    meter.wrap(
+        local_prune.Hessian, "add", lambda a, k, o: (("hessian", a[0].H.shape[0]), {"tokens": tokens_of(a[1])}, None)
+    )
+    meter.wrap(
+        local_prune,
+        "prune_levels",
+        lambda a, k, o: (
+            ("path", a[0].shape[1]),
+            {},
+            {
+                "width": a[0].shape[1],
+                "d_out": a[0].shape[0],
+                "group": k.get("group", 1),
+                "per_step": k.get("per_step", 1),
+                "levels": [int(x) for x in a[2]],
+            },
+        ),
+    )
+    meter.wrap(
+        local_prune,
+        "recon_errors",
+        lambda a, k, o: (  # H·D per level (+ ‖XW‖² once)
+            ("recon", a[0].shape[1]),
+            {"flops": 2 * a[0].shape[1] ** 2 * a[0].shape[0] * len(a[1])},
+            None,
+        ),
+    )
+    meter.wrap(
+        adapter,
+        "o_proj_input",
+        lambda a, k, o: (
+            ("forward", "attention_input"),
+            {
+                "tokens": tokens_of(a[1]),
+                "flops": tokens_of(a[1]) * attention_input_flops(spec, spec.num_heads, seq / 2),
+            },
+            None,
+        ),
+    )
+    meter.wrap(
+        adapter,
+        "down_proj_input",
+        lambda a, k, o: (
+            ("forward", "mlp_input"),
+            {"tokens": tokens_of(a[1]), "flops": tokens_of(a[1]) * mlp_input_flops(spec, m)},
+            None,
+        ),
+    )
+    meter.wrap(
+        accumulate,
+        "residual",
+        lambda a, k, o: (
+            ("forward", "residual"),
+            {"tokens": tokens_of(a[1]), "flops": 2 * tokens_of(a[1]) * a[2].numel()},
+            None,
+        ),
+    )
+    meter.wrap(
+        supernet, "write_level", lambda a, k, o: (("write", a[3]), {"bytes": a[5].numel() * a[5].element_size()}, None)
+    )
+
+
+def worker_supernet(job: dict) -> dict:
+    """tyr.supernet.build.build_layer of layer 0 with the paper's options, its pieces timed."""
+    from tyr.supernet import build as construct
 
     d, spec, seq = Path(job["dir"]), spec_of(SHAPES[job["shape"]]), job["prune"][1]
     m = spec.intermediate_size[0]
     with Meter() as meter:
-        meter.wrap(
-            local_prune.Hessian,
-            "add",
-            lambda a, k, o: (("hessian", a[0].H.shape[0]), {"tokens": tokens_of(a[1])}, None),
-        )
-        meter.wrap(
-            local_prune,
-            "prune_levels",
-            lambda a, k, o: (
-                ("path", a[0].shape[1]),
-                {},
-                {
-                    "width": a[0].shape[1],
-                    "d_out": a[0].shape[0],
-                    "group": k.get("group", 1),
-                    "per_step": k.get("per_step", 1),
-                    "levels": [int(x) for x in a[2]],
-                },
-            ),
-        )
-        meter.wrap(
-            local_prune,
-            "recon_errors",
-            lambda a, k, o: (  # H·D per level (+ ‖XW‖² once)
-                ("recon", a[0].shape[1]),
-                {"flops": 2 * a[0].shape[1] ** 2 * a[0].shape[0] * len(a[1])},
-                None,
-            ),
-        )
-        meter.wrap(
-            adapter,
-            "o_proj_input",
-            lambda a, k, o: (
-                ("forward", "attention_input"),
-                {
-                    "tokens": tokens_of(a[1]),
-                    "flops": tokens_of(a[1]) * attention_input_flops(spec, spec.num_heads, seq / 2),
-                },
-                None,
-            ),
-        )
-        meter.wrap(
-            adapter,
-            "down_proj_input",
-            lambda a, k, o: (
-                ("forward", "mlp_input"),
-                {"tokens": tokens_of(a[1]), "flops": tokens_of(a[1]) * mlp_input_flops(spec, m)},
-                None,
-            ),
-        )
-        meter.wrap(
-            accumulate,
-            "residual",
-            lambda a, k, o: (
-                ("forward", "residual"),
-                {"tokens": tokens_of(a[1]), "flops": 2 * tokens_of(a[1]) * a[2].numel()},
-                None,
-            ),
-        )
-        meter.wrap(
-            supernet,
-            "write_level",
-            lambda a, k, o: (("write", a[3]), {"bytes": a[5].numel() * a[5].element_size()}, None),
-        )
+        _time_supernet_pieces(meter, spec, seq, m)
         options = dict(damp=0.01, heads_per_step=1, channels_per_step=16, batch_size=8)
         _, total = staged(
             lambda: construct.build_layer(
