@@ -12,6 +12,7 @@ from pathlib import Path
 from tyr.calib.stores import calibration_digest
 from tyr.core.io import read_json, write_json
 from tyr.evaluate.zeroshot import METRICS, average
+from tyr.model.spec import SUBLAYERS
 
 
 def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, method=None, tokens_zarr=None) -> dict:
@@ -83,7 +84,7 @@ def distribution(spec, genome) -> list[dict]:
     rows = []
     for layer, g in enumerate(genome["layers"]):
         row = {"layer": layer}
-        for sub in ("attn", "mlp"):
+        for sub in SUBLAYERS:
             units = spec.units(sub, layer)
             row.update({f"{sub}_kept": g[sub], f"{sub}_units": units, f"{sub}_sparsity": 1 - g[sub] / units})
         rows.append(row)

@@ -21,7 +21,7 @@ from tyr.core.io import atomic_path, read_json, write_checksums
 from tyr.export.card import model_card, side_by_side
 from tyr.model import sparsity
 from tyr.model.adapter import decoder_layer, layer_prefix, load_config, load_state
-from tyr.model.spec import ModelSpec
+from tyr.model.spec import SUBLAYERS, ModelSpec
 from tyr.supernet.format import layer_shape, layer_state, load_level, pruned_config, read_supernet
 
 MODELING_FILE = Path(__file__).resolve().parents[1] / "model" / "modeling_tyr.py"
@@ -60,7 +60,7 @@ def export(model_dir, spec_json, genome_json, out_dir, *, method="tyr", card=Non
     supernet = read_supernet(supernet_json or _resolve(record["supernet"], genome_json))
     _check_lengths(spec, record, supernet)
     levels = [
-        {sub: _level_entry(supernet, layer, sub, choice[sub]) for sub in ("attn", "mlp")}
+        {sub: _level_entry(supernet, layer, sub, choice[sub]) for sub in SUBLAYERS}
         for layer, choice in enumerate(record["layers"])
     ]
     base = _with_level_biases(load_config(model_dir), levels)

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from tyr.core.io import write_json
+from tyr.model.spec import SUBLAYERS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def candidate_shares(space, target_sparsity: float, shares) -> list:
     """The even split (None) and every distinct share reachable at the target, in the given order."""
     from tyr.search.space import split_budget
 
-    dense = {s: sum(p for p, k in zip(space.dense, space.kinds) if k == s) for s in ("attn", "mlp")}
+    dense = {s: sum(p for p, k in zip(space.dense, space.kinds) if k == s) for s in SUBLAYERS}
     out, seen = [None], {round(1 - target_sparsity, 6)}
     for a in map(float, shares):
         if round(a, 6) in seen:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tyr.calib import stores
+from tyr.model.spec import SUBLAYERS
 from tyr.supernet import format
 
 log = logging.getLogger("tyr.supernet.build")
@@ -103,7 +104,7 @@ def build_layer(
         if next_inputs_zarr is not None:
             stream.propagate(next_inputs_zarr, W_mlp, b_mlp)
     seconds = round(time.perf_counter() - start, 3)
-    centre = {s: ctx.levels[s]["centre"] for s in ("attn", "mlp")}
+    centre = {s: ctx.levels[s]["centre"] for s in SUBLAYERS}
     manifest = format.write_manifest(
         layer_dir, layer=layer, iteration=iteration, centre=centre, levels={"attn": attn, "mlp": mlp}, seconds=seconds
     )
