@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 SNAKEMAKE_ARGS ?=
 
-.PHONY: install run test lint bench-smoke dry-run clean
+.PHONY: install run gguf test lint bench-smoke dry-run clean
 
 $(VENV)/.installed: Makefile pyproject.toml envs/requirements.txt
 	python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ install: $(VENV)/.installed
 
 run: install
 	$(VENV)/bin/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+# GGUF for llama.cpp of every result (dense included): f32, Q8_0, Q4_K_M, llama.cpp's own perplexity and
+# speed, the table in every eval/summary.json, the report and gguf/README.md (rules/gguf.smk).
+gguf: install
+	$(VENV)/bin/snakemake --cores $(CORES) gguf all --configfile config/presets/gguf.yaml $(SNAKEMAKE_ARGS)
 
 dry-run: install
 	$(VENV)/bin/snakemake -n --quiet rules

@@ -40,6 +40,7 @@ rule summarize:
         pruned=target_path("{method}/eval/pruned.json"),
         genome=target_path("{method}/genome.json"),
         model=MODEL,
+        gguf_table=gguf_summary_input,
     output:
         summary=target_path("{method}/eval/summary.json"),
     log:

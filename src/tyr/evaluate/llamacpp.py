@@ -133,8 +133,8 @@ def check(
             llm.close()
     if speed_options is not None:
         options = dict(speed_options)
-        prompt = _prompt(model_dir, options.pop("prompt_tokens", 256), options.pop("seed", 0))
-        result["speed"] = speed(gguf_path, prompt, threads=threads, **options)
+        ids = prompt(model_dir, options.pop("prompt_tokens", 256), options.pop("seed", 0))
+        result["speed"] = speed(gguf_path, ids, threads=threads, **options)
     return result
 
 
@@ -153,7 +153,7 @@ def _windows(entry, model_dir, tokens_zarr, seq_len, max_windows):
     return windows.numpy()
 
 
-def _prompt(model_dir, prompt_tokens: int, seed: int) -> list:
+def prompt(model_dir, prompt_tokens: int, seed: int) -> list:
     """`tyr.evaluate.speed`'s seed-fixed prompt of the model in `model_dir` (no special tokens)."""
     from transformers import AutoConfig, AutoTokenizer
 
