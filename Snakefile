@@ -23,6 +23,7 @@ include: "rules/export.smk"
 include: "rules/evaluate.smk"
 include: "rules/baselines.smk"
 include: "rules/unstructured.smk"
+include: "rules/gguf.smk"
 
 
 # Seconds-long bookkeeping jobs stay off the cluster queue.

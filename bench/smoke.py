@@ -38,6 +38,7 @@ SCRIPTS = (
     "selection_noise",
     "self_sampling",
     "supernet_ablation",
+    "gguf_export",
 )
 
 

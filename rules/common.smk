@@ -173,6 +173,13 @@ def share_files():
     return expand(target_path("share.json"), target=TARGETS)
 
 
+def gguf_summary_input(wildcards):
+    """`gguf.enabled`: a result's summary carries its llama.cpp table (rules/gguf.smk)."""
+    if not config["gguf"]["enabled"]:
+        return []
+    return [f"{RUN}/s{wildcards.target}/{wildcards.method}/gguf/table.json"]
+
+
 def final_outputs():
     summaries = expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"])
     return summaries + [run_path("report/report.md")]

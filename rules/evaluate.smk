@@ -41,6 +41,7 @@ rule summarize:
         genome=target_path("{method}/genome.json"),
         model=MODEL,
         tokens=TOKENS,
+        gguf_table=gguf_summary_input,
     output:
         summary=target_path("{method}/eval/summary.json"),
     log:

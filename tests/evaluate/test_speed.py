@@ -26,5 +26,5 @@ def test_speed_reports_throughput_and_memory(tiny_model_dir):
     )
     assert s["peak_memory_mib"] >= s["weights_mib"] > 0
     # Same seed, same prompt: dense and pruned are timed on identical inputs.
-    assert torch.equal(sp._prompt(128, tok, 1, 16, 0), sp._prompt(128, tok, 1, 16, 0))
-    assert not set(sp._prompt(128, tok, 2, 64, 0).flatten().tolist()) & set(tok.all_special_ids)
+    assert torch.equal(sp.prompt_ids(128, tok, 1, 16, 0), sp.prompt_ids(128, tok, 1, 16, 0))
+    assert not set(sp.prompt_ids(128, tok, 2, 64, 0).flatten().tolist()) & set(tok.all_special_ids)

@@ -97,6 +97,19 @@ def test_summary_retention_and_speedups(tmp_path, tiny_model_dir):
     assert json.loads((tmp_path / "tyr" / "eval" / "summary.json").read_text())["retention"] == s["retention"]
     assert s["method"] == "tyr" and [r["attn_sparsity"] for r in s["distribution"]] == [0.25, 1.0, 0.0]
     assert [r["mlp_sparsity"] for r in s["distribution"]] == [0.0, 0.5, 1.0]
+    assert "gguf" not in s
+    write_json(
+        tmp_path / "table.json", {"result": "s50/tyr", "rows": []}
+    )  # gguf.enabled: llama.cpp's table rides along
+    s_gguf = summarize(
+        dense,
+        pruned,
+        tmp_path / "spec.json",
+        tmp_path / "g.json",
+        tmp_path / "sg.json",
+        gguf_json=tmp_path / "table.json",
+    )
+    assert s_gguf["gguf"] == {"result": "s50/tyr", "rows": []}
 
     # An export's own record (compensation biases outside the accounting) gives the sparsity.
     record = json.loads(pruned.read_text())

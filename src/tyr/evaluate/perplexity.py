@@ -23,17 +23,19 @@ def max_positions(model) -> int:
 
 def perplexity(model, tokenizer, texts, *, seq_len=2048, batch_size=1, max_windows=None) -> dict:
     """WikiText-style perplexity of `texts` (protocol in the module docstring)."""
+    windows, total = text_windows(tokenizer, texts, min(int(seq_len), max_positions(model)), max_windows)
+    return {**window_perplexity(model, windows, batch_size=batch_size), "total_tokens": total}
+
+
+def text_windows(tokenizer, texts, seq_len: int, max_windows=None):
+    """(windows [n, seq_len] of token ids, total token count): steps 1 and 2 of the protocol."""
     ids = tokenizer("\n\n".join(texts), return_tensors="pt").input_ids[0]
-    seq_len = min(int(seq_len), max_positions(model))
     n = ids.numel() // seq_len
     if max_windows is not None:
         n = min(n, int(max_windows))
     if n < 1:
         raise ValueError(f"{ids.numel()} tokens do not fill one window of {seq_len}")
-    return {
-        **window_perplexity(model, ids[: n * seq_len].view(n, seq_len), batch_size=batch_size),
-        "total_tokens": int(ids.numel()),
-    }
+    return ids[: n * seq_len].view(n, seq_len), int(ids.numel())
 
 
 def window_perplexity(model, windows, *, batch_size=1) -> dict:

@@ -28,7 +28,7 @@ def write_report(summaries, out_markdown, *, genomes=(), generations=(), shares=
     runs = [_run(Path(s), _match_genome(Path(s), genomes)) for s in summaries]
     lines = ["# tyr pruning report", ""]
     lines += _results_table(runs) + [""] + _data_notes(runs) + [""] + _task_table(runs)
-    lines += [""] + _continuations(runs)
+    lines += [""] + _continuations(runs) + _gguf_tables(runs)
     if runs:
         plot_tradeoff(runs, plots / "tradeoff.png")
         lines += ["", "## Quality against sparsity", "", _img(out_markdown, plots / "tradeoff.png")]
@@ -120,6 +120,17 @@ def _data_notes(runs) -> list[str]:
     lines += [f"- {name}: **skipped**: {why}" for name, why in sorted(skipped.items())]
     digests = sorted({r["summary"].get("calibration_digest") for r in runs} - {None})
     lines += [f"- calibration tokens: sha256 `{d}` (`calibration_digest`)" for d in digests]
+    return lines
+
+
+def _gguf_tables(runs) -> list[str]:
+    """llama.cpp's measurements of each result's GGUF files (`gguf.enabled`; tyr.evaluate.gguf_table)."""
+    from tyr.evaluate.gguf_table import markdown
+
+    lines = []
+    for run in runs:
+        if "gguf" in run["summary"]:
+            lines += ["", f"## In llama.cpp (GGUF): {run['label']}", "", *markdown(run["summary"]["gguf"])]
     return lines
 
 

@@ -23,7 +23,7 @@ def measure_speed(model, tokenizer=None, *, prompt_tokens=256, new_tokens=64, ba
     import torch
 
     device = next(model.parameters()).device
-    prompt = _prompt(model.config.vocab_size, tokenizer, batch_size, prompt_tokens, seed).to(device)
+    prompt = prompt_ids(model.config.vocab_size, tokenizer, batch_size, prompt_tokens, seed).to(device)
     _generate(model, prompt, 2)  # warm-up: allocator, kernels, lazy inits
     memory = _PeakMemory(device)
     runs = [_generate(model, prompt, new_tokens) for _ in range(repeats)]
@@ -45,7 +45,7 @@ def measure_speed(model, tokenizer=None, *, prompt_tokens=256, new_tokens=64, ba
     }
 
 
-def _prompt(vocab, tokenizer, batch, length, seed):
+def prompt_ids(vocab, tokenizer, batch, length, seed):
     import torch
 
     special = set(getattr(tokenizer, "all_special_ids", None) or [])

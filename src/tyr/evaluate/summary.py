@@ -15,12 +15,15 @@ from tyr.evaluate.zeroshot import METRICS, average
 from tyr.model.spec import SUBLAYERS
 
 
-def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, method=None, tokens_zarr=None) -> dict:
+def summarize(
+    dense_json, pruned_json, spec_json, genome_json, out_json, *, method=None, tokens_zarr=None, gguf_json=None
+) -> dict:
     """`eval/summary.json`: dense and pruned side by side, with retention and speed-ups.
 
     It also records the genome's per-layer distribution, so a report needs only summaries, and
     the digest of the run's calibration tokens (`tokens_zarr`). `method` defaults to the name of
-    the folder above `eval/` (results/.../{method}/eval/).
+    the folder above `eval/` (results/.../{method}/eval/). `gguf_json`: the result's
+    `gguf/table.json` (tyr.evaluate.gguf_table), carried as `gguf`.
     """
     from tyr.model import sparsity
     from tyr.model.spec import ModelSpec
@@ -58,6 +61,8 @@ def summarize(dense_json, pruned_json, spec_json, genome_json, out_json, *, meth
     summary["skipped"] = {**dense.get("skipped", {}), **pruned.get("skipped", {})}
     if "selection" in genome:  # Týr: the held-out choice among the iterations' genomes
         summary["selection"] = genome["selection"]
+    if gguf_json is not None:  # llama.cpp's own measurements of the GGUF files (rules/gguf.smk)
+        summary["gguf"] = read_json(gguf_json)
     write_json(out_json, summary)
     return summary
 

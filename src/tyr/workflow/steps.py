@@ -206,7 +206,16 @@ def evaluate(input, output, params, wildcards):
 def summarize(input, output, params, wildcards):
     from tyr.evaluate.summary import summarize
 
-    summarize(input.dense, input.pruned, _spec(input), input.genome, output.summary, tokens_zarr=input.tokens)
+    gguf = list(input.gguf_table)  # [] unless gguf.enabled (rules/gguf.smk)
+    summarize(
+        input.dense,
+        input.pruned,
+        _spec(input),
+        input.genome,
+        output.summary,
+        tokens_zarr=input.tokens,
+        gguf_json=gguf[0] if gguf else None,
+    )
 
 
 def report(input, output, params, wildcards):
@@ -285,3 +294,63 @@ def unstructured_table(input, output, params, wildcards):
     from tyr.methods.unstructured.summary import table
 
     table(list(input.summaries), output.table, output.json)
+
+
+# ---- GGUF for llama.cpp (issue 25): tyr.export.gguf, tyr.export.quantize, tyr.evaluate.llamacpp -----
+
+
+def export_gguf(input, output, params, wildcards):
+    from tyr.core.io import write_json
+    from tyr.export.gguf import export_gguf
+    from tyr.model.prepare import resolve_source
+
+    source = resolve_source(params.source)  # a GGUF source lends its tokenizer keys verbatim
+    tokenizer = str(source) if source.kind == "gguf" else input.model
+    record = export_gguf(
+        input.model,
+        output.gguf,
+        tokenizer_source=tokenizer,
+        ftype=wildcards.ftype,
+        pad=params.pad,
+        name=f"{params.run}/{wildcards.result}",
+    )
+    write_json(output.manifest, record)
+
+
+def quantize_gguf(input, output, params, wildcards, runtime):
+    from tyr.export.quantize import quantize
+
+    quantize(input.gguf, output.gguf, wildcards.qtype, threads=runtime["threads"])
+
+
+def check_gguf(input, output, params, wildcards):
+    from tyr.core.io import write_json
+    from tyr.evaluate.llamacpp import check
+
+    e = params.evaluate
+    result = check(
+        input.gguf,
+        model_dir=input.model,
+        plan=params.plan,
+        tokens_zarr=input.tokens,
+        seq_len=e["seq_len"],
+        max_windows=e["max_windows"],
+        speed_options=params.speed,
+        threads=params.threads,
+    )
+    write_json(output.check, result)
+
+
+def gguf_table(input, output, params, wildcards):
+    from tyr.evaluate.gguf_table import gguf_table
+    from tyr.export.gguf_card import write_card
+
+    table = gguf_table(
+        list(input.checks),
+        list(input.dense_checks),
+        input.pytorch,
+        output.table,
+        result=wildcards.result,
+        export=input.manifest,
+    )
+    write_card(table, output.card)
