@@ -15,7 +15,7 @@ from tyr.export.gguf import export_gguf, rope_permute
 from tyr.export.gguf_layout import GGUFError, layer_layout
 from tyr.export.quantize import quantize
 from tyr.model.adapter import load_config, load_model
-from tyr.model.spec import spec_from_config
+from tyr.model.families import spec_from_config
 
 # f32 weights and an f32 KV cache: llama.cpp and PyTorch differ only by summation order.
 ATOL = 1e-5
