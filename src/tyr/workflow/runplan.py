@@ -88,7 +88,7 @@ def differences(old: dict | None, new: dict) -> list[str]:
 def _leaves(d, prefix="") -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict):  # an empty section has no leaves (no "skipped: (none) -> {}" line)
             out.update(_leaves(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
