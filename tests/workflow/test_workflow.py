@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers.data import SHARED_DATA, mount_as_root
+from helpers.data import mount_as_root
 from helpers.runs import (
     ROOT,
     RUN,
@@ -176,11 +176,15 @@ def test_where_a_step_runs_reruns_nothing(reference, tmp_path):
     assert planned_rules(workdir, tmp_path / "where.yaml") == {}
 
 
-def test_new_evaluation_data_reruns_the_evaluations_not_the_exports(reference):
-    """$TYR_DATA_DIR set after an offline run: the plan says what changed before any job, and
-    exactly the evaluations, summaries and the report are planned; no export of weights."""
+def test_new_evaluation_data_reruns_the_evaluations_not_the_exports(reference, tmp_path):
+    """$TYR_DATA_DIR set after an offline run (here a folder with a WikiText-2 test file of its
+    own): the plan says what changed before any job, and exactly the evaluations, summaries and
+    the report are planned; no export of weights."""
     workdir = reference["run_dir"].parents[1]
-    out = run(workdir, "-n", "--quiet", "rules", env={"TYR_DATA_DIR": str(SHARED_DATA)})
+    (tmp_path / "wikitext-2").mkdir()
+    text = " = Valkyria Chronicles = \n The game began development in 2010 .\n"
+    (tmp_path / "wikitext-2" / "test.txt").write_text(text)
+    out = run(workdir, "-n", "--quiet", "rules", env={"TYR_DATA_DIR": str(tmp_path)})
     assert "plan: evaluation.perplexity.wikitext2" in out.stderr, out.stderr[-3000:]
     planned = rule_counts(out.stdout + out.stderr)
     assert planned == {"all": 1, "evaluate_dense": 1, "evaluate_pruned": 2, "summarize": 2, "report": 1, "total": 7}, (
