@@ -172,9 +172,14 @@ def stop(proc: subprocess.Popen, how: str) -> dict:
         return {"exit_seconds": None, "exited": False}
 
 
+def search_log(workdir: Path, rel: str) -> Path:
+    """The log of the search whose folder is `rel` (s50/iter1/search -> logs/s50/iter1/search.log)."""
+    return workdir / "results" / RUN / "logs" / rel.replace("/search", "") / "search.log"
+
+
 def stopped_at_checkpoint(workdir: Path, rel: str) -> bool:
     """The search's log says it stopped on SIGTERM at a checkpoint (tyr.core.signals)."""
-    log = workdir / "results" / RUN / "logs" / rel.replace("/search", "") / "search.log"
+    log = search_log(workdir, rel)
     return log.exists() and "stopped by SIGTERM" in log.read_text()
 
 
@@ -197,7 +202,7 @@ def trial(model: Path, workdir: Path, trigger: dict, cores: int, reference: dict
     resumed = {}
     for rel, state in mid_search.items():
         total = json.loads((workdir / "results" / RUN / rel / "state.json").read_text())
-        log = workdir / "results" / RUN / "logs" / rel.replace("/search", "") / "search.log"
+        log = search_log(workdir, rel)
         gens = [int(g) for g in re.findall(r"gen (\d+)/", log.read_text())] if log.exists() else []
         resumed[rel] = {
             "at_kill": state["generation"],

@@ -6,6 +6,7 @@ partial file that looks complete to Snakemake or to a resumed job.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -41,13 +42,21 @@ def atomic_path(path):
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
 
 
+@functools.cache
+def _renameat2():
+    """glibc's renameat2, loaded once; None where the C library lacks it."""
+    import ctypes
+
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+
+
 def exchange(a, b) -> bool:
     """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE, kernel >= 3.15).
     False where the C library or the file system does not offer it (the caller falls back)."""
     import ctypes
     import errno
 
-    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    fn = _renameat2()
     if fn is None:
         return False
     if fn(_AT_FDCWD, os.fsencode(str(a)), _AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE) == 0:

@@ -64,7 +64,7 @@ class _ByThread(io.TextIOBase):
 
 
 def _routed(name: str) -> _ByThread:
-    """sys.<name> wrapped once per process (the first job does it, under the runner's lock)."""
+    """sys.<name> wrapped once per process (call it under the runner's lock)."""
     stream = getattr(sys, name)
     if not isinstance(stream, _ByThread):
         stream = _ByThread(stream)
@@ -85,7 +85,8 @@ def job_log(path):
     handler.addFilter(_ThisThread())
     logger.addHandler(handler)
     me = threading.get_ident()
-    routes = [_routed("stdout"), _routed("stderr")]
+    with _lock:  # a no-op after the first job, which wrapped both streams
+        routes = [_routed("stdout"), _routed("stderr")]
     for r in routes:
         r.files[me] = stream
     try:
@@ -150,7 +151,9 @@ def _run(entry, args, runtime, threads, log):
     name = entry.__name__
     with _lock:
         torch.set_num_threads(max(1, int(threads)))
-        _routed("stdout"), _routed("stderr")  # before transformers binds its log handler to sys.stderr
+        # before transformers binds its log handler to sys.stderr, so its records are routed too
+        _routed("stdout")
+        _routed("stderr")
         _warm_imports()
     with job_log(log[0]) as logger:
         logger.info("start %s %s", name, dict(args[3].items()))
