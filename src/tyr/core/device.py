@@ -1,5 +1,5 @@
 """What the machine multiplies natively, and where a job computes: decides where bfloat16
-compute is a free speed-up and which device a search process uses."""
+compute is a free speed-up and which device each heavy stage uses (config `devices`)."""
 
 from __future__ import annotations
 
@@ -32,18 +32,42 @@ def resolve_dtype(name: str, device_type: str = "any") -> str:
     return name
 
 
-def resolve_device(name: str) -> str:
-    """`auto` -> this process's GPU when there is one, else "cpu"; `cuda` -> this process's GPU.
-    A process's GPU is cuda:LOCAL_RANK (one GPU per rank under torch.distributed.run)."""
+def resolve_device(name: str, key: str = "device") -> str:
+    """`auto` -> this process's GPU when there is one, else "cpu"; `cuda` -> this process's GPU;
+    `cuda:N` passes through (checked). A process's GPU is cuda:LOCAL_RANK (one GPU per rank
+    under torch.distributed.run). `key` names the config key in errors (e.g. devices.supernet)."""
     import torch
 
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    if name not in ("auto", "cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ValueError(f"{key} must be auto, cpu or cuda, got {name!r}")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return "cpu"
     if not torch.cuda.is_available():
-        raise RuntimeError("search.device: cuda, but torch sees no CUDA device (is this the CPU build of torch?)")
+        raise RuntimeError(f"{key}: {name}, but torch sees no CUDA device (is this the CPU build of torch?)")
+    if name.startswith("cuda:"):
+        return name
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+
+
+def placed(name: str, key: str = "device"):
+    """`with placed(device) as dev:` the stage computes on `dev` (a torch.device): tensors that
+    the code creates without naming a device (torch.zeros, arange, eye ...) are made there, so
+    an algorithm moves to the GPU by moving only its inputs. On the CPU this changes nothing:
+    the same kernels in the same order (level files bit-identical, tests/core/test_device.py)."""
+    import contextlib
+
+    import torch
+
+    dev = torch.device(resolve_device(name, key))
+
+    @contextlib.contextmanager
+    def scope():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        with dev:
+            yield dev
+
+    return scope()
 
 
 def threads_from_env() -> None:
