@@ -5,12 +5,15 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from tyr.workflow.config import refuse_moved_keys
+
 min_version("9.0")
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
+refuse_moved_keys(config)
 validate(config, "config/config.schema.yaml")
 
 

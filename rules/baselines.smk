@@ -20,7 +20,7 @@ rule baseline:
         run_path("benchmarks/s{target}/{method}/baseline.tsv")
     threads: THREADS
     run:
-        step(steps.baseline, input, output, params, wildcards, threads, log)
+        step(steps.baseline, input, output, params, wildcards, threads, log, runtime=runtime("baselines"))
 
 
 rule compare:

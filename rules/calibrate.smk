@@ -11,7 +11,7 @@ rule calibrate:
         run_path("benchmarks/calibrate.tsv")
     threads: THREADS
     run:
-        step(steps.calibrate, input, output, params, wildcards, threads, log)
+        step(steps.calibrate, input, output, params, wildcards, threads, log, runtime=runtime("calibrate"))
 
 
 rule embed:

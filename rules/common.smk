@@ -79,11 +79,12 @@ def step(entry, input, output, params, wildcards, threads, log, runtime=None):
     return run_step(entry, input, output, params, wildcards, threads, log, runtime=runtime)
 
 
-def runtime(threads=None):
+def runtime(stage, threads=None):
     """Where and how fast a step runs, never what it writes: passed beside the params, not in
     them, so moving a run to a GPU or to more processes reruns no finished job (a result is
-    kept where it was computed; `search.processes` gives the same genome by design)."""
-    return {"device": config["search"]["device"], "processes": config["search"]["processes"], "threads": threads}
+    kept where it was computed; `search.processes` gives the same genome by design).
+    `stage`: its key in config `devices`."""
+    return {"device": config["devices"][stage], "processes": config["search"]["processes"], "threads": threads}
 
 
 def layer_input(wildcards):
@@ -114,7 +115,7 @@ SEARCH_KEYS = ("offspring", "stages", "seed", "max_swaps", "trade_attn_mlp", "dt
 
 def search_settings(wildcards):
     """What changes iteration {iter}'s genome: its own generation count (a longer iteration 3
-    leaves iterations 1 and 2 finished) and the keys above; not `device` or `processes` (runtime)."""
+    leaves iterations 1 and 2 finished) and the keys above; not `devices.search` or `processes` (runtime)."""
     settings = {k: config["search"][k] for k in SEARCH_KEYS}
     settings["generations"] = tyrconf.generations(config["search"], int(wildcards.iter))
     return settings

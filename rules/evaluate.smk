@@ -13,7 +13,7 @@ rule evaluate_dense:
         run_path("benchmarks/evaluate_dense.tsv")
     threads: THREADS
     run:
-        step(steps.evaluate, input, output, params, wildcards, threads, log)
+        step(steps.evaluate, input, output, params, wildcards, threads, log, runtime=runtime("evaluate"))
 
 
 rule evaluate_pruned:
@@ -31,7 +31,7 @@ rule evaluate_pruned:
         run_path("benchmarks/s{target}/{method}/evaluate.tsv")
     threads: THREADS
     run:
-        step(steps.evaluate, input, output, params, wildcards, threads, log)
+        step(steps.evaluate, input, output, params, wildcards, threads, log, runtime=runtime("evaluate"))
 
 
 rule summarize:

@@ -47,7 +47,7 @@ rule quantize_gguf:
         run_path("benchmarks/{result}/gguf/quantize-{qtype}.tsv")
     threads: THREADS
     run:
-        step(steps.quantize_gguf, input, output, params, wildcards, threads, log, runtime=runtime(threads))
+        step(steps.quantize_gguf, input, output, params, wildcards, threads, log, runtime={"threads": threads})
 
 
 rule check_gguf:

@@ -12,7 +12,7 @@ rule dense_topk:
         run_path("benchmarks/dense_topk.tsv")
     threads: THREADS
     run:
-        step(steps.dense_topk, input, output, params, wildcards, threads, log)
+        step(steps.dense_topk, input, output, params, wildcards, threads, log, runtime=runtime("dense_topk"))
 
 
 rule attention_share:
@@ -34,7 +34,7 @@ rule attention_share:
         run_path("benchmarks/s{target}/attention_share.tsv")
     threads: THREADS
     run:
-        step(steps.attention_share, input, output, params, wildcards, threads, log, runtime=runtime())
+        step(steps.attention_share, input, output, params, wildcards, threads, log, runtime=runtime("attention_share"))
 
 
 rule search:
@@ -55,7 +55,7 @@ rule search:
         run_path("benchmarks/s{target}/iter{iter}/search.tsv")
     threads: THREADS
     run:
-        step(steps.search, input, output, params, wildcards, threads, log, runtime=runtime(threads))
+        step(steps.search, input, output, params, wildcards, threads, log, runtime=runtime("search", threads))
 
 
 rule select_tyr:
@@ -74,7 +74,7 @@ rule select_tyr:
         run_path("benchmarks/s{target}/select_tyr.tsv")
     threads: THREADS
     run:
-        step(steps.select_tyr, input, output, params, wildcards, threads, log, runtime=runtime())
+        step(steps.select_tyr, input, output, params, wildcards, threads, log, runtime=runtime("select"))
 
 
 rule genome_uniform:

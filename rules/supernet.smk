@@ -35,7 +35,7 @@ rule supernet_layer:
         run_path("benchmarks/s{target}/iter{iter}/supernet_layer{layer}.tsv")
     threads: THREADS
     run:
-        step(steps.supernet_layer, input, output, params, wildcards, threads, log)
+        step(steps.supernet_layer, input, output, params, wildcards, threads, log, runtime=runtime("supernet"))
 
 
 rule supernet:

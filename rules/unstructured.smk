@@ -26,7 +26,7 @@ rule unstructured_layer:
         run_path("benchmarks/{usource}+{umethod}{upattern}/layer{layer}.tsv")
     threads: THREADS
     run:
-        step(steps.unstructured_layer, input, output, params, wildcards, threads, log)
+        step(steps.unstructured_layer, input, output, params, wildcards, threads, log, runtime=runtime("unstructured"))
 
 
 rule unstructured_export:
@@ -59,7 +59,7 @@ rule unstructured_evaluate:
         run_path("benchmarks/{usource}+{umethod}{upattern}/evaluate.tsv")
     threads: THREADS
     run:
-        step(steps.evaluate, input, output, params, wildcards, threads, log)
+        step(steps.evaluate, input, output, params, wildcards, threads, log, runtime=runtime("evaluate"))
 
 
 rule unstructured_summary:

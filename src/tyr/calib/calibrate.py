@@ -89,11 +89,13 @@ def calibrate(
     text_field: str = "text",
     hub_split: str | None = None,
     temperature: float = 1.0,
+    device: str = "cpu",
 ) -> Path:
     """Write the calibration token splits of `source` to the zarr group `out_zarr`.
 
     prune: the pruning Hessians; fitness: the search's samples; selection: the final choice
     among the iterations' genomes (never seen by a search); heldout: evaluation only.
+    `device`: where `source: self` samples (config `devices.calibrate`); other sources only tokenize.
     """
     from transformers import AutoConfig, AutoTokenizer
 
@@ -116,7 +118,7 @@ def calibrate(
     }
     need = sum(counts.values())
     if source == "self":
-        samples, attrs["sampling"] = sample_self(model_dir, need, seq_len, seed, temperature=temperature)
+        samples, attrs["sampling"] = sample_self(model_dir, need, seq_len, seed, temperature=temperature, device=device)
         bounds = np.cumsum([0, *counts.values()])
         splits = {k: samples[bounds[i] : bounds[i + 1]] for i, k in enumerate(counts)}
     else:

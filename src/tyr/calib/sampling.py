@@ -50,25 +50,28 @@ def sample_self(
     dtype: str = "auto",
     temperature: float = 1.0,
     batch_size: int = BATCH,
+    device: str = "cpu",
 ) -> tuple[np.ndarray, dict]:
-    """`n` sequences of `seq_len` tokens sampled from the model; (tokens, how they were made)."""
+    """`n` sequences of `seq_len` tokens sampled from the model; (tokens, how they were made).
+    `device`: config `devices.calibrate`; `dtype` auto is bfloat16 where that device multiplies it natively."""
     import torch
     from transformers import AutoTokenizer
 
-    from tyr.core.device import resolve_dtype
+    from tyr.core.device import placed, resolve_dtype
     from tyr.model.adapter import load_model
 
-    dtype = resolve_dtype(dtype)
-    model = load_model(model_dir, dtype=getattr(torch, dtype))
-    start = start_token(AutoTokenizer.from_pretrained(model_dir), model.config)
-    gen = torch.Generator().manual_seed(seed)
-    out = np.empty((n, seq_len), dtype=np.int64)
-    with torch.inference_mode():
+    with placed(device, "devices.calibrate") as dev, torch.inference_mode():
+        dtype = resolve_dtype(dtype, dev.type)
+        model = load_model(model_dir, dtype=getattr(torch, dtype)).to(dev)
+        start = start_token(AutoTokenizer.from_pretrained(model_dir), model.config)
+        gen = torch.Generator().manual_seed(seed)  # on the host: the same seed draws alike from any device
+        out = np.empty((n, seq_len), dtype=np.int64)
         for first in range(0, n, batch_size):
             b = min(batch_size, n - first)
-            out[first : first + b] = sample_batch(model, start, b, seq_len, gen, temperature).numpy()
+            out[first : first + b] = sample_batch(model, start, b, seq_len, gen, temperature).cpu().numpy()
             log.info("self: sampled %d/%d sequences", first + b, n)
-    return out, {"from_token": start, "temperature": temperature, "batch_size": batch_size, "dtype": dtype}
+    how = {"from_token": start, "temperature": temperature, "batch_size": batch_size, "dtype": dtype}
+    return out, {**how, "device": dev.type}
 
 
 def sample_batch(model, start: int, batch: int, seq_len: int, gen, temperature: float = 1.0):
@@ -84,7 +87,7 @@ def sample_batch(model, start: int, batch: int, seq_len: int, gen, temperature: 
         out = model(tokens[-1], past_key_values=past, use_cache=True)
         past = out.past_key_values
         probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
-        tokens.append(torch.multinomial(probs, 1, generator=gen))
+        tokens.append(torch.multinomial(probs.cpu(), 1, generator=gen).to(probs.device))
         if step % TRIM_EVERY == TRIM_EVERY - 1:  # the cache grows every step: see tyr.core.memory
             trim_heap()
     return torch.cat(tokens, dim=1)

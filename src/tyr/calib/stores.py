@@ -112,4 +112,4 @@ def write_hidden(path, shape, batches) -> None:
     with atomic_path(path) as tmp:
         out = create_hidden(tmp, shape)
         for i, x in batches:
-            out[i : i + len(x)] = x.numpy()
+            out[i : i + len(x)] = x.cpu().numpy()  # a GPU stage's batches too

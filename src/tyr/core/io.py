@@ -88,7 +88,7 @@ def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
     """Write tensors and metadata so the same input gives the same bytes."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}  # a GPU stage's tensors too
     meta = {_META_KEY: json.dumps({k: str(v) for k, v in (metadata or {}).items()}, sort_keys=True)}
     with atomic_path(path) as tmp:
         try:

@@ -103,12 +103,14 @@ def evaluate_model(
     `plan` is a `tyr.evaluate.plan.resolve` result: perplexity data sets by name (the calibration
     `heldout` split is read from `tokens_zarr`), zero-shot tasks and folder, and what was
     skipped and why (recorded as is). `speed`: False, True, or a dict of `measure_speed` keywords.
+    `device`: config `devices.evaluate` (auto: the job's GPU when there is one); speed is measured there.
     """
+    from tyr.core.device import resolve_device
     from tyr.evaluate.speed import measure_speed
 
     clock = _Clock()
     with clock("load"):
-        model, tokenizer = load(model_dir, device=device, dtype=dtype)
+        model, tokenizer = load(model_dir, device=resolve_device(device, "devices.evaluate"), dtype=dtype)
     model_type = read_json(Path(model_dir) / "config.json")["model_type"]  # dense sources run as tyr_llama
     result = {"model": str(model_dir), "model_type": model_type, "params": param_counts(model)}
     export_record = Path(model_dir) / "tyr_pruning.json"  # written by tyr.export.hf: the exact accounting

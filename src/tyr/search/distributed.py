@@ -10,7 +10,7 @@ count per process: tested with 2 CPU processes on the gloo backend). Rank 0 alon
 the checkpoint and the outputs.
 
 `tyr.search.launch` starts the ranks. They talk over gloo (the gathered scores are a few
-floats); each computes its fitness on its own device (`search.device`: cuda:LOCAL_RANK when
+floats); each computes its fitness on its own device (`devices.search`: cuda:LOCAL_RANK when
 torch sees GPUs, else the CPU).
 """
 

@@ -54,21 +54,28 @@ def dense_topk(
     batch_size: int = 4,
     dtype: str = "float32",
     chunk: int = 256,
+    device: str = "cpu",
 ) -> None:
     """Run the dense model once on each split and store its top-k next-token log-probs.
 
     `out_zarr` (group, written atomically) holds one subgroup per non-empty split with `logp`
     [n_seq, seq_len, k] (`dtype`), `index` int32 [n_seq, seq_len, k], `logp_rest` float32
     [n_seq, seq_len] (log of the mass outside the top-k, for the KL's tail term), attrs
-    `tokens_sha256`; the group's attrs hold `k` and `model`.
+    `tokens_sha256`; the group's attrs hold `k` and `model`. `device`: config `devices.dense_topk`
+    (the model on the device, one batch of tokens at a time; float32 on both).
     """
-    import zarr
-
-    from tyr.core.device import threads_from_env
+    from tyr.core.device import placed, threads_from_env
     from tyr.model.adapter import load_model
 
     threads_from_env()
-    model = load_model(model_dir)
+    with placed(device, "devices.dense_topk") as dev:
+        model = load_model(model_dir).to(dev)
+        _dense_topk(model, model_dir, tokens_zarr, out_zarr, k, splits, batch_size, dtype, chunk)
+
+
+def _dense_topk(model, model_dir, tokens_zarr, out_zarr, k, splits, batch_size, dtype, chunk) -> None:
+    import zarr
+
     k = min(k, model.config.vocab_size)
     present = set(zarr.open_group(str(tokens_zarr), mode="r").array_keys())
     with atomic_path(out_zarr) as tmp:
@@ -90,13 +97,13 @@ def _write_topk(group, model, tokens, k, batch_size, dtype, chunk) -> None:
     rest = group.create_array("logp_rest", shape=(n, seq_len), dtype="float32", chunks=(1, seq_len))
     with torch.inference_mode():
         for s in range(0, n, batch_size):
-            ids = torch.from_numpy(tokens[s : s + batch_size]).long()
+            ids = torch.from_numpy(tokens[s : s + batch_size]).long().to(model.device)
             hidden, _ = model.model(ids)  # final-normed hidden states
             top, idx, tail = topk_logprobs(model.lm_head, hidden.flatten(0, 1), k, chunk)
             b = ids.shape[0]
-            logp[s : s + b] = top.view(b, seq_len, k).numpy().astype(dtype)
-            index[s : s + b] = idx.view(b, seq_len, k).int().numpy()
-            rest[s : s + b] = tail.view(b, seq_len).numpy()
+            logp[s : s + b] = top.view(b, seq_len, k).cpu().numpy().astype(dtype)
+            index[s : s + b] = idx.view(b, seq_len, k).int().cpu().numpy()
+            rest[s : s + b] = tail.view(b, seq_len).cpu().numpy()
     group.attrs.update({"tokens_sha256": stores.tokens_digest(tokens)})
 
 

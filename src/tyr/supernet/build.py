@@ -10,6 +10,9 @@ for each sublayer in order (attention, then the MLP on the attention's expected 
      the levels (`expected`, the paper), the centre level (`centre`), or the dense one (`dense`).
 Finally the layer's output on that stream is written for layer l+1, and the manifest last.
 
+The job computes on `devices.supernet` (`tyr.core.device.placed`): the layer, its statistics,
+the solves and one batch of the stream on the device; the stream itself stays in zarr on the host.
+
 Ablation switches (config `supernet.*`): `compensate`, `taylor`, `obs` (local_prune), `accumulate`
 (above), and `refit`: `local` fits each level to the dense projection's output on the pruned
 stream, G = XᵀX·W (the paper); `corrected` fits it to the dense model's own output, G = XᵀX_dense·W,
@@ -81,6 +84,7 @@ def build_layer(
     *,
     iteration=1,
     embeddings_zarr=None,
+    device="cpu",
     **options,
 ) -> dict:
     """Prune every level of layer `layer`'s two sublayers and propagate the chosen stream.
@@ -92,11 +96,13 @@ def build_layer(
     """
     import torch
 
+    from tyr.core.device import placed
+
     opts = Options(**options)
     start = time.perf_counter()
-    ctx = _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, iteration)
-    x_dense = _dense_inputs(model_dir, embeddings_zarr, layer) if opts.refit == "corrected" else None
-    with torch.no_grad():
+    with placed(device, "devices.supernet") as dev, torch.no_grad():
+        ctx = _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, iteration, dev)
+        x_dense = _dense_inputs(model_dir, embeddings_zarr, layer, dev) if opts.refit == "corrected" else None
         stream = _Stream(ctx, stores.open_hidden(inputs_zarr), x_dense, opts)
         attn, W_attn, b_attn = prune_sublayer(ctx, "attn", stream.statistics("attn"), opts)
         stream.carry_attention(W_attn, b_attn)
@@ -112,7 +118,7 @@ def build_layer(
     return manifest
 
 
-def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, iteration) -> Layer:
+def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir, iteration, device) -> Layer:
     import torch
 
     from tyr.core.io import read_json
@@ -120,11 +126,11 @@ def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
     from tyr.model.spec import ModelSpec
 
     config = adapter.load_config(model_dir)
-    dense = adapter.load_state(model_dir, adapter.layer_prefix(layer))
-    pos = adapter.rotary(config, stores.open_hidden(inputs_zarr).shape[1])
+    dense = {k: v.to(device) for k, v in adapter.load_state(model_dir, adapter.layer_prefix(layer)).items()}
+    pos = adapter.rotary(config, stores.open_hidden(inputs_zarr).shape[1], device=device)
     return Layer(
         ModelSpec.from_json(spec_json),
-        adapter.decoder_layer(config, layer, dense, torch.float32),
+        adapter.decoder_layer(config, layer, dense, torch.float32).to(device),
         dense,
         read_json(levels_json)["layers"][layer],
         pos,
@@ -133,9 +139,10 @@ def _load_layer(model_dir, spec_json, levels_json, inputs_zarr, layer, layer_dir
     )
 
 
-def _dense_inputs(model_dir, embeddings_zarr, layer: int):
+def _dense_inputs(model_dir, embeddings_zarr, layer: int, device):
     """The dense model's input of `layer` on the calibration tokens: the embeddings run through
-    dense layers 0..layer-1 (the corrected refit's target; O(layer) forwards, an ablation)."""
+    dense layers 0..layer-1 (the corrected refit's target; O(layer) forwards, an ablation).
+    Held on the host, a chunk at a time on the device."""
     import torch
 
     from tyr.model import adapter
@@ -144,10 +151,10 @@ def _dense_inputs(model_dir, embeddings_zarr, layer: int):
         raise ValueError("refit='corrected' needs the calibration embeddings (embeddings_zarr)")
     x = torch.from_numpy(stores.open_hidden(embeddings_zarr)[:])
     config = adapter.load_config(model_dir)
-    pos = adapter.rotary(config, x.shape[1])
+    pos = adapter.rotary(config, x.shape[1], device=device)
     for l in range(layer):
-        module = adapter.load_layer(model_dir, l, config, torch.float32)
-        x = torch.cat([module(b, pos) for b in x.split(stores.CHUNK_SEQS)])
+        module = adapter.load_layer(model_dir, l, config, torch.float32).to(device)
+        x = torch.cat([module(b.to(device), pos).cpu() for b in x.split(stores.CHUNK_SEQS)])
     return x
 
 
@@ -167,7 +174,8 @@ class _Stream:
         self.carried_attn = (W, b)
 
     def batches(self):
-        return stores.row_batches(self.x_in, self.opts.batch_size)
+        device = self.ctx.pos[0].device  # the job's device (the stream is read from the host)
+        return ((i, x.to(device)) for i, x in stores.row_batches(self.x_in, self.opts.batch_size))
 
     def _kept(self, key, compute):
         if key in self._cache:
@@ -207,7 +215,7 @@ class _Stream:
             z = self.attn_input(i, x) if sublayer == "attn" else self.mlp_input(i, x)
             H.add(z)
             if C is not None:
-                C.add(z, self._dense_input(sublayer, self.x_dense[i : i + len(x)]))
+                C.add(z, self._dense_input(sublayer, self.x_dense[i : i + len(x)].to(z.device)))
         return H.mean(), None if C is None else C.mean()
 
     def _dense_input(self, sublayer: str, x):

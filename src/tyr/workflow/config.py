@@ -51,6 +51,17 @@ def looks_local(source: str) -> bool:
     )
 
 
+MOVED = {("search", "device"): "devices.search"}  # old key -> where it lives now
+
+
+def refuse_moved_keys(config) -> None:
+    """A key that moved is named with its new home (before the schema, whose message would
+    only say the old key is unexpected)."""
+    for (section, key), new in MOVED.items():
+        if key in (config.get(section) or {}):
+            raise ConfigError(f"{section}.{key} is now {new} (each heavy stage has its own: config.yaml `devices`)")
+
+
 def check(config) -> None:
     """Raise ConfigError on the first semantic problem (the schema has already passed)."""
     for t in targets(config):

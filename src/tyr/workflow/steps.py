@@ -22,7 +22,7 @@ def prepare_model(input, output, params, wildcards):
     prepare_model(m["source"], output.model, trust_remote_code=m["trust_remote_code"], dtype=m["dtype"])
 
 
-def calibrate(input, output, params, wildcards):
+def calibrate(input, output, params, wildcards, runtime):
     from tyr.calib.calibrate import calibrate
 
     d = params.data
@@ -38,6 +38,7 @@ def calibrate(input, output, params, wildcards):
         seed=d["seed"],
         temperature=d["temperature"],
         text_field=d["text_field"],
+        device=runtime["device"],
     )
 
 
@@ -62,7 +63,7 @@ def levels(input, output, params, wildcards):
     )
 
 
-def supernet_layer(input, output, params, wildcards):
+def supernet_layer(input, output, params, wildcards, runtime):
     from tyr.supernet.build import build_layer
 
     build_layer(
@@ -75,6 +76,7 @@ def supernet_layer(input, output, params, wildcards):
         output.acts,
         iteration=int(wildcards.iter),
         embeddings_zarr=input.embeddings,
+        device=runtime["device"],
         **params.options,
     )
 
@@ -85,10 +87,10 @@ def supernet(input, output, params, wildcards):
     assemble(list(input.manifests), output.supernet)
 
 
-def dense_topk(input, output, params, wildcards):
+def dense_topk(input, output, params, wildcards, runtime):
     from tyr.search.reference import dense_topk
 
-    dense_topk(input.model, input.tokens, output.topk, k=params.topk)
+    dense_topk(input.model, input.tokens, output.topk, k=params.topk, device=runtime["device"])
 
 
 def attention_share(input, output, params, wildcards, runtime):
@@ -185,7 +187,7 @@ def export(input, output, params, wildcards):
     )
 
 
-def evaluate(input, output, params, wildcards):
+def evaluate(input, output, params, wildcards, runtime):
     from tyr.evaluate.measure import evaluate_model
 
     e = params.evaluate
@@ -200,6 +202,7 @@ def evaluate(input, output, params, wildcards):
         speed=e["speed"],
         prompts=e["prompts"],
         new_tokens=e["new_tokens"],
+        device=runtime["device"],
     )
 
 
@@ -231,7 +234,7 @@ def report(input, output, params, wildcards):
     )
 
 
-def baseline(input, output, params, wildcards):
+def baseline(input, output, params, wildcards, runtime):
     from tyr.methods import baselines
 
     baselines.run(
@@ -240,6 +243,7 @@ def baseline(input, output, params, wildcards):
         input.tokens,
         os.path.dirname(output.genome),
         target_sparsity=tyrconf.tag_target(wildcards.target),
+        device=runtime["device"],
         **params.options,
     )
 
@@ -253,7 +257,7 @@ def compare(input, output, params, wildcards):
 # ---- unstructured and N:M pruning (issue 14): tyr.methods.unstructured ------------------------------
 
 
-def unstructured_layer(input, output, params, wildcards):
+def unstructured_layer(input, output, params, wildcards, runtime):
     from tyr.methods.unstructured.layer import prune_layer
 
     u = params.options
@@ -268,6 +272,7 @@ def unstructured_layer(input, output, params, wildcards):
         blocksize=u["blocksize"],
         damp=u["damp"],
         batch_size=u["batch_size"],
+        device=runtime["device"],
     )
 
 
