@@ -34,3 +34,19 @@ def test_each_rank_takes_its_own_gpu(monkeypatch):
     assert hardware.resolve_device("auto") == "cuda:2"
     monkeypatch.setenv("LOCAL_RANK", "5")  # more ranks than GPUs: they share, round robin
     assert hardware.resolve_device("cuda") == "cuda:1"
+
+
+def test_a_stage_placed_on_the_cpu_makes_its_tensors_there_and_cuda_is_refused_naming_its_key(monkeypatch):
+    with hardware.placed("cpu", "devices.supernet") as dev:
+        assert dev == torch.device("cpu") and torch.zeros(2).device == dev
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="devices.supernet: cuda"):
+        with hardware.placed("cuda", "devices.supernet"):
+            pass
+    with pytest.raises(ValueError, match="devices.evaluate must be"):
+        hardware.resolve_device("cuda:one", "devices.evaluate")
+
+
+def test_a_named_gpu_is_taken_as_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert hardware.resolve_device("cuda:3") == "cuda:3"

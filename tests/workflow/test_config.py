@@ -48,6 +48,8 @@ def test_default_config_is_valid():
         ("model.dtype", "int3", "dtype"),
         ("search.attention_kept", "sometimes", "attention_kept"),
         ("search.attention_shares", [1.5], "attention_shares"),
+        ("devices.supernet", "tpu", "tpu"),
+        ("devices.evaluate", "cuda:x", "cuda:x"),
     ],
 )
 def test_schema_rejects(key, value, message):
@@ -82,6 +84,24 @@ def test_semantic_checks_name_key_and_value(key, value, message):
     with pytest.raises(tyrconf.ConfigError) as e:
         tyrconf.check(cfg)
     assert message in str(e.value)
+
+
+def test_every_heavy_stage_has_a_device_key_and_an_old_search_device_is_pointed_to_its_new_home():
+    assert set(DEFAULT["devices"]) == {
+        "calibrate", "supernet", "dense_topk", "attention_share", "search", "select", "evaluate", "baselines",
+        "unstructured",
+    }  # fmt: skip
+    check(with_("devices.supernet", "cuda:1"))  # where, not whether: a GPU is looked for inside the job
+    with pytest.raises(tyrconf.ConfigError, match=r"search.device is now devices.search"):
+        tyrconf.refuse_moved_keys(with_("search.device", "cuda"))
+
+
+def test_every_rule_that_passes_a_device_names_a_devices_key():
+    """runtime("<stage>") is read when the job starts: a typo would fail only there."""
+    import re
+
+    named = {m for f in (ROOT / "rules").glob("*.smk") for m in re.findall(r'runtime\("(\w+)"', f.read_text())}
+    assert named == set(DEFAULT["devices"]), named ^ set(DEFAULT["devices"])
 
 
 def test_target_tags_round_trip():

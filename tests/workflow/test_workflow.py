@@ -172,7 +172,7 @@ def test_where_a_step_runs_reruns_nothing(reference, tmp_path):
     """search.processes gives the same genome by design, and a device or a thread count says
     where a step runs, not what it writes: none of them plans a finished job (tyr.workflow.runplan)."""
     workdir = reference["run_dir"].parents[1]
-    (tmp_path / "where.yaml").write_text("search: {processes: 2, device: cpu}\nthreads: 1\n")
+    (tmp_path / "where.yaml").write_text("search: {processes: 2}\nthreads: 1\ndevices: {calibrate: cpu, supernet: cpu, dense_topk: cpu, attention_share: cpu, search: cpu, select: cpu, evaluate: cpu, baselines: cpu, unstructured: cpu}\n")
     assert planned_rules(workdir, tmp_path / "where.yaml") == {}
 
 
