@@ -31,8 +31,15 @@ SHAPES = {  # random weights: the layer shape is the real model's, the depth is 
     "smollm2-135m": {
         "about": "SmolLM2-135M's layer (d 576, m 1536, 9/3 heads of 64, vocab 49152, tied), 6 of its 30 layers",
         "config": dict(
-            hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
-            num_hidden_layers=6, vocab_size=49152, tie_word_embeddings=True, max_position_embeddings=2048,
+            hidden_size=576,
+            intermediate_size=1536,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            head_dim=64,
+            num_hidden_layers=6,
+            vocab_size=49152,
+            tie_word_embeddings=True,
+            max_position_embeddings=2048,
         ),  # fmt: skip
         "sizes": LARGER,
         "stages": EVERY_STAGE,
@@ -40,8 +47,15 @@ SHAPES = {  # random weights: the layer shape is the real model's, the depth is 
     "llama-3.2-1b": {
         "about": "Llama-3.2-1B's layer (d 2048, m 8192, 32/8 heads of 64, vocab 128256, tied), 2 of its 16 layers",
         "config": dict(
-            hidden_size=2048, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=8, head_dim=64,
-            num_hidden_layers=2, vocab_size=128256, tie_word_embeddings=True, max_position_embeddings=2048,
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=64,
+            num_hidden_layers=2,
+            vocab_size=128256,
+            tie_word_embeddings=True,
+            max_position_embeddings=2048,
         ),  # fmt: skip
         "sizes": LARGER,
         "stages": ("calibrate", "supernet_layer", "dense_topk", "evaluate", "baselines", "unstructured"),

@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from helpers.data import mount_as_root
 from helpers.runs import (
@@ -172,7 +173,9 @@ def test_where_a_step_runs_reruns_nothing(reference, tmp_path):
     """search.processes gives the same genome by design, and a device or a thread count says
     where a step runs, not what it writes: none of them plans a finished job (tyr.workflow.runplan)."""
     workdir = reference["run_dir"].parents[1]
-    (tmp_path / "where.yaml").write_text("search: {processes: 2}\nthreads: 1\ndevices: {calibrate: cpu, supernet: cpu, dense_topk: cpu, attention_share: cpu, search: cpu, select: cpu, evaluate: cpu, baselines: cpu, unstructured: cpu}\n")
+    stages = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["devices"]
+    where = {"search": {"processes": 2}, "threads": 1, "devices": {stage: "cpu" for stage in stages}}
+    (tmp_path / "where.yaml").write_text(yaml.safe_dump(where))
     assert planned_rules(workdir, tmp_path / "where.yaml") == {}
 
 
