@@ -31,11 +31,12 @@ import numpy as np
 import torch
 
 from tyr.calib.stores import FITNESS, PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines import llm_pruner, wanda_sp
 from tyr.methods.baselines.common import candidate
 from tyr.methods.baselines.common.activations import calibration_tokens, dense_model, head_sums, projection_inputs
-from tyr.methods.baselines.common.budget import layer_range, range_note, uniform_structure
-from tyr.methods.baselines.common.single_level import load_spec, resolve_setting, write
+from tyr.methods.baselines.common.budget import layer_range, on_host, range_note, uniform_structure
+from tyr.methods.baselines.common.single_level import DEVICE_KEY, load_spec, resolve_setting, write
 from tyr.methods.baselines.flap import fluctuation
 
 METHOD = "adapruner"
@@ -91,7 +92,7 @@ class Objective:
     def structure(self, subset: int, metric: str):
         key = (subset, metric)
         if key not in self.structures:
-            scores = metric_scores(self.model, self.spec, self.subsets[subset], metric, self.batch_size)
+            scores = on_host(metric_scores(self.model, self.spec, self.subsets[subset], metric, self.batch_size))
             self.structures[key] = uniform_structure(
                 self.spec, self.target, [s[0] for s in scores], [s[1] for s in scores], self.layers
             )
@@ -120,6 +121,7 @@ def run(
     seed: int = 0,
     split: str = PRUNE,
     batch_size: int = 4,
+    device: str = "cpu",
     **overrides,
 ):
     """Bayesian optimisation over calibration subsets × metrics; returns the genome path of the best point."""
@@ -127,29 +129,27 @@ def run(
 
     opt = resolve_setting(METHOD, SETTINGS, setting, overrides)
     spec = load_spec(model_dir)
-    model = dense_model(model_dir)
     pool = calibration_tokens(tokens_zarr, split)
-    rng = np.random.default_rng(seed)
-    subsets = [
-        pool[torch.as_tensor(rng.choice(len(pool), min(opt["sequences"], len(pool)), replace=False))]
-        for _ in range(opt["subsets"])
-    ]
+    rng = np.random.default_rng(seed)  # numpy's, on the host: the same seed draws the same subsets on every device
+    picks = (rng.choice(len(pool), min(opt["sequences"], len(pool)), replace=False) for _ in range(opt["subsets"]))
+    subsets = [pool[torch.as_tensor(p, device=pool.device)] for p in picks]
     pruned = layer_range(spec.num_layers, layers)
-    objective = Objective(
-        model,
-        spec,
-        subsets,
-        calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"]),
-        target_sparsity,
-        pruned,
-        batch_size,
-    )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, opt["trials"] // 3))
-    study = optuna.create_study(direction="minimize", sampler=sampler)
-    study.optimize(objective, n_trials=opt["trials"])
-    best = (study.best_params["subset"], study.best_params["metric"])
-    structure = objective.structure(*best)
+    with placed(device, key=DEVICE_KEY) as dev:
+        objective = Objective(
+            dense_model(model_dir, dev),
+            spec,
+            [s.to(dev) for s in subsets],
+            calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"]).to(dev),
+            target_sparsity,
+            pruned,
+            batch_size,
+        )
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, opt["trials"] // 3))
+        study = optuna.create_study(direction="minimize", sampler=sampler)
+        study.optimize(objective, n_trials=opt["trials"])
+        best = (study.best_params["subset"], study.best_params["metric"])
+        structure = objective.structure(*best)
     structure.info = {
         "subset": best[0],
         "metric": best[1],

@@ -45,9 +45,10 @@ import logging
 import torch
 
 from tyr.calib.stores import PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines.common.activations import calibration_tokens, dense_model, head_sums, projection_inputs
 from tyr.methods.baselines.common.budget import global_structure
-from tyr.methods.baselines.common.single_level import load_spec, write
+from tyr.methods.baselines.common.single_level import DEVICE_KEY, load_spec, write
 
 METHOD = "flap"
 log = logging.getLogger("tyr.methods.baselines")
@@ -127,16 +128,20 @@ def run(
     split: str = PRUNE,
     max_seqs: int | None = None,
     batch_size: int = 8,
+    device: str = "cpu",
 ):
     """Fluctuation scores, global adaptive structure, bias compensation; returns the genome path."""
     spec = load_spec(model_dir)
-    model = dense_model(model_dir)
-    stats = projection_inputs(model, calibration_tokens(tokens_zarr, split, max_seqs), batch_size)
-    head_scores, channel_scores = unit_scores(model, stats, spec.head_dim, standardise, square_attention)
-    structure = global_structure(spec, target_sparsity, head_scores, channel_scores)
+    with placed(device, key=DEVICE_KEY) as dev:
+        model = dense_model(model_dir, dev)
+        stats = projection_inputs(model, calibration_tokens(tokens_zarr, split, max_seqs).to(dev), batch_size)
+        head_scores, channel_scores = unit_scores(model, stats, spec.head_dim, standardise, square_attention)
+        head_scores, channel_scores = [s.cpu() for s in head_scores], [s.cpu() for s in channel_scores]
+        structure = global_structure(spec, target_sparsity, head_scores, channel_scores)
+        if compensate:  # the biases stay on the device until written
+            structure.o_bias, structure.down_bias, dropped = compensated_biases(model, stats, structure, spec)
     structure.info = {"compensate": compensate, "standardise": standardise, "square_attention": square_attention}
     if compensate:
-        structure.o_bias, structure.down_bias, dropped = compensated_biases(model, stats, structure, spec)
         structure.info["uncompensated_sublayers"] = dropped
         # Biases the dense model lacks are stored beyond tyr.model.sparsity's accounting (hidden each).
         extra = sum(b is not None for b in structure.o_bias) * (not spec.o_bias) + sum(

@@ -30,10 +30,11 @@ from __future__ import annotations
 import torch
 
 from tyr.calib.stores import PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines.common import layerwise
 from tyr.methods.baselines.common.activations import calibration_tokens, dense_model
-from tyr.methods.baselines.common.budget import layer_range, range_note, uniform_structure
-from tyr.methods.baselines.common.single_level import load_spec, write
+from tyr.methods.baselines.common.budget import layer_range, on_host, range_note, uniform_structure
+from tyr.methods.baselines.common.single_level import DEVICE_KEY, load_spec, write
 
 METHOD = "llm_bip"
 
@@ -69,15 +70,16 @@ def run(
     split: str = PRUNE,
     max_seqs: int | None = None,
     batch_size: int = 8,
+    device: str = "cpu",
 ):
     """Block-output influence of every head and channel, uniform pruning in a layer range; returns the genome path."""
     spec = load_spec(model_dir)
-    model = dense_model(model_dir)
     tokens = calibration_tokens(tokens_zarr, split, max_seqs)
-    scores = [
-        block_influence(layer, x, pos, spec.head_dim, batch_size)
-        for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)
-    ]
+    with placed(device, key=DEVICE_KEY) as dev:  # the model stays on the host; its layers go to `dev` one at a time
+        scores = on_host(
+            block_influence(layer, x, pos, spec.head_dim, batch_size)
+            for _, layer, x, pos in layerwise.layers(dense_model(model_dir), tokens, batch_size, dev)
+        )
     pruned = layer_range(spec.num_layers, layers)
     structure = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores], pruned)
     structure.info = {

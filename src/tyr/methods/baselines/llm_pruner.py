@@ -38,9 +38,10 @@ from __future__ import annotations
 import torch
 
 from tyr.calib.stores import PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines.common.activations import batches, calibration_tokens, dense_model
-from tyr.methods.baselines.common.budget import layer_range, range_note, uniform_structure
-from tyr.methods.baselines.common.single_level import load_spec, write
+from tyr.methods.baselines.common.budget import layer_range, on_host, range_note, uniform_structure
+from tyr.methods.baselines.common.single_level import DEVICE_KEY, load_spec, write
 
 METHOD = "llm_pruner"
 PROJECTIONS = (
@@ -108,13 +109,15 @@ def run(
     split: str = PRUNE,
     max_seqs: int | None = 10,
     batch_size: int = 2,
+    device: str = "cpu",
 ):
     """Taylor group importance from LM-loss gradients, uniform pruning in a layer range; returns the genome path."""
     spec = load_spec(model_dir)
-    model = dense_model(model_dir)
     tokens = calibration_tokens(tokens_zarr, split, max_seqs)
-    loss_gradients(model, tokens, batch_size)
-    scores = [layer_scores(layer, spec, taylor, kv) for layer in model.model.layers]
+    with placed(device, key=DEVICE_KEY) as dev:
+        model = dense_model(model_dir, dev)
+        loss_gradients(model, tokens.to(dev), batch_size)
+        scores = on_host([layer_scores(layer, spec, taylor, kv) for layer in model.model.layers])
     pruned = layer_range(spec.num_layers, layers)
     structure = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores], pruned)
     structure.info = {

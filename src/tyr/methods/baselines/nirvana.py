@@ -39,10 +39,11 @@ import numpy as np
 import torch
 
 from tyr.calib.stores import FITNESS, PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines.common import candidate
 from tyr.methods.baselines.common.activations import batches, calibration_tokens, dense_model
-from tyr.methods.baselines.common.budget import top_k
-from tyr.methods.baselines.common.single_level import Structure, load_spec, resolve_setting, write
+from tyr.methods.baselines.common.budget import on_host, top_k
+from tyr.methods.baselines.common.single_level import DEVICE_KEY, Structure, load_spec, resolve_setting, write
 from tyr.methods.baselines.llm_pruner import PROJECTIONS
 from tyr.model import sparsity
 
@@ -146,11 +147,9 @@ def candidate_sets(tokens: torch.Tensor, n: int, sequences: int, seq_len: int, s
     calibration split."""
     seq_len = min(seq_len, tokens.shape[1])
     windows = tokens[:, : tokens.shape[1] // seq_len * seq_len].reshape(-1, seq_len)
-    rng = np.random.default_rng(seed)
-    return [
-        windows[torch.as_tensor(rng.choice(len(windows), min(sequences, len(windows)), replace=False))]
-        for _ in range(n)
-    ]
+    rng = np.random.default_rng(seed)  # numpy's: the same seed draws the same windows on every device
+    picks = (rng.choice(len(windows), min(sequences, len(windows)), replace=False) for _ in range(n))
+    return [windows[torch.as_tensor(p, device=windows.device)] for p in picks]
 
 
 def run(
@@ -165,26 +164,26 @@ def run(
     seed: int = 0,
     split: str = PRUNE,
     batch_size: int = 4,
+    device: str = "cpu",
     **overrides,
 ):
     """Prune with each candidate calibration set, keep the structure of lowest KL; returns the genome path."""
     opt = resolve_setting(METHOD, SETTINGS, setting, overrides)
     spec = load_spec(model_dir)
-    model = dense_model(model_dir)
-    evaluation = calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"])
-    dense_logp = candidate.dense_log_probs(model, evaluation, batch_size)
-    states = candidate.dense_layer_states(model)
-    best, kls = None, []
-    for calib in candidate_sets(
-        calibration_tokens(tokens_zarr, split), opt["candidates"], opt["sequences"], opt["seq_len"], seed
-    ):
-        output_gradients(model, calib, batch_size)
-        structure = allocate(
-            spec, target_sparsity, [layer_saliency(layer, spec) for layer in model.model.layers], gamma, multiple
-        )
-        layers = candidate.pruned_layers(model, spec, states, structure)
-        kls.append(candidate.kl_to_dense(model, layers, evaluation, dense_logp, batch_size))
-        if kls[-1] == min(kls):
-            best = structure
+    pool = calibration_tokens(tokens_zarr, split)
+    with placed(device, key=DEVICE_KEY) as dev:
+        model = dense_model(model_dir, dev)
+        evaluation = calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"]).to(dev)
+        dense_logp = candidate.dense_log_probs(model, evaluation, batch_size)
+        states = candidate.dense_layer_states(model)
+        best, kls = None, []
+        for calib in candidate_sets(pool, opt["candidates"], opt["sequences"], opt["seq_len"], seed):
+            output_gradients(model, calib.to(dev), batch_size)
+            scores = on_host([layer_saliency(layer, spec) for layer in model.model.layers])
+            structure = allocate(spec, target_sparsity, scores, gamma, multiple)
+            layers = candidate.pruned_layers(model, spec, states, structure)
+            kls.append(candidate.kl_to_dense(model, layers, evaluation, dense_logp, batch_size))
+            if kls[-1] == min(kls):
+                best = structure
     best.info = {"gamma": gamma, "multiple": multiple, "kl": kls, "chosen": int(np.argmin(kls)), **opt}
     return write(model_dir, out_dir, best, method=METHOD, target_sparsity=target_sparsity)

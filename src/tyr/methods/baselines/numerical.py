@@ -35,10 +35,11 @@ from __future__ import annotations
 import torch
 
 from tyr.calib.stores import PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines.common import layerwise
 from tyr.methods.baselines.common.activations import calibration_tokens, dense_model
-from tyr.methods.baselines.common.budget import global_structure
-from tyr.methods.baselines.common.single_level import load_spec, write
+from tyr.methods.baselines.common.budget import global_structure, on_host
+from tyr.methods.baselines.common.single_level import DEVICE_KEY, load_spec, write
 from tyr.supernet.local_prune import Hessian, damp, refit
 
 METHOD = "numerical"
@@ -106,18 +107,20 @@ def run(
     split: str = PRUNE,
     max_seqs: int | None = None,
     batch_size: int = 8,
+    device: str = "cpu",
 ):
     """Numerical scores on the dense model, global ranking, sequential compensation; returns the genome path."""
     spec = load_spec(model_dir)
-    model = dense_model(model_dir)
+    model = dense_model(model_dir)  # on the host: its layers go to the device one at a time
     tokens = calibration_tokens(tokens_zarr, split, max_seqs)
-    scores = [
-        layer_scores(layer, x, pos, spec, target_sparsity, batch_size, lam=lam, iterations=iterations)
-        for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)
-    ]
     alpha = head_scale(spec)
-    structure = global_structure(spec, target_sparsity, [alpha * s[0] for s in scores], [s[1] for s in scores])
-    if compensate:
-        layerwise.compensate(model, spec, tokens, structure, least_squares, batch_size)
+    with placed(device, key=DEVICE_KEY) as dev:
+        scores = on_host(
+            layer_scores(layer, x, pos, spec, target_sparsity, batch_size, lam=lam, iterations=iterations)
+            for _, layer, x, pos in layerwise.layers(model, tokens, batch_size, dev)
+        )
+        structure = global_structure(spec, target_sparsity, [alpha * s[0] for s in scores], [s[1] for s in scores])
+        if compensate:
+            layerwise.compensate(model, spec, tokens, structure, least_squares, batch_size, dev)
     structure.info = {"lam": lam, "iterations": iterations, "head_scale": alpha, "compensate": compensate}
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

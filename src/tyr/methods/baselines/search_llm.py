@@ -40,11 +40,19 @@ import numpy as np
 import torch
 
 from tyr.calib.stores import FITNESS, PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines.common import candidate, layerwise
 from tyr.methods.baselines.common.activations import calibration_tokens, dense_model
-from tyr.methods.baselines.common.budget import uniform_structure
+from tyr.methods.baselines.common.budget import on_host, uniform_structure
 from tyr.methods.baselines.common.reformation import admm
-from tyr.methods.baselines.common.single_level import TOLERANCE, Structure, load_spec, resolve_setting, write
+from tyr.methods.baselines.common.single_level import (
+    DEVICE_KEY,
+    TOLERANCE,
+    Structure,
+    load_spec,
+    resolve_setting,
+    write,
+)
 from tyr.supernet.local_prune import Hessian, damp
 
 METHOD = "search_llm"
@@ -202,26 +210,31 @@ def run(
     seed: int = 0,
     split: str = PRUNE,
     batch_size: int = 8,
+    device: str = "cpu",
     **overrides,
 ):
     """Importance initialisation, evolutionary search, ADMM reformation; returns the genome path."""
     opt = resolve_setting(METHOD, SETTINGS, setting, overrides)
     spec = load_spec(model_dir)
-    model = dense_model(model_dir)
     tokens = calibration_tokens(tokens_zarr, split)
-    scores = [
-        layer_importance(layer, x, pos, spec, batch_size)
-        for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)
-    ]
-    init = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores])
-    states = candidate.dense_layer_states(model)
-    evaluation = calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"])
+    with placed(device, key=DEVICE_KEY) as dev:  # candidates are whole models: the dense one is held on `dev`
+        model = dense_model(model_dir, dev)
+        scores = on_host(
+            layer_importance(layer, x, pos, spec, batch_size)
+            for _, layer, x, pos in layerwise.layers(model, tokens, batch_size)
+        )
+        init = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores])
+        states = candidate.dense_layer_states(model)
+        evaluation = calibration_tokens(tokens_zarr, FITNESS, opt["eval_sequences"]).to(dev)
 
-    def evaluate(s):
-        return candidate.lm_loss(model, candidate.pruned_layers(model, spec, states, s), evaluation)
+        def evaluate(s):
+            return candidate.lm_loss(model, candidate.pruned_layers(model, spec, states, s), evaluation)
 
-    evo = Evolution(spec, target_sparsity, evaluate, np.random.default_rng(seed))
-    best, history = search(evo, init, opt)
+        evo = Evolution(spec, target_sparsity, evaluate, np.random.default_rng(seed))
+        best, history = search(evo, init, opt)
+        if reform:
+            solve = partial(admm, rho=rho, iterations=admm_iterations)
+            layerwise.compensate(model, spec, tokens, best, solve, batch_size)
     info = {
         "history": history,
         "init_loss": evo.loss[evo.key(init)],
@@ -230,7 +243,6 @@ def run(
         **opt,
     }
     if reform:
-        layerwise.compensate(model, spec, tokens, best, partial(admm, rho=rho, iterations=admm_iterations), batch_size)
         info.update(rho=rho, admm_iterations=admm_iterations)
     best.info = info
     return write(model_dir, out_dir, best, method=METHOD, target_sparsity=target_sparsity)

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from tyr.calib.stores import PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines.common.activations import calibration_tokens, dense_model, forward_with_hooks
-from tyr.methods.baselines.common.single_level import Structure, load_spec, write
+from tyr.methods.baselines.common.single_level import DEVICE_KEY, Structure, load_spec, write
 from tyr.model import sparsity
 
 METHOD = "shortgpt"
@@ -68,10 +69,13 @@ def run(
     split: str = PRUNE,
     max_seqs: int | None = None,
     batch_size: int = 8,
+    device: str = "cpu",
 ):
     """Score layers by Block Influence, remove the lowest; returns the genome path."""
     spec = load_spec(model_dir)
-    bi = block_influence(dense_model(model_dir), calibration_tokens(tokens_zarr, split, max_seqs), batch_size)
+    with placed(device, key=DEVICE_KEY) as dev:
+        tokens = calibration_tokens(tokens_zarr, split, max_seqs).to(dev)
+        bi = block_influence(dense_model(model_dir, dev), tokens, batch_size).cpu()
     removed = set(layers_to_remove(spec, bi, target_sparsity))
     structure = Structure(
         heads=[[] if l in removed else list(range(spec.num_heads)) for l in range(spec.num_layers)],

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from tyr.calib.stores import PRUNE
+from tyr.core.device import placed
 from tyr.methods.baselines.common import layerwise
 from tyr.methods.baselines.common.activations import (
     ChannelStats,
@@ -32,8 +33,8 @@ from tyr.methods.baselines.common.activations import (
     head_sums,
     projection_inputs,
 )
-from tyr.methods.baselines.common.budget import RunningBudget, top_k, uniform_structure
-from tyr.methods.baselines.common.single_level import Structure, load_spec, write
+from tyr.methods.baselines.common.budget import RunningBudget, on_host, top_k, uniform_structure
+from tyr.methods.baselines.common.single_level import DEVICE_KEY, Structure, load_spec, write
 
 METHOD = "wanda_sp"
 
@@ -49,11 +50,11 @@ def layer_scores(layer, stats: dict, head_dim: int) -> tuple[torch.Tensor, torch
     return heads, channel_scores(layer.mlp.down_proj.weight, stats["mlp"].norm)
 
 
-def sequential_structure(model, spec, tokens, target_sparsity: float, batch_size: int = 8) -> Structure:
-    """Walk the layers: statistics on the pruned model's outputs, prune, run; the kept units."""
+def sequential_structure(model, spec, tokens, target_sparsity: float, batch_size: int = 8, device=None) -> Structure:
+    """Walk the layers (on `device`): statistics on the pruned model's outputs, prune, run; the kept units."""
     budget = RunningBudget(spec, target_sparsity)
     heads, channels = [], []
-    for l, layer, x, pos in layerwise.layers(model, tokens, batch_size):
+    for l, layer, x, pos in layerwise.layers(model, tokens, batch_size, device):
         stats = {
             "attn": ChannelStats(layer.self_attn.o_proj.in_features),
             "mlp": ChannelStats(layer.mlp.down_proj.in_features),
@@ -78,16 +79,18 @@ def run(
     split: str = PRUNE,
     max_seqs: int | None = None,
     batch_size: int = 8,
+    device: str = "cpu",
 ):
     """Score heads and channels by structured Wanda, prune uniformly; returns the genome path."""
     spec = load_spec(model_dir)
-    model = dense_model(model_dir)
     tokens = calibration_tokens(tokens_zarr, split, max_seqs)
-    if sequential:
-        structure = sequential_structure(model, spec, tokens, target_sparsity, batch_size)
-    else:
-        stats = projection_inputs(model, tokens, batch_size)
-        scores = [layer_scores(layer, s, spec.head_dim) for layer, s in zip(model.model.layers, stats)]
-        structure = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores])
+    with placed(device, key=DEVICE_KEY) as dev:
+        if sequential:  # the model stays on the host, its layers go to the device one at a time
+            structure = sequential_structure(dense_model(model_dir), spec, tokens, target_sparsity, batch_size, dev)
+        else:
+            model = dense_model(model_dir, dev)
+            stats = projection_inputs(model, tokens.to(dev), batch_size)
+            scores = on_host([layer_scores(layer, s, spec.head_dim) for layer, s in zip(model.model.layers, stats)])
+            structure = uniform_structure(spec, target_sparsity, [s[0] for s in scores], [s[1] for s in scores])
     structure.info = {"sequential": sequential}
     return write(model_dir, out_dir, structure, method=METHOD, target_sparsity=target_sparsity)

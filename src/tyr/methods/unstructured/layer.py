@@ -13,6 +13,11 @@ It writes the layer's pruned tensors (+ packed masks and statistics) and the pru
 output, the next layer's input. The source is the dense prepared model or a structural export
 (a folder with per-layer shapes, `tyr.model.adapter.is_export`); a sublayer a structural method
 removed entirely is skipped.
+
+`device` (config `devices.unstructured`: auto, cpu, cuda, cuda:N) is where the layer computes
+(`tyr.core.device.placed`): the layer, its Hessians and one batch of activations are there; the
+activation stores are read and written, and the results saved, on the host. On the CPU nothing
+changes (the same kernels in the same order).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from contextlib import contextmanager
 import torch
 
 from tyr.calib.stores import open_hidden, row_batches, write_hidden
+from tyr.core.device import placed
 from tyr.core.io import save_safetensors
 from tyr.methods import unstructured
 from tyr.methods.unstructured.hessian import layer_error
@@ -42,6 +48,7 @@ STAGES = (  # projections that share one input, in the order they are pruned
     ("mlp_out", ("mlp.down_proj",)),
 )
 MASK_PREFIX = "mask."  # tensors "mask.<projection>": the packed removal mask (patterns.pack)
+DEVICE_KEY = "devices.unstructured"  # the config key of the device (tyr.core.device.placed names it in errors)
 
 
 def stage_input(module, x, pos, stage):
@@ -67,37 +74,27 @@ def prune_layer(
     blocksize=128,
     damp=0.01,
     batch_size=8,
+    device="cpu",
 ) -> dict:
-    """Prune layer `layer` of `model_dir` with `method` at `pattern`; returns its statistics."""
+    """Prune layer `layer` of `model_dir` with `method` at `pattern` on `device`; returns its statistics."""
     start = time.perf_counter()
     pattern = Pattern.parse(pattern)
     config = adapter.load_config(model_dir)  # a dense source, or a structural export's per-layer widths
-    module = decoder_layer(config, layer, load_state(model_dir, layer_prefix(layer)), torch.float32)
-    x_in = open_hidden(inputs_zarr)
-    pos = adapter.rotary(config, x_in.shape[1])
-    options = dict(blocksize=blocksize, damp=damp)
-    stats, masks = {}, {}
-    with torch.no_grad():
-        for stage, names in STAGES:
-            if getattr(module, names[0].split(".")[0]) is None:
-                continue  # removed by a structural method
-            H = Hessian(module.get_submodule(names[0]).in_features)
-            for _, x in row_batches(x_in, batch_size):
-                H.add(stage_input(module, x, pos, stage))
-            H = H.mean()
-            linears = [module.get_submodule(n) for n in names]
-            for name, linear, res in zip(
-                names, linears, prune_together(method, [l.weight for l in linears], H, pattern, options)
-            ):
-                stats[name] = projection_stats(linear.weight, res, H)
-                linear.weight.copy_(res.weight)
-                masks[MASK_PREFIX + name] = pack(res.mask)
+    with placed(device, key=DEVICE_KEY) as dev:
+        module = decoder_layer(config, layer, load_state(model_dir, layer_prefix(layer)), torch.float32).to(dev)
+        x_in = open_hidden(inputs_zarr)  # on the host, read a batch at a time
+        pos = adapter.rotary(config, x_in.shape[1], device=dev)
+        options = dict(blocksize=blocksize, damp=damp)
+        stats, masks = prune_stages(module, x_in, pos, method, pattern, options, batch_size)
         if next_inputs_zarr is not None:
             # the pruned layer's output on every calibration sequence: the next layer's input
-            write_hidden(next_inputs_zarr, x_in.shape, ((i, module(x, pos)) for i, x in row_batches(x_in, batch_size)))
+            with torch.no_grad():
+                outputs = ((i, module(x.to(dev), pos).cpu()) for i, x in row_batches(x_in, batch_size))
+                write_hidden(next_inputs_zarr, x_in.shape, outputs)
+        state = {name: t.cpu() for name, t in module.state_dict().items()}
     seconds = round(time.perf_counter() - start, 3)
     meta = {"layer": layer, "method": method, "pattern": pattern.tag, "seconds": seconds, "stats": json.dumps(stats)}
-    save_safetensors(out_file, {**module.state_dict(), **masks}, meta)
+    save_safetensors(out_file, {**state, **masks}, meta)
     log.info(
         "layer %d: %s %s in %.1fs; relative error %s",
         layer,
@@ -107,6 +104,29 @@ def prune_layer(
         {k.split(".")[-1]: round(v["rel_error"], 4) for k, v in stats.items()},
     )
     return stats
+
+
+def prune_stages(module, x_in, pos, method, pattern, options, batch_size):
+    """Prune the layer's projections in STAGES order, in place, each on the inputs of the layer as
+    pruned so far (batches moved to the layer's device); returns (statistics, packed masks)."""
+    device = module.input_layernorm.weight.device
+    stats, masks = {}, {}
+    with torch.no_grad():
+        for stage, names in STAGES:
+            if getattr(module, names[0].split(".")[0]) is None:
+                continue  # removed by a structural method
+            H = Hessian(module.get_submodule(names[0]).in_features)
+            for _, x in row_batches(x_in, batch_size):
+                H.add(stage_input(module, x.to(device), pos, stage))
+            H = H.mean()
+            linears = [module.get_submodule(n) for n in names]
+            for name, linear, res in zip(
+                names, linears, prune_together(method, [l.weight for l in linears], H, pattern, options)
+            ):
+                stats[name] = projection_stats(linear.weight, res, H)
+                linear.weight.copy_(res.weight)
+                masks[MASK_PREFIX + name] = pack(res.mask.cpu())
+    return stats, masks
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from tyr.calib import stores
 
 
 def calibration_tokens(tokens_zarr, split: str = stores.PRUNE, max_seqs: int | None = None) -> torch.Tensor:
-    """The calibration sequences [n_seq, seq_len] (int64), the first `max_seqs` when given."""
+    """The calibration sequences [n_seq, seq_len] (int64, on the host), the first `max_seqs` when given."""
     tokens = torch.from_numpy(stores.read_tokens(Path(tokens_zarr), split)).long()
     if tokens.ndim != 2 or len(tokens) == 0:
         raise ValueError(
@@ -31,11 +31,16 @@ def batches(tokens: torch.Tensor, batch_size: int):
         yield tokens[i : i + batch_size]
 
 
-def dense_model(model_dir):
-    """The dense model in float32 (statistics and gradients are taken in full precision)."""
+def dense_model(model_dir, device=None):
+    """The dense model in float32 (statistics and gradients are taken in full precision), moved to
+    `device` when given: the methods that run the whole model at once (forward passes with hooks,
+    gradients, candidate evaluation) hold it there; the layer-by-layer ones leave it on the host and
+    move one layer at a time (`layerwise.layers`)."""
     from tyr.model.adapter import load_model
 
-    return load_model(model_dir, dtype=torch.float32)
+    with torch.device("cpu"):  # read on the host, whatever the stage's default device (its rotary table too)
+        model = load_model(model_dir, dtype=torch.float32)
+    return model if device is None else model.to(device)
 
 
 class ChannelStats:

@@ -25,6 +25,12 @@ def layer_params(spec, layer: int) -> int:
     return sparsity.dense_sublayer_params(spec, "attn", layer) + sparsity.dense_sublayer_params(spec, "mlp", layer)
 
 
+def on_host(scores) -> list[tuple]:
+    """Per-layer (head scores, channel scores) on the host: the allocations here are Python
+    bookkeeping over single scores, and every element read from a GPU tensor is a device sync."""
+    return [tuple(s.cpu() for s in layer) for layer in scores]
+
+
 def top_k(scores, k: int) -> list[int]:
     """The indices of the k highest scores, sorted by index (ties: the lower index wins)."""
     if k <= 0:

@@ -22,10 +22,11 @@ def dense_layer_states(model) -> list[dict]:
 
 
 def pruned_layers(model, spec, states: list[dict], structure) -> list:
-    """The decoder layers of `structure` (kept heads/channels), sliced from the dense `states`."""
+    """The decoder layers of `structure` (kept heads/channels), sliced from the dense `states`, on
+    the dense model's device (their index buffers, q_to_kv, are built on the host)."""
     from tyr.supernet.format import attention_level, mlp_level, pruned_layer
 
-    d, layers = spec.head_dim, []
+    d, layers, device = spec.head_dim, [], model.model.embed_tokens.weight.device
     for l, (heads, chans) in enumerate(zip(structure.heads, structure.channels)):
         dense = states[l]
         cols = torch.tensor([h * d + i for h in heads for i in range(d)], dtype=torch.long)
@@ -34,7 +35,7 @@ def pruned_layers(model, spec, states: list[dict], structure) -> list:
         )
         ch = torch.as_tensor(chans, dtype=torch.long)
         mlp = mlp_level(chans, dense["mlp.down_proj.weight"][:, ch], dense.get("mlp.down_proj.bias"))
-        layers.append(pruned_layer(spec, model.config, l, dense, attn, mlp))
+        layers.append(pruned_layer(spec, model.config, l, dense, attn, mlp).to(device))
     return layers
 
 

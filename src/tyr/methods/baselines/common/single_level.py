@@ -25,6 +25,7 @@ log = logging.getLogger("tyr.methods.baselines")
 
 ITERATION = 1  # a baseline is a single pass; supernet.assemble needs one iteration number
 TOLERANCE = 0.005  # methods are compared at the same backbone sparsity, ±0.5 pp, or say why not
+DEVICE_KEY = "devices.baselines"  # the config key of a baseline's device (tyr.core.device.placed names it in errors)
 
 
 @dataclass
@@ -160,5 +161,6 @@ def _write_layer(model_dir, spec, layer_dir: Path, layer: int, structure: Struct
 
 
 def _like(tensor, weight):
-    """A stored tensor in the checkpoint's dtype (compensation is computed in float64)."""
-    return None if tensor is None else torch.as_tensor(tensor).to(weight.dtype).contiguous().clone()
+    """A stored tensor on the host in the checkpoint's dtype (compensation is computed in float64,
+    on the method's device)."""
+    return None if tensor is None else torch.as_tensor(tensor).cpu().to(weight.dtype).contiguous().clone()
