@@ -145,6 +145,17 @@ def test_settings_rerun_only_what_they_change(reference, tmp_path):
     assert planned.get("levels") == 1 and planned.get("supernet_layer") == 3  # iteration 2 only
 
 
+def test_the_gguf_target_plans_every_result_of_the_table_and_reuses_the_finished_run(reference):
+    """`snakemake gguf` on a finished run: the dense model and every (target, method) of the
+    comparison table, each written once, quantized to each type and checked in llama.cpp per
+    file; no pruning job and no PyTorch evaluation (the table reads the finished ones)."""
+    workdir = reference["run_dir"].parents[1]
+    planned = planned_rules(workdir, target=("gguf",))
+    results, types = 3, 3  # dense, s50/tyr, s50/uniform; f32 + Q8_0 + Q4_K_M (config.yaml gguf)
+    expected = {"export_gguf": results, "quantize_gguf": results * (types - 1), "check_gguf": results * types}
+    assert planned == {**expected, "gguf_table": results, "gguf": 1, "total": 1 + results * (2 * types + 1)}, planned
+
+
 def test_attention_share_settings_rerun_the_split_and_the_searches_only(reference, tmp_path):
     """The share candidates act through share.json: they rerun the attention_share step and what
     follows it (searches, iteration 2's supernet), never iteration 1's supernet, which the step
