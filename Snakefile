@@ -31,6 +31,7 @@ localrules:
     all,
     levels,
     supernet,
+    release_levels,
     genome_uniform,
     summarize,
     report,
