@@ -52,7 +52,7 @@ rule supernet:
 # supernet.keep_levels: chosen (issue 24). Once the jobs that read iteration {iter}'s whole
 # supernet are done (its search; in iteration 1 attention_share and the uniform genome), only the
 # levels its genomes name stay (tyr.supernet.release): one iteration's supernet on disk at a time,
-# 435 GB instead of 1.74 TB for 70B (docs/cost-model.md, Disk). The key is in no params, and this
+# a 70B peak of 0.68 TB instead of 1.74 TB (docs/cost-model.md, Disk). The key is in no params, and this
 # rule adds jobs without changing any other: switching it reruns no finished job.
 rule release_levels:
     input:
