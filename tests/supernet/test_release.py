@@ -107,6 +107,22 @@ def test_a_genome_of_another_supernet_releases_nothing(built, tmp_path):
     assert {p: digest(p) for p in sn_dir.rglob("*") if p.is_file()} == before
 
 
+def test_a_released_supernet_refuses_a_genome_naming_a_removed_level(built, tmp_path):
+    """Released again with genomes that name a level no longer on disk (only a rebuilt supernet
+    has it): refused, and the kept levels stay."""
+    sn_dir, genomes = _copy(built, tmp_path)
+    index = read_json(sn_dir / "supernet.json")
+    release(sn_dir / "supernet.json", genomes[1:], tmp_path / "released.json")
+    kept = {p: digest(p) for p in sn_dir.rglob("*") if p.is_file()}
+    genome = read_json(genomes[1])
+    levels = [lvl["kept"] for lvl in index["layers"][0]["mlp"]]
+    genome["layers"][0]["mlp"] = next(k for k in levels if k != genome["layers"][0]["mlp"])
+    write_json(genomes[1], genome)
+    with pytest.raises(ReleaseError, match="genomes name levels this supernet lacks"):
+        release(sn_dir / "supernet.json", genomes[1:], tmp_path / "again.json")
+    assert {p: digest(p) for p in sn_dir.rglob("*") if p.is_file()} == kept
+
+
 def test_the_final_choice_and_export_read_a_released_supernet_unchanged(built, tmp_path):
     """select_tyr's scores (iteration 1's start and best) and the exported uniform model are the
     same before and after the release, read through the kept index (format.read_supernet)."""

@@ -62,11 +62,13 @@ def release(supernet_json, genome_files, record_json, *, with_start: bool = Fals
     this call removed)."""
     supernet_json = Path(supernet_json)
     root, kept_json = supernet_json.parent, supernet_json.with_name(KEPT_INDEX)
-    if supernet_json.exists():  # (again) from the full index: a rebuilt supernet replaces an old kept index
-        write_json(kept_json, kept_index(read_json(supernet_json), chosen_levels(genome_files, with_start=with_start)))
-    elif not kept_json.exists():
+    # From the full index while there is one (a rebuilt supernet replaces an old kept index), else
+    # from the kept index of an interrupted or earlier release, which must hold every named level.
+    source = supernet_json if supernet_json.exists() else kept_json
+    if not source.exists():
         raise ReleaseError(f"{root}: neither {supernet_json.name} nor {KEPT_INDEX}: nothing says which levels to keep")
-    index = read_json(kept_json)
+    index = kept_index(read_json(source), chosen_levels(genome_files, with_start=with_start))
+    write_json(kept_json, index)
     keep = {(root / lvl["file"]).resolve() for m in index["layers"] for s in SUBLAYERS for lvl in m[s]}
     lost = sorted(str(f) for f in keep if not f.exists())
     if lost:
