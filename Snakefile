@@ -34,6 +34,7 @@ localrules:
     all,
     levels,
     supernet,
+    release_levels,
     genome_uniform,
     summarize,
     report,

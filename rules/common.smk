@@ -154,6 +154,33 @@ def method_benchmarks(target, method):
     return [f"{base}/{method}/baseline.tsv"]
 
 
+def released_genomes(wildcards):
+    """The genome files that name levels of iteration {iter}'s supernet (tyr.supernet.release
+    keeps exactly those): its search's best (and start); in iteration 1 the uniform genome."""
+    files = [f"{RUN}/s{wildcards.target}/iter{wildcards.iter}/search/best.json"] if "tyr" in config["methods"] else []
+    if int(wildcards.iter) == 1 and "uniform" in config["methods"]:
+        files.append(f"{RUN}/s{wildcards.target}/uniform/genome.json")
+    return files
+
+
+def whole_supernet_readers(wildcards):
+    """Outputs of the other jobs that read iteration {iter}'s whole supernet: attention_share's."""
+    if int(wildcards.iter) == 1 and "tyr" in config["methods"] and MEASURED_SPLIT:
+        return [f"{RUN}/s{wildcards.target}/share.json"]
+    return []
+
+
+def released_records():
+    """`supernet.keep_levels: chosen`: every iteration's supernet is released once read (rule release_levels)."""
+    if config["supernet"]["keep_levels"] == "all":
+        return []
+    if "tyr" in config["methods"]:
+        iterations = range(1, ITERATIONS + 1)
+    else:
+        iterations = [1] if "uniform" in config["methods"] else []  # genome_uniform's supernet
+    return expand(target_path("iter{iter}/supernet/released.json"), target=TARGETS, iter=iterations)
+
+
 def layer_manifests(wildcards):
     base = f"{RUN}/s{wildcards.target}/iter{wildcards.iter}/supernet"
     return [f"{base}/layer{layer:03d}/manifest.json" for layer in range(N_LAYERS)]
@@ -183,4 +210,4 @@ def gguf_summary_input(wildcards):
 
 def final_outputs():
     summaries = expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"])
-    return summaries + [run_path("report/report.md")]
+    return summaries + [run_path("report/report.md")] + released_records()

@@ -47,3 +47,21 @@ rule supernet:
         run_path("logs/s{target}/iter{iter}/supernet.log"),
     run:
         step(steps.supernet, input, output, params, wildcards, 1, log)
+
+
+# supernet.keep_levels: chosen (issue 24). Once the jobs that read iteration {iter}'s whole
+# supernet are done (its search; in iteration 1 attention_share and the uniform genome), only the
+# levels its genomes name stay (tyr.supernet.release): one iteration's supernet on disk at a time,
+# a 70B peak of 0.68 TB instead of 1.74 TB (docs/cost-model.md, Disk). The key is in no params, and this
+# rule adds jobs without changing any other: switching it reruns no finished job.
+rule release_levels:
+    input:
+        genomes=released_genomes,
+        readers=whole_supernet_readers,
+    output:
+        record=target_path("iter{iter}/supernet/released.json"),
+    log:
+        run_path("logs/s{target}/iter{iter}/release_levels.log"),
+    priority: 10  # ahead of the next iteration's first layer, which starts filling the disk again
+    run:
+        step(steps.release_levels, input, output, params, wildcards, 1, log)

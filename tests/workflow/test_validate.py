@@ -71,3 +71,25 @@ def test_a_flipped_byte_in_a_file_of_the_right_size_is_found(tmp_path):
     assert "sha256" in bad[level] and "content changed" in bad[model]
     assert validate.main([str(tmp_path), "--remove"]) == 0
     assert not (layer / "manifest.json").exists() and not model.exists()
+
+
+def test_a_released_iterations_kept_level_is_checked_against_the_kept_index(tmp_path, capsys):
+    """A released iteration (supernet.keep_levels: chosen) has no manifests: its kept levels are
+    checked against kept.json's hashes, and the bad one is removed and its layer's manifest named
+    as the target that rebuilds it."""
+    from tyr.core.io import sha256_file
+
+    layer = make_results(tmp_path)
+    level = layer / "mlp" / "k00008.safetensors"
+    (layer / "manifest.json").unlink()
+    entry = {"kept": 8, "file": "layer000/mlp/k00008.safetensors", "sha256": sha256_file(level)}
+    (layer.parent / "kept.json").write_text(json.dumps({"iteration": 1, "layers": [{"layer": 0, "mlp": [entry]}]}))
+    assert validate.problems(tmp_path) == {}
+    data = bytearray(level.read_bytes())
+    data[len(data) - 3] ^= 0xFF
+    level.write_bytes(bytes(data))
+    bad = validate.problems(tmp_path)
+    assert set(bad) == {level} and "against the kept index" in bad[level]
+    assert validate.main([str(tmp_path), "--remove"]) == 0
+    assert not level.exists() and (layer / "mlp" / "k00004.safetensors").exists()
+    assert str(layer / "manifest.json") in capsys.readouterr().out

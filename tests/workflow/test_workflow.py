@@ -387,3 +387,61 @@ def test_read_only_results_folder_is_refused_by_name(reference, tmp_path):
         assert artifacts(run_dir) == before
     finally:
         subprocess.run(["umount", str(run_dir)], check=True)
+
+
+def test_keep_levels_chosen_releases_read_supernets_and_reruns_nothing(reference, tmp_path):
+    """`supernet.keep_levels: chosen` on the finished run plans only the release jobs; each
+    iteration then keeps exactly the levels its genomes name (iteration 1: its best, its start and
+    the uniform genome) and no finished artifact is redone. The final choice and its export, forced
+    again, read what is left and give the reference's genome and model. Switching the key
+    either way then plans nothing; an added iteration rebuilds no released supernet, a longer last
+    iteration rebuilds its own first (its search reads all of it: docs/cost-model.md, Disk)."""
+    import shutil
+
+    import yaml
+
+    ref = reference["run_dir"]
+    workdir = tmp_path / "copy"
+    shutil.copytree(ref.parents[1], workdir, symlinks=True)
+    run_dir = workdir / "results" / RUN
+    cfg = yaml.safe_load((workdir / "test.yaml").read_text())
+    (workdir / "test.yaml").write_text(yaml.safe_dump({**cfg, "supernet": {"keep_levels": "chosen"}}))
+    assert planned_rules(workdir) == {"release_levels": 2, "all": 1, "total": 3}
+
+    def named(i, genomes, with_start):
+        index = json.loads((ref / f"s50/iter{i}/supernet/supernet.json").read_text())
+        files = {(m["layer"], s, v["kept"]): v["file"] for m in index["layers"] for s in ("attn", "mlp") for v in m[s]}
+        docs = [json.loads((ref / "s50" / g).read_text()) for g in genomes]
+        records = [d["layers"] for d in docs] + ([docs[0]["start"]["layers"]] if with_start else [])
+        return {
+            f"s50/iter{i}/supernet/{files[(l, s, layer[s])]}"
+            for r in records
+            for l, layer in enumerate(r)
+            for s in layer
+        }
+
+    before = artifacts(run_dir)
+    run(workdir)
+    for i, genomes in ((1, ["iter1/search/best.json", "uniform/genome.json"]), (2, ["iter2/search/best.json"])):
+        sn = run_dir / f"s50/iter{i}/supernet"
+        left = {str(p.relative_to(run_dir)) for p in sn.glob("layer*/*/*.safetensors")}
+        built = list((ref / sn.relative_to(run_dir)).glob("layer*/*/*.safetensors"))
+        assert left == named(i, genomes, with_start=i == 1) and len(left) < len(built)
+        assert not (sn / "supernet.json").exists() and not list(sn.glob("layer*/manifest.json"))
+    after = artifacts(run_dir)
+    assert after and all(after[name] == before[name] for name in after), "a finished artifact was redone"
+    # The final choice reads both released iterations, its export the chosen one (the genome's
+    # workflow-relative supernet path, resolved to kept.json): the reference's scores and weights.
+    run(workdir, "--forcerun", "select_tyr")
+    ours, theirs = (json.loads((d / "s50/tyr/genome.json").read_text()) for d in (run_dir, ref))
+    assert ours["layers"] == theirs["layers"] and ours["selection"] == theirs["selection"]
+    assert digest(run_dir / "s50/tyr/pruned/model.safetensors") == digest(ref / "s50/tyr/pruned/model.safetensors")
+    (tmp_path / "all.yaml").write_text("supernet: {keep_levels: all}\n")
+    assert planned_rules(workdir) == {} and planned_rules(workdir, tmp_path / "all.yaml") == {}
+    (tmp_path / "iters.yaml").write_text("supernet: {iterations: 3}\n")
+    planned = planned_rules(workdir, tmp_path / "iters.yaml")
+    assert planned.get("supernet_layer") == 3 and planned.get("release_levels") == 1 and planned.get("search") == 1
+    (tmp_path / "longer.yaml").write_text("search: {generations: [3, 6]}\n")
+    planned = planned_rules(workdir, tmp_path / "longer.yaml")
+    assert planned.get("supernet_layer") == 3 and planned.get("supernet") == 1 and planned.get("search") == 1
+    assert not {"levels", "attention_share", "genome_uniform"} & set(planned)

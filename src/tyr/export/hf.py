@@ -22,7 +22,7 @@ from tyr.export.card import model_card, side_by_side
 from tyr.model import sparsity
 from tyr.model.adapter import decoder_layer, layer_prefix, load_config, load_state
 from tyr.model.spec import SUBLAYERS, ModelSpec
-from tyr.supernet.format import layer_shape, layer_state, load_level, pruned_config, read_supernet
+from tyr.supernet.format import index_of, layer_shape, layer_state, load_level, pruned_config, read_supernet
 
 MODELING_FILE = Path(__file__).resolve().parents[1] / "model" / "modeling_tyr.py"
 AUTO_MAP = {"AutoConfig": "modeling_tyr.TyrConfig", "AutoModelForCausalLM": "modeling_tyr.TyrForCausalLM"}
@@ -235,7 +235,7 @@ def _export_config(base, shapes, dtype):
 def _resolve(path, genome_json: Path) -> Path:
     """The genome's supernet path is workflow-relative (cwd); fall back to the genome's folder."""
     path = Path(path)
-    if path.is_absolute() or path.exists():
+    if path.is_absolute() or index_of(path).exists():
         return path
     return genome_json.parent / path
 

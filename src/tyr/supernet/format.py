@@ -7,6 +7,10 @@ so that no consumer slices by hand. A layer's manifest lists its levels (written
 them); the index (`supernet.json`) all manifests. Every supernet is written by `write_level`,
 `write_manifest` and `assemble`: Týr's, the baselines' one-level ones and the tests'. See
 docs/design.md.
+
+A released iteration (`supernet.keep_levels: chosen`, `tyr.supernet.release`) has no
+`supernet.json` and no manifests any more, only the level files its genomes chose, indexed by
+`kept.json` beside where `supernet.json` was; `read_supernet` reads that index in its place.
 """
 
 from __future__ import annotations
@@ -182,9 +186,23 @@ def pruned_layer(spec, config, layer: int, dense: dict, attn_level: dict, mlp_le
     return decoder_layer(pruned_config(config, shapes), layer, layer_state(spec, dense, attn_level, mlp_level), dtype)
 
 
+KEPT_INDEX = "kept.json"  # a released iteration's index: the levels its genomes chose
+
+
+def index_of(supernet_json) -> Path:
+    """The index to read for `supernet_json`: itself, or the kept index of a released iteration."""
+    path = Path(supernet_json)
+    kept = path.with_name(KEPT_INDEX)
+    return kept if not path.exists() and kept.exists() else path
+
+
 def read_supernet(path) -> dict:
-    """The supernet index (`supernet.json`), with level files resolved relative to it."""
-    index = read_json(path)
+    """The supernet index (`supernet.json`), with level files resolved relative to it; for a
+    released iteration, its kept index (`KEPT_INDEX`: only the chosen levels)."""
+    try:
+        index = read_json(path)
+    except FileNotFoundError:  # released (perhaps while this reader started): the kept index
+        index = read_json(Path(path).with_name(KEPT_INDEX))
     root = Path(path).parent
     for layer in index["layers"]:
         for sublayer in SUBLAYERS:

@@ -87,6 +87,17 @@ def supernet(input, output, params, wildcards):
     assemble(list(input.manifests), output.supernet)
 
 
+def release_levels(input, output, params, wildcards):
+    from tyr.supernet.release import release
+
+    release(
+        os.path.join(os.path.dirname(output.record), "supernet.json"),
+        list(input.genomes),
+        output.record,
+        with_start=int(wildcards.iter) == 1,  # the only start genome the final choice scores
+    )
+
+
 def dense_topk(input, output, params, wildcards, runtime):
     from tyr.search.reference import dense_topk
 

@@ -22,6 +22,8 @@ import struct
 import sys
 from pathlib import Path
 
+from tyr.supernet.format import KEPT_INDEX
+
 
 def check_safetensors(path: Path) -> str | None:
     data_size = path.stat().st_size
@@ -83,19 +85,22 @@ def check_checksums(folder: Path) -> str | None:
     return None
 
 
-def check_levels(manifest: Path) -> dict[Path, str]:
-    """A supernet layer's level files against the hashes its manifest recorded."""
+def check_levels(index: Path) -> dict[Path, str]:
+    """Level files against the hashes recorded for them: by a supernet layer's manifest, or by
+    a released iteration's kept index (`tyr.supernet.release`, which removed the manifests)."""
     from tyr.core.io import sha256_file
 
     try:
-        m = json.loads(manifest.read_text())
+        m = json.loads(index.read_text())
     except ValueError:
         return {}
+    layers = m.get("layers", [m]) if index.name == KEPT_INDEX else [m]
+    what = "the kept index" if index.name == KEPT_INDEX else "the layer's manifest"
     bad = {}
-    for entry in m.get("attn", []) + m.get("mlp", []):
-        level = manifest.parent / entry.get("file", "")
+    for entry in (e for layer in layers for e in layer.get("attn", []) + layer.get("mlp", [])):
+        level = index.parent / entry.get("file", "")
         if "sha256" in entry and level.is_file() and sha256_file(level) != entry["sha256"]:
-            bad[level] = "content changed (sha256 against the layer's manifest)"
+            bad[level] = f"content changed (sha256 against {what})"
     return bad
 
 
@@ -119,7 +124,7 @@ def problems(root) -> dict[Path, str]:
             bad[p] = why
         elif p.suffix == ".zarr" and p.is_dir() and (why := check_checksums(p)):
             bad[p] = why
-        if p.name == "manifest.json" and p.is_file():
+        if p.name in ("manifest.json", KEPT_INDEX) and p.is_file():
             bad.update({k: v for k, v in check_levels(p).items() if k not in bad})
     return bad
 
@@ -132,8 +137,10 @@ def artifact_of(path: Path) -> Path:
     for parent in path.parents:
         if parent.name in ("model", "pruned"):
             return parent
-        if parent.name.startswith("layer") and (parent / "manifest.json").exists() and path.suffix == ".safetensors":
-            return parent / "manifest.json"
+        released = (parent.parent / KEPT_INDEX).exists()  # its manifest was removed: the layer job remakes it
+        if parent.name.startswith("layer") and path.suffix == ".safetensors":
+            if (parent / "manifest.json").exists() or released:
+                return parent / "manifest.json"
     return path
 
 
@@ -147,8 +154,9 @@ def main(argv=None) -> int:
     for path, why in bad.items():
         print(f"corrupt: {path}: {why}")
         target = artifact_of(path)
-        if args.remove and target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        doomed = target if target.exists() else path  # a released layer's level: its manifest is gone
+        if args.remove and doomed.exists():
+            shutil.rmtree(doomed) if doomed.is_dir() else doomed.unlink()
             targets.append(target)
     print(f"{len(bad)} corrupt artifact(s)" + (" removed" if args.remove and bad else ""))
     if targets:
