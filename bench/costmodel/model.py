@@ -41,10 +41,10 @@ def supernet_work(s: dict, cfg: dict, iteration: int, cache_bytes: int = 32 << 2
     delta = sn["delta"] / 2 ** (iteration - 1)
     kept_attn, _ = sublayer_levels(s["heads"], 0.5, delta, sn["levels"], 1)
     kept_mlp, _ = sublayer_levels(m, 0.5, delta, sn["levels"], sn["channels_per_step"])
-    # _Calibration caches 1 GiB of a layer's intermediates; beyond it, it recomputes: the attention
-    # input 4x, its residual 3x, the MLP input 2x, the MLP residual once per batch.
-    cached = T * (2 * d + m) * 4 <= GiB
-    mult = (1, 1, 1, 1) if cached else (4, 3, 2, 1)
+    # _Stream caches 1 GiB of a layer's intermediates; beyond it, it recomputes: an uncached batch
+    # runs the attention input 4x, its residual 3x, the MLP input 2x, the MLP residual once.
+    runs = stream_cache(s, cfg["data"]["prune_sequences"], seq, sn["batch_size"])["per_batch"]
+    mult = (runs["attn"], runs["h"], runs["mlp"], 1)
     fwd = T * (
         mult[0] * attention_input_flops(spec, s["heads"], seq / 2)
         + mult[1] * o_proj_flops(spec, s["heads"])
@@ -287,7 +287,7 @@ def memory(model: str, cfg: dict) -> dict:
 
     s, layers = TARGETS[model], TARGETS[model]["layers"]
     d, m, V, seq = s["hidden"], s["intermediate"], s["vocab"], cfg["data"]["seq_len"]
-    out = supernet_memory(s, cfg["data"]["prune_sequences"] * seq)
+    out = supernet_memory(s, cfg["data"]["prune_sequences"] * seq, seq, cfg["supernet"]["batch_size"])
     total_params = model_params(spec_of(s, layers, tied=False))["total"]  # untied embedding and head
     levels = supernet_work(s, cfg, 1)["write_bytes"]
     tokens = [t for t, _ in cfg["search"]["stages"]]
@@ -323,16 +323,71 @@ def memory(model: str, cfg: dict) -> dict:
     return out
 
 
-def supernet_memory(s: dict, tokens: int) -> dict:
-    """One supernet_layer job: the MLP's m×m fp64 matrices at the start of its path (H, damped H,
-    H⁻¹ and two transients of its down-date), its fp64 m×d copies (W, G, their clones), the dense
-    layer, and the calibration cache (≤ 1 GiB)."""
+def stream_cache(s: dict, n_seq: int, seq: int, batch: int, cache_bytes: int = GiB) -> dict:
+    """What `tyr.supernet.build._Stream` keeps of a layer's intermediates, replayed in the order
+    the job asks for them (its `_kept` rule: a value is kept while it fits in what is left):
+    the bytes held once the MLP's statistics are done (through the MLP's path and propagation),
+    and how often each forward runs per batch (attention input, its residual, MLP input)."""
     d, m, w = s["hidden"], s["intermediate"], s["heads"] * s["head_dim"]
-    hessians = 8 * 5 * m * m
-    weights = 8 * 4 * m * d + 4 * layer_params(s)
-    cache = min(GiB, 4 * tokens * (w + 2 * d + m))
+    sizes = [min(batch, n_seq - i) * seq * 4 for i in range(0, n_seq, batch)]
+    per = {"attn": w, "h": d, "mlp": m}
+    kept, free, runs = set(), cache_bytes, {k: 0 for k in per}
+
+    def get(kind, i):
+        nonlocal free
+        if (kind, i) in kept:
+            return
+        runs[kind] += 1
+        if kind != "attn":
+            get("attn" if kind == "h" else "h", i)
+        if sizes[i] * per[kind] <= free:
+            kept.add((kind, i))
+            free -= sizes[i] * per[kind]
+
+    for i in range(len(sizes)):  # statistics of the attention
+        get("attn", i)
+    for i in range(len(sizes)):  # statistics of the MLP
+        get("mlp", i)
+    held = cache_bytes - free
+    for i in range(len(sizes)):  # propagate: the MLP's residual input, then its input
+        get("h", i)
+        get("mlp", i)
+    return {"held_bytes": held, "per_batch": {k: v / len(sizes) for k, v in runs.items()}}
+
+
+# Float64 m×m matrices alive at the MLP path's peak, the first down-date of H⁻¹ (measured,
+# bench/layer_scale.py): H (the caller's, kept for the reconstruction errors), the damped H,
+# H⁻¹, its kept rows and the new H⁻¹ (the old one is only freed when the new one is assigned).
+PATH_M2 = 5
+# Float64 m×d matrices then: W_dense, G = H·W_dense, their working copies W and G, and the dense
+# level's copy of W (levels are kept in float64 until the pass ends).
+PATH_MD = 5
+
+
+def supernet_memory(s: dict, tokens: int, seq: int = 2048, batch: int = 8, cache_bytes: int = GiB) -> dict:
+    """One supernet_layer job's bytes above the process's start, per phase (the components alive
+    at that phase's peak) and their maximum: the dense layer in fp32, `_Stream`'s cache, and
+      statistics/mlp  H (fp64), one batch's fp32 Xᵀ X and its fp64 copy (Hessian.add), the batch's
+                      input and MLP input, the MLP forward's three m-wide intermediates;
+      path/mlp        PATH_M2 m×m and PATH_MD m×d float64 matrices, the carried attention projection;
+      propagate       the carried MLP projection, the batch's forward as in the statistics.
+    The per-batch terms grow with tokens up to `batch` sequences; the cache up to 1 GiB."""
+    d, m, w = s["hidden"], s["intermediate"], s["heads"] * s["head_dim"]
+    n_seq = max(1, tokens // seq)
+    B = min(batch, n_seq) * seq  # tokens of one streamed batch
+    base = {"layer": 4 * layer_params(s), "cache": stream_cache(s, n_seq, seq, batch, cache_bytes)["held_bytes"]}
+    forward = {"batch_input": 4 * B * d, "mlp_forward": 3 * 4 * B * m}
+    phases = {
+        "statistics/mlp": dict(base, hessian=8 * m * m, batch_gram=12 * m * m, **forward),
+        "path/mlp": dict(base, hessians=PATH_M2 * 8 * m * m, weights_f64=PATH_MD * 8 * m * d, carried=4 * d * w),
+        "propagate": dict(base, carried=4 * d * (w + m), **forward),
+    }
+    totals = {k: sum(v.values()) for k, v in phases.items()}
     return {
-        "supernet_job_peak": hessians + weights + cache,
-        "supernet_hessians": hessians,
+        "supernet_job_peak": max(totals.values()),
+        "supernet_peak_phase": max(totals, key=totals.get),
+        "supernet_phases": phases,
+        "supernet_phase_totals": totals,
+        "supernet_hessians": PATH_M2 * 8 * m * m,
         "supernet_hessian_one": 8 * m * m,
     }
