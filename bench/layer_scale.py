@@ -220,14 +220,31 @@ def worker(job: dict) -> dict:
             pieces = meter.take()
     finally:
         peaks.restore()
+    peak = peaks.final()
     return {
         "wall": wall,
         "cpu": cpu,
         "rss_start": rss_start,
-        "peak_rss": peaks.final(),
+        "peak_rss": peak,
         "phases": peaks.rows,
         "pieces": pieces,
+        "stream": stream_rates(d, job["options"]["batch_size"]),
     }
+
+
+def stream_rates(d: Path, batch: int) -> dict:
+    """The stream's host side, after the job: the layer's input read in the job's batches
+    (stores.row_batches, as _Stream reads it) and written back as a store (stores.write_hidden, as
+    propagation writes it). On a GPU these stay on the host; costmodel.shapes.STREAM holds them."""
+    from tyr.calib import stores
+
+    arr = stores.open_hidden(d / "acts0.zarr")
+    t = time.perf_counter()
+    rows = list(stores.row_batches(arr, batch))
+    read = time.perf_counter() - t
+    t = time.perf_counter()
+    stores.write_hidden(d / "copy.zarr", arr.shape, iter(rows))
+    return {"bytes": arr.size * 4, "read_s": read, "write_s": time.perf_counter() - t}
 
 
 def worker_main(job_json: str) -> None:
@@ -531,6 +548,14 @@ def report(args, env: dict, cfg: dict, runs: list) -> None:
         *parts_lines(parts, preset_tokens),
         "",
         *pieces_lines(runs, predicted),
+        "",
+        *[
+            f"- stream, {r['job']['n_seq']}×{r['job']['seq']}: {gb(r['stream']['bytes'])} read at "
+            f"{r['stream']['bytes'] / r['stream']['read_s'] / 1e9:.2f} GB/s, written at "
+            f"{r['stream']['bytes'] / r['stream']['write_s'] / 1e9:.2f} GB/s (zarr, one thread, after the job)"
+            for r in runs
+            if "stream" in r
+        ],
         "",
         "Predicted by the memory model for the paper preset's tokens (an extrapolation; host adds the "
         f"measured start RSS {gb(min(r['rss_start'] for r in runs))}):",
