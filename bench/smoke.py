@@ -25,6 +25,7 @@ BENCH = ROOT / "bench"
 SCRIPTS = (
     "floors",
     "scaling",
+    "layer_scale",
     "pipeline",
     "quality",
     "structural",

@@ -15,6 +15,7 @@ from costmodel.fit import PATH_TERMS, path_features
 from costmodel.shapes import (
     CPU_THREADS_SPEEDUP,
     GPU,
+    STREAM,
     TARGETS,
     GiB,
     dense_layer_flops,
@@ -41,10 +42,10 @@ def supernet_work(s: dict, cfg: dict, iteration: int, cache_bytes: int = 32 << 2
     delta = sn["delta"] / 2 ** (iteration - 1)
     kept_attn, _ = sublayer_levels(s["heads"], 0.5, delta, sn["levels"], 1)
     kept_mlp, _ = sublayer_levels(m, 0.5, delta, sn["levels"], sn["channels_per_step"])
-    # _Calibration caches 1 GiB of a layer's intermediates; beyond it, it recomputes: the attention
-    # input 4x, its residual 3x, the MLP input 2x, the MLP residual once per batch.
-    cached = T * (2 * d + m) * 4 <= GiB
-    mult = (1, 1, 1, 1) if cached else (4, 3, 2, 1)
+    # _Stream caches 1 GiB of a layer's intermediates; beyond it, it recomputes: an uncached batch
+    # runs the attention input 4x, its residual 3x, the MLP input 2x, the MLP residual once.
+    runs = stream_cache(s, cfg["data"]["prune_sequences"], seq, sn["batch_size"])["per_batch"]
+    mult = (runs["attn"], runs["h"], runs["mlp"], 1)
     fwd = T * (
         mult[0] * attention_input_flops(spec, s["heads"], seq / 2)
         + mult[1] * o_proj_flops(spec, s["heads"])
@@ -60,6 +61,10 @@ def supernet_work(s: dict, cfg: dict, iteration: int, cache_bytes: int = 32 << 2
         "hessian_flops": 2 * T * (w_attn**2 + m**2),
         "recon_flops": 2 * d * (len(kept_attn) * w_attn**2 + len(kept_mlp) * m**2),
         "write_bytes": 4 * d * (sum(kept_attn) * s["head_dim"] + sum(kept_mlp)),
+        # the layer's input read from its zarr store three times (both statistics, propagation),
+        # its output written once: on a GPU each pass also crosses PCIe
+        "stream_read_bytes": 3 * T * d * 4,
+        "stream_write_bytes": T * d * 4,
         "path": path,
         "levels": {"attn": kept_attn, "mlp": kept_mlp},
     }
@@ -170,7 +175,8 @@ def supernet_seconds(work: dict, laws: dict, where: str) -> dict:
             "recon": _c(laws, "recon") * work["recon_flops"],
             "write": _c(laws, "write") * work["write_bytes"],
         }
-        return {k: v / (CPU_THREADS_SPEEDUP if where == "host16" else 1.0) for k, v in out.items()}
+        out = {k: v / (CPU_THREADS_SPEEDUP if where == "host16" else 1.0) for k, v in out.items()}
+        return dict(out, stream=_stream_seconds(work, h2d=False))
     path = 0.0
     for p, k in zip(work["path"], work["path_step_channels"]):
         # per step: ~9 passes over the n×n fp64 H⁻¹ (down-date, subtract, row and column copies),
@@ -183,7 +189,17 @@ def supernet_seconds(work: dict, laws: dict, where: str) -> dict:
         "path": path,
         "recon": work["recon_flops"] / GPU["fp32_flops"],
         "write": _c(laws, "write") * work["write_bytes"],
+        "stream": _stream_seconds(work, h2d=True),
     }
+
+
+def _stream_seconds(work: dict, h2d: bool) -> float:
+    """The layer's calibration stream through the host: zarr reads and the write at the rates
+    bench/layer_scale.py measured (one thread), and on a GPU the copies over PCIe."""
+    seconds = work["stream_read_bytes"] / STREAM["read_bytes"] + work["stream_write_bytes"] / STREAM["write_bytes"]
+    if h2d:
+        seconds += (work["stream_read_bytes"] + work["stream_write_bytes"]) / GPU["h2d_bytes"]
+    return seconds
 
 
 def search_seconds(work: dict, laws: dict, where: str, rebuilt: str = "rebuilt_bytes") -> float:
@@ -218,11 +234,13 @@ def forward_seconds(flops: float, laws: dict, where: str, head_share: float, dty
 
 
 def predict(model: str, laws: dict, cfg: dict) -> dict:
-    """Seconds per stage of one target sparsity. Where: `cpu1` one thread of this CPU (N search
-    processes of one thread each); `gpu_node`, a GPU node as this version runs it: supernet and
-    dense_topk on 16 host threads, the search (and select_tyr, attention_share) on N GPUs, with
-    the 1 GiB module cache (`gpu_node_parent_cache`: one holding the parent's modules);
-    `gpu_ported`: the supernet and dense_topk on the GPU too (not implemented)."""
+    """Seconds per stage of one target sparsity, where each stage runs:
+    cpu1            everything on one thread of this CPU (N search processes of one thread each);
+    before_pinning  supernet and dense_topk on 16 host threads, the search (and select_tyr,
+                    attention_share) on N GPUs with the 1 GiB module LRU alone (commit 2ec9f89);
+    host_supernet   the same with the parent's modules pinned: `devices.supernet/dense_topk: cpu`;
+    as_coded        `devices.*: auto`: the supernet and dense_topk on the job's GPU too; dense_topk
+                    stays on the host where its fp32 model does not fit one GPU (`dense_topk_fits`)."""
     s, layers, sc = TARGETS[model], TARGETS[model]["layers"], cfg["search"]
     iters = cfg["supernet"]["iterations"]
     gens = sum(
@@ -247,34 +265,34 @@ def predict(model: str, laws: dict, cfg: dict) -> dict:
         dtype = "float32" if stage == "dense_topk" else "bfloat16"
         return forward_seconds(other[stage], laws, where, head_share, dtype)
 
+    fits = memory(model, cfg)["dense_topk_gpu"] <= GPU["memory_bytes"]
     out = {
         "per_layer_iter1": {w: supernet_seconds(sn[0], laws, w) for w in ("cpu1", "host16", "gpu")},
         "supernet_total": supernet,
         "generations": gens,
         "other_flops": other,
         "other_stages": {w: {k: fwd(k, w) for k in other} for w in ("cpu1", "host16", "gpu")},
+        "dense_topk_fits": fits,
         "per_generation": {},
         "totals": {},
     }
     rest_gpu = sum(fwd(k, "gpu") for k in other if k != "dense_topk")
+    host = supernet["host16"] + fwd("dense_topk", "host16") + rest_gpu
+    coded = supernet["gpu"] + fwd("dense_topk", "gpu" if fits else "host16") + rest_gpu
     for n in (1, 8):
         work = search_work(s, layers, cfg, n)
         gen = {
             "cpu1": search_seconds(work, laws, "cpu1"),
-            "gpu_node": search_seconds(work, laws, "gpu"),
-            "gpu_node_parent_cache": search_seconds(work, laws, "gpu", "rebuilt_bytes_parent_cache"),
+            "gpu_lru": search_seconds(work, laws, "gpu"),
+            "gpu_pinned": search_seconds(work, laws, "gpu", "rebuilt_bytes_parent_cache"),
         }
-        gen["gpu_ported"] = gen["gpu_node_parent_cache"]
         out["per_generation"].update({f"{k}_x{n}": v for k, v in gen.items()})
         out["totals"].update(
             {
                 f"cpu1_x{n}": supernet["cpu1"] + sum(fwd(k, "cpu1") for k in other) + gens * gen["cpu1"],
-                f"gpu_node_x{n}": supernet["host16"] + fwd("dense_topk", "host16") + rest_gpu + gens * gen["gpu_node"],
-                f"gpu_node_parent_cache_x{n}": supernet["host16"]
-                + fwd("dense_topk", "host16")
-                + rest_gpu
-                + gens * gen["gpu_node_parent_cache"],
-                f"gpu_ported_x{n}": supernet["gpu"] + fwd("dense_topk", "gpu") + rest_gpu + gens * gen["gpu_ported"],
+                f"before_pinning_x{n}": host + gens * gen["gpu_lru"],
+                f"host_supernet_x{n}": host + gens * gen["gpu_pinned"],
+                f"as_coded_x{n}": coded + gens * gen["gpu_pinned"],
             }
         )
         out["recompute"], out[f"search_work_x{n}"] = work["recompute"], work
@@ -287,7 +305,7 @@ def memory(model: str, cfg: dict) -> dict:
 
     s, layers = TARGETS[model], TARGETS[model]["layers"]
     d, m, V, seq = s["hidden"], s["intermediate"], s["vocab"], cfg["data"]["seq_len"]
-    out = supernet_memory(s, cfg["data"]["prune_sequences"] * seq)
+    out = supernet_memory(s, cfg["data"]["prune_sequences"] * seq, seq, cfg["supernet"]["batch_size"])
     total_params = model_params(spec_of(s, layers, tied=False))["total"]  # untied embedding and head
     levels = supernet_work(s, cfg, 1)["write_bytes"]
     tokens = [t for t, _ in cfg["search"]["stages"]]
@@ -318,21 +336,86 @@ def memory(model: str, cfg: dict) -> dict:
             "topk_store": (cfg["data"]["fitness_sequences"] + sel) * seq * (cfg["search"]["topk"] * 8 + 4),
             "activation_store_per_layer": cfg["data"]["prune_sequences"] * seq * d * 4,
             "model_fp32": 4 * total_params,
+            # dense_topk on a GPU (tyr.search.reference: load_model(...).to(device)): the whole model
+            # in fp32, one batch's hidden states and a chunk of logits (batch 4, chunk 256 rows)
+            "dense_topk_gpu": 4 * total_params + 4 * seq * d * 4 * 4 + 256 * V * 4 * 3,
         }
     )
     return out
 
 
-def supernet_memory(s: dict, tokens: int) -> dict:
-    """One supernet_layer job: the MLP's m×m fp64 matrices at the start of its path (H, damped H,
-    H⁻¹ and two transients of its down-date), its fp64 m×d copies (W, G, their clones), the dense
-    layer, and the calibration cache (≤ 1 GiB)."""
+def stream_cache(s: dict, n_seq: int, seq: int, batch: int, cache_bytes: int = GiB) -> dict:
+    """What `tyr.supernet.build._Stream` keeps of a layer's intermediates, replayed in the order
+    the job asks for them (its `_kept` rule: a value is kept while it fits in what is left):
+    the bytes held once the MLP's statistics are done (through the MLP's path and propagation),
+    and how often each forward runs per batch (attention input, its residual, MLP input)."""
     d, m, w = s["hidden"], s["intermediate"], s["heads"] * s["head_dim"]
-    hessians = 8 * 5 * m * m
-    weights = 8 * 4 * m * d + 4 * layer_params(s)
-    cache = min(GiB, 4 * tokens * (w + 2 * d + m))
+    sizes = [min(batch, n_seq - i) * seq * 4 for i in range(0, n_seq, batch)]
+    per = {"attn": w, "h": d, "mlp": m}
+    kept, free, runs = set(), cache_bytes, {k: 0 for k in per}
+
+    def get(kind, i):
+        nonlocal free
+        if (kind, i) in kept:
+            return
+        runs[kind] += 1
+        if kind != "attn":
+            get("attn" if kind == "h" else "h", i)
+        if sizes[i] * per[kind] <= free:
+            kept.add((kind, i))
+            free -= sizes[i] * per[kind]
+
+    for i in range(len(sizes)):  # statistics of the attention
+        get("attn", i)
+    for i in range(len(sizes)):  # statistics of the MLP
+        get("mlp", i)
+    held = cache_bytes - free
+    for i in range(len(sizes)):  # propagate: the MLP's residual input, then its input
+        get("h", i)
+        get("mlp", i)
+    return {"held_bytes": held, "per_batch": {k: v / len(sizes) for k, v in runs.items()}}
+
+
+# Float64 m×m matrices alive at the MLP path's peak: H (the caller's, kept for the reconstruction
+# errors) and two of H⁻¹'s size while a step gathers the kept rows, then columns (the damped H
+# and its Cholesky factor are freed once H⁻¹ exists). Before commit 2661e83 there were 5: the
+# damped H stayed alive and the old H⁻¹ lived until the new one was assigned (bench/layer_scale.py).
+PATH_M2 = 3
+# Float64 m×d matrices then: W_dense, the dense level's copy of it, the step's W and G (H·W_dense)
+# (levels are kept in float64 until the pass ends); 5 before commit 2661e83 (W and G were copies).
+PATH_MD = 4
+
+
+def supernet_memory(s: dict, tokens: int, seq: int = 2048, batch: int = 8, cache_bytes: int = GiB) -> dict:
+    """One supernet_layer job's bytes above the process's start, per phase (the components alive
+    at that phase's peak) and their maximum: the dense layer in fp32, `_Stream`'s cache, and
+      statistics/mlp  H (fp64), the batch's input, and the larger of the MLP forward's three m-wide
+                      intermediates and Hessian.add's fp32 XᵀX with its fp64 copy (beside the MLP
+                      input, unless the cache holds it);
+      path/mlp        PATH_M2 m×m and PATH_MD m×d float64 matrices, the carried attention projection;
+      propagate       both carried projections, three d-wide batch tensors (residual input, norm,
+                      output) and, where the MLP input is not cached, its forward again.
+    The per-batch terms grow with tokens up to `batch` sequences; the cache up to 1 GiB. Checked
+    against bench/layer_scale.py's 8B-shaped jobs (model/measured 0.94-1.07 per phase)."""
+    d, m, w = s["hidden"], s["intermediate"], s["heads"] * s["head_dim"]
+    n_seq = max(1, tokens // seq)
+    B = min(batch, n_seq) * seq  # tokens of one streamed batch
+    stream = stream_cache(s, n_seq, seq, batch, cache_bytes)
+    z = 0 if stream["per_batch"]["mlp"] == 1 else 4 * B * m  # the MLP input, when not in the cache
+    base = {"layer": 4 * layer_params(s), "cache": stream["held_bytes"]}
+    phases = {
+        "statistics/mlp": dict(
+            base, hessian=8 * m * m, batch_input=4 * B * d, batch_peak=max(3 * 4 * B * m, 12 * m * m + z)
+        ),
+        "path/mlp": dict(base, hessians=PATH_M2 * 8 * m * m, weights_f64=PATH_MD * 8 * m * d, carried=4 * d * w),
+        "propagate": dict(base, carried=4 * d * (w + m), batch=3 * 4 * B * d + (3 * z if z else 0)),
+    }
+    totals = {k: sum(v.values()) for k, v in phases.items()}
     return {
-        "supernet_job_peak": hessians + weights + cache,
-        "supernet_hessians": hessians,
+        "supernet_job_peak": max(totals.values()),
+        "supernet_peak_phase": max(totals, key=totals.get),
+        "supernet_phases": phases,
+        "supernet_phase_totals": totals,
+        "supernet_hessians": PATH_M2 * 8 * m * m,
         "supernet_hessian_one": 8 * m * m,
     }

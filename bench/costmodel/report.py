@@ -13,7 +13,7 @@ from pathlib import Path
 from lib.results import suffixed
 
 from costmodel.fit import points
-from costmodel.model import supernet_memory
+from costmodel.model import PATH_M2, PATH_MD, supernet_memory
 from costmodel.shapes import CPU_THREADS_SPEEDUP, GPU, SHAPES
 
 
@@ -117,24 +117,30 @@ PREDICTION_ROWS = [
         lambda p: " / ".join(fmt_s(p["per_layer_iter1"]["cpu1"][k]) for k in ("path", "hessian", "forward")),
     ),
     ("supernet layer, 16 host threads (assumed 10x)", lambda p: fmt_s(sum(p["per_layer_iter1"]["host16"].values()))),
-    ("supernet layer, if ported to 1 GPU", lambda p: fmt_s(sum(p["per_layer_iter1"]["gpu"].values()))),
+    ("supernet layer, 1 GPU (devices.supernet: auto)", lambda p: fmt_s(sum(p["per_layer_iter1"]["gpu"].values()))),
+    (
+        "  of which stream through the host (zarr reads, write, PCIe)",
+        lambda p: fmt_s(p["per_layer_iter1"]["gpu"]["stream"]),
+    ),
     ("supernet, all layers × iterations, 16 host threads", lambda p: fmt_s(p["supernet_total"]["host16"])),
+    ("supernet, all layers × iterations, 1 GPU", lambda p: fmt_s(p["supernet_total"]["gpu"])),
+    (
+        "dense_topk, 16 host threads / 1 GPU",
+        lambda p: " / ".join(fmt_s(p["other_stages"][w]["dense_topk"]) for w in ("host16", "gpu")),
+    ),
+    ("dense_topk's fp32 model fits one GPU", lambda p: "yes" if p["dense_topk_fits"] else "no: on the host"),
     ("search generation, 1 CPU thread", lambda p: fmt_s(p["per_generation"]["cpu1_x1"])),
-    ("search generation, 1 GPU (1 GiB module cache)", lambda p: fmt_s(p["per_generation"]["gpu_node_x1"])),
-    ("search generation, 8 GPUs (1 GiB module cache)", lambda p: fmt_s(p["per_generation"]["gpu_node_x8"])),
-    (
-        "search generation, 1 GPU (parent's modules cached)",
-        lambda p: fmt_s(p["per_generation"]["gpu_node_parent_cache_x1"]),
-    ),
-    (
-        "search generation, 8 GPUs (parent's modules cached)",
-        lambda p: fmt_s(p["per_generation"]["gpu_node_parent_cache_x8"]),
-    ),
+    ("search generation, 1 GPU (1 GiB module LRU)", lambda p: fmt_s(p["per_generation"]["gpu_lru_x1"])),
+    ("search generation, 8 GPUs (1 GiB module LRU)", lambda p: fmt_s(p["per_generation"]["gpu_lru_x8"])),
+    ("search generation, 1 GPU (parent's modules pinned)", lambda p: fmt_s(p["per_generation"]["gpu_pinned_x1"])),
+    ("search generation, 8 GPUs (parent's modules pinned)", lambda p: fmt_s(p["per_generation"]["gpu_pinned_x8"])),
     ("total, 1 CPU thread", lambda p: fmt_s(p["totals"]["cpu1_x1"])),
-    ("total, GPU node as coded, 1 GPU", lambda p: fmt_s(p["totals"]["gpu_node_x1"])),
-    ("total, GPU node as coded, 8 GPUs", lambda p: fmt_s(p["totals"]["gpu_node_x8"])),
-    ("total, supernet on GPU + parent cache, 1 GPU", lambda p: fmt_s(p["totals"]["gpu_ported_x1"])),
-    ("total, supernet on GPU + parent cache, 8 GPUs", lambda p: fmt_s(p["totals"]["gpu_ported_x8"])),
+    ("total, before pinning (host supernet), 1 GPU", lambda p: fmt_s(p["totals"]["before_pinning_x1"])),
+    ("total, before pinning (host supernet), 8 GPUs", lambda p: fmt_s(p["totals"]["before_pinning_x8"])),
+    ("total, supernet + dense_topk on 16 host threads, 1 GPU", lambda p: fmt_s(p["totals"]["host_supernet_x1"])),
+    ("total, supernet + dense_topk on 16 host threads, 8 GPUs", lambda p: fmt_s(p["totals"]["host_supernet_x8"])),
+    ("total, as coded (devices auto), 1 GPU", lambda p: fmt_s(p["totals"]["as_coded_x1"])),
+    ("total, as coded (devices auto), 8 GPUs", lambda p: fmt_s(p["totals"]["as_coded_x8"])),
 ]
 MEMORY_ROWS = (
     "supernet_job_peak",
@@ -142,6 +148,7 @@ MEMORY_ROWS = (
     "search_host_dense_fp32",
     "search_host_dense_fp32_x8",
     "search_gpu_per_process",
+    "dense_topk_gpu",
     "supernet_disk_per_iteration",
     "supernet_disk_all_iterations",
     "topk_store",
@@ -160,7 +167,7 @@ def prediction_lines(preds: dict, mems: dict) -> list:
 
 def supernet_memory_check(results) -> list:
     """Measured peaks against the formulas: whole supernet jobs, and prune_levels alone, whose
-    8·(5w² + 4w·d_out) is what dominates the 8B and 70B jobs."""
+    8·(PATH_M2·w² + PATH_MD·w·d_out) is what dominates the 8B and 70B jobs."""
     lines = []
     for r in points(results, "supernet"):
         j = r["job"]
@@ -171,7 +178,7 @@ def supernet_memory_check(results) -> list:
         )
     for r in points(results, "path"):
         i = r["info"]
-        pred = 8 * (5 * i["width"] ** 2 + 4 * i["width"] * i["d_out"])
+        pred = 8 * (PATH_M2 * i["width"] ** 2 + PATH_MD * i["width"] * i["d_out"])
         lines.append(
             f"- prune_levels, w={i['width']} d_out={i['d_out']}: measured "
             f"{fmt_b(r['total']['peak_delta_bytes'])}, formula {fmt_b(pred)} "

@@ -41,7 +41,12 @@ GPU = dict(
     h2d_bytes=20e9,
     launch_s=10e-6,
     host_threads_speedup=4.0,
+    memory_bytes=80e9,  # an H100's HBM (an H200 has 141 GB)
 )
+# The supernet's calibration stream stays in zarr on the host (devices.supernet moves the layer,
+# its statistics and one batch): uncompressed float32 chunks read in the job's batches and one
+# store written, on one thread. Measured by bench/layer_scale.py (its stream pass, after the job).
+STREAM = dict(read_bytes=0.5e9, write_bytes=0.2e9)
 # The host side of a GPU node (the supernet, dense_topk and module builds run there in this
 # version): the paper preset's 16 threads, assumed 10x one thread (not measurable on 2 cores).
 CPU_THREADS_SPEEDUP = 10.0

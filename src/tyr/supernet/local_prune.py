@@ -96,13 +96,18 @@ def prune_levels(
     W_dense = weight.detach().double().T.contiguous()  # [d_in, d_out]
     Hd = damp(H.double(), damp_ratio)
     own_target = G is None  # the dense projection's output: W_dense is its own full refit
-    G_dense = Hd @ W_dense if own_target else G.double()
+    G = Hd @ W_dense if own_target else G.double()
     out = {}
 
     alive = torch.arange(n_units)  # units still kept, in original order
-    Hinv = torch.cholesky_inverse(torch.linalg.cholesky(Hd))
-    W = W_dense.clone() if own_target else Hinv @ G_dense
-    G = G_dense.clone()
+    # The damped H and its factor go as soon as H⁻¹ exists: beside the caller's H they kept two
+    # more d_in² fp64 matrices alive through the pass (an 8B MLP's are 1.6 GB each). W and G are
+    # never written in place (each step gathers new ones), so neither needs a copy to start from.
+    L = torch.linalg.cholesky(Hd)
+    del Hd
+    Hinv = torch.cholesky_inverse(L)
+    del L
+    W = W_dense if own_target else Hinv @ G
     for target in targets:
         while len(alive) > target:
             score = saliency(W, G, Hinv, group, taylor=taylor, obs=obs)
@@ -117,7 +122,10 @@ def prune_levels(
             Hinv_P = Hinv.index_select(0, P)
             M = Hinv_P.index_select(1, K).T @ torch.linalg.inv(Hinv_P.index_select(1, P))
             W = W.index_select(0, K).addmm_(M, W.index_select(0, P), alpha=-1)
-            Hinv = Hinv.index_select(0, K).index_select(1, K).addmm_(M, Hinv_P.index_select(1, K), alpha=-1)
+            # Rows, then columns, each assigned at once: the old n×n H⁻¹ is freed before the column
+            # gather, so two of them are alive, not three (bench/layer_scale.py measured the three).
+            Hinv = Hinv.index_select(0, K)
+            Hinv = Hinv.index_select(1, K).addmm_(M, Hinv_P.index_select(1, K), alpha=-1)
             # After an exact OBS step W_K is the least-squares fit on K, so H_KK W_K = (H W_dense)_K:
             # G of the current W is the dense G restricted to the kept rows (no recomputation).
             G = G.index_select(0, K)
