@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from costmodel import model
-from costmodel.shapes import SHAPES, TARGETS
+from costmodel.shapes import SHAPES, TARGETS, hf_kwargs
 from lib import args as cli
 from lib import results
 from lib.env import ROOT, child_env, setup
@@ -73,17 +73,8 @@ def build_model(d: Path, shape: dict) -> None:
     from tyr.model.families import spec_from_config
     from tyr.testing import tiny_hf_model
 
-    hf = tiny_hf_model(
-        "llama",
-        num_hidden_layers=1,
-        hidden_size=shape["hidden"],
-        intermediate_size=shape["intermediate"],
-        num_attention_heads=shape["heads"],
-        num_key_value_heads=shape["kv_heads"],
-        head_dim=shape["head_dim"],
-        vocab_size=8,  # no embedding is read: a small one keeps the set-up light
-        max_position_embeddings=8192,
-        rope_theta=500000.0,
+    hf = tiny_hf_model(  # vocab 8: no embedding is read, a small one keeps the set-up light
+        "llama", **hf_kwargs(shape, num_hidden_layers=1, vocab_size=8, max_position_embeddings=8192, rope_theta=5e5)
     )
     state = {k: v.contiguous() for k, v in hf.state_dict().items() if k.startswith(LAYER0)}
     config = hf.config

@@ -28,7 +28,7 @@ import numpy as np
 from lib.env import ROOT, child_env
 from lib.meter import Meter
 
-from costmodel.shapes import QUICK_SWEEP, SHAPES, SWEEP, spec_of
+from costmodel.shapes import QUICK_SWEEP, SHAPES, SWEEP, hf_kwargs, spec_of
 
 SCRIPT = ROOT / "bench" / "scaling.py"
 
@@ -73,16 +73,7 @@ def worker_setup(job: dict) -> dict:
 
     d, s = Path(job["dir"]), SHAPES[job["shape"]]
     model = tiny_hf_model(
-        "llama",
-        num_hidden_layers=1,
-        hidden_size=s["hidden"],
-        intermediate_size=s["intermediate"],
-        num_attention_heads=s["heads"],
-        num_key_value_heads=s["kv_heads"],
-        head_dim=s["head_dim"],
-        vocab_size=s["vocab"],
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
+        "llama", **hf_kwargs(s, num_hidden_layers=1, max_position_embeddings=4096, tie_word_embeddings=True)
     )
     model.save_pretrained(d / "model")
     spec_from_config(model.config).to_json(d / "model" / "spec.json")

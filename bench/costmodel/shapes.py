@@ -13,6 +13,19 @@ SHAPES = {
     "360m": dict(hidden=960, intermediate=2560, heads=15, kv_heads=5, head_dim=64, vocab=49152),
     "1b": dict(hidden=2048, intermediate=8192, heads=32, kv_heads=8, head_dim=64, vocab=128256),
 }
+
+
+HF_NAMES = dict(
+    hidden="hidden_size", intermediate="intermediate_size", heads="num_attention_heads", kv_heads="num_key_value_heads",
+    head_dim="head_dim", vocab="vocab_size", layers="num_hidden_layers",
+)  # fmt: skip
+
+
+def hf_kwargs(shape: dict, **extra) -> dict:
+    """`tyr.testing.tiny_hf_model` keywords of a shape above (random weights of its layer shape)."""
+    return {**{HF_NAMES[k]: v for k, v in shape.items() if k in HF_NAMES}, **extra}
+
+
 TARGETS = {
     "Llama-3.1-8B": dict(layers=32, hidden=4096, intermediate=14336, heads=32, kv_heads=8, head_dim=128, vocab=128256),
     "Llama-3.1-70B": dict(layers=80, hidden=8192, intermediate=28672, heads=64, kv_heads=8, head_dim=128, vocab=128256),

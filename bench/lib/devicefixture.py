@@ -11,6 +11,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from costmodel.shapes import SHAPES as COST_SHAPES
+from costmodel.shapes import hf_kwargs
+
 from lib.config import default_config, search_options
 from lib.tinyrun import write_text
 
@@ -21,6 +24,8 @@ EVERY_STAGE = (
 SMALL = dict(seq_len=32, prune=8, fitness=8, selection=4, heldout=2, sample_seqs=2, topk=16)
 LARGER = dict(seq_len=128, prune=16, fitness=8, selection=4, heldout=4, sample_seqs=4, topk=64)
 
+SHAPES_135M, SHAPES_1B = COST_SHAPES["135m"], COST_SHAPES["1b"]
+TIED = dict(tie_word_embeddings=True, max_position_embeddings=2048)
 SHAPES = {  # random weights: the layer shape is the real model's, the depth is cut (stated in `about`)
     "tiny": {
         "about": "tyr.testing's tiny Llama (3 layers, d 64, m 96, 4/2 heads, vocab 128)",
@@ -30,33 +35,13 @@ SHAPES = {  # random weights: the layer shape is the real model's, the depth is 
     },
     "smollm2-135m": {
         "about": "SmolLM2-135M's layer (d 576, m 1536, 9/3 heads of 64, vocab 49152, tied), 6 of its 30 layers",
-        "config": dict(
-            hidden_size=576,
-            intermediate_size=1536,
-            num_attention_heads=9,
-            num_key_value_heads=3,
-            head_dim=64,
-            num_hidden_layers=6,
-            vocab_size=49152,
-            tie_word_embeddings=True,
-            max_position_embeddings=2048,
-        ),  # fmt: skip
+        "config": hf_kwargs(SHAPES_135M, num_hidden_layers=6, **TIED),
         "sizes": LARGER,
         "stages": EVERY_STAGE,
     },
     "llama-3.2-1b": {
         "about": "Llama-3.2-1B's layer (d 2048, m 8192, 32/8 heads of 64, vocab 128256, tied), 2 of its 16 layers",
-        "config": dict(
-            hidden_size=2048,
-            intermediate_size=8192,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            head_dim=64,
-            num_hidden_layers=2,
-            vocab_size=128256,
-            tie_word_embeddings=True,
-            max_position_embeddings=2048,
-        ),  # fmt: skip
+        "config": hf_kwargs(SHAPES_1B, num_hidden_layers=2, **TIED),
         "sizes": LARGER,
         "stages": ("calibrate", "supernet_layer", "dense_topk", "evaluate", "baselines", "unstructured"),
     },

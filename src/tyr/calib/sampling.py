@@ -70,8 +70,8 @@ def sample_self(
             b = min(batch_size, n - first)
             out[first : first + b] = sample_batch(model, start, b, seq_len, gen, temperature).cpu().numpy()
             log.info("self: sampled %d/%d sequences", first + b, n)
-    how = {"from_token": start, "temperature": temperature, "batch_size": batch_size, "dtype": dtype}
-    return out, {**how, "device": dev.type}
+    return out, {"from_token": start, "temperature": temperature, "batch_size": batch_size, "dtype": dtype,
+                 "device": dev.type}  # fmt: skip
 
 
 def sample_batch(model, start: int, batch: int, seq_len: int, gen, temperature: float = 1.0):
