@@ -84,7 +84,7 @@ def measure(run: Path, args) -> tuple[list[dict], dict]:
     it = run / f"s{args.target}" / "iter1"
     share = run / f"s{args.target}" / "share.json"
     options = dict(search_options(search, 1), generations=args.generations)
-    options.pop("dtype"), options.pop("device")
+    options.pop("dtype")  # each setting names its own; the device is run_search's default (auto)
     if share.exists():
         options["attention_kept"] = json.loads(share.read_text())["chosen"]
     kwargs = dict(
