@@ -7,6 +7,7 @@ from tyr.core import signals
 from tyr.workflow import config as tyrconf
 from tyr.workflow import hooks, runplan, steps
 from tyr.evaluate import plan as evalplan
+from tyr.methods import registry as tyr_methods
 
 
 RUN = f"results/{config['run']}"
@@ -63,13 +64,14 @@ TARGETS = [tyrconf.target_tag(t) for t in tyrconf.targets(config)]
 ITERATIONS = config["supernet"]["iterations"]
 MEASURED_SPLIT = config["search"]["attention_kept"] == "auto"  # the attention_share step chooses it (tyr.search.split)
 THREADS = config["threads"]
+BASE_METHODS = tyrconf.base_methods(config)  # what `methods` needs computed: `tyr+recover` needs `tyr`
 
 
 wildcard_constraints:
     target=r"\d+(\.\d+)?",
     iter=r"\d+",
     layer=r"\d{3}",
-    method=r"[a-z][a-z0-9_]*",
+    method=r"[a-z][a-z0-9_]*(\+recover)?",  # tyr.methods.registry.result_names()
 
 
 def step(entry, input, output, params, wildcards, threads, log, runtime=None):
@@ -127,6 +129,15 @@ def evaluate_settings():
     return {k: config["evaluate"][k] for k in keys}
 
 
+def recover_options():
+    """What changes a recovered model: every `recover` key but how often it checkpoints."""
+    return {k: v for k, v in config["recover"].items() if k != "checkpoint_every"}
+
+
+def recover_runtime():
+    return dict(runtime("recover"), checkpoint_every=config["recover"]["checkpoint_every"])
+
+
 def share_input(wildcards):
     """`attention_kept: auto`: every search of a target holds the split its attention_share step chose."""
     if MEASURED_SPLIT:
@@ -135,12 +146,24 @@ def share_input(wildcards):
 
 
 COMPARED = [(t, m) for t in TARGETS for m in config["methods"]]  # the comparison table's rows
+BASE_METHOD = r"[a-z][a-z0-9_]*"  # a structural method's own result (not `+recover`): its genome, its export
+
+
+def genome_of(target, method):
+    """The genome file behind a result: `tyr+recover` is `tyr`'s genome, recovered."""
+    return f"{RUN}/s{target}/{tyr_methods.base_method(method)}/genome.json"
+
+
+def method_genome(wildcards):
+    return genome_of(wildcards.target, wildcards.method)
 
 
 def method_benchmarks(target, method):
     """Benchmark files of the jobs that produced `method`'s genome at `target` (its cost in the
     comparison table); the steps every method shares are left out."""
     base = f"{RUN}/benchmarks/s{target}"
+    if tyr_methods.is_recovered(method):
+        return method_benchmarks(target, tyr_methods.base_method(method)) + [f"{base}/{method}/recover.tsv"]
 
     def layers(it):
         return [f"{base}/iter{it}/supernet_layer{layer:03d}.tsv" for layer in range(N_LAYERS)]
@@ -157,15 +180,15 @@ def method_benchmarks(target, method):
 def released_genomes(wildcards):
     """The genome files that name levels of iteration {iter}'s supernet (tyr.supernet.release
     keeps exactly those): its search's best (and start); in iteration 1 the uniform genome."""
-    files = [f"{RUN}/s{wildcards.target}/iter{wildcards.iter}/search/best.json"] if "tyr" in config["methods"] else []
-    if int(wildcards.iter) == 1 and "uniform" in config["methods"]:
+    files = [f"{RUN}/s{wildcards.target}/iter{wildcards.iter}/search/best.json"] if "tyr" in BASE_METHODS else []
+    if int(wildcards.iter) == 1 and "uniform" in BASE_METHODS:
         files.append(f"{RUN}/s{wildcards.target}/uniform/genome.json")
     return files
 
 
 def whole_supernet_readers(wildcards):
     """Outputs of the other jobs that read iteration {iter}'s whole supernet: attention_share's."""
-    if int(wildcards.iter) == 1 and "tyr" in config["methods"] and MEASURED_SPLIT:
+    if int(wildcards.iter) == 1 and "tyr" in BASE_METHODS and MEASURED_SPLIT:
         return [f"{RUN}/s{wildcards.target}/share.json"]
     return []
 
@@ -174,10 +197,10 @@ def released_records():
     """`supernet.keep_levels: chosen`: every iteration's supernet is released once read (rule release_levels)."""
     if config["supernet"]["keep_levels"] == "all":
         return []
-    if "tyr" in config["methods"]:
+    if "tyr" in BASE_METHODS:
         iterations = range(1, ITERATIONS + 1)
     else:
-        iterations = [1] if "uniform" in config["methods"] else []  # genome_uniform's supernet
+        iterations = [1] if "uniform" in BASE_METHODS else []  # genome_uniform's supernet
     return expand(target_path("iter{iter}/supernet/released.json"), target=TARGETS, iter=iterations)
 
 
@@ -188,7 +211,7 @@ def layer_manifests(wildcards):
 
 def search_logs():
     """Per-generation logs of every search (all targets and iterations), for the report."""
-    if "tyr" not in config["methods"]:
+    if "tyr" not in BASE_METHODS:
         return []
     return expand(target_path("iter{iter}/search/generations.tsv"), target=TARGETS,
                   iter=range(1, ITERATIONS + 1))
@@ -196,7 +219,7 @@ def search_logs():
 
 def share_files():
     """Týr's attention/MLP split record of every target, for the report."""
-    if "tyr" not in config["methods"] or not MEASURED_SPLIT:
+    if "tyr" not in BASE_METHODS or not MEASURED_SPLIT:
         return []
     return expand(target_path("share.json"), target=TARGETS)
 

@@ -38,7 +38,7 @@ rule summarize:
     input:
         dense=run_path("dense/eval.json"),
         pruned=target_path("{method}/eval/pruned.json"),
-        genome=target_path("{method}/genome.json"),
+        genome=method_genome,
         model=MODEL,
         tokens=TOKENS,
         gguf_table=gguf_summary_input,
@@ -53,7 +53,7 @@ rule summarize:
 rule report:
     input:
         summaries=expand(target_path("{method}/eval/summary.json"), target=TARGETS, method=config["methods"]),
-        genomes=expand(target_path("{method}/genome.json"), target=TARGETS, method=config["methods"]),
+        genomes=[genome_of(t, m) for t in TARGETS for m in config["methods"]],
         generations=search_logs(),
         shares=share_files(),
     output:

@@ -5,6 +5,8 @@ rule export:
         tokens=TOKENS,
     output:
         pruned=directory(target_path("{method}/pruned")),
+    wildcard_constraints:
+        method=BASE_METHOD,  # a `+recover` folder is rules/recover.smk's
     params:
         prompts=config["evaluate"]["prompts"],
         new_tokens=config["evaluate"]["new_tokens"],

@@ -76,6 +76,8 @@ def test_schema_rejects(key, value, message):
         ("search.share_text", "self", "search.share_text: self-sampled text cannot choose"),
         ("search.share_text", "/nonexistent/prose.txt", "search.share_text: local path '/nonexistent/prose.txt'"),
         ("search.trade_attn_mlp", True, "to trade, set search.attention_kept: null"),
+        ("recover.text", "/nonexistent/mine.txt", "recover.text: data source '/nonexistent/mine.txt'"),
+        ("methods", ["tyr", "sparsegpt+recover"], "methods: 'sparsegpt+recover' is not a method"),
     ],
 )
 def test_semantic_checks_name_key_and_value(key, value, message):
@@ -89,9 +91,10 @@ def test_semantic_checks_name_key_and_value(key, value, message):
 def test_every_heavy_stage_has_a_device_key_and_an_old_search_device_is_pointed_to_its_new_home():
     assert set(DEFAULT["devices"]) == {
         "calibrate", "supernet", "dense_topk", "attention_share", "search", "select", "evaluate", "baselines",
-        "unstructured",
+        "unstructured", "recover",
     }  # fmt: skip
-    check(with_("devices.supernet", "cuda:1"))  # where, not whether: a GPU is looked for inside the job
+    check(with_("devices.supernet", "cuda:1"))
+    check(with_("methods", ["tyr", "uniform+recover", "flap+recover"]))  # any structural result, recovered  # where, not whether: a GPU is looked for inside the job
     with pytest.raises(tyrconf.ConfigError, match=r"search.device is now devices.search"):
         tyrconf.refuse_moved_keys(with_("search.device", "cuda"))
 

@@ -445,3 +445,34 @@ def test_keep_levels_chosen_releases_read_supernets_and_reruns_nothing(reference
     planned = planned_rules(workdir, tmp_path / "longer.yaml")
     assert planned.get("supernet_layer") == 3 and planned.get("supernet") == 1 and planned.get("search") == 1
     assert not {"levels", "attention_share", "genome_uniform"} & set(planned)
+
+
+def test_a_recovered_result_reuses_the_finished_run_and_joins_the_table(reference, tmp_path):
+    """`uniform+recover` in methods on a finished run: one recover job on uniform's export, its
+    evaluation and summary, the report and the table; nothing of the pruning. Its checkpoint
+    cadence is not a param (a rerun with another plans nothing); the summary carries the
+    recovery's record and the table's cost counts uniform's jobs plus the recovery."""
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(reference["run_dir"].parents[1], workdir, symlinks=True)
+    recover = {"methods": ["tyr", "uniform", "uniform+recover"],
+               "recover": {"steps": 3, "batch": 2, "checkpoint_every": 2}}  # fmt: skip
+    (tmp_path / "recover.yaml").write_text(yaml.safe_dump(recover))
+    planned = planned_rules(workdir, tmp_path / "recover.yaml")
+    assert planned == {"recover": 1, "evaluate_pruned": 1, "summarize": 1, "report": 1, "all": 1, "total": 5}, planned
+    tiny = ROOT / "config" / "presets" / "tiny.yaml"
+    run(workdir, "--configfile", str(tiny), str(workdir / "test.yaml"), str(tmp_path / "recover.yaml"), "--", "all",
+        "compare")  # fmt: skip
+    s50 = workdir / "results" / RUN / "s50"
+    summary = json.loads((s50 / "uniform+recover" / "eval" / "summary.json").read_text())
+    assert summary["method"] == "uniform+recover" and summary["recovery"]["steps"] == 3
+    assert summary["sparsity"] == json.loads((s50 / "uniform" / "eval" / "summary.json").read_text())["sparsity"]
+    assert (s50 / "uniform+recover" / "checkpoint" / "state.json").is_file()
+    table = json.loads((workdir / "results" / "compare" / RUN / "table.json").read_text())
+    cost = {r["method"]: r["seconds"] for r in table["rows"]}
+    assert cost["uniform+recover"] > cost["uniform"]
+    (tmp_path / "cadence.yaml").write_text(
+        yaml.safe_dump({**recover, "recover": {**recover["recover"], "checkpoint_every": 1}})
+    )
+    assert planned_rules(workdir, tmp_path / "recover.yaml", tmp_path / "cadence.yaml") == {}

@@ -61,6 +61,11 @@ def summarize(
     summary["skipped"] = {**dense.get("skipped", {}), **pruned.get("skipped", {})}
     if "selection" in genome:  # Týr: the held-out choice among the iterations' genomes
         summary["selection"] = genome["selection"]
+    recovery = Path(pruned["model"]) / "tyr_recovery.json"  # a `<method>+recover` result (tyr.recover.output)
+    if recovery.is_file():
+        r = read_json(recovery)
+        summary["recovery"] = {k: r[k] for k in ("seconds", "tokens", "final_loss", "compute_dtype", "device")}
+        summary["recovery"].update(mode=r["options"]["mode"], steps=r["options"]["steps"], seed=r["options"]["seed"])
     if gguf_json is not None:  # llama.cpp's own measurements of the GGUF files (rules/gguf.smk)
         summary["gguf"] = read_json(gguf_json)
     write_json(out_json, summary)

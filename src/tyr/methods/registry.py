@@ -130,6 +130,23 @@ def names() -> list[str]:
     return [m.name for m in METHODS if m.kind == "structural"]
 
 
+RECOVERED = "+recover"  # `<structural method>+recover`: that method's result after the recovery step (tyr.recover)
+
+
+def base_method(name: str) -> str:
+    """The structural method a result name starts from: `tyr+recover` -> `tyr`, `tyr` -> `tyr`."""
+    return name.removesuffix(RECOVERED)
+
+
+def is_recovered(name: str) -> bool:
+    return name.endswith(RECOVERED)
+
+
+def result_names() -> list[str]:
+    """What `methods:` may name: every structural method, and each with the recovery step."""
+    return names() + [n + RECOVERED for n in names()]
+
+
 def baselines() -> list[str]:
     """Structural methods computed by a module of tyr.methods.baselines (one `baseline` job each)."""
     return [m.name for m in METHODS if m.kind == "structural" and m.module is not None]

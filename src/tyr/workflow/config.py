@@ -70,10 +70,29 @@ def check(config) -> None:
     _check_methods(config["methods"])
     _check_model(config["model"])
     _check_data(config["data"])
-    if "tyr" in config["methods"] and config["data"]["selection_sequences"] < 1:
+    if "tyr" in base_methods(config) and config["data"]["selection_sequences"] < 1:
         raise ConfigError("data.selection_sequences: Týr chooses its final genome on this split; it needs >= 1")
     _check_search(config["search"], config["data"])
     _check_evaluate(config["evaluate"])
+    _check_recover(config.get("recover"))
+
+
+def base_methods(config) -> list[str]:
+    """The structural methods whose results the run needs (`tyr+recover` needs `tyr`'s), in order."""
+    from tyr.methods import registry
+
+    return list(dict.fromkeys(registry.base_method(m) for m in config["methods"]))
+
+
+def _check_recover(recover) -> None:
+    """recover.text: `calibration`, or local files that can be read now (never the hub: a
+    recovery trains on it, and the held-out split must stay unseen)."""
+    if not recover or recover["text"] == "calibration":
+        return
+    try:
+        sources.local_files(recover["text"])
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"recover.text: {e}") from None
 
 
 def _check_methods(methods) -> None:
@@ -81,8 +100,11 @@ def _check_methods(methods) -> None:
     from tyr.methods import registry
 
     for name in methods:
-        if name not in registry.names():
-            raise ConfigError(f"methods: {name!r} is not a method; expected one of {registry.names()}")
+        if name not in registry.result_names():
+            raise ConfigError(
+                f"methods: {name!r} is not a method; expected one of {registry.names()}, "
+                f"or one of them with {registry.RECOVERED!r} (the recovery step)"
+            )
     if len(set(methods)) != len(methods):
         raise ConfigError(f"methods: {methods} names a method twice")
 

@@ -1,0 +1,169 @@
+"""The recovery loop: distil the dense model into a pruned one, resumable, then write the result
+as a plain `from_pretrained` folder beside the pruned one (`recover`).
+
+Each step takes `batch` sequences (`text.batch_order`: a pure function of seed and step), runs
+the dense teacher without gradients and the student with them (bfloat16 autocast where the
+device multiplies it natively, float32 master weights and AdamW moments), and updates the
+trained parameters (`adapters`) at a learning rate with linear warm-up and cosine decay to zero.
+Every `checkpoint_every` steps, and on SIGTERM, the trained parameters, the optimiser's state
+and the loss history go to `state_dir` atomically; a rerun with the same inputs and options
+continues from there and gives bit-identical weights (tests/recover/test_train.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tyr.recover import checkpoint
+from tyr.recover.adapters import merged, trainable, trained_parameters
+from tyr.recover.distill import distill_loss
+from tyr.recover.text import batch_order, recovery_sequences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecoverOptions:
+    mode: str = "lora"  # lora | full (tyr.recover.adapters)
+    steps: int = 300
+    batch: int = 8  # sequences per step
+    lr: float = 5e-4
+    warmup: int = 10  # steps of linear warm-up
+    rank: int = 16  # LoRA
+    alpha: float = 32.0  # LoRA: the update is (alpha / rank)·B·A
+    temperature: float = 1.0
+    text: str = "calibration"  # tyr.recover.text
+    sequences: int | None = None
+    dtype: str = (
+        "auto"  # autocast of the student's and teacher's matmuls: auto (bf16 where native) | float32 | bfloat16
+    )
+    checkpoint_every: int = 25
+    seed: int = 0
+
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up over `warmup` steps, then cosine decay to 0 at `steps`."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        span = max(1, self.steps - self.warmup)
+        return 0.5 * self.lr * (1 + math.cos(math.pi * (step - self.warmup) / span))
+
+
+def recover(pruned_dir, dense_dir, tokens_zarr, out_dir, state_dir, *, device="cpu", progress=True, card=None,
+            **options) -> dict:  # fmt: skip
+    """Train `pruned_dir` toward `dense_dir`; write the recovered folder to `out_dir` and return its
+    record (options, loss history, seconds). `state_dir` holds the checkpoint between runs."""
+    import torch
+
+    from tyr.core.device import placed, resolve_dtype, threads_from_env
+
+    threads_from_env()
+    opts = RecoverOptions(**options)
+    seqs = recovery_sequences(tokens_zarr, opts.text, model_dir=dense_dir, sequences=opts.sequences)
+    with placed(device, "devices.recover") as dev:
+        dtype = getattr(torch, resolve_dtype(opts.dtype, dev.type))
+        teacher, student = _models(dense_dir, pruned_dir, dev)
+        torch.manual_seed(opts.seed)  # LoRA's A matrices; a resumed run loads them instead
+        model = trainable(student, opts.mode, rank=opts.rank, alpha=opts.alpha)
+        params = trained_parameters(model)
+        optim = torch.optim.AdamW(params.values(), lr=opts.lr, weight_decay=0.0, foreach=False)
+        fingerprint = _fingerprint(opts, pruned_dir, dense_dir, seqs)
+        history = checkpoint.load(state_dir, fingerprint, params, optim)
+        _train(model, teacher, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress)
+        record = _record(opts, history, seqs, dtype, dev)
+        from tyr.recover.output import write_recovered
+
+        write_recovered(merged(model, opts.mode), pruned_dir, dense_dir, out_dir, record, card or {})
+    return record
+
+
+def _models(dense_dir, pruned_dir, dev):
+    from tyr.model.adapter import load_model
+
+    teacher = load_model(dense_dir).to(dev)
+    student = load_model(pruned_dir).to(dev).train()
+    return teacher, student
+
+
+def _train(model, teacher, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress):
+    """Steps from len(history) to opts.steps; a checkpoint every opts.checkpoint_every and at the end."""
+    import torch
+
+    from tyr.core import signals
+
+    start, t0 = len(history), time.perf_counter()
+    done_before = history[-1]["seconds"] if history else 0.0
+    for step in range(start, opts.steps):
+        ids = torch.from_numpy(seqs[batch_order(len(seqs), opts.batch, step, opts.seed)]).to(dev)
+        loss = _step(model, teacher, optim, params, ids, opts, step, dtype, dev)
+        seconds = done_before + time.perf_counter() - t0
+        history.append({"step": step + 1, "loss": loss, "lr": opts.learning_rate(step), "seconds": seconds,
+                        "tokens": (step + 1) * ids.numel()})  # fmt: skip
+        last = step + 1 == opts.steps
+        if last or (step + 1) % opts.checkpoint_every == 0 or signals.STOP.is_set():
+            checkpoint.save(state_dir, fingerprint, params, optim, history)
+        if progress and (last or (step + 1) % 5 == 0):
+            _progress(history, opts)
+        signals.check(f"recovery continues from step {step + 1} ({state_dir})")
+
+
+def _step(model, teacher, optim, params, ids, opts, step, dtype, dev) -> float:
+    import torch
+
+    autocast = torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32)
+    with torch.no_grad(), autocast:
+        target = teacher(input_ids=ids).logits
+    with autocast:
+        logits = model(input_ids=ids).logits
+    loss = distill_loss(logits, target, opts.temperature)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
+    for group in optim.param_groups:
+        group["lr"] = opts.learning_rate(step)
+    optim.step()
+    optim.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def _progress(history, opts) -> None:
+    """One line: step, loss, tokens/s and seconds left, over the last 5 steps."""
+    h, before = history[-1], history[-6] if len(history) > 5 else {"step": 0, "tokens": 0, "seconds": 0.0}
+    span = max(h["seconds"] - before["seconds"], 1e-9)
+    left = (opts.steps - h["step"]) * span / max(1, h["step"] - before["step"])
+    log.info("recover: step %d/%d  loss %.4f  %.0f tokens/s  %.0f s left", h["step"], opts.steps, h["loss"],
+             (h["tokens"] - before["tokens"]) / span, left)  # fmt: skip
+
+
+def _fingerprint(opts, pruned_dir, dense_dir, seqs) -> dict:
+    """What a checkpoint must match to be continued: the options and the exact inputs."""
+    from tyr.calib.stores import tokens_digest
+
+    return {"options": asdict(opts), "pruned": _weights_digest(pruned_dir), "dense": _weights_digest(dense_dir),
+            "text": tokens_digest(seqs)}  # fmt: skip
+
+
+def _weights_digest(folder) -> str:
+    import hashlib
+
+    from tyr.core.io import sha256_file
+    from tyr.model.adapter import weight_files
+
+    return hashlib.sha256("".join(sha256_file(f) for f in weight_files(folder)).encode()).hexdigest()
+
+
+def _record(opts, history, seqs, dtype, dev) -> dict:
+    return {
+        "options": asdict(opts),
+        "sequences": int(len(seqs)),
+        "seq_len": int(seqs.shape[1]),
+        "compute_dtype": str(dtype).removeprefix("torch."),
+        "device": dev.type,
+        "seconds": history[-1]["seconds"] if history else 0.0,
+        "tokens": history[-1]["tokens"] if history else 0,
+        "final_loss": float(np.mean([h["loss"] for h in history[-10:]])) if history else None,
+        "history": history,
+    }
