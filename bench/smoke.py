@@ -40,6 +40,7 @@ SCRIPTS = (
     "self_sampling",
     "supernet_ablation",
     "gguf_export",
+    "recover",
 )
 
 

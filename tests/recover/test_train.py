@@ -57,6 +57,14 @@ def test_distill_loss_is_the_kl_to_the_teacher():
     soft = torch.nn.functional.kl_div((s / tau).log_softmax(-1), (t / tau).log_softmax(-1), log_target=True,
                                       reduction="none")  # fmt: skip
     assert torch.allclose(distill_loss(s, t, tau), soft.sum(-1).mean() * tau**2, atol=1e-6)
+    # The hand-written gradient is autograd's of the plain formula.
+    s.requires_grad_(True)
+    distill_loss(s, t, tau).backward()
+    mine, s.grad = s.grad, None
+    ref = torch.nn.functional.kl_div((s / tau).log_softmax(-1), (t / tau).log_softmax(-1), log_target=True,
+                                     reduction="none")  # fmt: skip
+    (ref.sum(-1).mean() * tau**2).backward()
+    assert torch.allclose(mine, s.grad, atol=1e-6)
 
 
 def test_batches_are_a_pure_function_of_seed_and_step():

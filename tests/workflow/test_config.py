@@ -94,7 +94,9 @@ def test_every_heavy_stage_has_a_device_key_and_an_old_search_device_is_pointed_
         "unstructured", "recover",
     }  # fmt: skip
     check(with_("devices.supernet", "cuda:1"))
-    check(with_("methods", ["tyr", "uniform+recover", "flap+recover"]))  # any structural result, recovered  # where, not whether: a GPU is looked for inside the job
+    check(
+        with_("methods", ["tyr", "uniform+recover", "flap+recover"])
+    )  # any structural result, recovered  # where, not whether: a GPU is looked for inside the job
     with pytest.raises(tyrconf.ConfigError, match=r"search.device is now devices.search"):
         tyrconf.refuse_moved_keys(with_("search.device", "cuda"))
 

@@ -1,11 +1,14 @@
 """Knowledge distillation: the pruned model (student S) fits the dense model's (teacher T)
 next-token distribution at every position (Hinton et al., 2015):
 
-    L = τ² · mean_t KL( softmax(z_T,t / τ) ‖ softmax(z_S,t / τ) )
+    L = τ² · (1/N) Σ_t KL( p_T,t ‖ p_S,t ),   p = softmax(z / τ)
+    ∂L/∂z_S,t = τ · (p_S,t − p_T,t) / N
 
 The full vocabulary, not the search's top-k: the recovery text is short (tens of thousands of
-tokens), so each position's whole distribution is the signal. In float32 whatever the models
-compute in.
+tokens), so each position's whole distribution is the signal. Loss and gradient are computed
+together, CHUNK rows at a time in float32, and only the gradient is kept for the backward pass:
+autograd's version kept three [N, vocab] float32 tensors and spent 3.9 s of a 13.9 s SmolLM2
+step (batch 8 × 256) in their page faults and passes; chunked it takes a fraction of that.
 """
 
 from __future__ import annotations
@@ -13,11 +16,31 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+CHUNK = 256  # rows: 256 × 49152 float32 = 50 MB per temporary
+
+
+class _KLToTeacher(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, student, teacher, tau: float):
+        n = student.shape[0]
+        total = torch.zeros((), dtype=torch.float32, device=student.device)
+        grad = torch.empty_like(student)
+        for start in range(0, n, CHUNK):
+            rows = slice(start, start + CHUNK)
+            log_s = F.log_softmax(student[rows].float() / tau, dim=-1)
+            log_t = F.log_softmax(teacher[rows].float() / tau, dim=-1)
+            p_t = log_t.exp()
+            total += (p_t * (log_t - log_s)).sum()
+            grad[rows] = ((log_s.exp() - p_t) * (tau / n)).to(grad.dtype)
+        ctx.save_for_backward(grad)
+        return (total * tau * tau / n).float()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_out.to(grad.dtype), None, None
+
 
 def distill_loss(student_logits, teacher_logits, temperature: float = 1.0):
     """Mean over positions of τ²·KL(p_T ‖ p_S); logits [..., vocab]. The teacher carries no gradient."""
-    tau = float(temperature)
-    log_s = F.log_softmax(student_logits.float().flatten(0, -2) / tau, dim=-1)
-    with torch.no_grad():
-        log_t = F.log_softmax(teacher_logits.float().flatten(0, -2) / tau, dim=-1)
-    return (log_t.exp() * (log_t - log_s)).sum(-1).mean() * tau * tau
+    return _KLToTeacher.apply(student_logits.flatten(0, -2), teacher_logits.detach().flatten(0, -2), float(temperature))

@@ -1,0 +1,142 @@
+"""Recovery (issue 28): the retraining-free results of a finished run, and each after recovery.
+
+    python bench/recover.py results/<run> [--target 50] [--methods tyr uniform] [--seeds 0 1 2]
+        [--steps 300] [--mode lora] [--set key=value ...] [--windows 8] [--wikitext FILE]
+    python bench/recover.py --smoke
+
+For every method and recovery seed, `tyr.recover.train.recover` trains the run's export
+(`s<target>/<method>/pruned`) toward its dense model with the config's `recover` section (the
+command line overrides keys), in a fresh process state each, then scores WikiText-2 (the run's
+evaluation windows) and the held-out split: the same numbers as `eval/summary.json`. The dense
+model and the retraining-free exports are scored once. Writes
+bench/results/<date>-<host>-recover.{md,json} (JSON `rows`: method, target_sparsity, seed,
+perplexity and dense per data set, seconds). --smoke: a few steps on the tiny finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from lib import args as cli
+from lib import results
+from lib.config import default_config
+from lib.env import setup, wikitext_path
+from lib.tinyrun import smoke_run_args
+
+
+def main(argv=None):
+    ap = cli.parser(__doc__)
+    cli.add_run_args(ap)
+    ap.add_argument("--methods", nargs="+", default=["tyr", "uniform"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recover.<key> overrides (YAML values)")
+    args = ap.parse_args(argv)
+    setup(2)
+    with cli.workspace(args) as tmp:
+        options = dict(default_config(smoke=args.smoke)["recover"])
+        options.update({k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)})
+        if args.smoke:
+            smoke_run_args(args, tmp)
+            options.update(steps=3, batch=2)
+            args.seeds = [0]
+        rows, continuations = measure(Path(args.run_dir), options, args)
+        results.write("recover", report(rows, continuations, options, args),
+                      {"options": options, "rows": rows, "continuations": continuations}, out=args.out)  # fmt: skip
+
+
+def measure(run: Path, options: dict, args) -> tuple[list[dict], dict]:
+    from tyr.recover.train import recover
+    from tyr.workflow.config import tag_target
+
+    base = run / f"s{args.target}"
+    score = scorer(run, args)
+    dense = score(run / "model")
+    target = tag_target(args.target)
+    rows, said = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in args.methods:
+            pruned = base / method / "pruned"
+            rows.append(_row(method, target, None, score(pruned), dense, 0.0))
+            for seed in args.seeds:
+                out, state = Path(tmp) / f"{method}-{seed}", Path(tmp) / f"state-{method}-{seed}"
+                record = recover(pruned, run / "model", run / "calib" / "tokens.zarr", out, state,
+                                 card={"prompts": PROMPTS, "new_tokens": 24}, **dict(options, seed=seed))  # fmt: skip
+                rows.append(_row(f"{method}+recover", target, seed, score(out), dense, record["seconds"],
+                                 loss=record["final_loss"], tokens=record["tokens"]))  # fmt: skip
+                said.setdefault(method, _continuations(out))
+                print(f"[recover] {method} seed {seed}: {rows[-1]['perplexity']} in {record['seconds']:.0f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
+    return rows, said
+
+
+PROMPTS = ["The capital of France is", "Once upon a time, there was a"]
+
+
+def scorer(run: Path, args):
+    """model folder -> {data set: perplexity}: WikiText-2 on the run's windows and the held-out split."""
+    from tyr.evaluate.measure import load
+    from tyr.evaluate.perplexity import heldout_perplexity, perplexity, read_texts
+
+    texts = read_texts(wikitext_path(args.wikitext))
+
+    def score(folder) -> dict:
+        model, tokenizer = load(folder)
+        wiki = perplexity(model, tokenizer, texts, seq_len=args.seq_len, max_windows=args.windows)["perplexity"]
+        held = heldout_perplexity(model, run / "calib" / "tokens.zarr")["perplexity"]
+        return {"wikitext2": wiki, "heldout": held}
+
+    return score
+
+
+def _row(method, target, seed, ppl, dense, seconds, **extra) -> dict:
+    return {"method": method, "target_sparsity": target, "seed": seed, "perplexity": ppl, "dense": dense,
+            "seconds": seconds, **extra}  # fmt: skip
+
+
+def _continuations(folder: Path) -> list[dict]:
+    """The card's dense / retraining-free / recovered continuations (tyr.recover.output)."""
+    text = (folder / "README.md").read_text()
+    return [line for line in text.splitlines() if line.startswith("| ") and "prompt" not in line][-len(PROMPTS) :]
+
+
+def report(rows: list[dict], said: dict, options: dict, args) -> list[str]:
+    lines = [
+        f"# Recovery: {args.run_dir} s{args.target}",
+        "",
+        f"`{' '.join(['python', 'bench/recover.py', *sys.argv[1:]])}`",
+        "",
+        f"Recovery options (config.yaml `recover`, with the command line's): `{json.dumps(options)}`. "
+        f"WikiText-2: {args.windows} windows × {args.seq_len} tokens of the test split; held-out: the "
+        "calibration's held-out split (never trained on). Mean ± sd over the recovery seeds.",
+        "",
+        "| model | seeds | WikiText-2 ppl | × dense | held-out ppl | × dense | recovery seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    dense = rows[0]["dense"]
+    lines.append(f"| dense | – | {dense['wikitext2']:.2f} | 1.00 | {dense['heldout']:.2f} | 1.00 | – |")
+    for method in dict.fromkeys(r["method"] for r in rows):
+        rs = [r for r in rows if r["method"] == method]
+        cells = [_mean_sd([r["perplexity"][k] for r in rs]) for k in ("wikitext2", "heldout")]
+        ratios = [statistics.mean(r["perplexity"][k] / dense[k] for r in rs) for k in ("wikitext2", "heldout")]
+        secs = "–" if rs[0]["seed"] is None else _mean_sd([r["seconds"] for r in rs], "{:.0f}")
+        lines.append(f"| {method} | {len(rs) if rs[0]['seed'] is not None else '–'} | {cells[0]} | {ratios[0]:.2f} | "
+                     f"{cells[1]} | {ratios[1]:.2f} | {secs} |")  # fmt: skip
+    for method, table in said.items():
+        lines += ["", f"{method}, recovery seed {args.seeds[0]} (greedy):", "",
+                  "| prompt | dense | pruned | recovered |", "|---|---|---|---|", *table]  # fmt: skip
+    return lines
+
+
+def _mean_sd(values, fmt="{:.2f}") -> str:
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+if __name__ == "__main__":
+    main()
