@@ -98,10 +98,13 @@ def _row(method, target, seed, ppl, dense, seconds, **extra) -> dict:
             "seconds": seconds, **extra}  # fmt: skip
 
 
-def _continuations(folder: Path) -> list[dict]:
-    """The card's dense / retraining-free / recovered continuations (tyr.recover.output)."""
-    text = (folder / "README.md").read_text()
-    return [line for line in text.splitlines() if line.startswith("| ") and "prompt" not in line][-len(PROMPTS) :]
+def _continuations(folder: Path) -> list[str]:
+    """The dense / retraining-free / recovered continuations the recovery recorded, as table rows."""
+    from tyr.core.io import read_json
+    from tyr.core.markdown import cell
+
+    rows = read_json(folder / "tyr_recovery.json")["continuations"]
+    return [f"| {' | '.join(cell(r[k]) for k in ('prompt', 'dense', 'pruned', 'recovered'))} |" for r in rows]
 
 
 def report(rows: list[dict], said: dict, options: dict, args) -> list[str]:

@@ -6,9 +6,11 @@ next-token distribution at every position (Hinton et al., 2015):
 
 The full vocabulary, not the search's top-k: the recovery text is short (tens of thousands of
 tokens), so each position's whole distribution is the signal. Loss and gradient are computed
-together, CHUNK rows at a time in float32, and only the gradient is kept for the backward pass:
-autograd's version kept three [N, vocab] float32 tensors and spent 3.9 s of a 13.9 s SmolLM2
-step (batch 8 × 256) in their page faults and passes; chunked it takes a fraction of that.
+together, CHUNK rows at a time in float32, and only the gradient is kept for the backward pass
+(autograd's version kept three [N, vocab] float32 tensors). Measured on 2 cores, bf16 logits of
+SmolLM2's 49152-token vocabulary, 2048 rows (a batch of 8 × 256): 2.6–3.7 s forward, 0.1 s
+backward; the plain autograd formula took 3.95 s forward in a whole step. Still a fifth of a step:
+the next thing to speed up.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class _KLToTeacher(torch.autograd.Function):
             total += (p_t * (log_t - log_s)).sum()
             grad[rows] = ((log_s.exp() - p_t) * (tau / n)).to(grad.dtype)
         ctx.save_for_backward(grad)
-        return (total * tau * tau / n).float()
+        return total * tau * tau / n
 
     @staticmethod
     def backward(ctx, grad_out):

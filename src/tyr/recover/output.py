@@ -27,8 +27,8 @@ def write_recovered(model, pruned_dir, dense_dir, out_dir, record: dict, card: d
         writer = ShardWriter(tmp)
         writer.add(_state(model))
         writer.close()
-        write_json(tmp / RECORD, record)
         rows = _continuations(dense_dir, pruned_dir, tmp, card) if card.get("prompts") else []
+        write_json(tmp / RECORD, dict(record, continuations=rows))
         base = (pruned_dir / "README.md").read_text() if (pruned_dir / "README.md").is_file() else ""
         (tmp / "README.md").write_text(base + recovery_card(record, rows))
         write_checksums(tmp)
@@ -46,16 +46,13 @@ def _continuations(dense_dir, pruned_dir, recovered_dir, card) -> list[dict]:
     """Greedy continuations of the dense, the retraining-free and the recovered model (the last
     loaded from its own folder, the way a user loads it)."""
     from tyr.evaluate.measure import continuations, load
+    from tyr.export.card import side_by_side
 
-    said = {}
-    for name, folder in (("dense", dense_dir), ("pruned", pruned_dir), ("recovered", recovered_dir)):
-        model, tokenizer = load(folder)
-        said[name] = continuations(model, tokenizer, card["prompts"], new_tokens=card.get("new_tokens", 24))
-        del model
-    return [
-        {"prompt": d["prompt"], "dense": d["continuation"], "pruned": p["continuation"], "recovered": r["continuation"]}
-        for d, p, r in zip(said["dense"], said["pruned"], said["recovered"])
-    ]
+    prompts, new_tokens = card["prompts"], card.get("new_tokens", 24)
+    model, tokenizer = load(recovered_dir)
+    recovered = continuations(model, tokenizer, prompts, new_tokens=new_tokens)
+    return [dict(row, recovered=r["continuation"])
+            for row, r in zip(side_by_side(dense_dir, pruned_dir, prompts, new_tokens), recovered)]  # fmt: skip
 
 
 def recovery_card(record: dict, rows: list[dict]) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from tyr.recover import checkpoint
 from tyr.recover.adapters import merged, trainable, trained_parameters
 from tyr.recover.distill import distill_loss
+from tyr.recover.output import write_recovered
 from tyr.recover.text import batch_order, recovery_sequences
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,6 @@ def recover(pruned_dir, dense_dir, tokens_zarr, out_dir, state_dir, *, device="c
         history = checkpoint.load(state_dir, fingerprint, params, optim)
         _train(model, teacher, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress)
         record = _record(opts, history, seqs, dtype, dev)
-        from tyr.recover.output import write_recovered
-
         write_recovered(merged(model, opts.mode), pruned_dir, dense_dir, out_dir, record, card or {})
     return record
 
@@ -139,10 +138,12 @@ def _progress(history, opts) -> None:
 
 
 def _fingerprint(opts, pruned_dir, dense_dir, seqs) -> dict:
-    """What a checkpoint must match to be continued: the options and the exact inputs."""
+    """What a checkpoint must match to be continued: the options that change the weights (not
+    how often they are saved) and the exact inputs."""
     from tyr.calib.stores import tokens_digest
 
-    return {"options": asdict(opts), "pruned": _weights_digest(pruned_dir), "dense": _weights_digest(dense_dir),
+    options = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every"}
+    return {"options": options, "pruned": _weights_digest(pruned_dir), "dense": _weights_digest(dense_dir),
             "text": tokens_digest(seqs)}  # fmt: skip
 
 

@@ -201,14 +201,13 @@ def export(input, output, params, wildcards):
 def recover(input, output, params, wildcards, runtime):
     from tyr.recover.train import recover
 
+    state = os.path.join(os.path.dirname(output.pruned), "checkpoint")  # not an output: a stopped job keeps it
     recover(
         input.pruned,
         input.model,
         input.tokens,
         output.pruned,
-        os.path.join(
-            os.path.dirname(output.pruned), "checkpoint"
-        ),  # beside the output, never one: a stopped job keeps it (rules/recover.smk)
+        state,
         device=runtime["device"],
         card={"prompts": params.prompts, "new_tokens": params.new_tokens},
         checkpoint_every=runtime["checkpoint_every"],
