@@ -58,6 +58,7 @@ GPU_RULES = {
     "baseline",
     "unstructured_layer",
     "unstructured_evaluate",
+    "recover",
 }
 CPU_RULES = {"prepare_model", "embed", "unstructured_export", "export_gguf", "quantize_gguf", "check_gguf"}
 
