@@ -19,7 +19,7 @@ from tyr.export import hf as ex
 from tyr.model.adapter import load_model
 from tyr.model.families import spec_from_config
 from tyr.recover import train
-from tyr.recover.distill import distill_loss
+from tyr.recover.distill import distill_loss, teacher_targets
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 FAST = dict(steps=12, batch=4, lr=3e-3, warmup=2, rank=4, alpha=8.0, checkpoint_every=4, dtype="float32")
@@ -44,27 +44,42 @@ def run(tiny_model_dir, tmp_path):
 def heldout_kl(model_dir, dense, tokens) -> float:
     ids = torch.from_numpy(stores.read_tokens(tokens, stores.HELDOUT).astype(np.int64))
     with torch.no_grad():
-        return float(distill_loss(load_model(model_dir)(input_ids=ids).logits, load_model(dense)(input_ids=ids).logits))
+        teacher = load_model(dense)(input_ids=ids).logits
+        student = load_model(model_dir)(input_ids=ids).logits
+        return float(distill_loss(student, teacher_targets(teacher, teacher.shape[-1])))
 
 
 def test_distill_loss_is_the_kl_to_the_teacher():
     torch.manual_seed(0)
     s, t = torch.randn(2, 5, 11), torch.randn(2, 5, 11)
-    ref = torch.nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="none")
-    assert torch.allclose(distill_loss(s, t), ref.sum(-1).mean(), atol=1e-6)
-    assert float(distill_loss(t, t)) == pytest.approx(0.0, abs=1e-6)
+    kl = torch.nn.functional.kl_div
+    ref = kl(s.log_softmax(-1), t.log_softmax(-1), log_target=True, reduction="none")
+    assert torch.allclose(distill_loss(s, teacher_targets(t, 11)), ref.sum(-1).mean(), atol=1e-6)
+    assert float(distill_loss(t, teacher_targets(t, 99))) == pytest.approx(0.0, abs=1e-6)  # k past the vocabulary
     tau = 2.0  # Hinton's τ² keeps the gradient scale: the KL of the softened distributions × τ²
-    soft = torch.nn.functional.kl_div((s / tau).log_softmax(-1), (t / tau).log_softmax(-1), log_target=True,
-                                      reduction="none")  # fmt: skip
-    assert torch.allclose(distill_loss(s, t, tau), soft.sum(-1).mean() * tau**2, atol=1e-6)
-    # The hand-written gradient is autograd's of the plain formula.
+    soft = kl((s / tau).log_softmax(-1), (t / tau).log_softmax(-1), log_target=True, reduction="none")
+    assert torch.allclose(distill_loss(s, teacher_targets(t, 11, tau), tau), soft.sum(-1).mean() * tau**2, atol=1e-6)
+
+
+def test_top_k_targets_and_the_hand_written_gradient_match_the_plain_formula():
+    """Truncated to the teacher's k best tokens, renormalised: loss and gradient equal autograd's of
+    the plain formula, written independently (a dense q_T with zeros off the top k)."""
+    torch.manual_seed(1)
+    s, t, k, tau = torch.randn(3, 4, 13), torch.randn(3, 4, 13), 5, 1.5
+    top = (t / tau).topk(k, -1)
+    q = torch.zeros_like(t).scatter_(-1, top.indices, top.values.softmax(-1))
     s.requires_grad_(True)
-    distill_loss(s, t, tau).backward()
+    loss = distill_loss(s, teacher_targets(t, k, tau), tau)
+    loss.backward()
     mine, s.grad = s.grad, None
-    ref = torch.nn.functional.kl_div((s / tau).log_softmax(-1), (t / tau).log_softmax(-1), log_target=True,
-                                     reduction="none")  # fmt: skip
-    (ref.sum(-1).mean() * tau**2).backward()
+    log_s = (s / tau).log_softmax(-1)
+    ref = (q * (torch.where(q > 0, q.log(), 0.0) - log_s)).sum(-1).mean() * tau**2
+    ref.backward()
+    assert torch.allclose(loss, ref, atol=1e-6)
     assert torch.allclose(mine, s.grad, atol=1e-6)
+    # Off the teacher's k tokens the gradient only lowers the student's probability.
+    off = q == 0
+    assert (mine[off] >= 0).all() and (mine[~off].sum() < 0)
 
 
 def test_batches_are_a_pure_function_of_seed_and_step():

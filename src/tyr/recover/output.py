@@ -64,7 +64,7 @@ def recovery_card(record: dict, rows: list[dict]) -> str:
         "## Recovery (knowledge distillation from the dense model)",
         "",
         "These weights are the pruned model above after recovery: trained to match the dense model's "
-        "next-token distribution (KL at temperature "
+        f"next-token distribution (KL to its top {o['top_k']} tokens per position, at temperature "
         f"{o['temperature']:g}) on {record['sequences']} sequences × {record['seq_len']} tokens of "
         f"{'the calibration splits (never the held-out one)' if o['text'] == 'calibration' else o['text']}.",
         "",

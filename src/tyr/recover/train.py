@@ -1,10 +1,12 @@
 """The recovery loop: distil the dense model into a pruned one, resumable, then write the result
 as a plain `from_pretrained` folder beside the pruned one (`recover`).
 
-Each step takes `batch` sequences (`text.batch_order`: a pure function of seed and step), runs
-the dense teacher without gradients and the student with them (bfloat16 autocast where the
-device multiplies it natively, float32 master weights and AdamW moments), and updates the
-trained parameters (`adapters`) at a learning rate with linear warm-up and cosine decay to zero.
+The dense teacher runs once over the training text, before the first step, and leaves only its
+top-k targets (`distill.teacher_targets`). Each step takes `batch` sequences (`text.batch_order`:
+a pure function of seed and step), runs the student (bfloat16 autocast where the device
+multiplies it natively, float32 master weights and AdamW moments) against their targets, and
+updates the trained parameters (`adapters`) at a learning rate with linear warm-up and cosine
+decay to zero.
 Every `checkpoint_every` steps, and on SIGTERM, the trained parameters, the optimiser's state
 and the loss history go to `state_dir` atomically; a rerun with the same inputs and options
 continues from there and gives bit-identical weights (tests/recover/test_train.py).
@@ -19,9 +21,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tyr.model.adapter import load_model
 from tyr.recover import checkpoint
 from tyr.recover.adapters import merged, trainable, trained_parameters
-from tyr.recover.distill import distill_loss
+from tyr.recover.distill import Targets, distill_loss, teacher_targets
 from tyr.recover.output import write_recovered
 from tyr.recover.text import batch_order, recovery_sequences
 
@@ -38,6 +41,7 @@ class RecoverOptions:
     rank: int = 16  # LoRA
     alpha: float = 32.0  # LoRA: the update is (alpha / rank)·B·A
     temperature: float = 1.0
+    top_k: int = 128  # the teacher's most likely tokens per position the student fits (tyr.recover.distill)
     text: str = "calibration"  # tyr.recover.text
     sequences: int | None = None
     dtype: str = (
@@ -67,28 +71,39 @@ def recover(pruned_dir, dense_dir, tokens_zarr, out_dir, state_dir, *, device="c
     seqs = recovery_sequences(tokens_zarr, opts.text, model_dir=dense_dir, sequences=opts.sequences)
     with placed(device, "devices.recover") as dev:
         dtype = getattr(torch, resolve_dtype(opts.dtype, dev.type))
-        teacher, student = _models(dense_dir, pruned_dir, dev)
+        targets = _teacher_targets(dense_dir, seqs, opts, dtype, dev, progress)
+        student = load_model(pruned_dir).to(dev).train()
         torch.manual_seed(opts.seed)  # LoRA's A matrices; a resumed run loads them instead
         model = trainable(student, opts.mode, rank=opts.rank, alpha=opts.alpha)
         params = trained_parameters(model)
         optim = torch.optim.AdamW(params.values(), lr=opts.lr, weight_decay=0.0, foreach=False)
         fingerprint = _fingerprint(opts, pruned_dir, dense_dir, seqs)
         history = checkpoint.load(state_dir, fingerprint, params, optim)
-        _train(model, teacher, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress)
+        _train(model, targets, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress)
         record = _record(opts, history, seqs, dtype, dev)
         write_recovered(merged(model, opts.mode), pruned_dir, dense_dir, out_dir, record, card or {})
     return record
 
 
-def _models(dense_dir, pruned_dir, dev):
-    from tyr.model.adapter import load_model
+def _teacher_targets(dense_dir, seqs, opts, dtype, dev, progress) -> Targets:
+    """The dense model's top-k targets of every training sequence, [n, seq_len, k] on `dev`, computed
+    in batches of opts.batch sequences in order (so a resumed run recomputes the same ones)."""
+    import torch
 
-    teacher = load_model(dense_dir).to(dev)
-    student = load_model(pruned_dir).to(dev).train()
-    return teacher, student
+    teacher, parts = load_model(dense_dir).to(dev).eval(), []
+    autocast = torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32)
+    t0 = time.perf_counter()
+    with torch.no_grad(), autocast:
+        for start in range(0, len(seqs), opts.batch):
+            ids = torch.from_numpy(seqs[start : start + opts.batch]).to(dev)
+            parts.append(teacher_targets(teacher(input_ids=ids).logits, opts.top_k, opts.temperature))
+    if progress:
+        log.info("recover: the dense model's top-%d targets of %d sequences in %.0f s", opts.top_k, len(seqs),
+                 time.perf_counter() - t0)  # fmt: skip
+    return Targets(*(torch.cat(p) for p in zip(*parts)))
 
 
-def _train(model, teacher, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress):
+def _train(model, targets, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress):
     """Steps from len(history) to opts.steps; a checkpoint every opts.checkpoint_every and at the end."""
     import torch
 
@@ -97,8 +112,9 @@ def _train(model, teacher, optim, params, seqs, opts, dtype, dev, history, state
     start, t0 = len(history), time.perf_counter()
     done_before = history[-1]["seconds"] if history else 0.0
     for step in range(start, opts.steps):
-        ids = torch.from_numpy(seqs[batch_order(len(seqs), opts.batch, step, opts.seed)]).to(dev)
-        loss = _step(model, teacher, optim, params, ids, opts, step, dtype, dev)
+        rows = batch_order(len(seqs), opts.batch, step, opts.seed)
+        ids = torch.from_numpy(seqs[rows]).to(dev)
+        loss = _step(model, Targets(*(t[rows] for t in targets)), optim, params, ids, opts, step, dtype, dev)
         seconds = done_before + time.perf_counter() - t0
         history.append({"step": step + 1, "loss": loss, "lr": opts.learning_rate(step), "seconds": seconds,
                         "tokens": (step + 1) * ids.numel()})  # fmt: skip
@@ -110,15 +126,12 @@ def _train(model, teacher, optim, params, seqs, opts, dtype, dev, history, state
         signals.check(f"recovery continues from step {step + 1} ({state_dir})")
 
 
-def _step(model, teacher, optim, params, ids, opts, step, dtype, dev) -> float:
+def _step(model, targets, optim, params, ids, opts, step, dtype, dev) -> float:
     import torch
 
-    autocast = torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32)
-    with torch.no_grad(), autocast:
-        target = teacher(input_ids=ids).logits
-    with autocast:
+    with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
         logits = model(input_ids=ids).logits
-    loss = distill_loss(logits, target, opts.temperature)
+    loss = distill_loss(logits, targets, opts.temperature)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
     for group in optim.param_groups:
