@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RecoverOptions:
-    mode: str = "lora"  # lora | full (tyr.recover.adapters)
-    steps: int = 300
+    mode: str = "full"  # full | lora (tyr.recover.adapters)
+    steps: int = 130
     batch: int = 8  # sequences per step
-    lr: float = 5e-4
+    lr: float = 4e-4
     warmup: int = 10  # steps of linear warm-up
     rank: int = 16  # LoRA
     alpha: float = 32.0  # LoRA: the update is (alpha / rank)·B·A
