@@ -1,6 +1,7 @@
 """Knowledge distillation: the pruned model (student S) fits the dense model's (teacher T)
 next-token distribution at every position (Hinton et al., 2015), restricted to the teacher's
-top k tokens (the search's fitness uses the same truncation, `tyr.search.fitness`):
+top k tokens, renormalised (the search's fitness truncates too, `tyr.search.kl`, but lumps the
+tail into one outcome; here the tail is dropped, so q_T − p_S is a difference of distributions):
 
     q_T,t = softmax over top_k(z_T,t / τ)       (the teacher's k most likely tokens, renormalised)
     L     = τ² · (1/N) Σ_t KL( q_T,t ‖ p_S,t ),  p_S = softmax(z_S / τ) over the whole vocabulary
@@ -9,7 +10,7 @@ top k tokens (the search's fitness uses the same truncation, `tyr.search.fitness
 With k at least the vocabulary, q_T is the teacher's whole distribution and L the plain KL.
 
 Why top-k: the teacher's targets are computed once per sequence before training (`teacher_targets`,
-n × seq_len × k × 8 bytes: 42 MB for the default run at k = 128) instead of a teacher forward
+n × seq_len × k × 12 bytes: 63 MB for the default run at k = 128) instead of a teacher forward
 every step, and the loss touches the student's [N, vocab] logits in three passes, not a dozen.
 Measured on 2 cores, SmolLM2's 49152-token vocabulary, a batch of 8 × 256 (2048 rows): the
 full-vocabulary loss took 2.8–4.9 s and the teacher's forward 2.1–2.4 s of a 9.5–14 s step;
