@@ -84,7 +84,8 @@ def measure(run: Path, options: dict, args, save) -> tuple[list[dict], dict]:
                              out, state, card={"prompts": PROMPTS, "new_tokens": 24},
                              **dict(options, seed=seed, steps=steps))  # fmt: skip
             seconds = time.perf_counter() - t0
-            extra = {"train_seconds": record["seconds"], "loss": record["final_loss"], "tokens": record["tokens"]}
+            extra = {"train_seconds": record["seconds"], "loss": record["final_loss"], "tokens": record["tokens"],
+                     "heldout_curve": record.get("curve", [])}  # fmt: skip
             rows.append(_row(f"{method}+recover", target, seed, steps, score(out), dense, seconds, **extra))
             if steps == options["steps"]:
                 said.setdefault(method, _continuations(out))
@@ -153,10 +154,23 @@ def report(rows: list[dict], said: dict, options: dict, args) -> list[str]:
         for r in sorted(curve, key=lambda r: (r["method"].removesuffix("+recover"), r["steps"] or 0)):
             lines.append(f"| {r['method']} | {r['steps'] or 0} | {r['seconds'] / 60:.1f} | "
                          f"{r['perplexity']['wikitext2']:.2f} | {r['perplexity']['heldout']:.2f} |")  # fmt: skip
+    lines += _within_run(main, args.seeds[0])
     for method, table in said.items():
         lines += ["", f"{method}, recovery seed {args.seeds[0]} (greedy):", "",
                   "| prompt | dense | pruned | recovered |", "|---|---|---|---|", *table]  # fmt: skip
     return lines
+
+
+def _within_run(main: list[dict], seed: int) -> list[str]:
+    """The held-out perplexity during one whole run (tyr.recover.train's watch), the first seed."""
+    runs = [r for r in main if r["seed"] == seed and r.get("heldout_curve")]
+    if not runs:
+        return []
+    lines = ["", f"Within one run (recovery seed {seed}; held-out perplexity every `watch_every` steps of the "
+             "default schedule; training minutes only):", "", "| model | step | minutes | held-out ppl |",
+             "|---|---|---|---|"]  # fmt: skip
+    return lines + [f"| {r['method']} | {p['step']} | {p['seconds'] / 60:.1f} | {p['heldout_perplexity']:.2f} |"
+                    for r in runs for p in r["heldout_curve"]]  # fmt: skip
 
 
 def _table_row(rs: list[dict], dense: dict) -> str:

@@ -8,6 +8,7 @@ from tyr.workflow import config as tyrconf
 from tyr.workflow import hooks, runplan, steps
 from tyr.evaluate import plan as evalplan
 from tyr.methods import registry as tyr_methods
+from tyr.recover.train import CADENCE as RECOVER_CADENCE
 
 
 RUN = f"results/{config['run']}"
@@ -130,12 +131,13 @@ def evaluate_settings():
 
 
 def recover_options():
-    """What changes a recovered model: every `recover` key but how often it checkpoints."""
-    return {k: v for k, v in config["recover"].items() if k != "checkpoint_every"}
+    """What changes a recovered model: every `recover` key but how often it checkpoints and looks
+    at the held-out split (tyr.recover.train.CADENCE: changing those reruns nothing)."""
+    return {k: v for k, v in config["recover"].items() if k not in RECOVER_CADENCE}
 
 
 def recover_runtime():
-    return dict(runtime("recover"), checkpoint_every=config["recover"]["checkpoint_every"])
+    return dict(runtime("recover"), **{k: config["recover"][k] for k in RECOVER_CADENCE})
 
 
 def share_input(wildcards):

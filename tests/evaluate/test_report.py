@@ -162,3 +162,22 @@ def test_short_labels_name_each_search():
     assert report._short_labels(paths) == ["iter1", "iter2"]
     paths.append(Path("/r/s70/tyr/iter1/search/generations.tsv"))
     assert report._short_labels(paths) == ["s50/tyr/iter1", "s50/tyr/iter2", "s70/tyr/iter1"]
+
+
+def test_recovery_curve_of_every_recovered_result(tmp_path):
+    plain = _summary(tmp_path / "tyr.json", method="tyr", target=0.5, sparsity=0.5, ppl=14.0, acc_norm=0.5)
+    rec = _summary(tmp_path / "rec.json", method="tyr+recover", target=0.5, sparsity=0.5, ppl=12.0, acc_norm=0.5)
+    summary = json.loads(rec.read_text())
+    curve = [{"step": 0, "seconds": 0.0, "heldout_perplexity": 28.0}, {"step": 25, "seconds": 150.0,
+             "heldout_perplexity": 24.5}]  # fmt: skip
+    summary["recovery"] = {"curve": curve, "seconds": 150.0}
+    write_json(rec, summary)
+    out = tmp_path / "report" / "report.md"
+    report.write_report([plain, rec], out)
+    text = out.read_text()
+    assert "## Recovery: held-out perplexity during training" in text
+    assert "| tyr+recover @ 50% | 0 | 0.0 | 28.00 |" in text and "| tyr+recover @ 50% | 25 | 2.5 | 24.50 |" in text
+    assert "| tyr @ 50% |" not in text.split("## Recovery")[1]  # a retraining-free result has no curve
+    assert _png_ok(tmp_path / "report" / "plots" / "recovery.png")
+    report.write_report([plain], out)  # no recovered result: no section
+    assert "## Recovery" not in out.read_text()

@@ -152,6 +152,29 @@ def test_a_stopped_recovery_continues_bit_identically(run, tmp_path, monkeypatch
     ).read_bytes()
 
 
+def test_the_watch_scores_the_heldout_split_and_changes_nothing_trained(run, tmp_path):
+    """Held-out perplexity at step 0 (the pruned model's own), every watch_every steps and at the
+    end, each what the evaluation computes from the folder at that point; the weights are those of
+    a run that never looks (bit-identical), and the watch's time is not training time."""
+    from tyr.evaluate.perplexity import heldout_perplexity
+
+    dense, pruned, tokens = run
+    looked = train.recover(pruned, dense, tokens, tmp_path / "a", tmp_path / "sa", progress=False,
+                           **dict(FAST, watch_every=5))  # fmt: skip
+    blind = train.recover(pruned, dense, tokens, tmp_path / "b", tmp_path / "sb", progress=False,
+                          **dict(FAST, watch_every=0))  # fmt: skip
+    assert [p["step"] for p in looked["curve"]] == [0, 5, 10, 12] and blind["curve"] == []
+    start, end = looked["curve"][0]["heldout_perplexity"], looked["curve"][-1]["heldout_perplexity"]
+    assert start == pytest.approx(heldout_perplexity(load_model(pruned), tokens)["perplexity"], rel=1e-5)
+    assert end == pytest.approx(heldout_perplexity(load_model(tmp_path / "a"), tokens)["perplexity"], rel=1e-5)
+    assert end < start
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    seconds = [p["seconds"] for p in looked["curve"]]
+    assert seconds == sorted(seconds) and seconds[-1] == looked["seconds"]
+    saved = json.loads((tmp_path / "a" / "tyr_recovery.json").read_text())
+    assert saved["curve"] == looked["curve"]
+
+
 def test_a_checkpoint_of_other_options_is_not_continued(run, tmp_path):
     dense, pruned, tokens = run
     train.recover(pruned, dense, tokens, tmp_path / "a", tmp_path / "state", progress=False, **FAST)

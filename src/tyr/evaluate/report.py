@@ -28,7 +28,7 @@ def write_report(summaries, out_markdown, *, genomes=(), generations=(), shares=
     runs = [_run(Path(s), _match_genome(Path(s), genomes)) for s in summaries]
     lines = ["# tyr pruning report", ""]
     lines += _results_table(runs) + [""] + _data_notes(runs) + [""] + _task_table(runs)
-    lines += [""] + _continuations(runs) + _gguf_tables(runs)
+    lines += [""] + _continuations(runs) + _gguf_tables(runs) + _recovery_curve(runs, out_markdown, plots)
     if runs:
         plot_tradeoff(runs, plots / "tradeoff.png")
         lines += ["", "## Quality against sparsity", "", _img(out_markdown, plots / "tradeoff.png")]
@@ -147,6 +147,23 @@ def _continuations(runs) -> list[str]:
         lines += [f"| {label} | {cell(c['pruned'])} |" for label, c in answers]
         lines.append("")
     return lines
+
+
+def _recovery_curve(runs, out_markdown, plots) -> list[str]:
+    """Every `+recover` result's held-out perplexity against its training minutes (tyr.recover.train:
+    one run's own points on its schedule, not shorter schedules), a plot and a table."""
+    curves = {r["label"]: r["summary"]["recovery"]["curve"] for r in runs
+              if (r["summary"].get("recovery") or {}).get("curve")}  # fmt: skip
+    if not curves:
+        return []
+    png = plots / "recovery.png"
+    plot_recovery(curves, png)
+    lines = ["", "## Recovery: held-out perplexity during training", "", _img(out_markdown, png), "",
+             "| result | step | minutes | held-out ppl |", "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {label} | {p['step']} | {p['seconds'] / 60:.1f} | {p['heldout_perplexity']:.2f} |"
+              for label, points in curves.items() for p in points]  # fmt: skip
+    return lines + ["", "Minutes of training only (the teacher's targets, once before the first step, and "
+                    "these evaluations are not counted); the held-out split is never trained on."]  # fmt: skip
 
 
 def _share_table(shares) -> list[str]:
@@ -338,6 +355,17 @@ def plot_tradeoff(runs, out_png) -> None:
     for ax in (ax_ppl, ax_acc):
         if ax.lines:
             ax.legend(fontsize=8)
+    _save(fig, out_png)
+
+
+def plot_recovery(curves, out_png) -> None:
+    """Held-out perplexity against training minutes, one line per recovered result."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for label, points in curves.items():
+        ax.plot([p["seconds"] / 60 for p in points], [p["heldout_perplexity"] for p in points], "-o", ms=3, label=label)
+    ax.set(xlabel="training minutes", ylabel="held-out perplexity")
+    ax.legend(fontsize=8)
     _save(fig, out_png)
 
 

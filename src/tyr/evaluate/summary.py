@@ -65,7 +65,8 @@ def summarize(
     if recovery.is_file():
         r = read_json(recovery)
         summary["recovery"] = {k: r[k] for k in ("seconds", "tokens", "final_loss", "compute_dtype", "device")}
-        summary["recovery"].update(mode=r["options"]["mode"], steps=r["options"]["steps"], seed=r["options"]["seed"])
+        summary["recovery"].update(mode=r["options"]["mode"], steps=r["options"]["steps"], seed=r["options"]["seed"],
+                                   curve=r.get("curve", []))  # fmt: skip
     if gguf_json is not None:  # llama.cpp's own measurements of the GGUF files (rules/gguf.smk)
         summary["gguf"] = read_json(gguf_json)
     write_json(out_json, summary)

@@ -10,6 +10,9 @@ decay to zero.
 Every `checkpoint_every` steps, and on SIGTERM, the trained parameters, the optimiser's state
 and the loss history go to `state_dir` atomically; a rerun with the same inputs and options
 continues from there and gives bit-identical weights (tests/recover/test_train.py).
+Every `watch_every` steps the student's float32 perplexity on the held-out split (scored, never
+trained on, and no decision depends on it) joins the history: the record's `curve`, which the
+report plots against training minutes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tyr.recover.output import write_recovered
 from tyr.recover.text import batch_order, recovery_sequences
 
 log = logging.getLogger(__name__)
+CADENCE = ("checkpoint_every", "watch_every")  # how often it saves and looks, not what it computes
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class RecoverOptions:
         "auto"  # autocast of the student's and teacher's matmuls: auto (bf16 where native) | float32 | bfloat16
     )
     checkpoint_every: int = 25
+    watch_every: int = 25  # steps between held-out perplexity points (0: none)
     seed: int = 0
 
     def learning_rate(self, step: int) -> float:
@@ -78,9 +83,11 @@ def recover(pruned_dir, dense_dir, tokens_zarr, out_dir, state_dir, *, device="c
         params = trained_parameters(model)
         optim = torch.optim.AdamW(params.values(), lr=opts.lr, weight_decay=0.0, foreach=False)
         fingerprint = _fingerprint(opts, pruned_dir, dense_dir, seqs)
+        watch = _Watch(tokens_zarr, opts.watch_every)
+        heldout_start = watch(model, 0, [], progress)  # before a checkpoint's weights are loaded
         history = checkpoint.load(state_dir, fingerprint, params, optim)
-        _train(model, targets, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress)
-        record = _record(opts, history, seqs, dtype, dev)
+        _train(model, targets, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress, watch)
+        record = _record(opts, history, seqs, dtype, dev, heldout_start)
         write_recovered(merged(model, opts.mode), pruned_dir, dense_dir, out_dir, record, card or {})
     return record
 
@@ -103,22 +110,25 @@ def _teacher_targets(dense_dir, seqs, opts, dtype, dev, progress) -> Targets:
     return Targets(*(torch.cat(p) for p in zip(*parts)))
 
 
-def _train(model, targets, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress):
-    """Steps from len(history) to opts.steps; a checkpoint every opts.checkpoint_every and at the end."""
+def _train(model, targets, optim, params, seqs, opts, dtype, dev, history, state_dir, fingerprint, progress, watch):
+    """Steps from len(history) to opts.steps; a checkpoint every opts.checkpoint_every and at the end.
+    `seconds` counts training only: the watch's evaluations are left out."""
     import torch
 
     from tyr.core import signals
 
-    start, t0 = len(history), time.perf_counter()
+    start, t0, watched = len(history), time.perf_counter(), watch.seconds
     done_before = history[-1]["seconds"] if history else 0.0
     for step in range(start, opts.steps):
         rows = batch_order(len(seqs), opts.batch, step, opts.seed)
         ids = torch.from_numpy(seqs[rows]).to(dev)
         loss = _step(model, Targets(*(t[rows] for t in targets)), optim, params, ids, opts, step, dtype, dev)
-        seconds = done_before + time.perf_counter() - t0
+        seconds = done_before + time.perf_counter() - t0 - (watch.seconds - watched)
         history.append({"step": step + 1, "loss": loss, "lr": opts.learning_rate(step), "seconds": seconds,
                         "tokens": (step + 1) * ids.numel()})  # fmt: skip
         last = step + 1 == opts.steps
+        if last or (step + 1) % max(opts.watch_every, 1) == 0:
+            watch(model, step + 1, history, progress)
         if last or (step + 1) % opts.checkpoint_every == 0 or signals.STOP.is_set():
             checkpoint.save(state_dir, fingerprint, params, optim, history)
         if progress and (last or (step + 1) % 5 == 0):
@@ -141,6 +151,46 @@ def _step(model, targets, optim, params, ids, opts, step, dtype, dev) -> float:
     return float(loss.detach())
 
 
+class _Watch:
+    """The student's float32 perplexity on the held-out split, every `every` steps (0: never; also
+    not when the split is empty). Called at step 0 it returns the untrained model's perplexity;
+    at a later step it adds `heldout_perplexity` to that step's history entry. `seconds`: the
+    time it took, which the training's seconds leave out."""
+
+    def __init__(self, tokens_zarr, every: int):
+        import torch
+
+        from tyr.calib import stores
+
+        heldout = stores.read_tokens(tokens_zarr, stores.HELDOUT) if every else np.zeros((0, 0))
+        self.windows = torch.from_numpy(heldout.astype(np.int64))
+        self.seconds = 0.0
+
+    def __call__(self, model, step: int, history: list, progress: bool) -> float | None:
+        from tyr.evaluate.perplexity import window_perplexity
+
+        if not len(self.windows):
+            return None
+        t0 = time.perf_counter()
+        model.eval()
+        ppl = window_perplexity(model, self.windows, batch_size=4)["perplexity"]
+        model.train()
+        self.seconds += time.perf_counter() - t0
+        if step:
+            history[-1]["heldout_perplexity"] = ppl
+        if progress:
+            log.info("recover: held-out perplexity %.2f after %d steps (%.0f s)", ppl, step,
+                     time.perf_counter() - t0)  # fmt: skip
+        return ppl
+
+
+def _curve(history, heldout_start) -> list[dict]:
+    """(step, training seconds, held-out perplexity) at step 0 and every watched step."""
+    points = [{"step": 0, "seconds": 0.0, "heldout_perplexity": heldout_start}] if heldout_start else []
+    return points + [{k: h[k] for k in ("step", "seconds", "heldout_perplexity")}
+                     for h in history if "heldout_perplexity" in h]  # fmt: skip
+
+
 def _progress(history, opts) -> None:
     """One line: step, loss, tokens/s and seconds left, over the last 5 steps."""
     h, before = history[-1], history[-6] if len(history) > 5 else {"step": 0, "tokens": 0, "seconds": 0.0}
@@ -155,7 +205,7 @@ def _fingerprint(opts, pruned_dir, dense_dir, seqs) -> dict:
     how often they are saved) and the exact inputs."""
     from tyr.calib.stores import tokens_digest
 
-    options = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every"}
+    options = {k: v for k, v in asdict(opts).items() if k not in CADENCE}
     return {"options": options, "pruned": _weights_digest(pruned_dir), "dense": _weights_digest(dense_dir),
             "text": tokens_digest(seqs)}  # fmt: skip
 
@@ -169,7 +219,7 @@ def _weights_digest(folder) -> str:
     return hashlib.sha256("".join(sha256_file(f) for f in weight_files(folder)).encode()).hexdigest()
 
 
-def _record(opts, history, seqs, dtype, dev) -> dict:
+def _record(opts, history, seqs, dtype, dev, heldout_start) -> dict:
     return {
         "options": asdict(opts),
         "sequences": int(len(seqs)),
@@ -179,5 +229,6 @@ def _record(opts, history, seqs, dtype, dev) -> dict:
         "seconds": history[-1]["seconds"] if history else 0.0,
         "tokens": history[-1]["tokens"] if history else 0,
         "final_loss": float(np.mean([h["loss"] for h in history[-10:]])) if history else None,
+        "curve": _curve(history, heldout_start),
         "history": history,
     }

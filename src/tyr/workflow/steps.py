@@ -211,6 +211,7 @@ def recover(input, output, params, wildcards, runtime):
         device=runtime["device"],
         card={"prompts": params.prompts, "new_tokens": params.new_tokens},
         checkpoint_every=runtime["checkpoint_every"],
+        watch_every=runtime["watch_every"],
         **params.options,
     )
 
