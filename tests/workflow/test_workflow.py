@@ -450,7 +450,7 @@ def test_keep_levels_chosen_releases_read_supernets_and_reruns_nothing(reference
 def test_a_recovered_result_reuses_the_finished_run_and_joins_the_table(reference, tmp_path):
     """`uniform+recover` in methods on a finished run: one recover job on uniform's export, its
     evaluation and summary, the report and the table; nothing of the pruning. Its checkpoint
-    cadence is not a param (a rerun with another plans nothing); the summary carries the
+    and watch cadences are not params (a rerun with another plans nothing); the summary carries the
     recovery's record and the table's cost counts uniform's jobs plus the recovery."""
     import shutil
 
@@ -469,10 +469,13 @@ def test_a_recovered_result_reuses_the_finished_run_and_joins_the_table(referenc
     assert summary["method"] == "uniform+recover" and summary["recovery"]["steps"] == 3
     assert summary["sparsity"] == json.loads((s50 / "uniform" / "eval" / "summary.json").read_text())["sparsity"]
     assert (s50 / "uniform+recover" / "checkpoint" / "state.json").is_file()
+    assert [p["step"] for p in summary["recovery"]["curve"]] == [0, 3]  # watch_every 25: the start and the end
+    report = (workdir / "results" / RUN / "report" / "report.md").read_text()
+    assert "## Recovery: held-out perplexity during training" in report and "| uniform+recover @ 50% | 3 |" in report
     table = json.loads((workdir / "results" / "compare" / RUN / "table.json").read_text())
     cost = {r["method"]: r["seconds"] for r in table["rows"]}
     assert cost["uniform+recover"] > cost["uniform"]
     (tmp_path / "cadence.yaml").write_text(
-        yaml.safe_dump({**recover, "recover": {**recover["recover"], "checkpoint_every": 1}})
+        yaml.safe_dump({**recover, "recover": {**recover["recover"], "checkpoint_every": 1, "watch_every": 1}})
     )
     assert planned_rules(workdir, tmp_path / "recover.yaml", tmp_path / "cadence.yaml") == {}
