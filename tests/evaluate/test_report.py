@@ -165,7 +165,7 @@ def test_short_labels_name_each_search():
 
 
 def test_recovery_curve_of_every_recovered_result(tmp_path):
-    plain = _summary(tmp_path / "tyr.json", method="tyr", target=0.5, sparsity=0.5, ppl=14.0, acc_norm=0.5)
+    plain = _summary(tmp_path / "plain.json", method="tyr", target=0.5, sparsity=0.5, ppl=14.0, acc_norm=0.5)
     rec = _summary(tmp_path / "rec.json", method="tyr+recover", target=0.5, sparsity=0.5, ppl=12.0, acc_norm=0.5)
     summary = json.loads(rec.read_text())
     curve = [{"step": 0, "seconds": 0.0, "heldout_perplexity": 28.0}, {"step": 25, "seconds": 150.0,
