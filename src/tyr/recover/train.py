@@ -127,7 +127,7 @@ def _train(model, targets, optim, params, seqs, opts, dtype, dev, history, state
         history.append({"step": step + 1, "loss": loss, "lr": opts.learning_rate(step), "seconds": seconds,
                         "tokens": (step + 1) * ids.numel()})  # fmt: skip
         last = step + 1 == opts.steps
-        if last or (step + 1) % max(opts.watch_every, 1) == 0:
+        if watch.due(step + 1, last):
             watch(model, step + 1, history, progress)
         if last or (step + 1) % opts.checkpoint_every == 0 or signals.STOP.is_set():
             checkpoint.save(state_dir, fingerprint, params, optim, history)
@@ -152,28 +152,28 @@ def _step(model, targets, optim, params, ids, opts, step, dtype, dev) -> float:
 
 
 class _Watch:
-    """The student's float32 perplexity on the held-out split, every `every` steps (0: never; also
-    not when the split is empty). Called at step 0 it returns the untrained model's perplexity;
-    at a later step it adds `heldout_perplexity` to that step's history entry. `seconds`: the
-    time it took, which the training's seconds leave out."""
+    """The student's held-out perplexity (tyr.evaluate.perplexity, float32), every `every` steps
+    and at the end (0, or an empty held-out split: never). Called at step 0 it returns the
+    untrained model's perplexity; at a later step it adds `heldout_perplexity` to that step's
+    history entry. `seconds`: the time it took, which the training's seconds leave out."""
 
     def __init__(self, tokens_zarr, every: int):
-        import torch
-
         from tyr.calib import stores
 
-        heldout = stores.read_tokens(tokens_zarr, stores.HELDOUT) if every else np.zeros((0, 0))
-        self.windows = torch.from_numpy(heldout.astype(np.int64))
-        self.seconds = 0.0
+        self.tokens_zarr, self.seconds = tokens_zarr, 0.0
+        self.every = every if every and stores.split_shapes(tokens_zarr).get(stores.HELDOUT, (0,))[0] else 0
+
+    def due(self, step: int, last: bool) -> bool:
+        return bool(self.every) and (last or step % self.every == 0)
 
     def __call__(self, model, step: int, history: list, progress: bool) -> float | None:
-        from tyr.evaluate.perplexity import window_perplexity
+        from tyr.evaluate.perplexity import heldout_perplexity
 
-        if not len(self.windows):
+        if not self.every:
             return None
         t0 = time.perf_counter()
         model.eval()
-        ppl = window_perplexity(model, self.windows, batch_size=4)["perplexity"]
+        ppl = heldout_perplexity(model, self.tokens_zarr)["perplexity"]
         model.train()
         self.seconds += time.perf_counter() - t0
         if step:
